@@ -1,0 +1,119 @@
+// Command headway runs Kubernetes headless Services and StatefulSets from one
+// binary: `headway server`, `headway kubectl ...`, `headway version`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/component-base/cli"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
+	"github.com/headway/headway/internal/app"
+	"github.com/headway/headway/internal/version"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "kubectl" {
+		os.Exit(runKubectl(os.Args[2:]))
+	}
+	if err := newRootCommand().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "headway",
+		Short:         "Kubernetes headless Services and StatefulSets from one binary",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	root.AddCommand(newServerCommand(), newKubectlCommand(), newVersionCommand())
+	return root
+}
+
+func newServerCommand() *cobra.Command {
+	opts := app.DefaultOptions()
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the API server, controllers, cluster DNS and node agent",
+		Long: `Run a Kubernetes-compatible API server on an embedded store, with the
+controllers, cluster DNS and a node agent. On start it writes an admin
+kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubectl.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			r, err := app.Start(ctx, opts)
+			if err != nil {
+				return err
+			}
+			return r.Wait()
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// newKubectlCommand only documents `headway kubectl`; main runs it directly
+// so that kubectl parses its own flags.
+func newKubectlCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "kubectl [args...]",
+		Short:              "Run the built-in kubectl against the local server (<data-dir>/kubeconfig)",
+		DisableFlagParsing: true,
+		Run: func(_ *cobra.Command, args []string) {
+			os.Exit(runKubectl(args))
+		},
+	}
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print Headway's version and the Kubernetes version it serves",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "headway %s (commit %s, built %s)\nkubernetes %s\n",
+				version.Version, version.Commit, version.BuildDate, version.Kubernetes)
+		},
+	}
+}
+
+// runKubectl runs the embedded kubectl. Unless --kubeconfig or KUBECONFIG
+// says otherwise, it uses <data-dir>/kubeconfig.
+func runKubectl(args []string) int {
+	if os.Getenv("KUBECONFIG") == "" && !hasKubeconfigFlag(args) {
+		path := filepath.Join(app.DefaultDataDir(), "kubeconfig")
+		if _, err := os.Stat(path); err != nil {
+			fmt.Fprintf(os.Stderr, "headway: no kubeconfig at %s yet; start the server with 'headway server' (or pass --kubeconfig)\n", path)
+		}
+		os.Setenv("KUBECONFIG", path)
+	}
+	os.Args = append([]string{"kubectl"}, args...)
+	command := kubectlcmd.NewDefaultKubectlCommand()
+	if err := cli.RunNoErrOutput(command); err != nil {
+		cmdutil.CheckErr(err)
+	}
+	return 0
+}
+
+func hasKubeconfigFlag(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--kubeconfig" || strings.HasPrefix(a, "--kubeconfig=") {
+			return true
+		}
+	}
+	return false
+}

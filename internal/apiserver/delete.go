@@ -1,0 +1,224 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/headway/headway/internal/storage"
+)
+
+// parseDeleteOptions reads DeleteOptions from the body and query.
+func parseDeleteOptions(r *http.Request) (metav1.DeleteOptions, error) {
+	var opts metav1.DeleteOptions
+	body, err := readBody(r)
+	if err != nil {
+		return opts, err
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := json.Unmarshal(body, &opts); err != nil {
+			return opts, badRequest("the DeleteOptions in the request body could not be decoded: %v", err)
+		}
+	}
+	q := r.URL.Query()
+	if g := q.Get("gracePeriodSeconds"); g != "" {
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil {
+			return opts, badRequest("invalid gracePeriodSeconds %q", g)
+		}
+		opts.GracePeriodSeconds = &n
+	}
+	if p := q.Get("propagationPolicy"); p != "" {
+		pp := metav1.DeletionPropagation(p)
+		opts.PropagationPolicy = &pp
+	}
+	if o := q.Get("orphanDependents"); o != "" {
+		b := o == "true"
+		opts.OrphanDependents = &b
+	}
+	opts.DryRun = append(opts.DryRun, q["dryRun"]...)
+	var errs field.ErrorList
+	for _, d := range opts.DryRun {
+		if d != "All" {
+			errs = append(errs, field.NotSupported(field.NewPath("dryRun"), d, []string{"All"}))
+		}
+	}
+	if p := opts.PropagationPolicy; p != nil {
+		switch *p {
+		case metav1.DeletePropagationBackground, metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan:
+		default:
+			errs = append(errs, field.NotSupported(field.NewPath("propagationPolicy"), *p, []string{"Foreground", "Background", "Orphan"}))
+		}
+		if opts.OrphanDependents != nil {
+			errs = append(errs, field.Invalid(field.NewPath("propagationPolicy"), *p, "orphanDependents and propagationPolicy cannot both be set"))
+		}
+	}
+	if opts.GracePeriodSeconds != nil && *opts.GracePeriodSeconds < 0 {
+		zero := int64(0)
+		opts.GracePeriodSeconds = &zero
+	}
+	if len(errs) > 0 {
+		return opts, apierrors.NewInvalid(schema.GroupKind{Group: "meta.k8s.io", Kind: "DeleteOptions"}, "", errs)
+	}
+	return opts, nil
+}
+
+func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, false)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	opts, err := parseDeleteOptions(r)
+	if err != nil {
+		return err
+	}
+	obj, deleted, err := res.deleteObject(r.Context(), info.Namespace, info.Name, opts)
+	if err != nil {
+		return err
+	}
+	if !deleted {
+		res.s.writeObject(w, f, http.StatusOK, obj)
+		return nil
+	}
+	acc, _ := meta.Accessor(obj)
+	res.s.writeObject(w, f, http.StatusOK, &metav1.Status{
+		Status: metav1.StatusSuccess,
+		Details: &metav1.StatusDetails{
+			Name:  info.Name,
+			Group: res.reg.GroupVersion.Group,
+			Kind:  res.reg.Plural,
+			UID:   acc.GetUID(),
+		},
+	})
+	return nil
+}
+
+// deleteObject deletes an object, or marks it deleted while finalizers hold
+// it. deleted says whether it is gone from the store.
+func (res *resource) deleteObject(ctx context.Context, ns, name string, opts metav1.DeleteOptions) (runtime.Object, bool, error) {
+	key := res.key(ns, name)
+	dryRun := len(opts.DryRun) > 0
+	for attempt := 0; attempt < 100; attempt++ {
+		kv, err := res.s.store.Get(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, false, res.notFound(name)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		cur, err := res.decode(kv)
+		if err != nil {
+			return nil, false, err
+		}
+		acc, _ := meta.Accessor(cur)
+		if p := opts.Preconditions; p != nil {
+			if p.UID != nil && *p.UID != acc.GetUID() {
+				return nil, false, apierrors.NewConflict(res.reg.GroupResource(), name,
+					fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, acc.GetUID()))
+			}
+			if p.ResourceVersion != nil && *p.ResourceVersion != acc.GetResourceVersion() {
+				return nil, false, apierrors.NewConflict(res.reg.GroupResource(), name,
+					fmt.Errorf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, acc.GetResourceVersion()))
+			}
+		}
+		pending := len(acc.GetFinalizers()) > 0 || (res.reg.Finalizing != nil && res.reg.Finalizing(cur))
+		if pending {
+			if acc.GetDeletionTimestamp() != nil {
+				return cur, false, nil
+			}
+			next := cur.DeepCopyObject()
+			nacc, _ := meta.Accessor(next)
+			now := metav1.Now()
+			zero := int64(0)
+			nacc.SetDeletionTimestamp(&now)
+			nacc.SetDeletionGracePeriodSeconds(&zero)
+			if res.reg.PrepareForDelete != nil {
+				res.reg.PrepareForDelete(next)
+			}
+			if dryRun {
+				return next, false, nil
+			}
+			data, err := res.encode(next)
+			if err != nil {
+				return nil, false, err
+			}
+			rev, err := res.s.store.Update(ctx, key, data, kv.ModRevision)
+			if errors.Is(err, storage.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			nacc.SetResourceVersion(formatRV(rev))
+			return next, false, nil
+		}
+		if dryRun {
+			return cur, true, nil
+		}
+		_, _, err = res.s.store.Delete(ctx, key, kv.ModRevision)
+		if errors.Is(err, storage.ErrConflict) {
+			continue
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, false, res.notFound(name)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if h := res.reg.Hooks.AfterDelete; h != nil {
+			h(ctx, cur)
+		}
+		return cur, true, nil
+	}
+	return nil, false, res.conflict(name)
+}
+
+func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, false)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	opts, err := parseDeleteOptions(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	sel, err := res.parseSelection(q)
+	if err != nil {
+		return err
+	}
+	lq := map[string][]string{}
+	result, err := res.list(r.Context(), info.Namespace, lq, sel)
+	if err != nil {
+		return err
+	}
+	var deleted []runtime.Object
+	for _, obj := range result.items {
+		acc, _ := meta.Accessor(obj)
+		out, _, err := res.deleteObject(r.Context(), acc.GetNamespace(), acc.GetName(), opts)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		deleted = append(deleted, out)
+	}
+	list := res.reg.NewList()
+	if err := meta.SetList(list, deleted); err != nil {
+		return err
+	}
+	res.s.writeObject(w, f, http.StatusOK, list)
+	return nil
+}

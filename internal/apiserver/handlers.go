@@ -1,0 +1,404 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/applyconfigurations"
+
+	"github.com/headway/headway/internal/storage"
+)
+
+var (
+	typeConverterOnce sync.Once
+	typeConverterVal  managedfields.TypeConverter
+)
+
+// typeConverter is the structured-merge-diff schema of the built-in types,
+// used by server-side apply and managedFields tracking.
+func typeConverter(scheme *runtime.Scheme) managedfields.TypeConverter {
+	typeConverterOnce.Do(func() { typeConverterVal = applyconfigurations.NewTypeConverter(scheme) })
+	return typeConverterVal
+}
+
+func (res *resource) handleGet(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, true)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	obj, err := res.get(r.Context(), info.Namespace, info.Name)
+	if err != nil {
+		return err
+	}
+	out, err := res.transform(r, f, obj, false)
+	if err != nil {
+		return err
+	}
+	res.s.writeObject(w, f, http.StatusOK, out)
+	return nil
+}
+
+// selection is a parsed label and field selector.
+type selection struct {
+	labels labels.Selector
+	fields fields.Selector
+}
+
+func (sel selection) empty() bool { return sel.labels.Empty() && sel.fields.Empty() }
+
+func (res *resource) parseSelection(q map[string][]string) (selection, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	ls, err := labels.Parse(get("labelSelector"))
+	if err != nil {
+		return selection{}, badRequest("unable to parse requirement: %v", err)
+	}
+	fs, err := fields.ParseSelector(get("fieldSelector"))
+	if err != nil {
+		return selection{}, badRequest("invalid field selector: %v", err)
+	}
+	known := res.fieldSet(res.reg.New())
+	for _, req := range fs.Requirements() {
+		if _, ok := known[req.Field]; !ok {
+			return selection{}, badRequest("field label not supported: %s", req.Field)
+		}
+	}
+	return selection{labels: ls, fields: fs}, nil
+}
+
+func (res *resource) fieldSet(obj runtime.Object) fields.Set {
+	acc, _ := meta.Accessor(obj)
+	set := fields.Set{"metadata.name": acc.GetName()}
+	if res.reg.Namespaced {
+		set["metadata.namespace"] = acc.GetNamespace()
+	}
+	if res.reg.Fields != nil {
+		for k, v := range res.reg.Fields(obj) {
+			set[k] = v
+		}
+	}
+	return set
+}
+
+func (res *resource) matches(sel selection, obj runtime.Object) bool {
+	if sel.empty() {
+		return true
+	}
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return false
+	}
+	if !sel.labels.Matches(labels.Set(acc.GetLabels())) {
+		return false
+	}
+	return sel.fields.Empty() || sel.fields.Matches(res.fieldSet(obj))
+}
+
+// continueToken is the opaque "continue" of a paginated list.
+type continueToken struct {
+	APIVersion string `json:"v"`
+	RV         int64  `json:"rv"`
+	Start      string `json:"start"`
+}
+
+func encodeContinue(rv int64, start string) string {
+	b, _ := json.Marshal(continueToken{APIVersion: "meta.k8s.io/v1", RV: rv, Start: start})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeContinue(s string) (continueToken, error) {
+	var tok continueToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return tok, err
+	}
+	if err := json.Unmarshal(b, &tok); err != nil {
+		return tok, err
+	}
+	if tok.APIVersion != "meta.k8s.io/v1" || tok.RV <= 0 || strings.Contains(tok.Start, "/") && false {
+		return tok, errors.New("unknown continue token version")
+	}
+	return tok, nil
+}
+
+func invalidList(errs field.ErrorList) error {
+	return apierrors.NewInvalid(schema.GroupKind{Group: "meta.k8s.io", Kind: "ListOptions"}, "", errs)
+}
+
+func tooLargeRV(want, cur int64) error {
+	err := apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %d, current: %d", want, cur), 1)
+	err.ErrStatus.Details.Causes = []metav1.StatusCause{{Type: metav1.CauseTypeResourceVersionTooLarge, Message: "Too large resource version"}}
+	return err
+}
+
+// waitForRevision waits up to 3s for the store to reach rev (a client that
+// read a newer version from another server would wait here; with one store
+// it only happens for bogus versions).
+func (s *Server) waitForRevision(ctx context.Context, rev int64) error {
+	deadline := time.Now().Add(3 * time.Second)
+	for s.store.Revision() < rev {
+		if time.Now().After(deadline) {
+			return tooLargeRV(rev, s.store.Revision())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func parseRV(s string) (int64, error) {
+	rv, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || rv < 0 {
+		return 0, badRequest("invalid resource version %q: must be a non-negative integer", s)
+	}
+	return rv, nil
+}
+
+// listResult is a filtered page of objects.
+type listResult struct {
+	items     []runtime.Object
+	rev       int64
+	cont      string
+	remaining *int64
+}
+
+// list runs a list request's options against the store.
+func (res *resource) list(ctx context.Context, ns string, q map[string][]string, sel selection) (listResult, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	var limit int64
+	if l := get("limit"); l != "" {
+		n, err := strconv.ParseInt(l, 10, 64)
+		if err != nil || n < 0 {
+			return listResult{}, badRequest("invalid limit %q", l)
+		}
+		limit = n
+	}
+	rvParam, match, cont := get("resourceVersion"), get("resourceVersionMatch"), get("continue")
+	prefix := res.listPrefix(ns)
+	var atRev int64
+	start := ""
+	switch {
+	case cont != "":
+		if rvParam != "" && rvParam != "0" {
+			return listResult{}, invalidList(field.ErrorList{field.Forbidden(field.NewPath("resourceVersion"), "specifying resource version is not allowed when using continue")})
+		}
+		tok, err := decodeContinue(cont)
+		if err != nil {
+			return listResult{}, badRequest("continue key is not valid: %v", err)
+		}
+		atRev, start = tok.RV, prefix+tok.Start
+	case match != "" && rvParam == "":
+		return listResult{}, invalidList(field.ErrorList{field.Forbidden(field.NewPath("resourceVersionMatch"), "resourceVersionMatch is forbidden unless resourceVersion is provided")})
+	case match == "Exact":
+		rv, err := parseRV(rvParam)
+		if err != nil {
+			return listResult{}, err
+		}
+		if rv == 0 {
+			return listResult{}, invalidList(field.ErrorList{field.Forbidden(field.NewPath("resourceVersionMatch"), "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")})
+		}
+		atRev = rv
+	case match == "" || match == "NotOlderThan":
+		if rvParam != "" {
+			rv, err := parseRV(rvParam)
+			if err != nil {
+				return listResult{}, err
+			}
+			if err := res.s.waitForRevision(ctx, rv); err != nil {
+				return listResult{}, err
+			}
+		}
+	default:
+		return listResult{}, invalidList(field.ErrorList{field.NotSupported(field.NewPath("resourceVersionMatch"), match, []string{"Exact", "NotOlderThan"})})
+	}
+
+	var out listResult
+	for {
+		page, err := res.s.store.List(ctx, prefix, storage.ListOptions{Limit: pageSize(limit, len(out.items)), StartKey: start, Revision: atRev})
+		if err != nil {
+			switch {
+			case errors.Is(err, storage.ErrCompacted) && cont != "":
+				return listResult{}, apierrors.NewResourceExpired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+			case errors.Is(err, storage.ErrCompacted):
+				return listResult{}, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", atRev, res.s.store.CompactedRevision()))
+			case errors.Is(err, storage.ErrFutureRevision):
+				return listResult{}, tooLargeRV(atRev, res.s.store.Revision())
+			}
+			return listResult{}, err
+		}
+		atRev = page.Revision
+		out.rev = page.Revision
+		last := ""
+		for _, kv := range page.Items {
+			last = kv.Key
+			obj, err := res.decode(kv)
+			if err != nil {
+				return listResult{}, err
+			}
+			if !res.matches(sel, obj) {
+				continue
+			}
+			out.items = append(out.items, obj)
+			if limit > 0 && int64(len(out.items)) == limit {
+				break
+			}
+		}
+		full := limit > 0 && int64(len(out.items)) >= limit
+		moreInPage := last != "" && len(page.Items) > 0 && last != page.Items[len(page.Items)-1].Key
+		if full && (page.More || moreInPage) {
+			out.cont = encodeContinue(page.Revision, strings.TrimPrefix(last, prefix)+"\x00")
+			if sel.empty() && !moreInPage {
+				n := page.Remaining
+				out.remaining = &n
+			}
+			return out, nil
+		}
+		if !page.More || limit == 0 {
+			return out, nil
+		}
+		start = last + "\x00"
+	}
+}
+
+func pageSize(limit int64, have int) int64 {
+	if limit == 0 {
+		return 0
+	}
+	n := limit - int64(have)
+	if n < 100 {
+		n = 100
+	}
+	return n
+}
+
+func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, true)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	q := r.URL.Query()
+	sel, err := res.parseSelection(q)
+	if err != nil {
+		return err
+	}
+	result, err := res.list(r.Context(), info.Namespace, q, sel)
+	if err != nil {
+		return err
+	}
+	list := res.reg.NewList()
+	lm, err := meta.ListAccessor(list)
+	if err != nil {
+		return err
+	}
+	lm.SetResourceVersion(formatRV(result.rev))
+	lm.SetContinue(result.cont)
+	lm.SetRemainingItemCount(result.remaining)
+	if err := meta.SetList(list, result.items); err != nil {
+		return err
+	}
+	out, err := res.transform(r, f, list, true)
+	if err != nil {
+		return err
+	}
+	res.s.writeObject(w, f, http.StatusOK, out)
+	return nil
+}
+
+func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, false)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	opts, err := parseWriteOptions(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	obj := res.reg.New()
+	warnings, err := res.decodeBody(r, body, opts, obj, res.gvk)
+	if err != nil {
+		return err
+	}
+	if res.reg.Namespaced && info.Namespace == "" {
+		return badRequest("the server could not find the requested resource: %s is namespaced; create it in a namespace", res.reg.Plural)
+	}
+	out, err := res.createObject(r.Context(), info.Namespace, obj, opts)
+	if err != nil {
+		return err
+	}
+	writeWarnings(w, warnings)
+	res.s.writeObject(w, f, http.StatusCreated, out)
+	return nil
+}
+
+func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, false)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	opts, err := parseWriteOptions(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	obj := res.reg.New()
+	warnings, err := res.decodeBody(r, body, opts, obj, res.gvk)
+	if err != nil {
+		return err
+	}
+	acc, _ := meta.Accessor(obj)
+	if acc.GetName() != info.Name {
+		return badRequest("the name of the object (%s) does not match the name on the URL (%s)", acc.GetName(), info.Name)
+	}
+	mode := modeMain
+	switch info.Subresource {
+	case "status":
+		mode = modeStatus
+	case "finalize":
+		mode = modeFinalize
+	}
+	out, _, err := res.updateObject(r.Context(), info.Namespace, info.Name, mode, opts, func(runtime.Object) (runtime.Object, error) {
+		return obj.DeepCopyObject(), nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	writeWarnings(w, warnings)
+	res.s.writeObject(w, f, http.StatusOK, out)
+	return nil
+}

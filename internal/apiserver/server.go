@@ -1,0 +1,333 @@
+// Package apiserver serves the Kubernetes REST API over HTTPS on top of
+// internal/storage: discovery, the verbs (get, list, watch, create, update,
+// patch, apply, delete, deletecollection), tables, OpenAPI, authentication.
+// It is generic over the resources described in internal/registry.
+package apiserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/storage"
+)
+
+// MaxRequestBodyBytes is kube-apiserver's limit on a request body (3 MiB).
+const MaxRequestBodyBytes = 3 * 1024 * 1024
+
+// Config is what the server needs.
+type Config struct {
+	Store     storage.Interface
+	Scheme    *runtime.Scheme
+	Resources []*registry.Resource
+	Version   version.Info
+	// Token is the admin bearer token. Requests carrying it, or a client
+	// certificate the TLS layer verified against the CA, are authenticated.
+	Token string
+	// OpenAPI, when set, serves /openapi/v2 and /openapi/v3 (see package
+	// openapi); it is built from the same resource table.
+	OpenAPI http.Handler
+	Logger  *slog.Logger
+	// MinWatchTimeout is the shortest server-side watch duration when the
+	// client gives none (kube-apiserver: 30 min, randomised up to double).
+	MinWatchTimeout time.Duration
+	// BookmarkInterval is how often a watch that asked for bookmarks gets one.
+	BookmarkInterval time.Duration
+}
+
+// Server is the API server.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	store     storage.Interface
+	codecs    *codecs
+	resources map[string]*resource // "group/version/plural"
+	byGV      map[schema.GroupVersion][]*resource
+	groups    []string // API groups in order, "" first
+	versions  map[string][]string
+	ready     atomic.Bool
+
+	watchers sync.WaitGroup
+}
+
+// New builds a server from its config.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Scheme == nil {
+		return nil, errors.New("apiserver: Store and Scheme are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MinWatchTimeout == 0 {
+		cfg.MinWatchTimeout = 30 * time.Minute
+	}
+	if cfg.BookmarkInterval == 0 {
+		cfg.BookmarkInterval = time.Minute
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     cfg.Store,
+		codecs:    newCodecs(cfg.Scheme),
+		resources: map[string]*resource{},
+		byGV:      map[schema.GroupVersion][]*resource{},
+		versions:  map[string][]string{},
+	}
+	for _, reg := range cfg.Resources {
+		res, err := newResource(s, reg)
+		if err != nil {
+			return nil, err
+		}
+		gv := reg.GroupVersion
+		s.resources[gv.Group+"/"+gv.Version+"/"+reg.Plural] = res
+		if _, seen := s.byGV[gv]; !seen {
+			if _, seenGroup := s.versions[gv.Group]; !seenGroup {
+				s.groups = append(s.groups, gv.Group)
+			}
+			s.versions[gv.Group] = append(s.versions[gv.Group], gv.Version)
+		}
+		s.byGV[gv] = append(s.byGV[gv], res)
+	}
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler (authentication included).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", s.health)
+	mux.HandleFunc("/healthz/", s.health)
+	mux.HandleFunc("/livez", s.health)
+	mux.HandleFunc("/livez/", s.health)
+	mux.HandleFunc("/readyz", s.readyz)
+	mux.HandleFunc("/readyz/", s.readyz)
+	mux.HandleFunc("/version", s.serveVersion)
+	mux.HandleFunc("/version/", s.serveVersion)
+	mux.HandleFunc("/api", s.serveDiscoveryAPI)
+	mux.HandleFunc("/api/", s.serveAPI)
+	mux.HandleFunc("/apis", s.serveDiscoveryAPIs)
+	mux.HandleFunc("/apis/", s.serveAPI)
+	mux.HandleFunc("/openapi/v2", s.serveOpenAPI)
+	mux.HandleFunc("/openapi/v3", s.serveOpenAPI)
+	mux.HandleFunc("/openapi/v3/", s.serveOpenAPI)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			s.serveRootPaths(w, r)
+			return
+		}
+		s.writeError(w, r, notFoundResource())
+	})
+	return s.recoverPanics(s.authenticate(s.limitBody(mux)))
+}
+
+// recoverPanics turns a handler panic into a logged 500 Status.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				s.writeError(w, r, fmt.Errorf("internal error: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// anonymousPaths may be read without credentials, as on kube-apiserver.
+func anonymousPath(p string) bool {
+	switch p {
+	case "/healthz", "/livez", "/readyz", "/version":
+		return true
+	}
+	return strings.HasPrefix(p, "/healthz/") || strings.HasPrefix(p, "/livez/") || strings.HasPrefix(p, "/readyz/")
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.authenticated(r) || anonymousPath(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized"))
+	})
+}
+
+func (s *Server) authenticated(r *http.Request) bool {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	auth := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if s.cfg.Token == "" || len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return false
+	}
+	token := strings.TrimSpace(auth[len(prefix):])
+	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Token)) == 1
+}
+
+// limitBody rejects request bodies over MaxRequestBodyBytes with 413.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequestBodyBytes {
+			s.writeError(w, r, tooLarge())
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func tooLarge() error {
+	return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", MaxRequestBodyBytes))
+}
+
+// readBody reads a request body within the limit.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge()
+		}
+		return nil, badRequest("unable to read request body: %v", err)
+	}
+	return data, nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	io.WriteString(w, "ok")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "not ready")
+		return
+	}
+	s.health(w, r)
+}
+
+func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Version)
+}
+
+func (s *Server) serveRootPaths(w http.ResponseWriter, r *http.Request) {
+	paths := []string{"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"}
+	for _, g := range s.groups {
+		if g == "" {
+			continue
+		}
+		paths = append(paths, "/apis/"+g)
+		for _, v := range s.versions[g] {
+			paths = append(paths, "/apis/"+g+"/"+v)
+		}
+	}
+	writeJSON(w, http.StatusOK, metav1.RootPaths{Paths: paths})
+}
+
+// SetReady marks the server ready (GET /readyz answers ok) once the caller
+// has finished bootstrapping.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Serve serves HTTPS on ln until ctx ends, then shuts down gracefully
+// (open watches are ended).
+func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		s.ready.Store(false)
+		return err
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if err != nil {
+		srv.Close()
+	}
+	s.watchers.Wait()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// serveAPI dispatches /api/... and /apis/... paths.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	info, ok := parseRequestInfo(r)
+	if !ok {
+		s.serveDiscoveryPath(w, r)
+		return
+	}
+	res := s.resources[info.Group+"/"+info.Version+"/"+info.Resource]
+	if res == nil {
+		s.writeError(w, r, notFoundResource())
+		return
+	}
+	if res.reg.Namespaced && info.Namespace == "" && info.Name != "" {
+		// A named namespaced object needs a namespace in its path.
+		s.writeError(w, r, notFoundResource())
+		return
+	}
+	if !res.reg.Namespaced && info.Namespace != "" && info.Resource != "namespaces" {
+		s.writeError(w, r, notFoundResource())
+		return
+	}
+	res.serve(w, r, info)
+}
+
+// TLSConfig is the serving TLS configuration: the server certificate, and
+// client certificates verified against the CA when a client offers one.
+func TLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    clientCAs,
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"h2", "http/1.1"},
+	}
+}

@@ -1,0 +1,310 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/framer"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/headway/headway/internal/storage"
+)
+
+// watchEncoder writes watch events in the negotiated format.
+type watchEncoder struct {
+	res     *resource
+	r       *http.Request
+	f       outputFormat
+	w       io.Writer
+	flusher http.Flusher
+	buf     bytes.Buffer
+	first   bool
+}
+
+func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
+	out := obj
+	switch e.f.target {
+	case targetTable:
+		if typ != watch.Bookmark && typ != watch.Error {
+			t, err := e.res.table(e.r, obj, false, true)
+			if err != nil {
+				return err
+			}
+			out = t
+		}
+	case targetPartialMetadata:
+		if typ != watch.Error {
+			pm, err := e.res.partialMetadata(obj, false)
+			if err != nil {
+				return err
+			}
+			out = pm
+		}
+	}
+	if out.GetObjectKind().GroupVersionKind().Empty() {
+		e.res.s.setKind(out, e.res.gvk.GroupVersion())
+	}
+	e.buf.Reset()
+	if e.f.mediaType == mediaProtobuf {
+		if err := e.res.s.codecs.proto.Encode(out, &e.buf); err != nil {
+			return err
+		}
+		ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: append([]byte(nil), e.buf.Bytes()...)}}
+		e.buf.Reset()
+		if err := e.res.s.codecs.protoRaw.Encode(ev, &e.buf); err != nil {
+			return err
+		}
+		if _, err := e.w.Write(e.buf.Bytes()); err != nil {
+			return err
+		}
+	} else {
+		e.buf.WriteString(`{"type":"`)
+		e.buf.WriteString(string(typ))
+		e.buf.WriteString(`","object":`)
+		if err := e.res.s.codecs.json.Encode(out, &e.buf); err != nil {
+			return err
+		}
+		// The JSON encoder ends with a newline; close the envelope after it.
+		b := bytes.TrimRight(e.buf.Bytes(), "\n")
+		b = append(b, "}\n"...)
+		if _, err := e.w.Write(b); err != nil {
+			return err
+		}
+	}
+	if e.flusher != nil {
+		e.flusher.Flush()
+	}
+	return nil
+}
+
+// bookmark builds an empty object of the kind carrying only a resourceVersion.
+func (res *resource) bookmark(rev int64, initialEventsEnd bool) runtime.Object {
+	obj := res.reg.New()
+	acc, _ := meta.Accessor(obj)
+	acc.SetResourceVersion(formatRV(rev))
+	if initialEventsEnd {
+		acc.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
+	}
+	obj.GetObjectKind().SetGroupVersionKind(res.gvk)
+	return obj
+}
+
+func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info requestInfo) error {
+	f, ok := negotiate(r, true)
+	if !ok {
+		return notAcceptable(r.Header.Get("Accept"))
+	}
+	if f.mediaType == mediaYAML {
+		f.mediaType = mediaJSON
+	}
+	q := r.URL.Query()
+	if info.Name != "" {
+		// GET .../name?watch=1 watches one object.
+		fs := "metadata.name=" + info.Name
+		if cur := q.Get("fieldSelector"); cur != "" {
+			fs += "," + cur
+		}
+		q.Set("fieldSelector", fs)
+	}
+	sel, err := res.parseSelection(q)
+	if err != nil {
+		return err
+	}
+	rvParam := q.Get("resourceVersion")
+	match := q.Get("resourceVersionMatch")
+	sendInitial, hasSendInitial := false, false
+	if v := q.Get("sendInitialEvents"); v != "" {
+		hasSendInitial = true
+		sendInitial = v == "true" || v == "1"
+	}
+	bookmarks := q.Get("allowWatchBookmarks") == "true" || q.Get("allowWatchBookmarks") == "1"
+	var errs field.ErrorList
+	if hasSendInitial {
+		if match != string(metav1.ResourceVersionMatchNotOlderThan) {
+			errs = append(errs, field.Forbidden(field.NewPath("resourceVersionMatch"), "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"))
+		}
+		if sendInitial && !bookmarks {
+			errs = append(errs, field.Forbidden(field.NewPath("allowWatchBookmarks"), "sendInitialEvents requires setting allowWatchBookmarks to true"))
+		}
+	} else if match != "" {
+		errs = append(errs, field.Forbidden(field.NewPath("resourceVersionMatch"), "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"))
+	}
+	if len(errs) > 0 {
+		return invalidList(errs)
+	}
+	timeout := res.s.cfg.MinWatchTimeout + time.Duration(rand.Int64N(int64(res.s.cfg.MinWatchTimeout)))
+	if t := q.Get("timeoutSeconds"); t != "" {
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n < 0 {
+			return badRequest("invalid timeoutSeconds %q", t)
+		}
+		if n > 0 {
+			timeout = time.Duration(n) * time.Second
+		}
+	}
+
+	var rv int64
+	if rvParam != "" {
+		if rv, err = parseRV(rvParam); err != nil {
+			return err
+		}
+	}
+	// Synthetic ADDED events for the current state: when asked for
+	// (sendInitialEvents=true), and, as kube-apiserver does, for a plain
+	// watch with resourceVersion unset or "0".
+	initial := sendInitial || (!hasSendInitial && rv == 0)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	res.s.watchers.Add(1)
+	defer res.s.watchers.Done()
+
+	var items []runtime.Object
+	from := rv
+	if initial {
+		if rv > 0 {
+			if err := res.s.waitForRevision(ctx, rv); err != nil {
+				return err
+			}
+		}
+		lr, err := res.list(ctx, info.Namespace, map[string][]string{}, sel)
+		if err != nil {
+			return err
+		}
+		items, from = lr.items, lr.rev
+	} else if rv > 0 {
+		if err := res.s.waitForRevision(ctx, rv); err != nil {
+			return err
+		}
+	}
+	if from == 0 {
+		from = res.s.store.Revision()
+	}
+	events, werr := res.s.store.Watch(ctx, res.listPrefix(info.Namespace), from)
+
+	ct := f.contentType()
+	if f.mediaType == mediaProtobuf {
+		ct = mediaProtobuf + ";stream=watch"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.Header().Set("Cache-Control", "no-cache, private")
+	w.WriteHeader(http.StatusOK)
+	enc := &watchEncoder{res: res, r: r, f: f, w: w, first: true}
+	if fl, ok := w.(http.Flusher); ok {
+		enc.flusher = fl
+		fl.Flush()
+	}
+	if f.mediaType == mediaProtobuf {
+		enc.w = framer.NewLengthDelimitedFrameWriter(w)
+	}
+	if werr != nil {
+		var st *metav1.Status
+		if errors.Is(werr, storage.ErrCompacted) {
+			st = &apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, res.s.store.CompactedRevision())).ErrStatus
+		} else {
+			st = statusFor(werr)
+		}
+		st.SetGroupVersionKind(coreV1.WithKind("Status"))
+		_ = enc.send(watch.Error, st)
+		return nil
+	}
+	for _, obj := range items {
+		if err := enc.send(watch.Added, obj); err != nil {
+			return nil
+		}
+	}
+	last := from
+	if sendInitial {
+		if err := enc.send(watch.Bookmark, res.bookmark(from, true)); err != nil {
+			return nil
+		}
+	}
+	var tick <-chan time.Time
+	if bookmarks {
+		t := time.NewTicker(res.s.cfg.BookmarkInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			if err := enc.send(watch.Bookmark, res.bookmark(last, false)); err != nil {
+				return nil
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			last = ev.Revision
+			typ, obj, err := res.watchEvent(ev, sel)
+			if err != nil {
+				res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", ev.KV.Key, "err", err)
+				continue
+			}
+			if obj == nil {
+				continue
+			}
+			if err := enc.send(typ, obj); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// watchEvent turns a storage event into a watch event for a selection; obj
+// is nil when the selection sees no change.
+func (res *resource) watchEvent(ev storage.Event, sel selection) (watch.EventType, runtime.Object, error) {
+	var cur, prev runtime.Object
+	var err error
+	if ev.Type == storage.EventDelete {
+		prev, err = res.decode(storage.KV{Key: ev.KV.Key, Value: ev.KV.Value, ModRevision: ev.Revision})
+		if err != nil {
+			return "", nil, err
+		}
+		if res.matches(sel, prev) {
+			return watch.Deleted, prev, nil
+		}
+		return "", nil, nil
+	}
+	cur, err = res.decode(ev.KV)
+	if err != nil {
+		return "", nil, err
+	}
+	curOK := res.matches(sel, cur)
+	prevOK := false
+	if ev.PrevValue != nil && !sel.empty() {
+		prev, err = res.decode(storage.KV{Key: ev.KV.Key, Value: ev.PrevValue, ModRevision: ev.Revision})
+		if err != nil {
+			return "", nil, err
+		}
+		prevOK = res.matches(sel, prev)
+	} else {
+		prevOK = ev.PrevValue != nil
+	}
+	switch {
+	case curOK && (ev.Created || !prevOK):
+		return watch.Added, cur, nil
+	case curOK:
+		return watch.Modified, cur, nil
+	case prevOK:
+		return watch.Deleted, prev, nil
+	}
+	return "", nil, nil
+}
+
+var _ = fields.Everything

@@ -1,0 +1,385 @@
+// Package app turns flags into a running Headway: it opens the store, loads
+// the PKI, starts the API server and the controllers, and writes the
+// kubeconfig. It is the only package that knows every component.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/headway/headway/internal/apiserver"
+	"github.com/headway/headway/internal/apiserver/openapi"
+	"github.com/headway/headway/internal/controller/namespace"
+	"github.com/headway/headway/internal/pki"
+	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/builtin"
+	"github.com/headway/headway/internal/storage"
+	"github.com/headway/headway/internal/storage/bolt"
+	"github.com/headway/headway/internal/storage/memory"
+	"github.com/headway/headway/internal/version"
+)
+
+// Options are the flags of `headway server`.
+type Options struct {
+	DataDir       string
+	Listen        string
+	Store         string
+	Runtime       string
+	DNSListen     string
+	DNSUpstream   string
+	ClusterDomain string
+	ServiceCIDR   string
+	ClusterCIDR   string
+	LogLevel      string
+
+	// Logger overrides the logger built from LogLevel (tests).
+	Logger *slog.Logger
+	// NoControllers leaves the controllers out (API-only tests).
+	NoControllers bool
+}
+
+// DefaultDataDir is $HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else
+// ~/.local/share/headway.
+func DefaultDataDir() string {
+	if d := os.Getenv("HEADWAY_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "headway")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "headway")
+	}
+	return filepath.Join(home, ".local", "share", "headway")
+}
+
+// DefaultOptions returns the documented defaults.
+func DefaultOptions() Options {
+	return Options{
+		DataDir:       DefaultDataDir(),
+		Listen:        "127.0.0.1:6443",
+		Store:         "bolt",
+		Runtime:       "process",
+		DNSListen:     "198.19.0.10:53",
+		DNSUpstream:   "/etc/resolv.conf",
+		ClusterDomain: "cluster.local",
+		ServiceCIDR:   "198.19.0.0/16",
+		ClusterCIDR:   "198.18.0.0/16",
+		LogLevel:      "info",
+	}
+}
+
+// AddFlags registers the server flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the store, certificates, token and kubeconfig ($HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else ~/.local/share/headway)")
+	fs.StringVar(&o.Listen, "listen", o.Listen, "address the Kubernetes API (HTTPS) listens on")
+	fs.StringVar(&o.Store, "store", o.Store, "state store: bolt (one durable file in the data dir) or memory (gone on exit)")
+	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "how the node agent runs pods: process (namespaced processes) or none (API only, no node)")
+	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "address the cluster DNS server listens on (UDP and TCP)")
+	fs.StringVar(&o.DNSUpstream, "dns-upstream", o.DNSUpstream, "where DNS queries outside the cluster domain go: a resolv.conf path or host:port list")
+	fs.StringVar(&o.ClusterDomain, "cluster-domain", o.ClusterDomain, "the cluster's DNS domain")
+	fs.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "range Service cluster IPs are allocated from")
+	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "range pod IPs are allocated from")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+}
+
+// Validate checks the options and says what to fix.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:6443", o.Listen))
+	}
+	switch o.Store {
+	case "bolt", "memory":
+	default:
+		errs = append(errs, fmt.Errorf("--store %q: want bolt or memory", o.Store))
+	}
+	switch o.Runtime {
+	case "process", "none":
+	default:
+		errs = append(errs, fmt.Errorf("--runtime %q: want process or none", o.Runtime))
+	}
+	if _, err := netip.ParseAddrPort(o.DNSListen); err != nil {
+		errs = append(errs, fmt.Errorf("--dns-listen %q: want ip:port, e.g. 198.19.0.10:53", o.DNSListen))
+	}
+	for name, v := range map[string]string{"--service-cidr": o.ServiceCIDR, "--cluster-cidr": o.ClusterCIDR} {
+		if _, err := netip.ParsePrefix(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want a CIDR such as 198.19.0.0/16", name, v))
+		}
+	}
+	if o.ClusterDomain == "" || strings.HasPrefix(o.ClusterDomain, ".") {
+		errs = append(errs, fmt.Errorf("--cluster-domain %q: want a domain such as cluster.local", o.ClusterDomain))
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger builds the slog logger for a level name.
+func NewLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// Running is a started server.
+type Running struct {
+	APIServer  *apiserver.Server
+	Store      storage.Interface
+	PKI        *pki.Bundle
+	URL        string
+	Kubeconfig string
+	// RestConfig authenticates as the admin.
+	RestConfig *rest.Config
+	// StartedIn is the time from Start to ready.
+	StartedIn time.Duration
+
+	done chan error
+}
+
+// Wait blocks until the server has stopped (its context ended) and returns
+// why it stopped.
+func (r *Running) Wait() error { return <-r.done }
+
+// KubernetesHosts are the names the serving certificate covers besides the
+// listen address.
+func kubernetesHosts(o Options, listenHost string) []string {
+	hosts := []string{"127.0.0.1", "::1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc." + o.ClusterDomain}
+	if listenHost != "" && listenHost != "0.0.0.0" && listenHost != "::" {
+		hosts = append(hosts, listenHost)
+	} else if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	if p, err := netip.ParsePrefix(o.ServiceCIDR); err == nil {
+		hosts = append(hosts, p.Masked().Addr().Next().String())
+	}
+	return hosts
+}
+
+// Resources is the resource table for the options.
+func Resources(o Options) []*registry.Resource {
+	return builtin.Resources(builtin.Options{})
+}
+
+// Start starts the server and returns once it is ready. It runs until ctx ends.
+func Start(ctx context.Context, o Options) (*Running, error) {
+	start := time.Now()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = NewLogger(o.LogLevel)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir %s: %w", o.DataDir, err)
+	}
+	var store storage.Interface
+	switch o.Store {
+	case "memory":
+		store = memory.New()
+	default:
+		path := filepath.Join(o.DataDir, "headway.db")
+		b, err := bolt.Open(path, bolt.Options{Timeout: 2 * time.Second})
+		if err != nil {
+			return nil, fmt.Errorf("opening the store: %w", err)
+		}
+		store = b
+	}
+	closeStore := true
+	defer func() {
+		if closeStore {
+			store.Close()
+		}
+	}()
+
+	listenHost, _, _ := net.SplitHostPort(o.Listen)
+	bundle, err := pki.LoadOrCreate(filepath.Join(o.DataDir, "pki"), kubernetesHosts(o, listenHost))
+	if err != nil {
+		return nil, fmt.Errorf("loading certificates: %w", err)
+	}
+	resources := Resources(o)
+	scheme := builtin.Scheme()
+	docs, err := openapi.Build(openAPIResources(resources), version.Kubernetes)
+	if err != nil {
+		return nil, fmt.Errorf("building OpenAPI documents: %w", err)
+	}
+	srv, err := apiserver.New(apiserver.Config{
+		Store:     store,
+		Scheme:    scheme,
+		Resources: resources,
+		Version:   version.Info(),
+		Token:     bundle.Token,
+		OpenAPI:   docs,
+		Logger:    log.With("component", "apiserver"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w (is another server running? pick another address with --listen)", o.Listen, err)
+	}
+	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(serveCtx, ln, tlsConfig) }()
+
+	addr := ln.Addr().(*net.TCPAddr)
+	host := listenHost
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	url := "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	restConfig := &rest.Config{
+		Host:            url,
+		BearerToken:     bundle.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: bundle.CAPEM},
+		QPS:             -1,
+	}
+	fail := func(err error) (*Running, error) {
+		stopServe()
+		<-serveErr
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return fail(err)
+	}
+	if err := bootstrap(ctx, client); err != nil {
+		return fail(fmt.Errorf("creating the built-in namespaces: %w", err))
+	}
+	kubeconfig := filepath.Join(o.DataDir, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, url, bundle); err != nil {
+		return fail(err)
+	}
+	srv.SetReady(true)
+
+	var background []func(context.Context)
+	background = append(background, func(ctx context.Context) {
+		storage.RunCompactor(ctx, store, 5*time.Minute, 100000)
+	})
+	if !o.NoControllers {
+		md, err := metadata.NewForConfig(restConfig)
+		if err != nil {
+			return fail(err)
+		}
+		factory := informers.NewSharedInformerFactory(client, 0)
+		nsc := namespace.New(client, md, factory, log)
+		background = append(background, func(ctx context.Context) {
+			factory.Start(ctx.Done())
+			nsc.Run(ctx)
+			factory.Shutdown()
+		})
+	}
+	r := &Running{
+		APIServer: srv, Store: store, PKI: bundle, URL: url, Kubeconfig: kubeconfig,
+		RestConfig: restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
+	}
+	closeStore = false
+	bgDone := make(chan struct{})
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer close(bgDone)
+		done := make(chan struct{}, len(background))
+		for _, fn := range background {
+			go func() { fn(bgCtx); done <- struct{}{} }()
+		}
+		for range background {
+			<-done
+		}
+	}()
+	go func() {
+		var err error
+		select {
+		case <-ctx.Done():
+		case err = <-serveErr:
+		}
+		stopBG()
+		<-bgDone
+		stopServe()
+		if e := <-serveErr; err == nil {
+			err = e
+		}
+		if e := store.Close(); err == nil {
+			err = e
+		}
+		r.done <- err
+	}()
+	log.Info("headway is ready", "api", url, "kubeconfig", kubeconfig, "startup", r.StartedIn.Round(time.Millisecond),
+		"try", "headway kubectl get namespaces (or: export KUBECONFIG="+kubeconfig+")")
+	return r, nil
+}
+
+// bootstrap creates the namespaces every cluster has.
+func bootstrap(ctx context.Context, client kubernetes.Interface) error {
+	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
+		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{FieldManager: "headway"})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeKubeconfig writes an admin kubeconfig for url.
+func writeKubeconfig(path, url string, bundle *pki.Bundle) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["headway"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: bundle.CAPEM}
+	cfg.AuthInfos["headway-admin"] = &clientcmdapi.AuthInfo{Token: bundle.Token}
+	cfg.Contexts["headway"] = &clientcmdapi.Context{Cluster: "headway", AuthInfo: "headway-admin", Namespace: "default"}
+	cfg.CurrentContext = "headway"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+func openAPIResources(resources []*registry.Resource) []openapi.Resource {
+	out := make([]openapi.Resource, 0, len(resources))
+	for _, r := range resources {
+		var subs []string
+		if r.HasStatus {
+			subs = append(subs, "status")
+		}
+		if r.Scale != nil {
+			subs = append(subs, "scale")
+		}
+		out = append(out, openapi.Resource{
+			Group: r.GroupVersion.Group, Version: r.GroupVersion.Version,
+			Kind: r.Kind, ListKind: r.ListKind, Resource: r.Plural, Namespaced: r.Namespaced,
+			Object: r.ObjectType(), List: r.ListType(),
+			Verbs:        []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+			Subresources: subs,
+		})
+	}
+	return out
+}

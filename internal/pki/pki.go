@@ -1,0 +1,269 @@
+// Package pki creates and keeps the cluster's certificate authority, the API
+// server's serving certificate and the admin bearer token in the data dir.
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Bundle is the loaded PKI.
+type Bundle struct {
+	Dir       string
+	CACert    *x509.Certificate
+	CAKey     *ecdsa.PrivateKey
+	CAPEM     []byte
+	CAPool    *x509.CertPool
+	Serving   tls.Certificate
+	Token     string
+	TokenFile string
+}
+
+// File names inside the pki directory.
+const (
+	caCertFile      = "ca.crt"
+	caKeyFile       = "ca.key"
+	servingCertFile = "apiserver.crt"
+	servingKeyFile  = "apiserver.key"
+	tokenFile       = "admin.token"
+)
+
+// LoadOrCreate loads the PKI from dir, creating what is missing. The serving
+// certificate is (re)issued when it does not cover hosts or is near expiry.
+func LoadOrCreate(dir string, hosts []string) (*Bundle, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	b := &Bundle{Dir: dir, TokenFile: filepath.Join(dir, tokenFile)}
+	if err := b.loadOrCreateCA(); err != nil {
+		return nil, err
+	}
+	if err := b.loadOrCreateServing(hosts); err != nil {
+		return nil, err
+	}
+	if err := b.loadOrCreateToken(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bundle) path(name string) string { return filepath.Join(b.Dir, name) }
+
+func (b *Bundle) loadOrCreateCA() error {
+	certPEM, err1 := os.ReadFile(b.path(caCertFile))
+	keyPEM, err2 := os.ReadFile(b.path(caKeyFile))
+	if err1 == nil && err2 == nil {
+		cert, key, err := parsePair(certPEM, keyPEM)
+		if err != nil {
+			return fmt.Errorf("reading the CA in %s: %w (remove the pki directory to start over)", b.Dir, err)
+		}
+		b.CACert, b.CAKey, b.CAPEM = cert, key, certPEM
+	} else {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber:          serial(),
+			Subject:               pkix.Name{CommonName: "headway-ca"},
+			NotBefore:             time.Now().Add(-time.Hour),
+			NotAfter:              time.Now().AddDate(10, 0, 0),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			return err
+		}
+		cert, _ := x509.ParseCertificate(der)
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		if err := writePair(b.path(caCertFile), b.path(caKeyFile), certPEM, key); err != nil {
+			return err
+		}
+		b.CACert, b.CAKey, b.CAPEM = cert, key, certPEM
+	}
+	b.CAPool = x509.NewCertPool()
+	b.CAPool.AddCert(b.CACert)
+	return nil
+}
+
+func (b *Bundle) loadOrCreateServing(hosts []string) error {
+	certPEM, err1 := os.ReadFile(b.path(servingCertFile))
+	keyPEM, err2 := os.ReadFile(b.path(servingKeyFile))
+	if err1 == nil && err2 == nil {
+		cert, _, err := parsePair(certPEM, keyPEM)
+		if err == nil && covers(cert, hosts) && time.Until(cert.NotAfter) > 30*24*time.Hour && cert.CheckSignatureFrom(b.CACert) == nil {
+			pair, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err == nil {
+				b.Serving = pair
+				return nil
+			}
+		}
+	}
+	certPEM, key, err := b.Issue("kube-apiserver", nil, hosts, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return err
+	}
+	if err := writePair(b.path(servingCertFile), b.path(servingKeyFile), certPEM, key); err != nil {
+		return err
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		return err
+	}
+	b.Serving = pair
+	return nil
+}
+
+// covers reports whether cert names every host.
+func covers(cert *x509.Certificate, hosts []string) bool {
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			if !slices.ContainsFunc(cert.IPAddresses, func(x net.IP) bool { return x.Equal(ip) }) {
+				return false
+			}
+		} else if !slices.Contains(cert.DNSNames, h) {
+			return false
+		}
+	}
+	return true
+}
+
+// Issue signs a new certificate with the CA. For a client certificate,
+// commonName is the user and orgs its groups.
+func (b *Bundle) Issue(commonName string, orgs []string, hosts []string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: commonName, Organization: orgs},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.CACert, &key.PublicKey, b.CAKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key, nil
+}
+
+// IssueClient returns a PEM client certificate and key for user.
+func (b *Bundle) IssueClient(user string, groups []string) (certPEM, keyPEM []byte, err error) {
+	certPEM, key, err := b.Issue(user, groups, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
+func (b *Bundle) loadOrCreateToken() error {
+	data, err := os.ReadFile(b.TokenFile)
+	if err == nil && len(strings.TrimSpace(string(data))) >= 32 {
+		b.Token = strings.TrimSpace(string(data))
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading the admin token %s: %w", b.TokenFile, err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	b.Token = hex.EncodeToString(raw)
+	return writeFileAtomic(b.TokenFile, []byte(b.Token+"\n"), 0o600)
+}
+
+func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, errors.New("not PEM")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+func writePair(certPath, keyPath string, certPEM []byte, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(certPath, certPEM, 0o644)
+}
+
+// writeFileAtomic writes via a temporary file and rename, fsync'd.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// WriteFileAtomic is writeFileAtomic for other packages (kubeconfig).
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeFileAtomic(path, data, mode)
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}

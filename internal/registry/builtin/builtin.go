@@ -1,0 +1,60 @@
+// Package builtin is the one table of the resources Headway serves, and the
+// scheme that knows their types. Later resources are added here.
+package builtin
+
+import (
+	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+
+	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/configmap"
+	"github.com/headway/headway/internal/registry/endpointslice"
+	"github.com/headway/headway/internal/registry/event"
+	"github.com/headway/headway/internal/registry/namespace"
+	"github.com/headway/headway/internal/registry/secret"
+	"github.com/headway/headway/internal/registry/service"
+	"github.com/headway/headway/internal/registry/statefulset"
+)
+
+// Scheme returns a scheme with every type the server encodes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, discoveryv1.AddToScheme,
+		coordinationv1.AddToScheme, eventsv1.AddToScheme, storagev1.AddToScheme, apidiscoveryv2.AddToScheme,
+		metav1.AddMetaToScheme,
+	} {
+		utilruntime.Must(add(s))
+	}
+	metav1.AddToGroupVersion(s, metav1.SchemeGroupVersion)
+	metav1.AddToGroupVersion(s, corev1.SchemeGroupVersion)
+	return s
+}
+
+// Options configure the resources (address ranges and the like).
+type Options struct{}
+
+// Resources returns the resource table, in discovery order.
+func Resources(Options) []*registry.Resource {
+	return []*registry.Resource{
+		// core/v1
+		namespace.Resource(),
+		configmap.Resource(),
+		secret.Resource(),
+		service.Resource(),
+		event.Resource(),
+		// apps/v1
+		statefulset.Resource(),
+		// discovery.k8s.io/v1
+		endpointslice.Resource(),
+	}
+}

@@ -1,0 +1,134 @@
+// Package registry describes the resources the API server serves: their
+// names, types, defaults, validation, table columns and subresources. Each
+// resource kind has its own package under internal/registry; the builtin
+// package is the one table that lists them all.
+package registry
+
+import (
+	"context"
+	"reflect"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Resource is everything the generic REST machinery needs to serve one kind.
+type Resource struct {
+	// GroupVersion of the resource, e.g. {Group: "apps", Version: "v1"}.
+	GroupVersion schema.GroupVersion
+	// Kind and ListKind, e.g. "Service", "ServiceList".
+	Kind, ListKind string
+	// Plural and Singular resource names, e.g. "services", "service".
+	Plural, Singular string
+	ShortNames       []string
+	Categories       []string
+	Namespaced       bool
+
+	// New and NewList return empty objects of the kind.
+	New     func() runtime.Object
+	NewList func() runtime.Object
+
+	// Default fills defaults in place (on create, update, patch and apply).
+	Default func(obj runtime.Object)
+	// PrepareForCreate runs before validation on create (e.g. clears status).
+	PrepareForCreate func(ctx context.Context, obj runtime.Object)
+	// PrepareForUpdate runs before validation on update of the main resource.
+	// The generic machinery already keeps status when HasStatus is set.
+	PrepareForUpdate func(ctx context.Context, obj, old runtime.Object)
+	// Validate checks a new object; ValidateUpdate an update. Object meta is
+	// validated generically; these check the rest.
+	Validate       func(obj runtime.Object) field.ErrorList
+	ValidateUpdate func(obj, old runtime.Object) field.ErrorList
+	// ValidateStatusUpdate checks a write to the status subresource.
+	ValidateStatusUpdate func(obj, old runtime.Object) field.ErrorList
+
+	// Hooks is for resources whose writes hold something outside the object
+	// (an allocated IP or port). Nil for most.
+	Hooks Hooks
+
+	// Columns are the server-side printing columns (Priority 1 = -o wide).
+	Columns []metav1.TableColumnDefinition
+	// Row returns the cells for one object, one per column. Nil Columns/Row
+	// mean the default NAME, CREATED AT table.
+	Row func(obj runtime.Object) ([]interface{}, error)
+
+	// Fields returns the selectable fields beyond metadata.name and
+	// metadata.namespace (which the machinery adds).
+	Fields func(obj runtime.Object) fields.Set
+
+	// HasStatus enables the status subresource: writes to the main resource
+	// keep the stored status and writes to /status change only status.
+	HasStatus bool
+	// Scale enables the scale subresource.
+	Scale *ScaleSubresource
+	// Generation: metadata.generation starts at 1 and increases when the
+	// object changes outside metadata and status.
+	Generation bool
+
+	// NameValidation checks metadata.name (and generateName prefixes);
+	// defaults to DNS-1123 subdomain.
+	NameValidation func(name string, prefix bool) []string
+
+	// PrepareForDelete runs when a delete leaves the object in place
+	// (finalizers pending): e.g. a namespace turns Terminating.
+	PrepareForDelete func(obj runtime.Object)
+	// Finalizing reports that resource-specific finalizers (beyond
+	// metadata.finalizers) still hold a deleted object, e.g. a namespace's
+	// spec.finalizers.
+	Finalizing func(obj runtime.Object) bool
+	// Finalize, when set, serves the "finalize" subresource: it copies what
+	// the subresource may change from obj onto a copy of old.
+	Finalize func(obj, old runtime.Object) runtime.Object
+}
+
+// ScaleSubresource maps an object's replica fields to autoscaling/v1 Scale.
+type ScaleSubresource struct {
+	// Get returns spec replicas, status replicas and the label selector string.
+	Get func(obj runtime.Object) (specReplicas, statusReplicas int32, selector string)
+	// Set writes spec replicas.
+	Set func(obj runtime.Object, replicas int32)
+}
+
+// Hooks let a resource hold and release things outside the object.
+type Hooks struct {
+	// BeforeCreate runs after validation, before the object is stored. It may
+	// allocate (and set fields). Returning an error aborts the create.
+	BeforeCreate func(ctx context.Context, obj runtime.Object) error
+	// AfterCreateFailed undoes BeforeCreate when the store rejects the object.
+	AfterCreateFailed func(ctx context.Context, obj runtime.Object)
+	// BeforeUpdate runs after validation of an update.
+	BeforeUpdate func(ctx context.Context, obj, old runtime.Object) error
+	// AfterUpdate runs after an update is stored (old is the previous object)
+	// or failed (stored=false).
+	AfterUpdate func(ctx context.Context, obj, old runtime.Object, stored bool)
+	// AfterDelete runs after an object is removed from the store.
+	AfterDelete func(ctx context.Context, obj runtime.Object)
+}
+
+// GroupResource of the resource.
+func (r *Resource) GroupResource() schema.GroupResource {
+	return schema.GroupResource{Group: r.GroupVersion.Group, Resource: r.Plural}
+}
+
+// GroupVersionKind of the resource's objects.
+func (r *Resource) GroupVersionKind() schema.GroupVersionKind {
+	return r.GroupVersion.WithKind(r.Kind)
+}
+
+// GroupVersionResource of the resource.
+func (r *Resource) GroupVersionResource() schema.GroupVersionResource {
+	return r.GroupVersion.WithResource(r.Plural)
+}
+
+// ObjectType is the Go struct type of the resource's objects.
+func (r *Resource) ObjectType() reflect.Type {
+	return reflect.TypeOf(r.New()).Elem()
+}
+
+// ListType is the Go struct type of the resource's lists.
+func (r *Resource) ListType() reflect.Type {
+	return reflect.TypeOf(r.NewList()).Elem()
+}

@@ -1,0 +1,280 @@
+// Package statefulset is the registry entry of apps/v1 StatefulSets.
+package statefulset
+
+import (
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/headway/headway/internal/registry"
+)
+
+// Resource returns the statefulsets registry entry.
+func Resource() *registry.Resource {
+	return &registry.Resource{
+		GroupVersion: appsv1.SchemeGroupVersion,
+		Kind:         "StatefulSet", ListKind: "StatefulSetList",
+		Plural: "statefulsets", Singular: "statefulset",
+		ShortNames: []string{"sts"},
+		Categories: []string{"all"},
+		Namespaced: true,
+		New:        func() runtime.Object { return &appsv1.StatefulSet{} },
+		NewList:    func() runtime.Object { return &appsv1.StatefulSetList{} },
+		HasStatus:  true,
+		Generation: true,
+		Default:    func(obj runtime.Object) { Default(obj.(*appsv1.StatefulSet)) },
+		Validate:   func(obj runtime.Object) field.ErrorList { return Validate(obj.(*appsv1.StatefulSet)) },
+		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
+			n, o := obj.(*appsv1.StatefulSet), old.(*appsv1.StatefulSet)
+			errs := Validate(n)
+			spec := field.NewPath("spec")
+			if n.Spec.ServiceName != o.Spec.ServiceName || !equalSelector(n.Spec.Selector, o.Spec.Selector) ||
+				n.Spec.PodManagementPolicy != o.Spec.PodManagementPolicy {
+				errs = append(errs, field.Forbidden(spec, "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"))
+			}
+			return errs
+		},
+		Scale: &registry.ScaleSubresource{
+			Get: func(obj runtime.Object) (int32, int32, string) {
+				s := obj.(*appsv1.StatefulSet)
+				var spec int32 = 1
+				if s.Spec.Replicas != nil {
+					spec = *s.Spec.Replicas
+				}
+				sel := ""
+				if ls, err := metav1.LabelSelectorAsSelector(s.Spec.Selector); err == nil {
+					sel = ls.String()
+				}
+				return spec, s.Status.Replicas, sel
+			},
+			Set: func(obj runtime.Object, replicas int32) {
+				obj.(*appsv1.StatefulSet).Spec.Replicas = &replicas
+			},
+		},
+		Columns: []metav1.TableColumnDefinition{
+			registry.NameColumn,
+			registry.Column("Ready", "string", 0, "Number of the pod with ready state"),
+			registry.AgeColumn,
+			registry.Column("Containers", "string", 1, "Names of each container in the template."),
+			registry.Column("Images", "string", 1, "Images referenced by each container in the template."),
+		},
+		Row: func(obj runtime.Object) ([]interface{}, error) {
+			s := obj.(*appsv1.StatefulSet)
+			var replicas int32 = 1
+			if s.Spec.Replicas != nil {
+				replicas = *s.Spec.Replicas
+			}
+			var names, images []string
+			for _, c := range s.Spec.Template.Spec.Containers {
+				names = append(names, c.Name)
+				images = append(images, c.Image)
+			}
+			return []interface{}{s.Name, itoa(s.Status.ReadyReplicas) + "/" + itoa(replicas), registry.Age(s.CreationTimestamp),
+				strings.Join(names, ","), strings.Join(images, ",")}, nil
+		},
+	}
+}
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+func equalSelector(a, b *metav1.LabelSelector) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	sa, ea := metav1.LabelSelectorAsSelector(a)
+	sb, eb := metav1.LabelSelectorAsSelector(b)
+	return ea == nil && eb == nil && sa.String() == sb.String()
+}
+
+// Default sets what kube-apiserver defaults on a StatefulSet (and its pod
+// template, for the fields Headway reads).
+func Default(s *appsv1.StatefulSet) {
+	if s.Spec.Replicas == nil {
+		r := int32(1)
+		s.Spec.Replicas = &r
+	}
+	if s.Spec.PodManagementPolicy == "" {
+		s.Spec.PodManagementPolicy = appsv1.OrderedReadyPodManagement
+	}
+	if s.Spec.UpdateStrategy.Type == "" {
+		s.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
+	}
+	if s.Spec.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType {
+		if s.Spec.UpdateStrategy.RollingUpdate == nil {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
+		}
+		if s.Spec.UpdateStrategy.RollingUpdate.Partition == nil {
+			p := int32(0)
+			s.Spec.UpdateStrategy.RollingUpdate.Partition = &p
+		}
+	}
+	if s.Spec.RevisionHistoryLimit == nil {
+		l := int32(10)
+		s.Spec.RevisionHistoryLimit = &l
+	}
+	if s.Spec.PersistentVolumeClaimRetentionPolicy == nil {
+		s.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{}
+	}
+	if s.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted == "" {
+		s.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+	}
+	if s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled == "" {
+		s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+	}
+	DefaultPodSpec(&s.Spec.Template.Spec)
+}
+
+// DefaultPodSpec sets the pod defaults kube-apiserver applies.
+func DefaultPodSpec(p *corev1.PodSpec) {
+	if p.RestartPolicy == "" {
+		p.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if p.DNSPolicy == "" {
+		p.DNSPolicy = corev1.DNSClusterFirst
+	}
+	if p.TerminationGracePeriodSeconds == nil {
+		t := int64(corev1.DefaultTerminationGracePeriodSeconds)
+		p.TerminationGracePeriodSeconds = &t
+	}
+	if p.SchedulerName == "" {
+		p.SchedulerName = corev1.DefaultSchedulerName
+	}
+	if p.SecurityContext == nil {
+		p.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	for i := range p.Containers {
+		defaultContainer(&p.Containers[i])
+	}
+	for i := range p.InitContainers {
+		defaultContainer(&p.InitContainers[i])
+	}
+}
+
+func defaultContainer(c *corev1.Container) {
+	if c.TerminationMessagePath == "" {
+		c.TerminationMessagePath = corev1.TerminationMessagePathDefault
+	}
+	if c.TerminationMessagePolicy == "" {
+		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+	}
+	if c.ImagePullPolicy == "" {
+		c.ImagePullPolicy = corev1.PullIfNotPresent
+		if tag := imageTag(c.Image); tag == "" || tag == "latest" {
+			c.ImagePullPolicy = corev1.PullAlways
+		}
+	}
+	for i := range c.Ports {
+		if c.Ports[i].Protocol == "" {
+			c.Ports[i].Protocol = corev1.ProtocolTCP
+		}
+	}
+}
+
+// imageTag returns an image reference's tag ("" when none; digests count as a tag).
+func imageTag(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		return image[i+1:]
+	}
+	slash := strings.LastIndex(image, "/")
+	if i := strings.LastIndex(image, ":"); i > slash {
+		return image[i+1:]
+	}
+	return ""
+}
+
+// Validate checks a StatefulSet for the rules kube-apiserver enforces on
+// the fields Headway uses.
+func Validate(s *appsv1.StatefulSet) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	if s.Spec.Replicas != nil && *s.Spec.Replicas < 0 {
+		errs = append(errs, field.Invalid(spec.Child("replicas"), *s.Spec.Replicas, "must be greater than or equal to 0"))
+	}
+	switch s.Spec.PodManagementPolicy {
+	case appsv1.OrderedReadyPodManagement, appsv1.ParallelPodManagement:
+	default:
+		errs = append(errs, field.Invalid(spec.Child("podManagementPolicy"), s.Spec.PodManagementPolicy, "must be 'OrderedReady' or 'Parallel'"))
+	}
+	if s.Spec.Selector == nil {
+		errs = append(errs, field.Required(spec.Child("selector"), ""))
+	} else {
+		errs = append(errs, metav1validation.ValidateLabelSelector(s.Spec.Selector, metav1validation.LabelSelectorValidationOptions{}, spec.Child("selector"))...)
+		if len(s.Spec.Selector.MatchLabels)+len(s.Spec.Selector.MatchExpressions) == 0 {
+			errs = append(errs, field.Invalid(spec.Child("selector"), s.Spec.Selector, "empty selector is invalid for statefulset"))
+		}
+		sel, err := metav1.LabelSelectorAsSelector(s.Spec.Selector)
+		if err == nil && !sel.Matches(labels.Set(s.Spec.Template.Labels)) {
+			errs = append(errs, field.Invalid(spec.Child("template", "metadata", "labels"), s.Spec.Template.Labels, "`selector` does not match template `labels`"))
+		}
+	}
+	if s.Spec.ServiceName != "" {
+		for _, msg := range validation.IsDNS1123Label(s.Spec.ServiceName) {
+			errs = append(errs, field.Invalid(spec.Child("serviceName"), s.Spec.ServiceName, msg))
+		}
+	}
+	if s.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyAlways {
+		errs = append(errs, field.NotSupported(spec.Child("template", "spec", "restartPolicy"), s.Spec.Template.Spec.RestartPolicy, []string{string(corev1.RestartPolicyAlways)}))
+	}
+	errs = append(errs, ValidatePodSpec(&s.Spec.Template.Spec, spec.Child("template", "spec"))...)
+	return errs
+}
+
+// ValidatePodSpec checks the containers of a pod spec.
+func ValidatePodSpec(p *corev1.PodSpec, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(p.Containers) == 0 {
+		errs = append(errs, field.Required(path.Child("containers"), ""))
+	}
+	names := map[string]bool{}
+	check := func(list []corev1.Container, child string) {
+		for i, c := range list {
+			cp := path.Child(child).Index(i)
+			if c.Name == "" {
+				errs = append(errs, field.Required(cp.Child("name"), ""))
+			} else {
+				for _, msg := range validation.IsDNS1123Label(c.Name) {
+					errs = append(errs, field.Invalid(cp.Child("name"), c.Name, msg))
+				}
+				if names[c.Name] {
+					errs = append(errs, field.Duplicate(cp.Child("name"), c.Name))
+				}
+				names[c.Name] = true
+			}
+			if strings.TrimSpace(c.Image) == "" {
+				errs = append(errs, field.Required(cp.Child("image"), ""))
+			}
+			for j, port := range c.Ports {
+				pp := cp.Child("ports").Index(j)
+				for _, msg := range validation.IsValidPortNum(int(port.ContainerPort)) {
+					errs = append(errs, field.Invalid(pp.Child("containerPort"), port.ContainerPort, msg))
+				}
+				if port.Name != "" {
+					for _, msg := range validation.IsValidPortName(port.Name) {
+						errs = append(errs, field.Invalid(pp.Child("name"), port.Name, msg))
+					}
+				}
+			}
+		}
+	}
+	check(p.InitContainers, "initContainers")
+	check(p.Containers, "containers")
+	if p.Hostname != "" {
+		for _, msg := range validation.IsDNS1123Label(p.Hostname) {
+			errs = append(errs, field.Invalid(path.Child("hostname"), p.Hostname, msg))
+		}
+	}
+	if p.Subdomain != "" {
+		for _, msg := range validation.IsDNS1123Label(p.Subdomain) {
+			errs = append(errs, field.Invalid(path.Child("subdomain"), p.Subdomain, msg))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,158 @@
+package bolt_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/headway/headway/internal/storage"
+	"github.com/headway/headway/internal/storage/bolt"
+	"github.com/headway/headway/internal/storage/storagetest"
+)
+
+func open(t testing.TB, dir string) *bolt.Store {
+	t.Helper()
+	s, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Interface { return open(t, t.TempDir()) })
+}
+
+func TestPersistent(t *testing.T) {
+	storagetest.RunPersistent(t, func(t *testing.T, dir string) storage.Interface { return open(t, dir) })
+}
+
+// A second server on the same data dir fails at once, naming the file.
+func TestOpenLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	defer s.Close()
+	path := filepath.Join(dir, "state.db")
+	_, err := bolt.Open(path, bolt.Options{Timeout: 50 * time.Millisecond})
+	if err == nil {
+		t.Fatal("second Open of a locked file succeeded")
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("error does not say which file is locked: %v", err)
+	}
+	// Once the first store closes, the file opens.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := bolt.Open(path, bolt.Options{Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+}
+
+func TestOpenNotAStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "junk.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not a bolt file ", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bolt.Open(path, bolt.Options{})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a file that is not a store: %v", err)
+	}
+}
+
+func TestOpenCreatesDir(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "state.db")
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Path() != path {
+		t.Fatalf("Path() = %q, want %q", s.Path(), path)
+	}
+}
+
+// Writes racing on one key in the same batch: each gets its own answer.
+func TestBatchPerRequestErrors(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	ctx := t.Context()
+	const n = 32
+	for round := range 5 {
+		key := fmt.Sprintf("/race/%d", round)
+		var wins, exists atomic.Int32
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				_, err := s.Create(ctx, key, []byte("v"))
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, storage.ErrKeyExists):
+					exists.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 || exists.Load() != n-1 {
+			t.Fatalf("round %d: %d creates succeeded, %d got ErrKeyExists; want 1 and %d", round, wins.Load(), exists.Load(), n-1)
+		}
+	}
+	if got := s.Revision(); got != 5 {
+		t.Fatalf("revision %d after 5 successful creates", got)
+	}
+}
+
+func TestKeyLimits(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.Create(ctx, "", []byte("v")); err == nil {
+		t.Fatal("Create with an empty key succeeded")
+	}
+	if _, err := s.Create(ctx, strings.Repeat("k", 40000), []byte("v")); err == nil {
+		t.Fatal("Create with a 40,000-byte key succeeded")
+	}
+	if s.Revision() != 0 {
+		t.Fatalf("rejected writes advanced the revision to %d", s.Revision())
+	}
+}
+
+func benchmarkCreate(b *testing.B, writers int) {
+	s := open(b, b.TempDir())
+	defer s.Close()
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((writers + procs - 1) / procs)
+	value := []byte(strings.Repeat("x", 1024))
+	var n atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			key := fmt.Sprintf("/registry/pods/default/pod-%09d", n.Add(1))
+			if _, err := s.Create(ctx, key, value); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+}
+
+// BenchmarkCreate: durable creates of 1 KiB values from 16 concurrent callers.
+func BenchmarkCreate(b *testing.B) { benchmarkCreate(b, 16) }
+
+// BenchmarkCreateSerial: one caller, one fsync per create.
+func BenchmarkCreateSerial(b *testing.B) { benchmarkCreate(b, 1) }
