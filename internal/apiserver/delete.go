@@ -1,13 +1,12 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -20,14 +19,26 @@ import (
 )
 
 // parseDeleteOptions reads DeleteOptions from the body and query.
-func parseDeleteOptions(r *http.Request) (metav1.DeleteOptions, error) {
+func (s *Server) parseDeleteOptions(r *http.Request) (metav1.DeleteOptions, error) {
 	var opts metav1.DeleteOptions
 	body, err := readBody(r)
 	if err != nil {
 		return opts, err
 	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := json.Unmarshal(body, &opts); err != nil {
+	if len(bytes.TrimSpace(body)) > 0 {
+		var dec runtime.Decoder
+		switch mt := requestMediaType(r); mt {
+		case mediaJSON:
+			dec = s.codecs.json
+		case mediaYAML:
+			dec = s.codecs.yaml
+		case mediaProtobuf:
+			dec = s.codecs.proto
+		default:
+			return opts, unsupportedMediaType(mt)
+		}
+		gvk := metav1.SchemeGroupVersion.WithKind("DeleteOptions")
+		if _, _, err := dec.Decode(body, &gvk, &opts); err != nil {
 			return opts, badRequest("the DeleteOptions in the request body could not be decoded: %v", err)
 		}
 	}
@@ -79,7 +90,7 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
-	opts, err := parseDeleteOptions(r)
+	opts, err := res.s.parseDeleteOptions(r)
 	if err != nil {
 		return err
 	}
@@ -189,7 +200,7 @@ func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Reque
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
-	opts, err := parseDeleteOptions(r)
+	opts, err := res.s.parseDeleteOptions(r)
 	if err != nil {
 		return err
 	}

@@ -258,26 +258,29 @@ func (res *resource) list(ctx context.Context, ns string, q map[string][]string,
 		atRev = page.Revision
 		out.rev = page.Revision
 		last := ""
+		consumed := 0
 		for _, kv := range page.Items {
+			if limit > 0 && int64(len(out.items)) >= limit {
+				break
+			}
 			last = kv.Key
+			consumed++
 			obj, err := res.decode(kv)
 			if err != nil {
 				return listResult{}, err
 			}
-			if !res.matches(sel, obj) {
-				continue
-			}
-			out.items = append(out.items, obj)
-			if limit > 0 && int64(len(out.items)) == limit {
-				break
+			if res.matches(sel, obj) {
+				out.items = append(out.items, obj)
 			}
 		}
-		full := limit > 0 && int64(len(out.items)) >= limit
-		moreInPage := last != "" && len(page.Items) > 0 && last != page.Items[len(page.Items)-1].Key
-		if full && (page.More || moreInPage) {
+		leftInPage := int64(len(page.Items) - consumed)
+		if limit > 0 && int64(len(out.items)) >= limit && (page.More || leftInPage > 0) {
 			out.cont = encodeContinue(page.Revision, strings.TrimPrefix(last, prefix)+"\x00")
-			if sel.empty() && !moreInPage {
-				n := page.Remaining
+			if sel.empty() {
+				n := leftInPage
+				if page.More {
+					n += page.Remaining
+				}
 				out.remaining = &n
 			}
 			return out, nil

@@ -253,7 +253,8 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 	if err := checkValue(value); err != nil {
 		return 0, err
 	}
-	r := &request{op: opCreate, key: key, value: value}
+	// Copied here: the caller may reuse its buffer once it stops waiting.
+	r := &request{op: opCreate, key: key, value: cloneValue(value)}
 	if err := s.submit(ctx, r); err != nil {
 		return 0, err
 	}
@@ -268,7 +269,7 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, expectedRe
 	if err := checkValue(value); err != nil {
 		return 0, err
 	}
-	r := &request{op: opUpdate, key: key, value: value, expected: expectedRevision}
+	r := &request{op: opUpdate, key: key, value: cloneValue(value), expected: expectedRevision}
 	if err := s.submit(ctx, r); err != nil {
 		return 0, err
 	}
@@ -345,10 +346,13 @@ func (s *Store) commit(batch []*request) {
 			events = append(events, c.Event)
 		}
 		if rev == base {
-			return nil
+			return errNoWrites // roll back: nothing to commit or sync
 		}
 		return tx.Bucket(bucketMeta).Put(metaRevision, encodeUint(rev))
 	})
+	if errors.Is(err, errNoWrites) {
+		err = nil
+	}
 	if err != nil {
 		err = fmt.Errorf("storage/bolt: commit to %s: %w", s.path, err)
 		for _, r := range batch {
@@ -363,6 +367,8 @@ func (s *Store) commit(batch []*request) {
 		close(r.done)
 	}
 }
+
+var errNoWrites = errors.New("no writes in batch")
 
 func isRequestError(err error) bool {
 	return errors.Is(err, storage.ErrKeyExists) || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrConflict)
@@ -394,12 +400,12 @@ func apply(kvb *bbolt.Bucket, r *request, rev int64) (storage.Change, error) {
 	c.PrevModRevision = modRev
 	switch r.op {
 	case opCreate:
-		value := cloneValue(r.value)
+		value := r.value
 		c.Type, c.Created = storage.EventPut, true
 		c.KV = storage.KV{Key: r.key, Value: value, CreateRevision: rev, ModRevision: rev}
 		return c, kvb.Put(key, encodeItem(rev, rev, value))
 	case opUpdate:
-		value := cloneValue(r.value)
+		value := r.value
 		c.Type, c.PrevValue = storage.EventPut, bytes.Clone(old)
 		c.KV = storage.KV{Key: r.key, Value: value, CreateRevision: createRev, ModRevision: rev}
 		return c, kvb.Put(key, encodeItem(createRev, rev, value))

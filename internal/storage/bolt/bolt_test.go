@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -128,6 +129,72 @@ func TestKeyLimits(t *testing.T) {
 	if s.Revision() != 0 {
 		t.Fatalf("rejected writes advanced the revision to %d", s.Revision())
 	}
+}
+
+// TestCrash: a process that dies without closing the store loses no
+// acknowledged write. The test binary runs itself as the process that dies.
+func TestCrash(t *testing.T) {
+	if dir := os.Getenv("HEADWAY_BOLT_CRASH_DIR"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
+	cmd.Env = append(os.Environ(), "HEADWAY_BOLT_CRASH_DIR="+dir)
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("child: %v (want exit status 3)\n%s", err, out)
+	}
+	var acked []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.HasPrefix(line, "acked ") {
+			acked = append(acked, strings.TrimPrefix(line, "acked "))
+		}
+	}
+	if len(acked) != 16*50 {
+		t.Fatalf("child acknowledged %d writes, want %d:\n%s", len(acked), 16*50, out)
+	}
+	s := open(t, dir)
+	defer s.Close()
+	if got := s.Revision(); got < int64(len(acked)) {
+		t.Fatalf("revision after the crash %d, want >= %d", got, len(acked))
+	}
+	for _, key := range acked {
+		if _, err := s.Get(t.Context(), key); err != nil {
+			t.Fatalf("acknowledged key %s after the crash: %v", key, err)
+		}
+	}
+	// The store carries on.
+	if _, err := s.Create(t.Context(), "/after", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func crashChild(dir string) {
+	s, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 50 {
+				key := fmt.Sprintf("/crash/%d/%d", g, i)
+				if _, err := s.Create(context.Background(), key, []byte("v")); err != nil {
+					fmt.Println("create:", err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Println("acked", key)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	os.Exit(3) // no Close
 }
 
 func benchmarkCreate(b *testing.B, writers int) {
