@@ -55,6 +55,8 @@ type Options struct {
 	Logger *slog.Logger
 	// NoControllers leaves the controllers out (API-only tests).
 	NoControllers bool
+	// NoDNS leaves the cluster DNS server out.
+	NoDNS bool
 }
 
 // DefaultDataDir is $HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else
@@ -80,7 +82,7 @@ func DefaultOptions() Options {
 		Listen:        "127.0.0.1:6443",
 		Store:         "bolt",
 		Runtime:       "process",
-		DNSListen:     "198.19.0.10:53",
+		DNSListen:     "127.0.0.1:10053",
 		DNSUpstream:   "/etc/resolv.conf",
 		ClusterDomain: "cluster.local",
 		ServiceCIDR:   "198.19.0.0/16",
@@ -123,7 +125,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--runtime %q: want process or none", o.Runtime))
 	}
 	if _, err := netip.ParseAddrPort(o.DNSListen); err != nil {
-		errs = append(errs, fmt.Errorf("--dns-listen %q: want ip:port, e.g. 198.19.0.10:53", o.DNSListen))
+		errs = append(errs, fmt.Errorf("--dns-listen %q: want ip:port, e.g. 127.0.0.1:10053", o.DNSListen))
 	}
 	for name, v := range map[string]string{"--service-cidr": o.ServiceCIDR, "--cluster-cidr": o.ClusterCIDR} {
 		if _, err := netip.ParsePrefix(v); err != nil {
@@ -294,6 +296,13 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			factory.Start(ctx.Done())
 			nsc.Run(ctx)
 			factory.Shutdown()
+		})
+	}
+	if !o.NoDNS {
+		background = append(background, func(ctx context.Context) {
+			if err := runDNS(ctx, o, client, log.With("component", "dns")); err != nil {
+				log.Error("cluster DNS stopped", "err", err)
+			}
 		})
 	}
 	r := &Running{

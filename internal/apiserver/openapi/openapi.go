@@ -39,6 +39,33 @@ type Resource struct {
 	Subresources []string
 }
 
+var (
+	knownVerbs        = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	knownSubresources = []string{"status", "scale"}
+)
+
+func (r Resource) validate() error {
+	if r.Object == nil || r.List == nil || r.Kind == "" || r.Resource == "" || r.Version == "" {
+		return fmt.Errorf("openapi: resource %q of %q/%q is incomplete", r.Resource, gvPath(r.Group, r.Version), r.Kind)
+	}
+	for _, v := range r.Verbs {
+		if !slices.Contains(knownVerbs, v) {
+			return fmt.Errorf("openapi: %s/%s: unknown verb %q", gvPath(r.Group, r.Version), r.Resource, v)
+		}
+	}
+	for _, sub := range r.Subresources {
+		if !slices.Contains(knownSubresources, sub) {
+			return fmt.Errorf("openapi: %s/%s: unsupported subresource %q", gvPath(r.Group, r.Version), r.Resource, sub)
+		}
+	}
+	for _, t := range []reflect.Type{derefType(r.Object), derefType(r.List)} {
+		if t.Kind() != reflect.Struct || t.Name() == "" {
+			return fmt.Errorf("openapi: %s/%s: %v is not a named struct type", gvPath(r.Group, r.Version), r.Resource, t)
+		}
+	}
+	return nil
+}
+
 // Documents holds the generated documents, serialized once.
 type Documents struct {
 	v2JSON  blob
@@ -74,7 +101,11 @@ var (
 )
 
 // Build generates the documents for resources. serverVersion is reported as
-// the documents' info.version.
+// the documents' info.version. The output is deterministic: the same input
+// gives the same bytes, and so the same v3 hashes, on every start.
+//
+// A build for twenty resources takes about 20-30 ms; build once and keep
+// the Documents.
 func Build(resources []Resource, serverVersion string) (*Documents, error) {
 	s := newSchemaSet()
 	gvks := map[string][]any{} // definition name → x-kubernetes-group-version-kind
@@ -105,8 +136,8 @@ func Build(resources []Resource, serverVersion string) (*Documents, error) {
 	addGVK(defStatus, gvk{"", "v1", "Status"})
 
 	for _, r := range resources {
-		if r.Object == nil || r.List == nil || r.Kind == "" || r.Resource == "" || r.Version == "" {
-			return nil, fmt.Errorf("openapi: resource %q of %q/%q is incomplete", r.Resource, r.Group, r.Version)
+		if err := r.validate(); err != nil {
+			return nil, err
 		}
 		listKind := r.ListKind
 		if listKind == "" {
@@ -324,4 +355,11 @@ func (d *Documents) GroupVersionPaths() []string {
 // Definitions are the Swagger 2.0 definitions by name, the input
 // k8s.io/apimachinery/pkg/util/managedfields.NewTypeConverter takes. They
 // are shared: callers must not modify them.
+//
+// Reflection cannot see the +listType/+listMapKey markers kube's schemas
+// carry, so a type converter built from these knows list keys only from
+// patchMergeKey tags: it keys Service ports by port alone and rejects a
+// Service with 53/UDP and 53/TCP as a duplicate. For managed fields use
+// k8s.io/client-go/applyconfigurations.NewTypeConverter, which has kube's
+// exact list semantics for the built-in types.
 func (d *Documents) Definitions() map[string]*spec.Schema { return d.defs }

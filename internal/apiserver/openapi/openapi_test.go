@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
 	"google.golang.org/protobuf/proto"
@@ -605,6 +606,8 @@ func TestFieldValidationSupport(t *testing.T) {
 	}
 }
 
+// TestTypeConverter checks managedfields accepts the definitions (see
+// Documents.Definitions for their limits).
 func TestTypeConverter(t *testing.T) {
 	docs, err := Build(testResources(), "v1")
 	if err != nil {
@@ -744,6 +747,9 @@ func TestBuildRejects(t *testing.T) {
 		"no types":     {{Version: "v1", Kind: "Service", Resource: "services"}},
 		"no resource":  {{Version: "v1", Kind: "Service", Object: svc.Object, List: svc.List}},
 		"served twice": {svc, svc},
+		"unknown verb": {{Version: "v1", Kind: "Service", Resource: "services", Object: svc.Object, List: svc.List, Verbs: []string{"proxy"}}},
+		"unknown sub":  {{Version: "v1", Kind: "Service", Resource: "services", Object: svc.Object, List: svc.List, Subresources: []string{"exec"}}},
+		"not a struct": {{Version: "v1", Kind: "Service", Resource: "services", Object: reflect.TypeOf(""), List: svc.List}},
 	}
 	for name, rs := range cases {
 		if _, err := Build(rs, "v1"); err == nil {
@@ -760,4 +766,22 @@ func BenchmarkBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestBuildReportsTime logs how long a first build takes in a fresh
+// process, reflection caches cold. It asserts nothing about speed.
+func TestBuildReportsTime(t *testing.T) {
+	rs := manyResources()
+	start := time.Now()
+	docs, err := Build(rs, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := len(docs.V2JSON()) + len(docs.V2Protobuf()) + len(docs.V3Index())
+	for _, gv := range docs.GroupVersionPaths() {
+		b, _, _ := docs.V3(gv)
+		size += len(b)
+	}
+	t.Logf("first build of %d resources in %d group-versions: %v, %d bytes of documents",
+		len(rs), len(docs.GroupVersionPaths()), time.Since(start), size)
 }

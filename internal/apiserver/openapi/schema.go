@@ -9,9 +9,9 @@ import (
 	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
-// v2RefPrefix is where Swagger 2.0 documents keep named schemas. The
-// OpenAPI 3 documents are converted from the Swagger ones, which rewrites
-// these references to #/components/schemas/.
+// v2RefPrefix is where Swagger 2.0 documents keep named schemas; the
+// definitions are built with references of this form, and the OpenAPI 3
+// encoder rewrites them to #/components/schemas/.
 const v2RefPrefix = "#/definitions/"
 
 // Extension keys understood by kubectl and apimachinery.
