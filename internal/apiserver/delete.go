@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -143,7 +144,15 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 					fmt.Errorf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, acc.GetResourceVersion()))
 			}
 		}
-		pending := len(acc.GetFinalizers()) > 0 || (res.reg.Finalizing != nil && res.reg.Finalizing(cur))
+		if acc.GetDeletionTimestamp() == nil || opts.GracePeriodSeconds != nil {
+			if res.reg.GracefulDelete != nil {
+				if graceful, grace := res.reg.GracefulDelete(cur, &opts); graceful {
+					return res.markDeleted(ctx, kv, cur, grace, opts, dryRun)
+				}
+			}
+		}
+		finalizers := withPropagationFinalizer(acc.GetFinalizers(), opts)
+		pending := len(finalizers) > 0 || (res.reg.Finalizing != nil && res.reg.Finalizing(cur))
 		if pending {
 			if acc.GetDeletionTimestamp() != nil {
 				return cur, false, nil
@@ -154,6 +163,7 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 			zero := int64(0)
 			nacc.SetDeletionTimestamp(&now)
 			nacc.SetDeletionGracePeriodSeconds(&zero)
+			nacc.SetFinalizers(finalizers)
 			if res.reg.PrepareForDelete != nil {
 				res.reg.PrepareForDelete(next)
 			}
@@ -232,4 +242,64 @@ func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Reque
 	}
 	res.s.writeObject(w, f, http.StatusOK, list)
 	return nil
+}
+
+// Finalizers the garbage collector acts on.
+const (
+	FinalizerOrphan     = metav1.FinalizerOrphanDependents
+	FinalizerForeground = metav1.FinalizerDeleteDependents
+)
+
+// withPropagationFinalizer adds the finalizer a propagation policy asks for
+// (the garbage collector removes it once dependents are handled).
+func withPropagationFinalizer(finalizers []string, opts metav1.DeleteOptions) []string {
+	want := ""
+	switch {
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan,
+		opts.PropagationPolicy == nil && opts.OrphanDependents != nil && *opts.OrphanDependents:
+		want = FinalizerOrphan
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationForeground:
+		want = FinalizerForeground
+	}
+	out := append([]string(nil), finalizers...)
+	if want == "" {
+		return out
+	}
+	for _, f := range out {
+		if f == want {
+			return out
+		}
+	}
+	return append(out, want)
+}
+
+// markDeleted starts (or shortens) a graceful deletion: the object stays
+// with deletionTimestamp = now + grace until its owner finalises it.
+func (res *resource) markDeleted(ctx context.Context, kv storage.KV, cur runtime.Object, grace int64, opts metav1.DeleteOptions, dryRun bool) (runtime.Object, bool, error) {
+	acc, _ := meta.Accessor(cur)
+	if old := acc.GetDeletionGracePeriodSeconds(); old != nil && *old <= grace {
+		return cur, false, nil
+	}
+	next := cur.DeepCopyObject()
+	nacc, _ := meta.Accessor(next)
+	ts := metav1.NewTime(metav1.Now().Add(time.Duration(grace) * time.Second))
+	nacc.SetDeletionTimestamp(&ts)
+	nacc.SetDeletionGracePeriodSeconds(&grace)
+	nacc.SetFinalizers(withPropagationFinalizer(nacc.GetFinalizers(), opts))
+	if dryRun {
+		return next, false, nil
+	}
+	data, err := res.encode(next)
+	if err != nil {
+		return nil, false, err
+	}
+	rev, err := res.s.store.Update(ctx, kv.Key, data, kv.ModRevision)
+	if err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			return nil, false, res.conflict(acc.GetName())
+		}
+		return nil, false, err
+	}
+	nacc.SetResourceVersion(formatRV(rev))
+	return next, false, nil
 }

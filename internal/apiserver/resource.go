@@ -112,6 +112,12 @@ func (res *resource) subresources() []subresourceInfo {
 	if res.reg.Finalize != nil {
 		out = append(out, subresourceInfo{name: "finalize", kind: res.gvk, verbs: metav1.Verbs{"update"}})
 	}
+	if res.reg.Bind != nil {
+		out = append(out, subresourceInfo{name: "binding", kind: coreV1.WithKind("Binding"), verbs: metav1.Verbs{"create"}})
+	}
+	if res.reg.Evict {
+		out = append(out, subresourceInfo{name: "eviction", kind: schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "Eviction"}, verbs: metav1.Verbs{"create"}})
+	}
 	return out
 }
 
@@ -222,6 +228,18 @@ func (res *resource) serve(w http.ResponseWriter, r *http.Request, info requestI
 			break
 		}
 		err = res.handleUpdate(w, r, info)
+	case "binding":
+		if res.reg.Bind == nil || info.Verb != "create" {
+			err = notFoundResource()
+			break
+		}
+		err = res.handleBinding(w, r, info)
+	case "eviction":
+		if !res.reg.Evict || info.Verb != "create" {
+			err = notFoundResource()
+			break
+		}
+		err = res.handleEviction(w, r, info)
 	default:
 		err = notFoundResource()
 	}
@@ -467,6 +485,9 @@ const (
 	modeMain updateMode = iota
 	modeStatus
 	modeFinalize
+	// modeSubresource: a subresource handler (binding) already computed the
+	// whole new object; only bookkeeping remains.
+	modeSubresource
 )
 
 // updateObject reads the current object, applies fn, runs the update
@@ -556,6 +577,7 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	case modeFinalize:
 		obj = res.reg.Finalize(obj, cur)
 		acc, _ = meta.Accessor(obj)
+	case modeSubresource:
 	default:
 		if res.reg.HasStatus {
 			copyField(obj, cur, "Status")
@@ -581,7 +603,7 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	if mode == modeStatus {
 		sub = "status"
 	}
-	if fm := res.fieldManagers[sub]; fm != nil && opts.fieldManager != "" && !opts.managedFieldsDone && mode != modeFinalize {
+	if fm := res.fieldManagers[sub]; fm != nil && opts.fieldManager != "" && !opts.managedFieldsDone && mode != modeFinalize && mode != modeSubresource {
 		obj = fm.UpdateNoErrors(cur, obj, opts.fieldManager)
 		acc, _ = meta.Accessor(obj)
 	}

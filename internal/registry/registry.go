@@ -82,6 +82,15 @@ type Resource struct {
 	// Finalize, when set, serves the "finalize" subresource: it copies what
 	// the subresource may change from obj onto a copy of old.
 	Finalize func(obj, old runtime.Object) runtime.Object
+
+	// GracefulDelete, when set, decides whether a delete leaves the object
+	// in place for a grace period (pods on a node), and how long.
+	GracefulDelete func(obj runtime.Object, opts *metav1.DeleteOptions) (graceful bool, gracePeriodSeconds int64)
+	// Bind, when set, serves the "binding" subresource (pods): it returns obj
+	// bound to the node target, or an error (409 when already bound).
+	Bind func(obj runtime.Object, target string) (runtime.Object, error)
+	// Evict enables the "eviction" subresource (a delete through policy/v1 Eviction).
+	Evict bool
 }
 
 // ScaleSubresource maps an object's replica fields to autoscaling/v1 Scale.

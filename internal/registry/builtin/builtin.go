@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,12 +18,21 @@ import (
 
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/registry/configmap"
+	"github.com/headway/headway/internal/registry/controllerrevision"
+	"github.com/headway/headway/internal/registry/endpoints"
 	"github.com/headway/headway/internal/registry/endpointslice"
 	"github.com/headway/headway/internal/registry/event"
+	"github.com/headway/headway/internal/registry/lease"
 	"github.com/headway/headway/internal/registry/namespace"
+	"github.com/headway/headway/internal/registry/node"
+	"github.com/headway/headway/internal/registry/persistentvolume"
+	"github.com/headway/headway/internal/registry/persistentvolumeclaim"
+	"github.com/headway/headway/internal/registry/pod"
 	"github.com/headway/headway/internal/registry/secret"
 	"github.com/headway/headway/internal/registry/service"
+	"github.com/headway/headway/internal/registry/serviceaccount"
 	"github.com/headway/headway/internal/registry/statefulset"
+	"github.com/headway/headway/internal/registry/storageclass"
 )
 
 // Scheme returns a scheme with every type the server encodes.
@@ -30,7 +40,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, discoveryv1.AddToScheme,
-		coordinationv1.AddToScheme, eventsv1.AddToScheme, storagev1.AddToScheme, apidiscoveryv2.AddToScheme,
+		coordinationv1.AddToScheme, eventsv1.AddToScheme, storagev1.AddToScheme, apidiscoveryv2.AddToScheme, policyv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		utilruntime.Must(add(s))
@@ -48,13 +58,24 @@ func Resources(Options) []*registry.Resource {
 	return []*registry.Resource{
 		// core/v1
 		namespace.Resource(),
+		pod.Resource(),
+		service.Resource(),
+		endpoints.Resource(),
+		node.Resource(),
 		configmap.Resource(),
 		secret.Resource(),
-		service.Resource(),
+		serviceaccount.Resource(),
 		event.Resource(),
+		persistentvolumeclaim.Resource(),
+		persistentvolume.Resource(),
 		// apps/v1
 		statefulset.Resource(),
+		controllerrevision.Resource(),
 		// discovery.k8s.io/v1
 		endpointslice.Resource(),
+		// coordination.k8s.io/v1
+		lease.Resource(),
+		// storage.k8s.io/v1
+		storageclass.Resource(),
 	}
 }
