@@ -467,10 +467,18 @@ func TestTableAndDiscovery(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&table); err != nil {
 		t.Fatal(err)
 	}
-	if table.Kind != "Table" || len(table.Rows) != 1 || len(table.ColumnDefinitions) < 6 {
+	if table.Kind != "Table" || len(table.ColumnDefinitions) != 7 {
 		t.Fatalf("unexpected table: %+v", table)
 	}
-	cells := table.Rows[0].Cells
+	var cells []interface{}
+	for _, row := range table.Rows {
+		if row.Cells[0] == "nginx-headless" {
+			cells = row.Cells
+		}
+	}
+	if cells == nil {
+		t.Fatalf("no nginx-headless row in %+v", table.Rows)
+	}
 	if cells[0] != "nginx-headless" || cells[1] != "ClusterIP" || cells[2] != "None" || cells[4] != "80/TCP" {
 		t.Fatalf("service row: %v", cells)
 	}

@@ -425,6 +425,11 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 		acc, _ = meta.Accessor(obj)
 	}
 	if h := res.reg.Hooks.BeforeCreate; h != nil && !opts.dryRun {
+		// Say AlreadyExists rather than fail an allocation the existing
+		// object holds.
+		if _, err := res.s.store.Get(ctx, res.key(ns, acc.GetName())); err == nil {
+			return nil, apierrors.NewAlreadyExists(res.reg.GroupResource(), acc.GetName())
+		}
 		if err := h(ctx, obj); err != nil {
 			return nil, err
 		}

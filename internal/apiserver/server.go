@@ -107,7 +107,37 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.byGV[gv] = append(s.byGV[gv], res)
 	}
+	for _, res := range s.resources {
+		if res.reg.Restore == nil {
+			continue
+		}
+		if err := res.restore(context.Background()); err != nil {
+			return nil, fmt.Errorf("restoring %s: %w", res.reg.Plural, err)
+		}
+	}
 	return s, nil
+}
+
+// restore feeds every stored object of the resource to its Restore hook.
+func (res *resource) restore(ctx context.Context) error {
+	start := ""
+	for {
+		page, err := res.s.store.List(ctx, res.prefix, storage.ListOptions{Limit: 1000, StartKey: start})
+		if err != nil {
+			return err
+		}
+		for _, kv := range page.Items {
+			obj, err := res.decode(kv)
+			if err != nil {
+				return err
+			}
+			res.reg.Restore(obj)
+		}
+		if !page.More || len(page.Items) == 0 {
+			return nil
+		}
+		start = page.Items[len(page.Items)-1].Key + "\x00"
+	}
 }
 
 // Handler returns the server's HTTP handler (authentication included).

@@ -17,8 +17,10 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -32,6 +34,8 @@ import (
 	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/registry/builtin"
+	"github.com/headway/headway/internal/registry/service"
+	"github.com/headway/headway/internal/registry/storageclass"
 	"github.com/headway/headway/internal/storage"
 	"github.com/headway/headway/internal/storage/bolt"
 	"github.com/headway/headway/internal/storage/memory"
@@ -182,9 +186,24 @@ func kubernetesHosts(o Options, listenHost string) []string {
 	return hosts
 }
 
+// NodePortBase and NodePortSize are the node port range, 30000-32767.
+const (
+	NodePortBase = 30000
+	NodePortSize = 2768
+)
+
 // Resources is the resource table for the options.
-func Resources(o Options) []*registry.Resource {
-	return builtin.Resources(builtin.Options{})
+func Resources(o Options) ([]*registry.Resource, *service.IPAllocator, error) {
+	cidr, err := netip.ParsePrefix(o.ServiceCIDR)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--service-cidr: %w", err)
+	}
+	ips, err := service.NewIPAllocator(cidr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--service-cidr: %w", err)
+	}
+	alloc := service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
+	return builtin.Resources(builtin.Options{Services: alloc}), ips, nil
 }
 
 // Start starts the server and returns once it is ready. It runs until ctx ends.
@@ -224,7 +243,10 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
 	}
-	resources := Resources(o)
+	resources, ips, err := Resources(o)
+	if err != nil {
+		return nil, err
+	}
 	scheme := builtin.Scheme()
 	docs, err := openapi.Build(openAPIResources(resources), version.Kubernetes)
 	if err != nil {
@@ -272,8 +294,8 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := bootstrap(ctx, client); err != nil {
-		return fail(fmt.Errorf("creating the built-in namespaces: %w", err))
+	if err := bootstrap(ctx, client, ips.KubernetesIP().String(), addr.Port); err != nil {
+		return fail(fmt.Errorf("creating the built-in objects: %w", err))
 	}
 	kubeconfig := filepath.Join(o.DataDir, "kubeconfig")
 	if err := writeKubeconfig(kubeconfig, url, bundle); err != nil {
@@ -344,16 +366,45 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	return r, nil
 }
 
-// bootstrap creates the namespaces every cluster has.
-func bootstrap(ctx context.Context, client kubernetes.Interface) error {
+// bootstrap creates what every cluster has: the four namespaces, the
+// kubernetes Service and the default local-path StorageClass.
+func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP string, apiPort int) error {
+	opts := metav1.CreateOptions{FieldManager: "headway"}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
-		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{FieldManager: "headway"})
+		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, opts)
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: kubernetesIP,
+			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(apiPort))}},
+		},
+	}
+	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("the kubernetes Service: %w", err)
+	}
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	binding := storagev1.VolumeBindingWaitForFirstConsumer
+	sc := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: LocalPathClass, Annotations: map[string]string{storageclass.DefaultAnnotation: "true"}},
+		Provisioner:       LocalPathProvisioner,
+		ReclaimPolicy:     &reclaim,
+		VolumeBindingMode: &binding,
+	}
+	if _, err := client.StorageV1().StorageClasses().Create(ctx, sc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("the %s StorageClass: %w", LocalPathClass, err)
+	}
 	return nil
 }
+
+// The default StorageClass: volumes are directories under the data dir.
+const (
+	LocalPathClass       = "local-path"
+	LocalPathProvisioner = "headway.dev/local-path"
+)
 
 // writeKubeconfig writes an admin kubeconfig for url.
 func writeKubeconfig(path, url string, bundle *pki.Bundle) error {

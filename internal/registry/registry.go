@@ -91,6 +91,10 @@ type Resource struct {
 	Bind func(obj runtime.Object, target string) (runtime.Object, error)
 	// Evict enables the "eviction" subresource (a delete through policy/v1 Eviction).
 	Evict bool
+
+	// Restore, when set, is called at server start for every stored object,
+	// so that state held outside objects (allocated IPs and ports) is rebuilt.
+	Restore func(obj runtime.Object)
 }
 
 // ScaleSubresource maps an object's replica fields to autoscaling/v1 Scale.

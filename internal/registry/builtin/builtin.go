@@ -51,15 +51,18 @@ func Scheme() *runtime.Scheme {
 }
 
 // Options configure the resources (address ranges and the like).
-type Options struct{}
+type Options struct {
+	// Services holds the cluster IP and node port allocators.
+	Services service.Allocators
+}
 
 // Resources returns the resource table, in discovery order.
-func Resources(Options) []*registry.Resource {
+func Resources(o Options) []*registry.Resource {
 	return []*registry.Resource{
 		// core/v1
 		namespace.Resource(),
 		pod.Resource(),
-		service.Resource(),
+		service.Resource(o.Services),
 		endpoints.Resource(),
 		node.Resource(),
 		configmap.Resource(),

@@ -21,9 +21,18 @@ import (
 	"github.com/headway/headway/internal/registry"
 )
 
+// Allocators hold the cluster IPs and node ports Services use. Nil fields
+// turn allocation off.
+type Allocators struct {
+	IPs   *IPAllocator
+	Ports *PortAllocator
+}
+
 // Resource returns the services registry entry.
-func Resource() *registry.Resource {
+func Resource(alloc Allocators) *registry.Resource {
 	return &registry.Resource{
+		Hooks:        alloc.hooks(),
+		Restore:      alloc.restore,
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "Service", ListKind: "ServiceList",
 		Plural: "services", Singular: "service",
@@ -199,7 +208,7 @@ func Validate(s *corev1.Service) field.ErrorList {
 func ValidateUpdate(s, old *corev1.Service) field.ErrorList {
 	errs := Validate(s)
 	spec := field.NewPath("spec")
-	if old.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.Type != corev1.ServiceTypeExternalName {
+	if old.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.Type != corev1.ServiceTypeExternalName && old.Spec.ClusterIP != corev1.ClusterIPNone {
 		if old.Spec.ClusterIP != "" && s.Spec.ClusterIP != old.Spec.ClusterIP {
 			errs = append(errs, field.Invalid(spec.Child("clusterIP"), s.Spec.ClusterIP, "field is immutable"))
 		}
@@ -265,3 +274,5 @@ func selector(s *corev1.Service) string {
 	}
 	return strings.Join(keys, ",")
 }
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
