@@ -1,0 +1,272 @@
+// Command apiserver benchmarks Headway's API server on the bolt store: durable
+// creates, gets, full lists, watch fan-out, and the real binary's start to
+// /readyz. It prints a markdown table of figures (and writes it to -out).
+//
+// Everything talks to 127.0.0.1 only. The in-process cluster and its clients
+// share this process (and the machine's cores): client-side encoding,
+// decoding and TLS are part of every in-process figure, as they are for a real
+// client on the same machine.
+//
+//	go run ./bench/apiserver -out bench/results-apiserver.md
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/headway/headway/internal/app"
+	"github.com/headway/headway/internal/testing/cluster"
+)
+
+type options struct {
+	out        string
+	cpuprofile string
+	profile    string
+
+	creates1     int
+	creates16    int
+	createsShare int
+	gets         int
+	list1k       int
+	list10k      int
+	listRuns     int
+	watchers     int
+	watchQuiet   int
+	watchBurst   int
+	startRuns    int
+	bigStartRuns int
+	memRef       int
+	bin          string
+	serverArgs   string
+	skipStart    bool
+	sharedAll    bool
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("bench/apiserver: ")
+	var o options
+	defBin := os.Getenv("HEADWAY_BIN")
+	if defBin == "" {
+		defBin = "./bin/headway"
+	}
+	flag.StringVar(&o.out, "out", "", "also write the markdown table to this file")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of one phase (see -profile) to this file")
+	flag.StringVar(&o.profile, "profile", "create16", "phase -cpuprofile covers: create1, create16, get16, list, watch")
+	flag.IntVar(&o.creates1, "creates1", 2000, "creates by the single client")
+	flag.IntVar(&o.creates16, "creates16", 10000, "creates by the 16 clients (this namespace is also the 10k list)")
+	flag.IntVar(&o.createsShare, "creates-shared", 5000, "creates by 16 clients over one shared HTTP/2 connection (0 skips)")
+	flag.IntVar(&o.gets, "gets", 20000, "gets by the 16 clients")
+	flag.IntVar(&o.list1k, "list-small", 1000, "objects in the small list namespace")
+	flag.IntVar(&o.listRuns, "list-runs", 7, "full lists per size and format (median reported)")
+	flag.IntVar(&o.watchers, "watchers", 100, "watchers on one namespace")
+	flag.IntVar(&o.watchQuiet, "watch-quiet", 500, "creates by one client, one at a time, while the watchers watch")
+	flag.IntVar(&o.watchBurst, "watch-burst", 2000, "creates by 16 clients at once while the watchers watch")
+	flag.IntVar(&o.startRuns, "start-runs", 10, "server starts per data-dir kind (median reported)")
+	flag.IntVar(&o.bigStartRuns, "big-start-runs", 5, "server starts on the data dir the in-process benchmarks filled (0 skips)")
+	flag.IntVar(&o.memRef, "memory-reference", 5000, "creates by 16 clients on a memory-store cluster, for reference (0 skips)")
+	flag.StringVar(&o.bin, "bin", defBin, "headway binary for the start benchmark ($HEADWAY_BIN, else ./bin/headway)")
+	flag.StringVar(&o.serverArgs, "server-args", "--runtime none", "extra flags for `headway server` in the start benchmark")
+	flag.BoolVar(&o.skipStart, "skip-start", false, "skip the server start benchmark")
+	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
+	flag.Parse()
+	o.list10k = o.creates16
+
+	r, err := run(o)
+	if r != nil {
+		table := r.markdown()
+		fmt.Print(table)
+		if o.out != "" {
+			if werr := os.WriteFile(o.out, []byte(table), 0o644); werr != nil {
+				log.Printf("writing %s: %v", o.out, werr)
+				os.Exit(1)
+			}
+		}
+	}
+	if err != nil {
+		log.Printf("%v", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) (*report, error) {
+	r := &report{}
+	r.notef("Load average at start: %s.", loadavg())
+	r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
+	if o.sharedAll {
+		r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
+	} else {
+		r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
+	}
+
+	// Everything this program does must end; the deadline is a backstop.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	tmp, err := os.MkdirTemp("", "headway-bench-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(tmp)
+	dataDir := filepath.Join(tmp, "inproc")
+
+	t0 := time.Now()
+	c, err := cluster.StartE(dataDir, cluster.WithBolt(dataDir), quietLogs)
+	if err != nil {
+		return r, fmt.Errorf("starting the in-process cluster (bolt): %w", err)
+	}
+	log.Printf("in-process cluster (bolt) ready in %v at %s", time.Since(t0).Round(time.Millisecond), c.URL)
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		return c.Stop()
+	}
+	defer stop()
+
+	b := &apiBench{o: o, r: r, cl: newClients(c.Config, o.sharedAll)}
+	defer b.cl.close()
+	if proto, err := b.cl.protocol(ctx, c.URL+"/readyz"); err != nil {
+		return r, fmt.Errorf("probing the API server: %w", err)
+	} else if proto != "HTTP/2.0" {
+		r.notef("The clients speak %s, not HTTP/2.", proto)
+	}
+	if err := b.runAll(ctx); err != nil {
+		return r, err
+	}
+	if err := stop(); err != nil {
+		return r, fmt.Errorf("stopping the in-process cluster: %w", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dataDir, "headway.db")); err == nil {
+		r.notef("The in-process bolt file ended at %s.", bytesHuman(int(fi.Size())))
+	}
+
+	if o.memRef > 0 {
+		if err := memoryReference(ctx, r, o, filepath.Join(tmp, "memory")); err != nil {
+			return r, err
+		}
+	}
+
+	if !o.skipStart {
+		big := dataDir
+		if o.bigStartRuns <= 0 {
+			big = ""
+		}
+		if err := benchStart(ctx, r, o, tmp, big); err != nil {
+			return r, err
+		}
+	}
+	r.notef("Load average at the end: %s.", loadavg())
+	return r, nil
+}
+
+// memoryReference runs the 16-client create benchmark on the memory store:
+// the same API server without bolt and fsync, to show what durability costs.
+func memoryReference(ctx context.Context, r *report, o options, dir string) error {
+	c, err := cluster.StartE(dir, quietLogs)
+	if err != nil {
+		return fmt.Errorf("starting the in-process cluster (memory): %w", err)
+	}
+	defer c.Stop()
+	b := &apiBench{o: o, r: r, cl: newClients(c.Config, o.sharedAll)}
+	defer b.cl.close()
+	cs, err := b.cl.clientsets(16, contentProtobuf)
+	if err != nil {
+		return err
+	}
+	for _, ns := range []string{nsWarm, nsMany} {
+		if _, err := cs[0].CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating namespace %s: %w", ns, err)
+		}
+	}
+	if _, err := creates(ctx, cs, nsWarm, "warm", 320); err != nil {
+		return fmt.Errorf("warm-up (memory): %w", err)
+	}
+	return b.create(ctx, cs, nsMany, o.memRef, "reference: create, 16 clients, memory store (not durable)", "")
+}
+
+// quietLogs keeps the in-process server's logs to errors only.
+func quietLogs(o *app.Options) {
+	if os.Getenv("HEADWAY_TEST_DEBUG") == "" && o.Logger != nil {
+		o.Logger = newErrorLogger()
+	}
+}
+
+// withProfile runs fn under the CPU profiler when phase is the profiled one.
+func withProfile(o options, phase string, fn func() error) error {
+	if o.cpuprofile == "" || o.profile != phase {
+		return fn()
+	}
+	f, err := os.Create(o.cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	err = fn()
+	pprof.StopCPUProfile()
+	log.Printf("CPU profile of %s written to %s (go tool pprof -top %s)", phase, o.cpuprofile, o.cpuprofile)
+	return err
+}
+
+// report collects the table rows and notes.
+type report struct {
+	rows  []row
+	notes []string
+}
+
+type row struct {
+	bench, measure, value, target, meets, note string
+}
+
+func (r *report) add(bench, measure, value string) *row {
+	r.rows = append(r.rows, row{bench: bench, measure: measure, value: value})
+	return &r.rows[len(r.rows)-1]
+}
+
+func (r *report) notef(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+// goal records the target a row is held to and whether it meets it.
+func (w *row) goal(target string, ok bool) *row {
+	w.target = target
+	w.meets = "no"
+	if ok {
+		w.meets = "yes"
+	}
+	return w
+}
+
+func (w *row) with(note string) *row { w.note = note; return w }
+
+func (r *report) markdown() string {
+	var sb strings.Builder
+	sb.WriteString("| benchmark | measure | value | target | meets | notes |\n")
+	sb.WriteString("| --- | --- | ---: | --- | --- | --- |\n")
+	for _, w := range r.rows {
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s |\n", w.bench, w.measure, w.value, w.target, w.meets, w.note)
+	}
+	if len(r.notes) > 0 {
+		sb.WriteString("\n")
+		for _, n := range r.notes {
+			fmt.Fprintf(&sb, "- %s\n", n)
+		}
+	}
+	return sb.String()
+}

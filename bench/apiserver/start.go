@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// startTimeout bounds one server start; stopTimeout how long a server gets
+// to exit after SIGTERM before it is killed.
+const (
+	startTimeout = 20 * time.Second
+	stopTimeout  = 10 * time.Second
+	pollInterval = time.Millisecond
+)
+
+// benchStart times the real binary from exec to the first "ok" from /readyz:
+// on fresh data dirs, on a reused (small) data dir, and, when big is set, on
+// the data dir the in-process benchmarks filled.
+func benchStart(ctx context.Context, r *report, o options, tmp, big string) error {
+	bin, err := filepath.Abs(o.bin)
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
+		r.add("server start → /readyz", "skipped", "n/a").with(fmt.Sprintf("no binary at %s (make build, or set HEADWAY_BIN)", o.bin))
+		return nil
+	}
+	extra := strings.Fields(o.serverArgs)
+	r.notef("Server start: `%s server --data-dir D --listen 127.0.0.1:PORT %s`, timed from exec to the first 200 from GET /readyz, polled every %v; the process is stopped with SIGTERM (SIGKILL after %v) and waited for.",
+		filepath.Base(bin), strings.Join(extra, " "), pollInterval, stopTimeout)
+
+	reused := filepath.Join(tmp, "start-reused")
+	var fresh []startRun
+	m := startMeter()
+	for i := range o.startRuns {
+		dir := filepath.Join(tmp, fmt.Sprintf("start-fresh-%d", i))
+		if i == 0 {
+			dir = reused // the first fresh dir becomes the reused one
+		}
+		sr, err := startOnce(ctx, bin, dir, extra)
+		if err != nil {
+			return fmt.Errorf("server start (fresh data dir): %w", err)
+		}
+		fresh = append(fresh, sr)
+		if i != 0 {
+			os.RemoveAll(dir)
+		}
+	}
+	addStartRows(r, "server start → /readyz, fresh data dir", fresh, m, true)
+
+	var again []startRun
+	m = startMeter()
+	for range o.startRuns {
+		sr, err := startOnce(ctx, bin, reused, extra)
+		if err != nil {
+			return fmt.Errorf("server start (reused data dir): %w", err)
+		}
+		again = append(again, sr)
+	}
+	addStartRows(r, "server start → /readyz, reused data dir", again, m, true)
+
+	if big != "" {
+		var bigs []startRun
+		m = startMeter()
+		for range o.bigStartRuns {
+			sr, err := startOnce(ctx, bin, big, extra)
+			if err != nil {
+				return fmt.Errorf("server start (filled data dir): %w", err)
+			}
+			bigs = append(bigs, sr)
+		}
+		size := ""
+		if fi, err := os.Stat(filepath.Join(big, "headway.db")); err == nil {
+			size = ", " + bytesHuman(int(fi.Size())) + " store"
+		}
+		addStartRows(r, "server start → /readyz, data dir the benchmarks filled"+size, bigs, m, false)
+	}
+	return nil
+}
+
+// startRun is one start of the binary.
+type startRun struct {
+	ready  time.Duration // exec → first ok from /readyz
+	logged time.Duration // the startup the server logged (app.Start), 0 if none
+	stop   time.Duration // SIGTERM → exit
+}
+
+func addStartRows(r *report, name string, runs []startRun, m meter, target bool) {
+	var ds, inner, stops []time.Duration
+	for _, sr := range runs {
+		ds = append(ds, sr.ready)
+		stops = append(stops, sr.stop)
+		if sr.logged > 0 {
+			inner = append(inner, sr.logged)
+		}
+	}
+	med := median(ds)
+	note := fmt.Sprintf("%d run(s), min %s / max %s", len(ds), ms(percentile(ds, 0)), ms(percentile(ds, 100)))
+	if len(inner) > 0 {
+		note += fmt.Sprintf("; server-reported startup (app.Start) median %s", ms(median(inner)))
+	}
+	note += fmt.Sprintf("; SIGTERM → exit median %s; over the phase (starts and stops) %s, the servers included", ms(median(stops)), m.machine())
+	w := r.add(name, "exec → /readyz ok (median)", ms(med)).with(note)
+	if target {
+		w.goal("< 300 ms", med < 300*time.Millisecond)
+	}
+	log.Printf("%s: median %v", name, med)
+}
+
+var startupRE = regexp.MustCompile(`headway is ready.*\bstartup=([0-9.]+[a-zµ]+)`)
+
+// startOnce starts the server on dir, waits for /readyz, and stops it.
+func startOnce(ctx context.Context, bin, dir string, extra []string) (startRun, error) {
+	var sr startRun
+	port, err := freePort()
+	if err != nil {
+		return sr, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := append([]string{"server", "--data-dir", dir, "--listen", addr}, extra...)
+	var out lockedBuffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	cmd.Env = append(os.Environ(), "HEADWAY_DATA_DIR="+dir)
+	// If this program dies first, the kernel kills the server.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+
+	client := &http.Client{
+		Timeout: time.Second,
+		Transport: &http.Transport{
+			Proxy:             nil,
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the CA may not exist before the server writes it
+			ForceAttemptHTTP2: true,
+		},
+	}
+	defer client.CloseIdleConnections()
+	url := "https://" + addr + "/readyz"
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return sr, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waited := false
+	defer func() {
+		if !waited {
+			_, _ = stopProcess(pid, exited)
+		}
+	}()
+
+	deadline := start.Add(startTimeout)
+	for sr.ready == 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return sr, fmt.Errorf("%s not ready after %v; output:\n%s", url, startTimeout, tail(out.String(), 2000))
+		}
+		select {
+		case err := <-exited:
+			waited = true
+			return sr, fmt.Errorf("server exited before ready (%v); output:\n%s", err, tail(out.String(), 2000))
+		default:
+		}
+		if probe(client, url) {
+			sr.ready = time.Since(start)
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+	// The ready log line follows SetReady; give it a moment to appear.
+	for wait := time.Now().Add(time.Second); time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+		if m := startupRE.FindStringSubmatch(out.String()); m != nil {
+			sr.logged, _ = time.ParseDuration(m[1])
+			break
+		}
+	}
+	client.CloseIdleConnections()
+	waited = true
+	stop, err := stopProcess(pid, exited)
+	sr.stop = stop
+	if err != nil {
+		return sr, fmt.Errorf("stopping the server (pid %d): %w; output:\n%s", pid, err, tail(out.String(), 2000))
+	}
+	return sr, nil
+}
+
+func probe(client *http.Client, url string) bool {
+	resp, err := client.Get(url)
+	if err != nil {
+		return false
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && bytes.Equal(bytes.TrimSpace(body), []byte("ok"))
+}
+
+// stopProcess sends SIGTERM to the process we started, SIGKILL if it has not
+// exited after stopTimeout, and waits for it; it returns how long the
+// process took to exit. An exit caused by our signal is not an error.
+func stopProcess(pid int, exited <-chan error) (time.Duration, error) {
+	t := time.Now()
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		return time.Since(t), exitErr(err)
+	case <-time.After(stopTimeout):
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	<-exited
+	return time.Since(t), fmt.Errorf("did not exit within %v of SIGTERM; killed", stopTimeout)
+}
+
+func exitErr(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			return nil
+		}
+	}
+	return err
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// lockedBuffer is an io.Writer safe for the child's output and our reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 1<<20 {
+		return len(p), nil // enough kept
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

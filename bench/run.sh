@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Runs Headway's benchmarks and assembles bench/results.md: machine info, the
+# date, and one section of figures per benchmark.
+#
+# It builds nothing: it expects bin/headway (or $HEADWAY_BIN). `make bench`
+# builds the binary, then runs this script.
+#
+# Adding a benchmark: write a run_<name> function that writes its markdown
+# figures to the file given as $1, then add "<name>|<title>" to SECTIONS.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export HEADWAY_BIN=${HEADWAY_BIN:-$ROOT/bin/headway}
+RESULTS=${RESULTS:-$ROOT/bench/results.md}
+
+if [[ ! -x $HEADWAY_BIN ]]; then
+	echo "bench/run.sh: no headway binary at $HEADWAY_BIN (run 'make build' or set HEADWAY_BIN)" >&2
+	exit 1
+fi
+
+# name|title, in the order they run and appear in results.md.
+SECTIONS=(
+	"apiserver|API server (bolt store)"
+	# "dns|Cluster DNS"       (to come)
+	# "proxy|ClusterIP proxy" (to come)
+)
+
+run_apiserver() {
+	go run ./bench/apiserver -bin "$HEADWAY_BIN" -out "$1"
+}
+
+machine_info() {
+	local cpu mem
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+	mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+	echo "| | |"
+	echo "| --- | --- |"
+	echo "| date | $(date -u '+%Y-%m-%d %H:%M:%S UTC') |"
+	echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)') |"
+	echo "| CPUs (nproc) | $(nproc) |"
+	echo "| CPU model | ${cpu:-unknown} |"
+	echo "| memory | ${mem:-unknown} |"
+	echo "| kernel | $(uname -sr) |"
+	echo "| go | $(go version | sed 's/^go version //') |"
+	echo "| headway | $("$HEADWAY_BIN" version 2>/dev/null | head -n1 || echo unknown) |"
+	echo "| load average before the run | $(cut -d' ' -f1-3 /proc/loadavg) |"
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+{
+	echo "# Headway benchmark results"
+	echo
+	echo "Produced by \`bench/run.sh\` (\`make bench\`); see bench/README.md for what each figure measures and the targets."
+	echo
+	echo "## Machine"
+	echo
+	machine_info
+} >"$tmp/header.md"
+
+status=0
+for section in "${SECTIONS[@]}"; do
+	name=${section%%|*}
+	title=${section#*|}
+	echo "bench/run.sh: running $name" >&2
+	out=$ROOT/bench/results-$name.md
+	rm -f "$out"
+	{
+		echo
+		echo "## $title"
+		echo
+	} >"$tmp/$name.md"
+	if "run_$name" "$out"; then
+		cat "$out" >>"$tmp/$name.md"
+	else
+		status=1
+		echo "bench/run.sh: $name failed" >&2
+		echo "**failed** (see the run's output)" >>"$tmp/$name.md"
+		[[ -s $out ]] && cat "$out" >>"$tmp/$name.md"
+	fi
+done
+
+cat "$tmp/header.md" >"$RESULTS"
+for section in "${SECTIONS[@]}"; do
+	cat "$tmp/${section%%|*}.md" >>"$RESULTS"
+done
+echo "bench/run.sh: wrote $RESULTS" >&2
+exit $status
