@@ -87,7 +87,7 @@ func (s *Server) parseDeleteOptions(r *http.Request) (metav1.DeleteOptions, erro
 }
 
 func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
+	f, ok := negotiate(r, true)
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
@@ -100,10 +100,14 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 		return err
 	}
 	if !deleted {
+		if obj, err = res.transform(r, f, obj, false); err != nil {
+			return err
+		}
 		res.s.writeObject(w, f, http.StatusOK, obj)
 		return nil
 	}
 	acc, _ := meta.Accessor(obj)
+	f.target = targetObject
 	res.s.writeObject(w, f, http.StatusOK, &metav1.Status{
 		Status: metav1.StatusSuccess,
 		Details: &metav1.StatusDetails{
@@ -206,7 +210,7 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 }
 
 func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
+	f, ok := negotiate(r, true)
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
@@ -240,7 +244,11 @@ func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Reque
 	if err := meta.SetList(list, deleted); err != nil {
 		return err
 	}
-	res.s.writeObject(w, f, http.StatusOK, list)
+	out, err := res.transform(r, f, list, true)
+	if err != nil {
+		return err
+	}
+	res.s.writeObject(w, f, http.StatusOK, out)
 	return nil
 }
 

@@ -337,7 +337,7 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 }
 
 func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
+	f, ok := negotiate(r, true)
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
@@ -361,13 +361,16 @@ func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info r
 	if err != nil {
 		return err
 	}
+	if out, err = res.transform(r, f, out, false); err != nil {
+		return err
+	}
 	writeWarnings(w, warnings)
 	res.s.writeObject(w, f, http.StatusCreated, out)
 	return nil
 }
 
 func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
+	f, ok := negotiate(r, true)
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
@@ -399,6 +402,9 @@ func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info r
 		return obj.DeepCopyObject(), nil
 	}, nil)
 	if err != nil {
+		return err
+	}
+	if out, err = res.transform(r, f, out, false); err != nil {
 		return err
 	}
 	writeWarnings(w, warnings)

@@ -17,7 +17,7 @@ import (
 )
 
 func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
+	f, ok := negotiate(r, true)
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
@@ -92,6 +92,9 @@ func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info re
 	}
 	out, created, err := res.updateObject(r.Context(), info.Namespace, info.Name, mode, opts, fn, create)
 	if err != nil {
+		return err
+	}
+	if out, err = res.transform(r, f, out, false); err != nil {
 		return err
 	}
 	writeWarnings(w, warnings)

@@ -558,6 +558,10 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	if rv := acc.GetResourceVersion(); rv != "" && rv != curAcc.GetResourceVersion() {
 		return nil, false, res.conflict(name)
 	}
+	if uid := acc.GetUID(); uid != "" && uid != curAcc.GetUID() {
+		return nil, false, apierrors.NewConflict(res.reg.GroupResource(), name,
+			fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", uid, curAcc.GetUID()))
+	}
 	// Fields the client cannot change.
 	acc.SetUID(curAcc.GetUID())
 	acc.SetCreationTimestamp(curAcc.GetCreationTimestamp())

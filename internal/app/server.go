@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -23,14 +24,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/apiserver/openapi"
+	"github.com/headway/headway/internal/controller/gc"
 	"github.com/headway/headway/internal/controller/namespace"
+	"github.com/headway/headway/internal/controller/scheduler"
 	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/registry/builtin"
@@ -313,10 +318,31 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			return fail(err)
 		}
 		factory := informers.NewSharedInformerFactory(client, 0)
+		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+		recorder := func(component string) record.EventRecorder {
+			return broadcaster.NewRecorder(builtin.Scheme(), corev1.EventSource{Component: component})
+		}
 		nsc := namespace.New(client, md, factory, log)
+		sched := scheduler.New(client, factory, recorder("default-scheduler"), log)
+		collector := gc.New(md, client.Discovery(), log)
 		background = append(background, func(ctx context.Context) {
 			factory.Start(ctx.Done())
-			nsc.Run(ctx)
+			var wg sync.WaitGroup
+			for _, run := range []func(context.Context){
+				nsc.Run,
+				sched.Run,
+				func(ctx context.Context) {
+					if err := collector.Run(ctx); err != nil {
+						log.Error("garbage collector stopped", "err", err)
+					}
+				},
+			} {
+				wg.Add(1)
+				go func() { defer wg.Done(); run(ctx) }()
+			}
+			wg.Wait()
+			broadcaster.Shutdown()
 			factory.Shutdown()
 		})
 	}

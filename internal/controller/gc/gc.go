@@ -1,0 +1,351 @@
+// Package gc is the garbage collector: it deletes objects whose owners
+// (ownerReferences) are gone, and carries out Foreground and Orphan
+// deletion for owners that carry the foregroundDeletion or orphan finalizer.
+// It is an ordinary API client on metadata informers, like kube's.
+package gc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// node is one object in the ownership graph.
+type node struct {
+	gvr        schema.GroupVersionResource
+	namespace  string
+	name       string
+	uid        types.UID
+	owners     []metav1.OwnerReference
+	deleting   bool
+	finalizers []string
+}
+
+// Controller is the garbage collector.
+type Controller struct {
+	md        metadata.Interface
+	discovery discovery.DiscoveryInterface
+	log       *slog.Logger
+	queue     workqueue.TypedRateLimitingInterface[types.UID]
+
+	mu         sync.Mutex
+	nodes      map[types.UID]*node
+	dependents map[types.UID]map[types.UID]bool
+	mapper     meta.RESTMapper
+}
+
+// New builds a garbage collector.
+func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Controller {
+	return &Controller{
+		md:         md,
+		discovery:  disc,
+		log:        log.With("controller", "garbage-collector"),
+		queue:      workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](), workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "gc"}),
+		nodes:      map[types.UID]*node{},
+		dependents: map[types.UID]map[types.UID]bool{},
+	}
+}
+
+// Run watches every deletable resource and collects garbage until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.queue.ShutDown()
+	groups, err := restmapper.GetAPIGroupResources(c.discovery)
+	if err != nil {
+		return fmt.Errorf("discovering resources: %w", err)
+	}
+	c.mapper = restmapper.NewDiscoveryRESTMapper(groups)
+	lists, err := c.discovery.ServerPreferredResources()
+	if err != nil && len(lists) == 0 {
+		return err
+	}
+	factory := metadatainformer.NewSharedInformerFactory(c.md, 0)
+	var synced []cache.InformerSynced
+	for _, list := range lists {
+		gv, err := schema.ParseGroupVersion(list.GroupVersion)
+		if err != nil {
+			continue
+		}
+		for _, r := range list.APIResources {
+			if !slices.Contains(r.Verbs, "list") || !slices.Contains(r.Verbs, "watch") || !slices.Contains(r.Verbs, "delete") {
+				continue
+			}
+			if r.Name == "events" || (gv.Group == "coordination.k8s.io" && r.Name == "leases") {
+				continue // high churn, never owned by anything that matters here
+			}
+			gvr := gv.WithResource(r.Name)
+			inf := factory.ForResource(gvr).Informer()
+			inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(obj any) { c.observe(gvr, obj) },
+				UpdateFunc: func(_, obj any) { c.observe(gvr, obj) },
+				DeleteFunc: func(obj any) { c.forget(obj) },
+			})
+			synced = append(synced, inf.HasSynced)
+		}
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return nil
+	}
+	for i := 0; i < 2; i++ {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func metaOf(obj any) (*metav1.PartialObjectMetadata, bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	return m, ok
+}
+
+// observe records an object in the graph and queues what may need work.
+func (c *Controller) observe(gvr schema.GroupVersionResource, obj any) {
+	m, ok := metaOf(obj)
+	if !ok {
+		return
+	}
+	n := &node{gvr: gvr, namespace: m.Namespace, name: m.Name, uid: m.UID, owners: m.OwnerReferences,
+		deleting: m.DeletionTimestamp != nil, finalizers: m.Finalizers}
+	c.mu.Lock()
+	if old := c.nodes[n.uid]; old != nil {
+		for _, o := range old.owners {
+			delete(c.dependents[o.UID], n.uid)
+		}
+	}
+	c.nodes[n.uid] = n
+	for _, o := range n.owners {
+		if c.dependents[o.UID] == nil {
+			c.dependents[o.UID] = map[types.UID]bool{}
+		}
+		c.dependents[o.UID][n.uid] = true
+	}
+	c.mu.Unlock()
+	if len(n.owners) > 0 || (n.deleting && (slices.Contains(n.finalizers, metav1.FinalizerOrphanDependents) || slices.Contains(n.finalizers, metav1.FinalizerDeleteDependents))) {
+		c.queue.Add(n.uid)
+	}
+}
+
+// forget removes a deleted object and queues its dependents and owners.
+func (c *Controller) forget(obj any) {
+	m, ok := metaOf(obj)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	n := c.nodes[m.UID]
+	delete(c.nodes, m.UID)
+	var deps []types.UID
+	for d := range c.dependents[m.UID] {
+		deps = append(deps, d)
+	}
+	if n != nil {
+		for _, o := range n.owners {
+			delete(c.dependents[o.UID], m.UID)
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range deps {
+		c.queue.Add(d)
+	}
+	if n != nil {
+		for _, o := range n.owners {
+			c.queue.Add(o.UID)
+		}
+	}
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		uid, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		err := c.process(ctx, uid)
+		if err != nil && ctx.Err() == nil {
+			c.log.Info("garbage collection will retry", "uid", uid, "err", err)
+			c.queue.AddRateLimited(uid)
+		} else {
+			c.queue.Forget(uid)
+		}
+		c.queue.Done(uid)
+	}
+}
+
+func (c *Controller) snapshot(uid types.UID) (*node, []*node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[uid]
+	if n == nil {
+		return nil, nil
+	}
+	cp := *n
+	var deps []*node
+	for d := range c.dependents[uid] {
+		if dn := c.nodes[d]; dn != nil {
+			dcp := *dn
+			deps = append(deps, &dcp)
+		}
+	}
+	return &cp, deps
+}
+
+// process decides and acts for one object.
+func (c *Controller) process(ctx context.Context, uid types.UID) error {
+	n, deps := c.snapshot(uid)
+	if n == nil {
+		return nil
+	}
+	if n.deleting && slices.Contains(n.finalizers, metav1.FinalizerOrphanDependents) {
+		for _, d := range deps {
+			if err := c.removeOwner(ctx, d, uid); err != nil {
+				return err
+			}
+		}
+		return c.removeFinalizer(ctx, n, metav1.FinalizerOrphanDependents)
+	}
+	if n.deleting && slices.Contains(n.finalizers, metav1.FinalizerDeleteDependents) {
+		if len(deps) == 0 {
+			return c.removeFinalizer(ctx, n, metav1.FinalizerDeleteDependents)
+		}
+		fg := metav1.DeletePropagationForeground
+		for _, d := range deps {
+			if d.deleting {
+				continue
+			}
+			if err := c.delete(ctx, d, fg); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("%d dependents of %s/%s still exist", len(deps), n.gvr.Resource, n.name)
+	}
+	if len(n.owners) == 0 || n.deleting {
+		return nil
+	}
+	var absent []types.UID
+	foreground := false
+	for _, ref := range n.owners {
+		exists, ownerDeletingForeground, err := c.ownerState(ctx, n, ref)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			absent = append(absent, ref.UID)
+		} else if ownerDeletingForeground && ref.BlockOwnerDeletion != nil && *ref.BlockOwnerDeletion {
+			foreground = true
+		}
+	}
+	switch {
+	case len(absent) == len(n.owners):
+		policy := metav1.DeletePropagationBackground
+		c.log.Info("deleting an object whose owners are gone", "resource", n.gvr.Resource, "namespace", n.namespace, "name", n.name)
+		return c.delete(ctx, n, policy)
+	case foreground && len(absent) == 0:
+		return c.delete(ctx, n, metav1.DeletePropagationForeground)
+	case len(absent) > 0:
+		for _, a := range absent {
+			if err := c.removeOwner(ctx, n, a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ownerState looks an owner up, in the graph first, then with a live read.
+func (c *Controller) ownerState(ctx context.Context, n *node, ref metav1.OwnerReference) (exists, deletingForeground bool, err error) {
+	c.mu.Lock()
+	o := c.nodes[ref.UID]
+	c.mu.Unlock()
+	if o != nil {
+		return true, o.deleting && slices.Contains(o.finalizers, metav1.FinalizerDeleteDependents), nil
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil {
+		return false, false, nil
+	}
+	mapping, err := c.mapper.RESTMapping(gv.WithKind(ref.Kind).GroupKind(), gv.Version)
+	if err != nil {
+		return false, false, nil // an owner of a kind the server does not serve is absent
+	}
+	ns := n.namespace
+	if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
+		ns = ""
+	}
+	live, err := c.md.Resource(mapping.Resource).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	if live.UID != ref.UID {
+		return false, false, nil
+	}
+	return true, live.DeletionTimestamp != nil && slices.Contains(live.Finalizers, metav1.FinalizerDeleteDependents), nil
+}
+
+func (c *Controller) delete(ctx context.Context, n *node, policy metav1.DeletionPropagation) error {
+	uid := n.uid
+	err := c.md.Resource(n.gvr).Namespace(n.namespace).Delete(ctx, n.name, metav1.DeleteOptions{
+		PropagationPolicy: &policy,
+		Preconditions:     &metav1.Preconditions{UID: &uid},
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// removeOwner drops the owner reference to owner from n.
+func (c *Controller) removeOwner(ctx context.Context, n *node, owner types.UID) error {
+	var refs []metav1.OwnerReference
+	for _, r := range n.owners {
+		if r.UID != owner {
+			refs = append(refs, r)
+		}
+	}
+	return c.patchMeta(ctx, n, map[string]any{"ownerReferences": refs, "uid": n.uid})
+}
+
+func (c *Controller) removeFinalizer(ctx context.Context, n *node, f string) error {
+	var fs []string
+	for _, x := range n.finalizers {
+		if x != f {
+			fs = append(fs, x)
+		}
+	}
+	return c.patchMeta(ctx, n, map[string]any{"finalizers": fs, "uid": n.uid})
+}
+
+func (c *Controller) patchMeta(ctx context.Context, n *node, metadataPatch map[string]any) error {
+	body, err := json.Marshal(map[string]any{"metadata": metadataPatch})
+	if err != nil {
+		return err
+	}
+	_, err = c.md.Resource(n.gvr).Namespace(n.namespace).Patch(ctx, n.name, types.MergePatchType, body, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

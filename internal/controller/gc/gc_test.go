@@ -1,0 +1,134 @@
+package gc_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/headway/headway/internal/testing/cluster"
+)
+
+// setWithPods creates a StatefulSet and n pods it controls (as its
+// controller would), returning the set.
+func setWithPods(t *testing.T, ctx context.Context, cs kubernetes.Interface, name string, n int) *appsv1.StatefulSet {
+	t.Helper()
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr.To(int32(n)),
+			ServiceName: name,
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.28", Command: []string{"sleep", "3600"}}}},
+			},
+		},
+	}
+	sts, err := cs.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+	for i := 0; i < n; i++ {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Labels: map[string]string{"app": name}, OwnerReferences: []metav1.OwnerReference{*ref}},
+			Spec:       sts.Spec.Template.Spec,
+		}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sts
+}
+
+func countPods(t *testing.T, ctx context.Context, cs kubernetes.Interface, app string) int {
+	t.Helper()
+	l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l.Items)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestGarbageCollection(t *testing.T) {
+	c := cluster.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cs := c.Client
+
+	t.Run("background", func(t *testing.T) {
+		setWithPods(t, ctx, cs, "bg", 50)
+		start := time.Now()
+		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "bg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the 50 pods of a deleted StatefulSet to be collected", 30*time.Second, func() bool { return countPods(t, ctx, cs, "bg") == 0 })
+		t.Logf("50 dependents collected %v after the owner's delete", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("orphan", func(t *testing.T) {
+		setWithPods(t, ctx, cs, "or", 50)
+		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "or", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the orphaning owner to go", 30*time.Second, func() bool {
+			_, err := cs.AppsV1().StatefulSets("default").Get(ctx, "or", metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+		l, _ := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=or"})
+		if len(l.Items) != 50 {
+			t.Fatalf("orphan delete left %d of 50 pods", len(l.Items))
+		}
+		for _, p := range l.Items {
+			if len(p.OwnerReferences) != 0 {
+				t.Fatalf("orphaned pod %s still names its owner: %v", p.Name, p.OwnerReferences)
+			}
+		}
+	})
+
+	t.Run("foreground", func(t *testing.T) {
+		setWithPods(t, ctx, cs, "fg", 5)
+		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "fg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the foreground-deleted owner to go", 30*time.Second, func() bool {
+			_, err := cs.AppsV1().StatefulSets("default").Get(ctx, "fg", metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+		if n := countPods(t, ctx, cs, "fg"); n != 0 {
+			t.Fatalf("the owner went before its %d dependents", n)
+		}
+	})
+
+	t.Run("dangling owner", func(t *testing.T) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "dangling", Labels: map[string]string{"app": "dangling"}, OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "apps/v1", Kind: "StatefulSet", Name: "never-existed", UID: "0000-1111", Controller: ptr.To(true)}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x:1"}}},
+		}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a pod whose owner never existed to be collected", 30*time.Second, func() bool { return countPods(t, ctx, cs, "dangling") == 0 })
+	})
+}
