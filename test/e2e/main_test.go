@@ -173,3 +173,7 @@ func repoFile(name string) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", name)
 }
+
+// waitABit paces a polling loop (a condition with a deadline, not a sleep
+// standing in for synchronisation).
+func waitABit() { time.Sleep(25 * time.Millisecond) }
