@@ -208,7 +208,7 @@ func Validate(s *corev1.Service) field.ErrorList {
 func ValidateUpdate(s, old *corev1.Service) field.ErrorList {
 	errs := Validate(s)
 	spec := field.NewPath("spec")
-	if old.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.Type != corev1.ServiceTypeExternalName && old.Spec.ClusterIP != corev1.ClusterIPNone {
+	if old.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.Type != corev1.ServiceTypeExternalName {
 		if old.Spec.ClusterIP != "" && s.Spec.ClusterIP != old.Spec.ClusterIP {
 			errs = append(errs, field.Invalid(spec.Child("clusterIP"), s.Spec.ClusterIP, "field is immutable"))
 		}
