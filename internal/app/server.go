@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -55,6 +56,8 @@ type Options struct {
 	Runtime       string
 	DNSListen     string
 	DNSUpstream   string
+	DNSTTL        time.Duration
+	DNSPodRecords string
 	ClusterDomain string
 	ServiceCIDR   string
 	ClusterCIDR   string
@@ -93,6 +96,8 @@ func DefaultOptions() Options {
 		Runtime:       "process",
 		DNSListen:     "127.0.0.1:10053",
 		DNSUpstream:   "/etc/resolv.conf",
+		DNSTTL:        5 * time.Second,
+		DNSPodRecords: "verified",
 		ClusterDomain: "cluster.local",
 		ServiceCIDR:   "198.19.0.0/16",
 		ClusterCIDR:   "198.18.0.0/16",
@@ -108,6 +113,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "how the node agent runs pods: process (namespaced processes) or none (API only, no node)")
 	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "address the cluster DNS server listens on (UDP and TCP)")
 	fs.StringVar(&o.DNSUpstream, "dns-upstream", o.DNSUpstream, "where DNS queries outside the cluster domain go: a resolv.conf path or host:port list")
+	fs.DurationVar(&o.DNSTTL, "dns-ttl", o.DNSTTL, "TTL of cluster DNS records, and the SOA minimum of negative answers")
+	fs.StringVar(&o.DNSPodRecords, "dns-pod-records", o.DNSPodRecords, "pod records a-b-c-d.<ns>.pod.<zone>: disabled, insecure (any address) or verified (addresses of existing pods only)")
 	fs.StringVar(&o.ClusterDomain, "cluster-domain", o.ClusterDomain, "the cluster's DNS domain")
 	fs.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "range Service cluster IPs are allocated from")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "range pod IPs are allocated from")
@@ -167,6 +174,9 @@ type Running struct {
 	RestConfig *rest.Config
 	// StartedIn is the time from Start to ready.
 	StartedIn time.Duration
+	// DNSAddr is where the cluster DNS answers (UDP and TCP, ip:port);
+	// empty when it is not running.
+	DNSAddr string
 
 	done chan error
 }
@@ -346,14 +356,18 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			factory.Shutdown()
 		})
 	}
+	var dnsAddr string
 	if !o.NoDNS {
-		background = append(background, func(ctx context.Context) {
-			if err := runDNS(ctx, o, client, log.With("component", "dns")); err != nil {
-				log.Error("cluster DNS stopped", "err", err)
-			}
-		})
+		// A DNS port already in use leaves the API up, with a clear error.
+		if d, err := listenDNS(o, client, log.With("component", "dns")); err != nil {
+			log.Error("cluster DNS is not running", "err", err, "fix", "pick a free address with --dns-listen")
+		} else {
+			dnsAddr = d.Addr()
+			background = append(background, d.Run)
+		}
 	}
 	r := &Running{
+		DNSAddr:   dnsAddr,
 		APIServer: srv, Store: store, PKI: bundle, URL: url, Kubeconfig: kubeconfig,
 		RestConfig: restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
 	}
@@ -378,6 +392,11 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		}
 		stopBG()
 		<-bgDone
+		// Close our own idle client connections first, or the HTTP/2 server
+		// waits for them to go away before it can stop.
+		if rt, err := rest.TransportFor(restConfig); err == nil {
+			utilnet.CloseIdleConnectionsFor(rt)
+		}
 		stopServe()
 		if e := <-serveErr; err == nil {
 			err = e
