@@ -52,6 +52,14 @@ func TestSeedManifestWithKubectl(t *testing.T) {
 					t.Fatalf("server-side apply:\n%s", out)
 				}
 			}
+			// kubectl scale goes through the scale subresource.
+			if out := k.must(t, s, "scale", "statefulset", "web", "--replicas=5"); !strings.Contains(out, "statefulset.apps/web scaled") {
+				t.Fatalf("scale:\n%s", out)
+			}
+			if out := k.must(t, s, "get", "statefulset", "web", "-o", "jsonpath={.spec.replicas}"); out != "5" {
+				t.Fatalf("replicas after scale = %q", out)
+			}
+			k.must(t, s, "scale", "statefulset", "web", "--replicas=3")
 			// explain reads the served OpenAPI.
 			out = k.must(t, s, "explain", "service.spec.clusterIP")
 			if !strings.Contains(out, "clusterIP") || !strings.Contains(strings.ToLower(out), "ip address") {
