@@ -155,6 +155,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/", s.serveAPI)
 	mux.HandleFunc("/apis", s.serveDiscoveryAPIs)
 	mux.HandleFunc("/apis/", s.serveAPI)
+	mux.Handle("/metrics", metricsHandler())
 	mux.HandleFunc("/openapi/v2", s.serveOpenAPI)
 	mux.HandleFunc("/openapi/v3", s.serveOpenAPI)
 	mux.HandleFunc("/openapi/v3/", s.serveOpenAPI)
@@ -347,7 +348,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFoundResource())
 		return
 	}
-	res.serve(w, r, info)
+	instrument(w, info, func(w http.ResponseWriter) { res.serve(w, r, info) })
 }
 
 // TLSConfig is the serving TLS configuration: the server certificate, and
