@@ -36,7 +36,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newServerCommand(), newKubectlCommand(), newVersionCommand())
+	root.AddCommand(newServerCommand(), newDNSCommand(), newKubectlCommand(), newVersionCommand())
 	return root
 }
 
@@ -60,6 +60,29 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newDNSCommand() *cobra.Command {
+	opts := app.DefaultDNSOptions()
+	var kubeconfig, metricsListen, logLevel string
+	cmd := &cobra.Command{
+		Use:   "dns",
+		Short: "Run the cluster DNS server alone, against any Kubernetes API server",
+		Long: `Serve the Kubernetes DNS-Based Service Discovery records (Services,
+EndpointSlices, Namespaces and Pods of the API server in --kubeconfig) on
+--dns-listen, UDP and TCP. Works against a real cluster as well as Headway.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return app.RunDNS(ctx, opts, kubeconfig, metricsListen, app.NewLogger(logLevel))
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server to follow (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus /metrics on, e.g. 127.0.0.1:9153 (default: none)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 

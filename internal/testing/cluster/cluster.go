@@ -27,6 +27,9 @@ type Cluster struct {
 	Kubeconfig string
 	// DataDir holds the PKI, kubeconfig and (bolt) store.
 	DataDir string
+	// DNSAddr is where the cluster DNS answers (127.0.0.1:PORT, UDP and
+	// TCP); empty with WithoutDNS.
+	DNSAddr string
 	// Running is the underlying server.
 	Running *app.Running
 
@@ -39,6 +42,11 @@ type Option func(*app.Options)
 // WithBolt uses the bolt store in dir (to test restarts, pass the same dir).
 func WithBolt(dir string) Option {
 	return func(o *app.Options) { o.Store, o.DataDir = "bolt", dir }
+}
+
+// WithoutDNS leaves the cluster DNS server out.
+func WithoutDNS() Option {
+	return func(o *app.Options) { o.NoDNS = true }
 }
 
 // Start starts a cluster and stops it when the test ends.
@@ -63,6 +71,8 @@ func StartE(dataDir string, opts ...Option) (*Cluster, error) {
 	o.Listen = "127.0.0.1:0"
 	o.Store = "memory"
 	o.Runtime = "none"
+	o.DNSListen = "127.0.0.1:0"
+	o.DNSUpstream = "none"
 	level := slog.LevelWarn
 	if os.Getenv("HEADWAY_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
@@ -86,7 +96,7 @@ func StartE(dataDir string, opts ...Option) (*Cluster, error) {
 	}
 	return &Cluster{
 		URL: r.URL, Config: rest.CopyConfig(r.RestConfig), Client: client, Kubeconfig: r.Kubeconfig,
-		DataDir: o.DataDir, Running: r, stop: cancel,
+		DataDir: o.DataDir, Running: r, stop: cancel, DNSAddr: r.DNSAddr,
 	}, nil
 }
 
