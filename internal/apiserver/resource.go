@@ -115,6 +115,14 @@ func (res *resource) subresources() []subresourceInfo {
 	if res.reg.Bind != nil {
 		out = append(out, subresourceInfo{name: "binding", kind: coreV1.WithKind("Binding"), verbs: metav1.Verbs{"create"}})
 	}
+	if res.reg.Streams {
+		out = append(out,
+			subresourceInfo{name: "attach", kind: coreV1.WithKind("PodAttachOptions"), verbs: metav1.Verbs{"create", "get"}},
+			subresourceInfo{name: "exec", kind: coreV1.WithKind("PodExecOptions"), verbs: metav1.Verbs{"create", "get"}},
+			subresourceInfo{name: "log", kind: coreV1.WithKind("Pod"), verbs: metav1.Verbs{"get"}},
+			subresourceInfo{name: "portforward", kind: coreV1.WithKind("PodPortForwardOptions"), verbs: metav1.Verbs{"create", "get"}},
+		)
+	}
 	if res.reg.Evict {
 		out = append(out, subresourceInfo{name: "eviction", kind: schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "Eviction"}, verbs: metav1.Verbs{"create"}})
 	}
@@ -228,6 +236,12 @@ func (res *resource) serve(w http.ResponseWriter, r *http.Request, info requestI
 			break
 		}
 		err = res.handleUpdate(w, r, info)
+	case "log", "exec", "attach", "portforward":
+		if !res.reg.Streams {
+			err = notFoundResource()
+			break
+		}
+		err = res.handleStream(w, r, info)
 	case "binding":
 		if res.reg.Bind == nil || info.Verb != "create" {
 			err = notFoundResource()

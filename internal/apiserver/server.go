@@ -52,6 +52,9 @@ type Config struct {
 	MinWatchTimeout time.Duration
 	// BookmarkInterval is how often a watch that asked for bookmarks gets one.
 	BookmarkInterval time.Duration
+	// AgentTransport reaches node agents for pod logs, exec, attach and
+	// port-forward (TLS with the server's client certificate).
+	AgentTransport *http.Transport
 }
 
 // Server is the API server.

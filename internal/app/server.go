@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -267,14 +268,19 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building OpenAPI documents: %w", err)
 	}
+	agentTLS, err := bundle.ClientTLS("kube-apiserver-kubelet-client", []string{"system:masters"})
+	if err != nil {
+		return nil, fmt.Errorf("issuing the API server's client certificate: %w", err)
+	}
 	srv, err := apiserver.New(apiserver.Config{
-		Store:     store,
-		Scheme:    scheme,
-		Resources: resources,
-		Version:   version.Info(),
-		Token:     bundle.Token,
-		OpenAPI:   docs,
-		Logger:    log.With("component", "apiserver"),
+		AgentTransport: &http.Transport{TLSClientConfig: agentTLS, ForceAttemptHTTP2: false},
+		Store:          store,
+		Scheme:         scheme,
+		Resources:      resources,
+		Version:        version.Info(),
+		Token:          bundle.Token,
+		OpenAPI:        docs,
+		Logger:         log.With("component", "apiserver"),
 	})
 	if err != nil {
 		return nil, err

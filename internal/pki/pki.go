@@ -267,3 +267,36 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
 }
+
+// ClientTLS returns a client TLS config that presents a certificate for user
+// (signed by the CA) and trusts the CA: how the API server reaches agents.
+func (b *Bundle) ClientTLS(user string, groups []string) (*tls.Config, error) {
+	certPEM, keyPEM, err := b.IssueClient(user, groups)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: b.CAPool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// AgentServerTLS returns the serving TLS config of a node agent's streaming
+// server: a certificate for hosts, and client certificates required and
+// verified against the CA (only the API server holds one).
+func (b *Bundle) AgentServerTLS(hosts []string) (*tls.Config, error) {
+	certPEM, key, err := b.Issue("headway-agent", nil, hosts, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: b.CAPool, MinVersion: tls.VersionTLS12}, nil
+}

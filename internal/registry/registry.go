@@ -92,6 +92,10 @@ type Resource struct {
 	// Evict enables the "eviction" subresource (a delete through policy/v1 Eviction).
 	Evict bool
 
+	// Streams enables the log, exec, attach and portforward subresources,
+	// proxied to the node agent that runs the object (pods).
+	Streams bool
+
 	// Restore, when set, is called at server start for every stored object,
 	// so that state held outside objects (allocated IPs and ports) is rebuilt.
 	Restore func(obj runtime.Object)

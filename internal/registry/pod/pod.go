@@ -51,6 +51,7 @@ func Resource() *registry.Resource {
 		GracefulDelete: GracefulDelete,
 		Bind:           Bind,
 		Evict:          true,
+		Streams:        true,
 		Columns: []metav1.TableColumnDefinition{
 			registry.NameColumn,
 			registry.Column("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
