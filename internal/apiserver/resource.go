@@ -58,6 +58,13 @@ func newResource(s *Server, reg *registry.Resource) (*resource, error) {
 		prefix:        "/registry/" + group + "/" + reg.Plural + "/",
 		fieldManagers: map[string]*managedfields.FieldManager{},
 	}
+	if ss := reg.SharedStorage; ss != nil {
+		g := ss.Group
+		if g == "" {
+			g = "core"
+		}
+		res.prefix = "/registry/" + g + "/" + ss.Plural + "/"
+	}
 	for _, sub := range []string{"", "status"} {
 		if sub == "status" && !reg.HasStatus {
 			continue
@@ -151,7 +158,13 @@ func (res *resource) notFound(name string) error {
 // decode turns a stored value into an object with its resourceVersion.
 func (res *resource) decode(kv storage.KV) (runtime.Object, error) {
 	obj := res.reg.New()
-	if _, _, err := res.s.codecs.proto.Decode(kv.Value, nil, obj); err != nil {
+	if ss := res.reg.SharedStorage; ss != nil {
+		stored := ss.NewStored()
+		if _, _, err := res.s.codecs.proto.Decode(kv.Value, nil, stored); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
+		}
+		obj = ss.FromStored(stored)
+	} else if _, _, err := res.s.codecs.proto.Decode(kv.Value, nil, obj); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
 	}
 	acc, err := meta.Accessor(obj)
@@ -171,10 +184,17 @@ func (res *resource) encode(obj runtime.Object) ([]byte, error) {
 	}
 	rv := acc.GetResourceVersion()
 	acc.SetResourceVersion("")
+	defer acc.SetResourceVersion(rv)
 	obj.GetObjectKind().SetGroupVersionKind(res.gvk)
+	if ss := res.reg.SharedStorage; ss != nil {
+		obj = ss.ToStored(obj)
+		obj.GetObjectKind().SetGroupVersionKind(ss.StoredKind)
+		if sacc, err := meta.Accessor(obj); err == nil {
+			sacc.SetResourceVersion("")
+		}
+	}
 	var buf bytes.Buffer
 	err = res.s.codecs.proto.Encode(obj, &buf)
-	acc.SetResourceVersion(rv)
 	return buf.Bytes(), err
 }
 

@@ -96,6 +96,10 @@ type Resource struct {
 	// proxied to the node agent that runs the object (pods).
 	Streams bool
 
+	// SharedStorage, when set, stores the objects as another resource's
+	// (events.k8s.io/v1 Events are core/v1 Events), converting both ways.
+	SharedStorage *SharedStorage
+
 	// Restore, when set, is called at server start for every stored object,
 	// so that state held outside objects (allocated IPs and ports) is rebuilt.
 	Restore func(obj runtime.Object)
@@ -148,4 +152,17 @@ func (r *Resource) ObjectType() reflect.Type {
 // ListType is the Go struct type of the resource's lists.
 func (r *Resource) ListType() reflect.Type {
 	return reflect.TypeOf(r.NewList()).Elem()
+}
+
+// SharedStorage maps a resource onto another resource's stored objects.
+type SharedStorage struct {
+	// Group and Plural of the resource that owns the storage ("" and "events").
+	Group, Plural string
+	// GroupVersionKind of the stored objects.
+	StoredKind schema.GroupVersionKind
+	// NewStored returns an empty stored object.
+	NewStored func() runtime.Object
+	// ToStored and FromStored convert between the two types.
+	ToStored   func(obj runtime.Object) runtime.Object
+	FromStored func(stored runtime.Object) runtime.Object
 }

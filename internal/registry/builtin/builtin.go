@@ -22,6 +22,7 @@ import (
 	"github.com/headway/headway/internal/registry/endpoints"
 	"github.com/headway/headway/internal/registry/endpointslice"
 	"github.com/headway/headway/internal/registry/event"
+	eventsregistry "github.com/headway/headway/internal/registry/eventsv1"
 	"github.com/headway/headway/internal/registry/lease"
 	"github.com/headway/headway/internal/registry/namespace"
 	"github.com/headway/headway/internal/registry/node"
@@ -80,5 +81,7 @@ func Resources(o Options) []*registry.Resource {
 		lease.Resource(),
 		// storage.k8s.io/v1
 		storageclass.Resource(),
+		// events.k8s.io/v1 (the same objects as core/v1 events)
+		eventsregistry.Resource(),
 	}
 }
