@@ -17,10 +17,20 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/headway/headway/internal/app"
+	"github.com/headway/headway/internal/busybox"
 	"github.com/headway/headway/internal/version"
 )
 
 func main() {
+	// Multi-call: the process runtime links busybox applets it provides
+	// for busybox images (nslookup as busybox 1.28 prints it) to this binary.
+	switch filepath.Base(os.Args[0]) {
+	case "nslookup":
+		os.Exit(busybox.Nslookup(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 2 && os.Args[1] == "busybox" && os.Args[2] == "nslookup" {
+		os.Exit(busybox.Nslookup(os.Args[3:], os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "kubectl" {
 		os.Exit(runKubectl(os.Args[2:]))
 	}
