@@ -22,12 +22,31 @@ fi
 # name|title, in the order they run and appear in results.md.
 SECTIONS=(
 	"apiserver|API server (bolt store)"
-	# "dns|Cluster DNS"       (to come)
+	"agent|Node agent: pod start (process runtime)"
+	"statefulset|StatefulSet and EndpointSlice controllers"
+	"dns|Cluster DNS (Headway vs CoreDNS)"
 	# "proxy|ClusterIP proxy" (to come)
 )
 
 run_apiserver() {
 	go run ./bench/apiserver -bin "$HEADWAY_BIN" -out "$1"
+}
+
+# Needs root (network namespaces); otherwise says so instead of failing.
+run_agent() {
+	if [[ $(id -u) != 0 ]]; then
+		echo "skipped: the node agent benchmark needs root (network namespaces)" >"$1"
+		return 0
+	fi
+	go run ./bench/agent -out "$1"
+}
+
+run_dns() {
+	bench/dns/run.sh "$1"
+}
+
+run_statefulset() {
+	go run ./bench/statefulset -out "$1"
 }
 
 machine_info() {

@@ -33,12 +33,17 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/agent"
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/apiserver/openapi"
+	"github.com/headway/headway/internal/controller/endpointslice"
 	"github.com/headway/headway/internal/controller/gc"
+	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
 	"github.com/headway/headway/internal/controller/scheduler"
+	"github.com/headway/headway/internal/controller/statefulset"
 	"github.com/headway/headway/internal/pki"
+	"github.com/headway/headway/internal/proxy"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/registry/builtin"
 	"github.com/headway/headway/internal/registry/service"
@@ -63,6 +68,8 @@ type Options struct {
 	ServiceCIDR   string
 	ClusterCIDR   string
 	LogLevel      string
+	// ProxyMode is the Service proxy: auto, nftables, userspace or none.
+	ProxyMode string
 
 	// Logger overrides the logger built from LogLevel (tests).
 	Logger *slog.Logger
@@ -70,6 +77,8 @@ type Options struct {
 	NoControllers bool
 	// NoDNS leaves the cluster DNS server out.
 	NoDNS bool
+	// Agent configures the node agent (--runtime process).
+	Agent AgentOptions
 }
 
 // DefaultDataDir is $HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else
@@ -103,6 +112,8 @@ func DefaultOptions() Options {
 		ServiceCIDR:   "198.19.0.0/16",
 		ClusterCIDR:   "198.18.0.0/16",
 		LogLevel:      "info",
+		ProxyMode:     "auto",
+		Agent:         DefaultAgentOptions(),
 	}
 }
 
@@ -120,6 +131,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "range Service cluster IPs are allocated from")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "range pod IPs are allocated from")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "Service proxy on this node: auto (nftables when root and available, else the userspace forwarder), nftables, userspace or none; it runs unless --runtime none")
+	o.Agent.AddFlags(fs)
 }
 
 // Validate checks the options and says what to fix.
@@ -178,6 +191,8 @@ type Running struct {
 	// DNSAddr is where the cluster DNS answers (UDP and TCP, ip:port);
 	// empty when it is not running.
 	DNSAddr string
+	// Agent is the node agent (nil with --runtime none).
+	Agent *agent.Agent
 
 	done chan error
 }
@@ -342,12 +357,18 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		nsc := namespace.New(client, md, factory, log)
 		sched := scheduler.New(client, factory, recorder("default-scheduler"), log)
 		collector := gc.New(md, client.Discovery(), log)
+		sts := statefulset.New(client, factory, recorder("statefulset-controller"), log)
+		slices := endpointslice.New(client, factory, log)
+		volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(o.DataDir, "volumes"))
 		background = append(background, func(ctx context.Context) {
 			factory.Start(ctx.Done())
 			var wg sync.WaitGroup
 			for _, run := range []func(context.Context){
 				nsc.Run,
 				sched.Run,
+				sts.Run,
+				slices.Run,
+				volumes.Run,
 				func(ctx context.Context) {
 					if err := collector.Run(ctx); err != nil {
 						log.Error("garbage collector stopped", "err", err)
@@ -362,6 +383,21 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			factory.Shutdown()
 		})
 	}
+	// The Service proxy is a node component: it runs where pods run.
+	if o.Runtime != "none" && o.ProxyMode != proxy.ModeNone {
+		svcCIDR, _ := netip.ParsePrefix(o.ServiceCIDR)
+		podCIDR, _ := netip.ParsePrefix(o.ClusterCIDR)
+		px, err := proxy.New(client, proxy.Config{Mode: o.ProxyMode, ServiceCIDR: svcCIDR, PodCIDR: podCIDR,
+			Bridge: "headway0", Log: log.With("component", "proxy")})
+		if err != nil {
+			return fail(fmt.Errorf("--proxy-mode: %w", err))
+		}
+		background = append(background, func(ctx context.Context) {
+			if err := px.Run(ctx); err != nil {
+				log.Error("service proxy stopped", "err", err)
+			}
+		})
+	}
 	var dnsAddr string
 	if !o.NoDNS {
 		// A DNS port already in use leaves the API up, with a clear error.
@@ -372,7 +408,21 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			background = append(background, d.Run)
 		}
 	}
+	var nodeAgent *agent.Agent
+	if o.Runtime == "process" {
+		ag, err := newAgent(o, client, dnsAddr, log.With("component", "agent"))
+		if err != nil {
+			return fail(err)
+		}
+		nodeAgent = ag
+		background = append(background, func(ctx context.Context) {
+			if err := ag.Run(ctx); err != nil {
+				log.Error("node agent stopped", "err", err)
+			}
+		})
+	}
 	r := &Running{
+		Agent:     nodeAgent,
 		DNSAddr:   dnsAddr,
 		APIServer: srv, Store: store, PKI: bundle, URL: url, Kubeconfig: kubeconfig,
 		RestConfig: restConfig, StartedIn: time.Since(start), done: make(chan error, 1),

@@ -207,10 +207,41 @@ func wireName(name string) []byte {
 // wireKey is the index key of a presentation-form name: its lower-case wire
 // form as a string; "" when it is not a valid name.
 func wireKey(name string) string {
+	if k, ok := fastWireKey(name); ok {
+		return k
+	}
 	var buf [256]byte
 	n, err := mdns.PackDomainName(strings.ToLower(mdns.Fqdn(name)), buf[:], 0, nil, false)
 	if err != nil {
 		return ""
 	}
 	return string(buf[:n])
+}
+
+// fastWireKey encodes the common case, a lower-case FQDN of plain labels,
+// without the general packer.
+func fastWireKey(name string) (string, bool) {
+	if len(name) < 2 || len(name) > 254 || name[len(name)-1] != '.' {
+		return "", false
+	}
+	buf := make([]byte, len(name)+1)
+	start, out := 0, 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '.':
+			l := i - start
+			if l == 0 || l > 63 {
+				return "", false
+			}
+			buf[out] = byte(l)
+			copy(buf[out+1:], name[start:i])
+			out += 1 + l
+			start = i + 1
+		case c == '\\' || ('A' <= c && c <= 'Z'):
+			return "", false
+		}
+	}
+	buf[out] = 0
+	return string(buf[:out+1]), true
 }

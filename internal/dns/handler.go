@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
@@ -39,9 +40,9 @@ type Handler struct {
 	cluster *zone
 	// clusterLabels is how many labels the cluster zone has.
 	clusterLabels int
-	idx     atomic.Pointer[Index]
-	metrics *Metrics
-	fwd     *forwarder
+	idx           atomic.Pointer[Index]
+	metrics       *Metrics
+	fwd           *forwarder
 	// model is the builder's state: only Run's goroutine touches it.
 	model *model
 }
@@ -428,4 +429,19 @@ func (h *Handler) appendOPT(q *query, out []byte, extRcode int) []byte {
 	ar := binary.BigEndian.Uint16(out[10:])
 	binary.BigEndian.PutUint16(out[10:], ar+1)
 	return out
+}
+
+// ServePacket answers one query packet as the server would over UDP (udp
+// true) or TCP, from src; nil when the packet gets no answer. Answers that
+// need the network (forwarding) are waited for.
+func (h *Handler) ServePacket(ctx context.Context, req []byte, src netip.Addr, udp bool) []byte {
+	out := make([]byte, 0, 65535)
+	resp, act := h.serve(req, out, src, udp)
+	switch act {
+	case actReply:
+		return resp
+	case actAsync:
+		return h.async(ctx, req, src, udp)
+	}
+	return nil
 }

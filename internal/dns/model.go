@@ -84,13 +84,16 @@ type model struct {
 	ns       map[string]bool
 	svcs     map[string]*svcInfo
 	svcsByNS map[string]map[string]bool
-	slices   map[string]*sliceInfo            // ns/slice
-	bySvc    map[string]map[string]*sliceInfo // ns/svc → ns/slice → slice
-	owned    map[string][]string              // ns/svc → wire keys of the names it defines
-	ptrOwned map[string][]netip.Addr          // ns/svc → addresses it gave PTR records
+	slices   map[string]*sliceInfo                 // ns/slice
+	bySvc    map[string]map[string]*sliceInfo      // ns/svc → ns/slice → slice
+	owned    map[string][]string                   // ns/svc → wire keys of the names it defines
+	ptrOwned map[string]map[netip.Addr][]ptrTarget // ns/svc → the PTR targets it gave each address
 	ptrs     map[netip.Addr]map[string][]ptrTarget
 	pods     map[string]podInfo        // ns/name → pod
 	podNames map[string]map[string]int // wire key → ns/pod → index of the address
+	// hostNodes: per Service, its endpoint names as last built, reused
+	// when their endpoints did not change.
+	hostNodes map[string]map[string]hostNode
 }
 
 type podInfo struct {
@@ -109,10 +112,12 @@ func newModel(cfg *Config) *model {
 		slices:   map[string]*sliceInfo{},
 		bySvc:    map[string]map[string]*sliceInfo{},
 		owned:    map[string][]string{},
-		ptrOwned: map[string][]netip.Addr{},
+		ptrOwned: map[string]map[netip.Addr][]ptrTarget{},
 		ptrs:     map[netip.Addr]map[string][]ptrTarget{},
 		pods:     map[string]podInfo{},
 		podNames: map[string]map[string]int{},
+
+		hostNodes: map[string]map[string]hostNode{},
 	}
 	m.zone = newZone(cfg.Zone, ttl, false)
 	m.zones = append(m.zones, m.zone)
@@ -195,6 +200,23 @@ func (w *writer) del(key string) {
 		w.nw.names--
 		delete(s.m, key)
 	}
+}
+
+func (w *writer) get(key string) *node {
+	if s := w.nw.shards[shardOfString(key)]; s != nil {
+		return s.m[key]
+	}
+	return nil
+}
+
+// sameRecords tells whether two nodes answer every question alike.
+func sameRecords(a, b *node) bool {
+	if a == b {
+		return true
+	}
+	return a.name == b.name && a.zone == b.zone && a.flags == b.flags && a.cname == b.cname && a.txt == b.txt &&
+		slices.Equal(a.a, b.a) && slices.Equal(a.aaaa, b.aaaa) && slices.Equal(a.srv, b.srv) &&
+		slices.Equal(a.extra, b.extra) && slices.Equal(a.ptr, b.ptr) && slices.Equal(a.ns, b.ns)
 }
 
 func (w *writer) finish(synced bool) *Index {
@@ -356,11 +378,53 @@ func (m *model) apply(evs []event) *Index {
 		}
 	}
 	for key, at := range dirtySvc {
-		for _, k := range m.owned[key] {
-			w.del(k)
+		// Rebuild the Service's names, then publish only those that
+		// changed: a node whose records are the same stays (with its packed
+		// answers), so one endpoint's change touches a handful of names.
+		var nodes []*node
+		var ptrs map[netip.Addr][]ptrTarget
+		if s := m.svcs[key]; s != nil && m.ns[s.namespace] {
+			var sl []*sliceInfo
+			for _, k := range sortedKeys(m.bySvc[key]) {
+				sl = append(sl, m.bySvc[key][k])
+			}
+			nodes, ptrs = m.serviceNodes(s, sl)
 		}
-		delete(m.owned, key)
-		for _, ip := range m.ptrOwned[key] {
+		var mark *changeMark
+		if !at.IsZero() {
+			mark = &changeMark{at: at}
+		}
+		keys := make([]string, 0, len(nodes))
+		fresh := make(map[string]bool, len(nodes))
+		for _, n := range nodes {
+			k := wireKey(n.name)
+			if k == "" || fresh[k] {
+				continue
+			}
+			fresh[k] = true
+			keys = append(keys, k)
+			if old := w.get(k); old != nil && sameRecords(old, n) {
+				continue
+			}
+			n.change = mark
+			w.set(k, n)
+		}
+		for _, k := range m.owned[key] {
+			if !fresh[k] {
+				w.del(k)
+			}
+		}
+		if len(keys) > 0 {
+			m.owned[key] = keys
+		} else {
+			delete(m.owned, key)
+			delete(m.hostNodes, key)
+		}
+		old := m.ptrOwned[key]
+		for ip, targets := range old {
+			if nt, ok := ptrs[ip]; ok && slices.Equal(nt, targets) {
+				continue
+			}
 			if owners := m.ptrs[ip]; owners != nil {
 				delete(owners, key)
 				if len(owners) == 0 {
@@ -369,41 +433,21 @@ func (m *model) apply(evs []event) *Index {
 			}
 			dirtyPTR[ip] = true
 		}
-		delete(m.ptrOwned, key)
-		s := m.svcs[key]
-		if s == nil || !m.ns[s.namespace] {
-			continue
-		}
-		var sl []*sliceInfo
-		for _, k := range sortedKeys(m.bySvc[key]) {
-			sl = append(sl, m.bySvc[key][k])
-		}
-		var mark *changeMark
-		if !at.IsZero() {
-			mark = &changeMark{at: at}
-		}
-		nodes, ptrs := m.serviceNodes(s, sl)
-		keys := make([]string, 0, len(nodes))
-		for _, n := range nodes {
-			n.change = mark
-			k := wireKey(n.name)
-			if k == "" {
+		for ip, targets := range ptrs {
+			if ot, ok := old[ip]; ok && slices.Equal(ot, targets) {
 				continue
 			}
-			w.set(k, n)
-			keys = append(keys, k)
-		}
-		m.owned[key] = keys
-		var ips []netip.Addr
-		for ip, targets := range ptrs {
 			if m.ptrs[ip] == nil {
 				m.ptrs[ip] = map[string][]ptrTarget{}
 			}
 			m.ptrs[ip][key] = targets
-			ips = append(ips, ip)
 			dirtyPTR[ip] = true
 		}
-		m.ptrOwned[key] = ips
+		if len(ptrs) > 0 {
+			m.ptrOwned[key] = ptrs
+		} else {
+			delete(m.ptrOwned, key)
+		}
 	}
 	for ip := range dirtyPTR {
 		m.writePTR(w, ip)
@@ -444,6 +488,9 @@ func (m *model) writePTR(w *writer, ip netip.Addr) {
 			}
 		}
 	}
+	if old := w.get(key); old != nil && sameRecords(old, n) {
+		return
+	}
 	w.set(key, n)
 }
 
@@ -468,6 +515,12 @@ func (m *model) writePod(w *writer, name string, at time.Time) {
 		}
 	}
 	w.set(key, n)
+}
+
+// hostNode is an endpoint name as last built, with what it was built from.
+type hostNode struct {
+	es []entry
+	n  *node
 }
 
 // entry is one (address, port) pair a name stands for, as CoreDNS'
@@ -500,6 +553,7 @@ func (m *model) serviceNodes(s *svcInfo, sl []*sliceInfo) ([]*node, map[netip.Ad
 	type ep struct {
 		addr     netip.Addr
 		host     string
+		target   string
 		explicit bool
 		ports    []portInfo
 	}
@@ -517,7 +571,7 @@ func (m *model) serviceNodes(s *svcInfo, sl []*sliceInfo) ([]*node, map[netip.Ad
 				if h == "" {
 					h, explicit = dashed(a), false
 				}
-				eps = append(eps, ep{addr: a, host: h, explicit: explicit, ports: slice.ports})
+				eps = append(eps, ep{addr: a, host: h, target: h + "." + base, explicit: explicit, ports: slice.ports})
 			}
 		}
 	}
@@ -538,9 +592,8 @@ func (m *model) serviceNodes(s *svcInfo, sl []*sliceInfo) ([]*node, map[netip.Ad
 	}
 	if s.headless {
 		for _, e := range eps {
-			target := e.host + "." + base
 			for _, p := range e.ports {
-				en := entry{addr: e.addr, port: p.port, target: target}
+				en := entry{addr: e.addr, port: p.port, target: e.target}
 				all = append(all, en)
 				addPort(p, en)
 			}
@@ -579,10 +632,12 @@ func (m *model) serviceNodes(s *svcInfo, sl []*sliceInfo) ([]*node, map[netip.Ad
 
 	// Endpoint names, for headless and ClusterIP Services alike (CoreDNS
 	// answers both), and their PTR records.
-	byHost := map[string][]entry{}
+	byHost := make(map[string][]entry, len(eps))
+	prev := m.hostNodes[s.namespace+"/"+s.name]
+	hosts := make(map[string]hostNode, len(eps))
 	var hostOrder []string
 	for _, e := range eps {
-		target := e.host + "." + base
+		target := e.target
 		if _, ok := byHost[e.host]; !ok {
 			hostOrder = append(hostOrder, e.host)
 		}
@@ -601,8 +656,17 @@ func (m *model) serviceNodes(s *svcInfo, sl []*sliceInfo) ([]*node, map[netip.Ad
 		if len(h) > 63 {
 			continue
 		}
-		nodes = append(nodes, m.entriesNode(h+"."+base, byHost[h]))
+		// An endpoint's name whose entries did not change keeps its node.
+		if old, ok := prev[h]; ok && slices.Equal(old.es, byHost[h]) {
+			nodes = append(nodes, old.n)
+			hosts[h] = old
+			continue
+		}
+		n := m.entriesNode(byHost[h][0].target, byHost[h])
+		nodes = append(nodes, n)
+		hosts[h] = hostNode{es: byHost[h], n: n}
 	}
+	m.hostNodes[s.namespace+"/"+s.name] = hosts
 	return nodes, ptrs
 }
 
@@ -623,10 +687,28 @@ func (m *model) entriesNode(name string, es []entry) *node {
 		t string
 		a netip.Addr
 	}
-	seenSRV := map[tp]bool{}
-	seenExtra := map[ta]bool{}
+	// Small sets (an endpoint's name) deduplicate by scanning; large
+	// ones (a Service's name) through maps.
+	big := len(es) > 16
+	var seenSRV map[tp]bool
+	var seenExtra map[ta]bool
+	var seenAddr map[netip.Addr]bool
+	if big {
+		seenSRV, seenExtra, seenAddr = make(map[tp]bool, len(es)), make(map[ta]bool, len(es)), make(map[netip.Addr]bool, len(es))
+		n.srv = make([]srvRecord, 0, len(es))
+		n.extra = make([]addrRecord, 0, len(es))
+	}
 	for _, e := range es {
-		if e.addr.Is4() {
+		if big {
+			if !seenAddr[e.addr] {
+				seenAddr[e.addr] = true
+				if e.addr.Is4() {
+					n.a = append(n.a, e.addr)
+				} else {
+					n.aaaa = append(n.aaaa, e.addr)
+				}
+			}
+		} else if e.addr.Is4() {
 			if !slices.Contains(n.a, e.addr) {
 				n.a = append(n.a, e.addr)
 			}
@@ -636,13 +718,23 @@ func (m *model) entriesNode(name string, es []entry) *node {
 		if e.port < 0 || e.port > 65535 {
 			continue
 		}
-		if !seenSRV[tp{e.target, e.port}] {
-			seenSRV[tp{e.target, e.port}] = true
-			n.srv = append(n.srv, srvRecord{target: e.target, port: uint16(e.port), weight: weight})
+		s := srvRecord{target: e.target, port: uint16(e.port), weight: weight}
+		if big {
+			if !seenSRV[tp{e.target, e.port}] {
+				seenSRV[tp{e.target, e.port}] = true
+				n.srv = append(n.srv, s)
+			}
+		} else if !slices.Contains(n.srv, s) {
+			n.srv = append(n.srv, s)
 		}
-		if !seenExtra[ta{e.target, e.addr}] {
-			seenExtra[ta{e.target, e.addr}] = true
-			n.extra = append(n.extra, addrRecord{name: e.target, addr: e.addr})
+		x := addrRecord{name: e.target, addr: e.addr}
+		if big {
+			if !seenExtra[ta{e.target, e.addr}] {
+				seenExtra[ta{e.target, e.addr}] = true
+				n.extra = append(n.extra, x)
+			}
+		} else if !slices.Contains(n.extra, x) {
+			n.extra = append(n.extra, x)
 		}
 	}
 	return n

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -47,6 +48,26 @@ func WithBolt(dir string) Option {
 // WithoutDNS leaves the cluster DNS server out.
 func WithoutDNS() Option {
 	return func(o *app.Options) { o.NoDNS = true }
+}
+
+// WithAgent runs the node agent with the process runtime (needs root; see
+// agent/network.Check). Its pod network gets its own bridge and ranges —
+// clusterCIDR inside 198.18.0.0/16, serviceCIDR inside 198.19.0.0/16, the
+// cluster DNS address being the tenth of it — so tests of different
+// packages, and a headway server on the same machine, do not collide.
+// Masquerading stays off: test pods reach only cluster addresses.
+func WithAgent(bridge, clusterCIDR, serviceCIDR string) Option {
+	return func(o *app.Options) {
+		o.Runtime = "process"
+		o.Agent.Bridge = bridge
+		o.Agent.Masquerade = false
+		o.ClusterCIDR, o.ServiceCIDR = clusterCIDR, serviceCIDR
+	}
+}
+
+// WithBackoff sets the agent's first crash-loop back-off (10s by default).
+func WithBackoff(d time.Duration) Option {
+	return func(o *app.Options) { o.Agent.BackoffBase = d }
 }
 
 // Start starts a cluster and stops it when the test ends.

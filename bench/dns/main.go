@@ -1,0 +1,546 @@
+// Command dns benchmarks Headway's cluster DNS against CoreDNS' kubernetes
+// plugin, both following the same Headway API server:
+//
+//   - queries per second and latency with dnsperf (Debian package) on the
+//     same query mix (headless A, per-pod A, SRV, PTR, NXDOMAIN), each server
+//     pinned to CPU 0 and dnsperf to CPU 1;
+//   - resident memory with 10,000 Services and 100,000 endpoints;
+//   - DNS programming latency: from an EndpointSlice write (its
+//     endpoints.kubernetes.io/last-change-trigger-time) to the first answer
+//     that carries it, while 1,000 pods churn.
+//
+// It writes markdown figures to -out. All traffic goes to 127.0.0.1.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+var (
+	bin        = flag.String("bin", "bin/headway", "headway binary")
+	corednsBin = flag.String("coredns", "", "coredns binary (default: PATH, then $(go env GOPATH)/bin/coredns)")
+	out        = flag.String("out", "", "write the markdown figures here (default: stdout)")
+	duration   = flag.Duration("duration", 15*time.Second, "length of each dnsperf throughput run")
+	latencyQPS = flag.Int("latency-qps", 20000, "offered load of the latency runs (queries/s), below both servers' capacity")
+	services   = flag.Int("services", 10000, "Services of the memory run")
+	endpoints  = flag.Int("endpoints", 100000, "endpoints of the memory run (spread over the Services)")
+	churnPods  = flag.Int("churn-pods", 1000, "endpoints of the churning headless Service")
+	changes    = flag.Int("changes", 300, "readiness changes timed in the churn run")
+	skipMemory = flag.Bool("skip-memory", false, "leave out the 10,000-Service memory run")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/dns:", err)
+		os.Exit(1)
+	}
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log bytes.Buffer
+}
+
+func start(name string, args ...string) (*proc, error) {
+	p := &proc{cmd: exec.Command(name, args...)}
+	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *proc) stop() {
+	p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (p *proc) rssMiB() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	kb, _ := strconv.Atoi(string(m[1]))
+	return float64(kb) / 1024
+}
+
+func freePort() (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port")
+}
+
+func findCoreDNS() string {
+	if *corednsBin != "" {
+		return *corednsBin
+	}
+	if p, err := exec.LookPath("coredns"); err == nil {
+		return p
+	}
+	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
+	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "coredns")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+// waitAnswer waits until addr answers name with n addresses.
+func waitAnswer(addr, name string, n int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	c := &mdns.Client{Net: "tcp", Timeout: time.Second}
+	for {
+		m := new(mdns.Msg)
+		m.SetQuestion(name, mdns.TypeA)
+		r, _, err := c.Exchange(m, addr)
+		if err == nil && len(r.Answer) == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer %s with %d addresses in %v (last: %v %v)", addr, name, n, d, r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type server struct {
+	name string
+	addr string
+	p    *proc
+}
+
+func run() error {
+	var md strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&md, format, a...) }
+	defer func() {
+		if *out == "" {
+			fmt.Print(md.String())
+			return
+		}
+		os.WriteFile(*out, []byte(md.String()), 0o644)
+	}()
+	dnsperf, err := exec.LookPath("dnsperf")
+	if err != nil {
+		w("dnsperf is not installed (apt-get install dnsperf): no DNS figures.\n")
+		return nil
+	}
+	coredns := findCoreDNS()
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return fmt.Errorf("taskset (util-linux) is needed to pin the servers")
+	}
+
+	dir, err := os.MkdirTemp("", "headway-bench-dns")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// The API server both DNS servers follow; its own DNS is unused.
+	apiPort, _ := freePort()
+	ownDNS, _ := freePort()
+	api, err := start(*bin, "server", "--store", "memory", "--runtime", "none", "--data-dir", filepath.Join(dir, "api"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", apiPort), "--dns-listen", fmt.Sprintf("127.0.0.1:%d", ownDNS), "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer api.stop()
+	kubeconfig := filepath.Join(dir, "api", "kubeconfig")
+	var client kubernetes.Interface
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
+			cfg.QPS, cfg.Burst = -1, 0
+			if c, err := kubernetes.NewForConfig(cfg); err == nil {
+				if _, err := c.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err == nil {
+					client = c
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("headway server did not start:\n%s", api.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx := context.Background()
+
+	// The query mix.
+	queries, err := populateMix(ctx, client, 100)
+	if err != nil {
+		return err
+	}
+	qfile := filepath.Join(dir, "queries.txt")
+	if err := os.WriteFile(qfile, []byte(strings.Join(queries, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+
+	// The two servers, each pinned to CPU 0.
+	var servers []*server
+	hp, _ := freePort()
+	mp, _ := freePort()
+	h, err := start("taskset", "-c", "0", *bin, "dns", "--kubeconfig", kubeconfig, "--dns-listen", fmt.Sprintf("127.0.0.1:%d", hp),
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mp), "--dns-upstream", "none", "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	servers = append(servers, &server{name: "Headway", addr: fmt.Sprintf("127.0.0.1:%d", hp), p: h})
+	if coredns != "" {
+		cp, _ := freePort()
+		corefile := filepath.Join(dir, "Corefile")
+		os.WriteFile(corefile, []byte(fmt.Sprintf(`.:%d {
+    bind 127.0.0.1
+    kubernetes cluster.local 19.198.in-addr.arpa 18.198.in-addr.arpa {
+        kubeconfig %s headway
+        pods verified
+        ttl 5
+    }
+}
+`, cp, kubeconfig)), 0o644)
+		c, err := start("taskset", "-c", "0", coredns, "-conf", corefile)
+		if err != nil {
+			return err
+		}
+		defer c.stop()
+		servers = append(servers, &server{name: "CoreDNS 1.14.7", addr: fmt.Sprintf("127.0.0.1:%d", cp), p: c})
+	}
+	for _, s := range servers {
+		if err := waitAnswer(s.addr, "mix-99.default.svc.cluster.local.", 3, 60*time.Second); err != nil {
+			return fmt.Errorf("%s: %w\n%s", s.name, err, s.p.log.String())
+		}
+	}
+
+	w("Both servers follow the same `headway server` (memory store) through its API, each pinned to CPU 0 (`taskset -c 0`; Go sizes GOMAXPROCS to the one CPU), with dnsperf %s pinned to CPU 1. CoreDNS 1.14.7 runs its `kubernetes` plugin alone (no cache plugin), `pods verified`, like Headway's default. ", dnsperfVersion(dnsperf))
+	w("The query mix is %d queries over 100 headless Services of 3 pods each, in equal shares: headless A, per-pod A, SRV, PTR, NXDOMAIN.\n\n", len(queries))
+	if coredns == "" {
+		w("CoreDNS is not installed (`go install github.com/coredns/coredns@v1.14.7`): Headway's figures only.\n\n")
+	}
+
+	// Throughput, then latency at a fixed load below both capacities.
+	type perf struct{ qps, avg, p50, p99, lost float64 }
+	results := map[string]perf{}
+	for _, s := range servers {
+		_, port, _ := net.SplitHostPort(s.addr)
+		res, err := runDNSPerf(dnsperf, port, qfile, "-l", fmt.Sprint(int(duration.Seconds())), "-c", "8", "-q", "256")
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		lat, err := runDNSPerf(dnsperf, port, qfile, "-l", "10", "-c", "8", "-Q", fmt.Sprint(*latencyQPS), "-v")
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		results[s.name] = perf{qps: res.qps, avg: res.avg, lost: res.lost, p50: lat.p50, p99: lat.p99}
+	}
+	w("| server | queries/s (saturated) | mean latency saturated | lost | p50 at %d q/s | p99 at %d q/s |\n| --- | --- | --- | --- | --- | --- |\n", *latencyQPS, *latencyQPS)
+	for _, s := range servers {
+		r := results[s.name]
+		w("| %s | %.0f | %.3f ms | %.2f%% | %.3f ms | %.3f ms |\n", s.name, r.qps, r.avg*1000, r.lost, r.p50*1000, r.p99*1000)
+	}
+	if len(servers) == 2 {
+		hw, cd := results[servers[0].name], results[servers[1].name]
+		ratio := hw.qps / cd.qps
+		w("\nTarget: at least 1.5× CoreDNS' queries/s at a lower p99. Headway/CoreDNS = **%.2f×** (%s); p99 %.3f ms vs %.3f ms (%s).\n\n",
+			ratio, yesNo(ratio >= 1.5), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
+	}
+
+	// Programming latency while 1,000 pods churn.
+	lat, err := churn(ctx, client, servers)
+	if err != nil {
+		return err
+	}
+	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms until the answer shows the change. Time from the write to the first such answer:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time")
+	w("| server | p50 | p99 | max |\n| --- | --- | --- | --- |\n")
+	for _, s := range servers {
+		l := lat[s.name]
+		w("| %s | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+	}
+	w("\nTarget: p99 under 50 ms: %s. Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics.\n\n", yesNo(pct(lat["Headway"], 99) < 50))
+
+	if !*skipMemory {
+		if err := populateMany(ctx, client, *services, *endpoints); err != nil {
+			return err
+		}
+		last := fmt.Sprintf("many-%d.many.svc.cluster.local.", *services-1)
+		per := *endpoints / *services
+		w("### Memory\n\nResident memory (VmRSS) after each server has indexed %d Services with %d endpoints (%d per headless Service, one EndpointSlice each), besides the query-mix and churn Services:\n\n| server | before | after | \n| --- | --- | --- |\n", *services, *endpoints, per)
+		before := map[string]float64{}
+		for _, s := range servers {
+			before[s.name] = s.p.rssMiB()
+		}
+		for _, s := range servers {
+			if err := waitAnswer(s.addr, last, per, 5*time.Minute); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		for _, s := range servers {
+			w("| %s | %.0f MiB | %.0f MiB |\n", s.name, before[s.name], s.p.rssMiB())
+		}
+		w("\n")
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dnsperfVersion(path string) string {
+	outb, _ := exec.Command(path, "-h").CombinedOutput()
+	if m := regexp.MustCompile(`Version (\S+)`).FindSubmatch(outb); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+type perfResult struct{ qps, avg, lost, p50, p99 float64 }
+
+// runDNSPerf runs dnsperf on CPU 1; with -v it computes percentiles from
+// the per-query latencies.
+func runDNSPerf(dnsperf, port, qfile string, args ...string) (perfResult, error) {
+	var r perfResult
+	cmd := exec.Command("taskset", append([]string{"-c", "1", dnsperf, "-s", "127.0.0.1", "-p", port, "-d", qfile}, args...)...)
+	outb, err := cmd.Output()
+	if err != nil {
+		return r, fmt.Errorf("dnsperf: %w", err)
+	}
+	var lats []float64
+	sc := bufio.NewScanner(bytes.NewReader(outb))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "> ") && len(f) >= 5:
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				lats = append(lats, v)
+			}
+		case strings.Contains(line, "Queries per second:"):
+			r.qps, _ = strconv.ParseFloat(f[len(f)-1], 64)
+		case strings.Contains(line, "Average Latency (s):"):
+			r.avg, _ = strconv.ParseFloat(f[3], 64)
+		case strings.Contains(line, "Queries lost:"):
+			r.lost, _ = strconv.ParseFloat(strings.Trim(f[len(f)-1], "(%)"), 64)
+		}
+	}
+	if len(lats) > 0 {
+		slices.Sort(lats)
+		r.p50 = lats[len(lats)*50/100]
+		r.p99 = lats[min(len(lats)-1, len(lats)*99/100)]
+	}
+	return r, nil
+}
+
+func pct(v []float64, p int) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := len(s) * p / 100
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func headless(name, ns string) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Name: "web", Port: 80, Protocol: corev1.ProtocolTCP}}}}
+}
+
+func endpointSlice(name, ns, svc string, eps []discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("web"), Port: ptr(int32(80)), Protocol: ptr(corev1.ProtocolTCP)}},
+		Endpoints:   eps,
+	}
+}
+
+// populateMix creates n headless Services of 3 pods and returns the
+// dnsperf query lines.
+func populateMix(ctx context.Context, c kubernetes.Interface, n int) ([]string, error) {
+	var q []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("mix-%d", i)
+		if _, err := c.CoreV1().Services("default").Create(ctx, headless(name, "default"), metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+		var eps []discoveryv1.Endpoint
+		for j := 0; j < 3; j++ {
+			eps = append(eps, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.%d.%d", 100+i/80, 1+(i%80)*3+j)}, Hostname: ptr(fmt.Sprintf("web-%d", j))})
+		}
+		if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, endpointSlice(name+"-1", "default", name, eps), metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+		svc := name + ".default.svc.cluster.local"
+		ip := strings.Split(eps[i%3].Addresses[0], ".")
+		q = append(q,
+			svc+" A",
+			fmt.Sprintf("web-%d.%s A", i%3, svc),
+			"_web._tcp."+svc+" SRV",
+			fmt.Sprintf("%s.%s.%s.%s.in-addr.arpa PTR", ip[3], ip[2], ip[1], ip[0]),
+			fmt.Sprintf("nope-%d.default.svc.cluster.local A", i))
+	}
+	rand.Shuffle(len(q), func(i, j int) { q[i], q[j] = q[j], q[i] })
+	return q, nil
+}
+
+// populateMany creates the memory run's Services, each with one slice.
+func populateMany(ctx context.Context, c kubernetes.Interface, services, endpoints int) error {
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "many"}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	per := endpoints / services
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := 0; i < services; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			name := fmt.Sprintf("many-%d", i)
+			var eps []discoveryv1.Endpoint
+			for j := 0; j < per; j++ {
+				k := i*per + j
+				eps = append(eps, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.%d.%d.%d", 18+(k>>16), (k>>8)&255, k&255)}, Hostname: ptr(fmt.Sprintf("p-%d", j))})
+			}
+			_, err := c.CoreV1().Services("many").Create(ctx, headless(name, "many"), metav1.CreateOptions{})
+			if err == nil {
+				_, err = c.DiscoveryV1().EndpointSlices("many").Create(ctx, endpointSlice(name+"-1", "many", name, eps), metav1.CreateOptions{})
+			}
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// churn flips the readiness of random endpoints of a 1,000-endpoint
+// headless Service and times, per server, the write-to-answer latency.
+func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (map[string][]float64, error) {
+	if _, err := c.CoreV1().Services("default").Create(ctx, headless("churn", "default"), metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	const per = 100
+	nSlices := (*churnPods + per - 1) / per
+	slicesNow := make([]*discoveryv1.EndpointSlice, nSlices)
+	for s := 0; s < nSlices; s++ {
+		var eps []discoveryv1.Endpoint
+		for j := 0; j < per && s*per+j < *churnPods; j++ {
+			k := s*per + j
+			eps = append(eps, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.%d.%d", 200+k/250, 1+k%250)},
+				Hostname: ptr(fmt.Sprintf("churn-%d", k)), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}})
+		}
+		created, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, endpointSlice(fmt.Sprintf("churn-%d", s), "default", "churn", eps), metav1.CreateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		slicesNow[s] = created
+	}
+	for _, s := range servers {
+		if err := waitAnswer(s.addr, "churn.default.svc.cluster.local.", *churnPods, time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	lat := map[string][]float64{}
+	for i := 0; i < *changes; i++ {
+		k := rand.IntN(*churnPods)
+		sl := slicesNow[k/per].DeepCopy()
+		ep := &sl.Endpoints[k%per]
+		ready := !*ep.Conditions.Ready
+		ep.Conditions.Ready = ptr(ready)
+		at := time.Now()
+		sl.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": at.UTC().Format(time.RFC3339Nano)}
+		updated, err := c.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		slicesNow[k/per] = updated
+		name := fmt.Sprintf("churn-%d.churn.default.svc.cluster.local.", k)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, s := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cl := &mdns.Client{Net: "udp", Timeout: time.Second}
+				for time.Since(at) < 10*time.Second {
+					m := new(mdns.Msg)
+					m.SetQuestion(name, mdns.TypeA)
+					r, _, err := cl.Exchange(m, s.addr)
+					if err == nil && (r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 1) == ready {
+						mu.Lock()
+						lat[s.name] = append(lat[s.name], float64(time.Since(at).Microseconds())/1000)
+						mu.Unlock()
+						return
+					}
+					time.Sleep(200 * time.Microsecond)
+				}
+				mu.Lock()
+				lat[s.name] = append(lat[s.name], 10000)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+	}
+	return lat, nil
+}

@@ -1,0 +1,188 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// IPAM hands out pod addresses from a range and remembers them in a file, so
+// an address is never given to two pods, also across restarts, and a pod
+// that is started again gets the address it had.
+type IPAM struct {
+	mu      sync.Mutex
+	path    string
+	prefix  netip.Prefix
+	gateway netip.Addr
+	byOwner map[string]netip.Addr
+	byAddr  map[netip.Addr]string
+	last    netip.Addr
+}
+
+// ErrRangeFull is returned when every address of the range is in use.
+var ErrRangeFull = errors.New("no free pod address left")
+
+type ipamFile struct {
+	// Allocations maps an address to its owner (a pod UID).
+	Allocations map[string]string `json:"allocations"`
+	// Last is the address handed out last; the next search starts after
+	// it, so a released address is not reused at once.
+	Last string `json:"last,omitempty"`
+}
+
+// OpenIPAM loads (or starts) the allocations kept in path for prefix; the
+// gateway address is never handed out.
+func OpenIPAM(path string, prefix netip.Prefix, gateway netip.Addr) (*IPAM, error) {
+	if !prefix.Addr().Is4() || prefix.Bits() > 30 {
+		return nil, fmt.Errorf("pod range %s: want an IPv4 range of at least 4 addresses", prefix)
+	}
+	m := &IPAM{path: path, prefix: prefix.Masked(), gateway: gateway,
+		byOwner: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return m, nil
+	case err != nil:
+		return nil, err
+	}
+	var f ipamFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("reading pod address allocations %s: %w", path, err)
+	}
+	for a, owner := range f.Allocations {
+		addr, err := netip.ParseAddr(a)
+		if err != nil || !m.prefix.Contains(addr) {
+			continue // another range than before: forget it
+		}
+		m.byAddr[addr] = owner
+		m.byOwner[owner] = addr
+	}
+	if l, err := netip.ParseAddr(f.Last); err == nil && m.prefix.Contains(l) {
+		m.last = l
+	}
+	return m, nil
+}
+
+// Allocate returns owner's address, handing out a new one if it has none.
+func (m *IPAM) Allocate(owner string) (netip.Addr, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.byOwner[owner]; ok {
+		return a, nil
+	}
+	first := m.prefix.Addr().Next()
+	start := first
+	if m.last.IsValid() {
+		start = m.last.Next()
+	}
+	a := start
+	for {
+		if !m.prefix.Contains(a) || isBroadcast(m.prefix, a) {
+			a = first
+		}
+		if _, used := m.byAddr[a]; !used && a != m.gateway {
+			break
+		}
+		a = a.Next()
+		if a == start {
+			return netip.Addr{}, fmt.Errorf("%w in %s", ErrRangeFull, m.prefix)
+		}
+	}
+	m.byAddr[a], m.byOwner[owner], m.last = owner, a, a
+	if err := m.saveLocked(); err != nil {
+		delete(m.byAddr, a)
+		delete(m.byOwner, owner)
+		return netip.Addr{}, err
+	}
+	return a, nil
+}
+
+// Lookup returns owner's address, if it has one.
+func (m *IPAM) Lookup(owner string) (netip.Addr, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.byOwner[owner]
+	return a, ok
+}
+
+// Release frees owner's address.
+func (m *IPAM) Release(owner string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.byOwner[owner]
+	if !ok {
+		return nil
+	}
+	delete(m.byOwner, owner)
+	delete(m.byAddr, a)
+	return m.saveLocked()
+}
+
+// Owners lists the owners that hold an address.
+func (m *IPAM) Owners() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.byOwner))
+	for o := range m.byOwner {
+		out = append(out, o)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isBroadcast(p netip.Prefix, a netip.Addr) bool {
+	b := a.As4()
+	host := 32 - p.Bits()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	mask := uint32(1)<<host - 1
+	return v&mask == mask
+}
+
+func (m *IPAM) saveLocked() error {
+	f := ipamFile{Allocations: make(map[string]string, len(m.byAddr))}
+	for a, o := range m.byAddr {
+		f.Allocations[a.String()] = o
+	}
+	if m.last.IsValid() {
+		f.Last = m.last.String()
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(m.path, data, 0o600)
+}
+
+// writeFileAtomic replaces path with data: a crash leaves the old file or
+// the new one, never half of one.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,451 @@
+// Package network gives pods their network: the bridge headway0 with the
+// gateway address, one network namespace per pod joined to the bridge by a
+// veth pair, addresses from a persisted IPAM, the cluster DNS address and
+// service range made local to the host, and masquerading of traffic leaving
+// the cluster ranges. It also renders the pods' resolv.conf and hosts files.
+//
+// It is the only package that uses netlink and network namespaces.
+package network
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Config says which ranges and names the node network uses.
+type Config struct {
+	// StateDir holds the IPAM file and the pods' network namespace files
+	// (<data-dir>/network).
+	StateDir string
+	// Bridge is the bridge's name (headway0).
+	Bridge string
+	// ClusterCIDR is the pod range; its first address is the gateway, on
+	// the bridge.
+	ClusterCIDR netip.Prefix
+	// ServiceCIDR is routed to the host itself (a local route), so no
+	// packet for a service address leaves the machine. Optional.
+	ServiceCIDR netip.Prefix
+	// DNSIP is made an address of the host (on lo). Optional.
+	DNSIP netip.Addr
+	// Masquerade traffic from pods to addresses outside the cluster ranges
+	// (needs the nft command).
+	Masquerade bool
+	// MTU of the bridge and veths; 0 is 1500.
+	MTU int
+	Log *slog.Logger
+}
+
+// Network is the node's pod network.
+type Network struct {
+	cfg     Config
+	ipam    *IPAM
+	gateway netip.Addr
+	log     *slog.Logger
+
+	mu         sync.Mutex
+	bridgeIdx  int
+	ownBridge  bool
+	ownDNSAddr bool
+	ownSvcRt   bool
+	ownNFT     bool
+	oldForward string
+}
+
+// ErrUnsupported says the node cannot give pods their own network here (not
+// root, or no network namespaces).
+var ErrUnsupported = errors.New("pod networking is not available")
+
+// Check says whether pod networks can be made here, and if not, why.
+func Check() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: headway runs as uid %d; network namespaces, the bridge and veths need root (run `sudo headway server`)", ErrUnsupported, os.Geteuid())
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		return fmt.Errorf("%w: this kernel has no network namespaces (%v)", ErrUnsupported, err)
+	}
+	return nil
+}
+
+// Open loads the IPAM state; Setup then makes the host side.
+func Open(cfg Config) (*Network, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = "headway0"
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.ClusterCIDR.IsValid() || !cfg.ClusterCIDR.Addr().Is4() {
+		return nil, fmt.Errorf("pod range %v: want an IPv4 CIDR", cfg.ClusterCIDR)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "netns"), 0o700); err != nil {
+		return nil, err
+	}
+	gw := cfg.ClusterCIDR.Masked().Addr().Next()
+	ipam, err := OpenIPAM(filepath.Join(cfg.StateDir, "ipam.json"), cfg.ClusterCIDR, gw)
+	if err != nil {
+		return nil, err
+	}
+	return &Network{cfg: cfg, ipam: ipam, gateway: gw, log: cfg.Log}, nil
+}
+
+// Gateway is the bridge's address, the pods' default route and the node's
+// address as pods see it.
+func (n *Network) Gateway() netip.Addr { return n.gateway }
+
+// IPAM is the pod address allocator.
+func (n *Network) IPAM() *IPAM { return n.ipam }
+
+// Setup creates (or adopts) the bridge with the gateway address, makes the
+// DNS address and service range local, and installs masquerading.
+func (n *Network) Setup() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	br, err := netlink.LinkByName(n.cfg.Bridge)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("looking up bridge %s: %w", n.cfg.Bridge, err)
+		}
+		la := netlink.NewLinkAttrs()
+		la.Name, la.MTU = n.cfg.Bridge, n.cfg.MTU
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
+			return fmt.Errorf("creating bridge %s: %w", n.cfg.Bridge, err)
+		}
+		n.ownBridge = true
+		if br, err = netlink.LinkByName(n.cfg.Bridge); err != nil {
+			return err
+		}
+	} else if br.Type() != "bridge" {
+		return fmt.Errorf("%s exists and is a %s, not a bridge: remove it or pick another name", n.cfg.Bridge, br.Type())
+	} else {
+		// Left by an agent that did not stop cleanly: ours to remove.
+		n.ownBridge = true
+	}
+	n.bridgeIdx = br.Attrs().Index
+	gw := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.gateway, n.cfg.ClusterCIDR.Bits()))}
+	if err := netlink.AddrReplace(br, gw); err != nil {
+		return fmt.Errorf("giving %s the address %s: %w", n.cfg.Bridge, gw.IPNet, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("bringing %s up: %w", n.cfg.Bridge, err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if n.cfg.DNSIP.IsValid() {
+		a := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.cfg.DNSIP, 32)), Label: "lo"}
+		switch err := netlink.AddrAdd(lo, a); {
+		case err == nil:
+			n.ownDNSAddr = true
+		case errors.Is(err, unix.EEXIST):
+		default:
+			return fmt.Errorf("making %s a local address: %w", n.cfg.DNSIP, err)
+		}
+	}
+	if n.cfg.ServiceCIDR.IsValid() {
+		switch err := netlink.RouteAdd(n.serviceRoute(lo)); {
+		case err == nil:
+			n.ownSvcRt = true
+		case errors.Is(err, unix.EEXIST):
+		default:
+			return fmt.Errorf("routing the service range %s locally: %w", n.cfg.ServiceCIDR, err)
+		}
+	}
+	if n.cfg.Masquerade {
+		if err := n.setupMasquerade(); err != nil {
+			n.log.Warn("pods cannot reach addresses outside the cluster", "err", err)
+		}
+	}
+	return nil
+}
+
+func (n *Network) serviceRoute(lo netlink.Link) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: lo.Attrs().Index,
+		Dst:       ipNet(n.cfg.ServiceCIDR.Masked()),
+		Table:     unix.RT_TABLE_LOCAL,
+		Type:      unix.RTN_LOCAL,
+		Scope:     netlink.SCOPE_HOST,
+	}
+}
+
+func (n *Network) nftTable() string { return "headway-" + n.cfg.Bridge }
+
+func (n *Network) setupMasquerade() error {
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		return errors.New("masquerading needs the nft command (Debian: apt-get install nftables); pass --masquerade=false to silence this")
+	}
+	excl := n.cfg.ClusterCIDR.Masked().String()
+	if n.cfg.ServiceCIDR.IsValid() {
+		excl += ", " + n.cfg.ServiceCIDR.Masked().String()
+	}
+	rules := fmt.Sprintf(`table ip %[1]s {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[2]s ip daddr != { %[3]s } oifname != %[4]q masquerade
+	}
+}
+`, n.nftTable(), n.cfg.ClusterCIDR.Masked(), excl, n.cfg.Bridge)
+	exec.Command(nft, "delete", "table", "ip", n.nftTable()).Run()
+	cmd := exec.Command(nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	n.ownNFT = true
+	const fwd = "/proc/sys/net/ipv4/ip_forward"
+	if old, err := os.ReadFile(fwd); err == nil && strings.TrimSpace(string(old)) != "1" {
+		if err := os.WriteFile(fwd, []byte("1"), 0o644); err != nil {
+			return fmt.Errorf("enabling IPv4 forwarding: %w", err)
+		}
+		n.oldForward = strings.TrimSpace(string(old))
+	}
+	return nil
+}
+
+// Teardown removes what Setup made: the bridge, the DNS address, the local
+// service route, the masquerade table. Pod networks must be removed first.
+func (n *Network) Teardown() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var errs []error
+	if n.ownNFT {
+		if nft, err := exec.LookPath("nft"); err == nil {
+			if out, err := exec.Command(nft, "delete", "table", "ip", n.nftTable()).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("removing nft table %s: %v: %s", n.nftTable(), err, out))
+			}
+		}
+		if n.oldForward != "" {
+			os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(n.oldForward), 0o644)
+		}
+		n.ownNFT = false
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err == nil && n.ownSvcRt {
+		if err := netlink.RouteDel(n.serviceRoute(lo)); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("removing the local route for %s: %w", n.cfg.ServiceCIDR, err))
+		}
+		n.ownSvcRt = false
+	}
+	if err == nil && n.ownDNSAddr {
+		a := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.cfg.DNSIP, 32))}
+		if err := netlink.AddrDel(lo, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs = append(errs, fmt.Errorf("removing %s from lo: %w", n.cfg.DNSIP, err))
+		}
+		n.ownDNSAddr = false
+	}
+	if n.ownBridge {
+		if br, err := netlink.LinkByName(n.cfg.Bridge); err == nil {
+			if err := netlink.LinkDel(br); err != nil {
+				errs = append(errs, fmt.Errorf("removing bridge %s: %w", n.cfg.Bridge, err))
+			}
+		}
+		n.ownBridge = false
+	}
+	return errors.Join(errs...)
+}
+
+// PodNetwork is a pod's network namespace and address.
+type PodNetwork struct {
+	// NetNS is the path of the namespace file (a bind mount of nsfs).
+	NetNS string
+	IP    netip.Addr
+	// Gateway is the pod's default route.
+	Gateway netip.Addr
+}
+
+func (n *Network) nsPath(owner string) string {
+	return filepath.Join(n.cfg.StateDir, "netns", owner)
+}
+
+// vethName is the host end's name: "hw" and 12 hex digits of the owner.
+func vethName(owner string) string {
+	sum := sha256.Sum256([]byte(owner))
+	return "hw" + hex.EncodeToString(sum[:6])
+}
+
+// AddPod gives owner (a pod UID) a network namespace with lo up, eth0 with
+// its address on the bridge and a default route via the gateway. Calling
+// it again for a pod that has one returns the same.
+func (n *Network) AddPod(owner string) (*PodNetwork, error) {
+	ip, err := n.ipam.Allocate(owner)
+	if err != nil {
+		return nil, err
+	}
+	pn := &PodNetwork{NetNS: n.nsPath(owner), IP: ip, Gateway: n.gateway}
+	if isNSMount(pn.NetNS) {
+		return pn, nil
+	}
+	if err := createNetNS(pn.NetNS); err != nil {
+		return nil, fmt.Errorf("creating the network namespace: %w", err)
+	}
+	if err := n.configurePod(pn, vethName(owner)); err != nil {
+		removeNetNS(pn.NetNS)
+		return nil, err
+	}
+	return pn, nil
+}
+
+func (n *Network) configurePod(pn *PodNetwork, hostName string) error {
+	ns, err := netns.GetFromPath(pn.NetNS)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	if old, err := netlink.LinkByName(hostName); err == nil {
+		netlink.LinkDel(old)
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name, la.MTU, la.MasterIndex = hostName, n.cfg.MTU, n.bridgeIdx
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns)), PeerMTU: uint32(n.cfg.MTU)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("creating veth %s: %w", hostName, err)
+	}
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		netlink.LinkDel(host)
+		return err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		netlink.LinkDel(host)
+		return err
+	}
+	defer h.Close()
+	err = func() error {
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if err := h.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("bringing lo up: %w", err)
+		}
+		eth, err := h.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(pn.IP, n.cfg.ClusterCIDR.Bits()))}
+		if err := h.AddrAdd(eth, addr); err != nil {
+			return fmt.Errorf("giving eth0 %s: %w", addr.IPNet, err)
+		}
+		if err := h.LinkSetUp(eth); err != nil {
+			return err
+		}
+		gw := net.IP(n.gateway.AsSlice())
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+			return fmt.Errorf("adding the default route via %s: %w", gw, err)
+		}
+		return nil
+	}()
+	if err != nil {
+		netlink.LinkDel(host)
+	}
+	return err
+}
+
+// RemovePod removes owner's network namespace (and with it the veth pair);
+// with release, its address is freed too.
+func (n *Network) RemovePod(owner string, release bool) error {
+	// Deleting the host end removes the pair at once; the namespace itself
+	// goes away asynchronously once unmounted.
+	var err error
+	if l, lerr := netlink.LinkByName(vethName(owner)); lerr == nil {
+		if derr := netlink.LinkDel(l); derr != nil {
+			err = fmt.Errorf("removing veth %s: %w", vethName(owner), derr)
+		}
+	}
+	err = errors.Join(err, removeNetNS(n.nsPath(owner)))
+	if release {
+		err = errors.Join(err, n.ipam.Release(owner))
+	}
+	return err
+}
+
+// PodNamespaces lists the owners that have a network namespace file.
+func (n *Network) PodNamespaces() []string {
+	entries, _ := os.ReadDir(filepath.Join(n.cfg.StateDir, "netns"))
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// createNetNS makes a new network namespace and keeps it alive by bind
+// mounting it on path. The unshare happens on a thread of its own that is
+// thrown away afterwards, so no other goroutine ever runs in it.
+func createNetNS(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("bind mounting the namespace on %s: %w", path, err)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+func removeNetNS(path string) error {
+	if isNSMount(path) {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("unmounting %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+const nsfsMagic = 0x6e736673
+
+func isNSMount(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == nsfsMagic
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

@@ -1,0 +1,234 @@
+package network
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestIPAMPersistsAndReuses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ipam.json")
+	p := netip.MustParsePrefix("198.18.0.0/29")
+	gw := netip.MustParseAddr("198.18.0.1")
+	m, err := OpenIPAM(path, p, gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, o := range []string{"a", "b", "c", "d", "e"} {
+		a, err := m.Allocate(o)
+		if err != nil {
+			t.Fatalf("allocate %s: %v", o, err)
+		}
+		if a == gw || seen[a] || !p.Contains(a) || a == p.Addr() || a.String() == "198.18.0.7" {
+			t.Fatalf("allocate %s: bad or duplicate address %s", o, a)
+		}
+		seen[a] = true
+	}
+	if _, err := m.Allocate("f"); err == nil {
+		t.Fatal("a /29 has 5 pod addresses; the sixth allocation succeeded")
+	}
+	aB, _ := m.Lookup("b")
+	m2, err := OpenIPAM(path, p, gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := m2.Allocate("b"); again != aB {
+		t.Fatalf("after reopening, b got %s, had %s", again, aB)
+	}
+	if err := m2.Release("b"); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := m2.Allocate("f"); err != nil || a != aB {
+		t.Fatalf("the released address should go to f: got %s, %v", a, err)
+	}
+}
+
+func TestResolvConfAndHosts(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(host, []byte("nameserver 127.0.0.53\nnameserver 198.51.100.1\nsearch example.org\noptions edns0\n"), 0o644)
+	s := DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local", HostResolvConf: host}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "default"},
+		Spec: corev1.PodSpec{Hostname: "web-0", Subdomain: "nginx-headless", DNSPolicy: corev1.DNSClusterFirst}}
+	cases := []struct {
+		name   string
+		policy corev1.DNSPolicy
+		cfg    *corev1.PodDNSConfig
+		want   string
+	}{
+		{"cluster first", corev1.DNSClusterFirst, nil,
+			"nameserver 198.19.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local example.org\noptions ndots:5\n"},
+		{"default skips a loopback resolver", corev1.DNSDefault, nil,
+			"nameserver 198.51.100.1\nsearch example.org\noptions edns0\n"},
+		{"none with dnsConfig", corev1.DNSNone, &corev1.PodDNSConfig{Nameservers: []string{"198.18.0.53"}, Searches: []string{"a.b"},
+			Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr("2")}}},
+			"nameserver 198.18.0.53\nsearch a.b\noptions ndots:2\n"},
+		{"cluster first with an option override", corev1.DNSClusterFirst, &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr("1")}}},
+			"nameserver 198.19.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local example.org\noptions ndots:1\n"},
+	}
+	for _, c := range cases {
+		p := pod.DeepCopy()
+		p.Spec.DNSPolicy, p.Spec.DNSConfig = c.policy, c.cfg
+		if got := string(ResolvConf(p, s)); got != c.want {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+	}
+	hosts := string(Hosts(pod, netip.MustParseAddr("198.18.0.5"), "cluster.local"))
+	if !strings.Contains(hosts, "198.18.0.5\tweb-0.nginx-headless.default.svc.cluster.local\tweb-0\n") {
+		t.Errorf("hosts lacks the pod's FQDN line:\n%s", hosts)
+	}
+	if Hostname(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}) != "p" {
+		t.Error("the hostname of a pod without spec.hostname is its name")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// needRoot skips tests that make namespaces and links.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if err := Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+}
+
+// inNS runs fn on a thread in the namespace at path.
+func inNS(t *testing.T, path string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // not unlocked: the thread is dropped
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			t.Error(err)
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
+// TestPodNetworks: two pods on the test bridge reach each other and the
+// host reaches them; removing them leaves no namespace or link.
+func TestPodNetworks(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	n, err := Open(Config{
+		StateDir: dir, Bridge: "hwt-net",
+		ClusterCIDR: netip.MustParsePrefix("198.18.250.0/24"),
+		ServiceCIDR: netip.MustParsePrefix("198.19.250.0/24"),
+		DNSIP:       netip.MustParseAddr("198.19.250.10"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, o := range n.PodNamespaces() {
+			n.RemovePod(o, true)
+		}
+		if err := n.Teardown(); err != nil {
+			t.Error(err)
+		}
+		if _, err := netlink.LinkByName("hwt-net"); err == nil {
+			t.Error("bridge hwt-net left behind")
+		}
+	})
+	if err := n.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := n.AddPod("pod-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.AddPod("pod-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := n.AddPod("pod-a"); err != nil || again.IP != a.IP {
+		t.Fatalf("AddPod again: %v, %v", again, err)
+	}
+	// A listener in pod b; the host and pod a connect to it.
+	var ln net.Listener
+	inNS(t, b.NetNS, func() {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(b.IP, 8080).String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hello from b"))
+			c.Close()
+		}
+	}()
+	get := func() (string, error) {
+		d := net.Dialer{Timeout: 3 * time.Second}
+		c, err := d.DialContext(context.Background(), "tcp", netip.AddrPortFrom(b.IP, 8080).String())
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		out, err := io.ReadAll(c)
+		return string(out), err
+	}
+	if got, err := get(); err != nil || got != "hello from b" {
+		t.Fatalf("host → pod b: %q, %v", got, err)
+	}
+	inNS(t, a.NetNS, func() {
+		if got, err := get(); err != nil || got != "hello from b" {
+			t.Errorf("pod a → pod b: %q, %v", got, err)
+		}
+	})
+	// The DNS address is local: a pod reaches a listener there.
+	dl, err := net.Listen("tcp", "198.19.250.10:5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dl.Close()
+	go func() {
+		if c, err := dl.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	inNS(t, a.NetNS, func() {
+		c, err := net.DialTimeout("tcp", "198.19.250.10:5353", 3*time.Second)
+		if err != nil {
+			t.Errorf("pod a → DNS address on the host: %v", err)
+			return
+		}
+		c.Close()
+	})
+	host := vethName("pod-a")
+	if err := n.RemovePod("pod-a", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Errorf("veth %s still there after RemovePod", host)
+	}
+	if _, err := os.Stat(a.NetNS); !os.IsNotExist(err) {
+		t.Errorf("namespace file %s still there: %v", a.NetNS, err)
+	}
+}

@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/headway/headway/internal/version"
+)
+
+func labelsEverything() labels.Selector { return labels.Everything() }
+
+// MaxPods is the node's pod capacity.
+const MaxPods = 250
+
+// nodeStatus is the node's status as the agent sees it now.
+func (a *Agent) nodeStatus(old *corev1.NodeStatus) corev1.NodeStatus {
+	now := metav1.Now()
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(goruntime.NumCPU()), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(memTotal(), resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(MaxPods, resource.DecimalSI),
+	}
+	var st unix.Statfs_t
+	if unix.Statfs(a.cfg.DataDir, &st) == nil {
+		capacity[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(st.Blocks)*st.Bsize, resource.BinarySI)
+	}
+	hostname, _ := os.Hostname()
+	s := corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity.DeepCopy(),
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: a.hostIP.String()},
+			{Type: corev1.NodeHostName, Address: hostname},
+		},
+		NodeInfo: corev1.NodeSystemInfo{
+			MachineID:               readTrim("/etc/machine-id"),
+			SystemUUID:              readTrim("/sys/class/dmi/id/product_uuid"),
+			BootID:                  readTrim("/proc/sys/kernel/random/boot_id"),
+			KernelVersion:           kernelVersion(),
+			OSImage:                 osImage(),
+			ContainerRuntimeVersion: a.runtimeName() + "://" + strings.TrimPrefix(version.Version, "v"),
+			KubeletVersion:          version.Kubernetes,
+			OperatingSystem:         goruntime.GOOS,
+			Architecture:            goruntime.GOARCH,
+		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 0}},
+	}
+	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		Message: "kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}
+	if a.notReady != "" {
+		ready.Status, ready.Reason, ready.Message = corev1.ConditionFalse, "RuntimeUnavailable", a.notReady
+	}
+	conds := []corev1.NodeCondition{
+		{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientMemory", Message: "kubelet has sufficient memory available"},
+		{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasNoDiskPressure", Message: "kubelet has no disk pressure"},
+		{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientPID", Message: "kubelet has sufficient PID available"},
+		ready,
+	}
+	if a.net == nil && a.cfg.Runtime == nil {
+		conds = append(conds, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue,
+			Reason: "NoPodNetwork", Message: a.notReady})
+	}
+	for i := range conds {
+		c := &conds[i]
+		c.LastHeartbeatTime = now
+		c.LastTransitionTime = now
+		if old != nil {
+			for _, o := range old.Conditions {
+				if o.Type == c.Type && o.Status == c.Status {
+					c.LastTransitionTime = o.LastTransitionTime
+				}
+			}
+		}
+	}
+	s.Conditions = conds
+	return s
+}
+
+// registerNode creates the Node, or brings an existing one up to date.
+func (a *Agent) registerNode(ctx context.Context) error {
+	nodes := a.cfg.Client.CoreV1().Nodes()
+	for attempt := 0; ; attempt++ {
+		node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Labels: map[string]string{
+				"kubernetes.io/hostname": a.cfg.NodeName, "kubernetes.io/os": goruntime.GOOS, "kubernetes.io/arch": goruntime.GOARCH,
+				"beta.kubernetes.io/os": goruntime.GOOS, "beta.kubernetes.io/arch": goruntime.GOARCH,
+			}}}
+			if a.cfg.ClusterCIDR.IsValid() {
+				node.Spec.PodCIDR = a.cfg.ClusterCIDR.String()
+				node.Spec.PodCIDRs = []string{a.cfg.ClusterCIDR.String()}
+			}
+			node, err = nodes.Create(ctx, node, metav1.CreateOptions{FieldManager: "headway-agent"})
+			if apierrors.IsAlreadyExists(err) && attempt < 3 {
+				continue
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("registering node %s: %w", a.cfg.NodeName, err)
+			}
+			a.log.Info("node registered")
+		} else if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if attempt >= 3 {
+				return fmt.Errorf("registering node %s: %w", a.cfg.NodeName, err)
+			}
+			continue
+		}
+		node.Status = a.nodeStatus(&node.Status)
+		if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{FieldManager: "headway-agent"}); err != nil {
+			if apierrors.IsConflict(err) && attempt < 3 {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("writing node %s status: %w", a.cfg.NodeName, err)
+		}
+		if a.notReady != "" {
+			ref := &corev1.ObjectReference{Kind: "Node", Name: a.cfg.NodeName, UID: node.UID}
+			a.recorder.Event(ref, corev1.EventTypeWarning, "RuntimeUnavailable", a.notReady)
+		}
+		return nil
+	}
+}
+
+// heartbeat renews the node's Lease every quarter of its duration and the
+// Node status every minute.
+func (a *Agent) heartbeat(ctx context.Context) {
+	renew := a.cfg.LeaseDuration / 4
+	lastStatus := time.Now()
+	for {
+		if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("renewing the node lease", "err", err)
+		}
+		if time.Since(lastStatus) >= time.Minute {
+			lastStatus = time.Now()
+			nodes := a.cfg.Client.CoreV1().Nodes()
+			if node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
+				node.Status = a.nodeStatus(&node.Status)
+				if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+					a.log.Warn("updating the node status", "err", err)
+				}
+			} else if apierrors.IsNotFound(err) {
+				a.registerNode(ctx)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(renew):
+		}
+	}
+}
+
+func (a *Agent) renewLease(ctx context.Context) error {
+	leases := a.cfg.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(a.cfg.LeaseDuration / time.Second)
+	l, err := leases.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		l = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Namespace: corev1.NamespaceNodeLease},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &a.cfg.NodeName, LeaseDurationSeconds: &secs, RenewTime: &now, AcquireTime: &now},
+		}
+		if node, err := a.cfg.Client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
+			l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}
+		}
+		_, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "headway-agent"})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &a.cfg.NodeName, &secs, &now
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "headway-agent"})
+	return err
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func kernelVersion() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func osImage() string {
+	f, err := os.Open("/etc/os-release")
+	if err != nil {
+		return goruntime.GOOS
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return goruntime.GOOS
+}
+
+func memTotal() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb int64
+		if _, err := fmt.Sscanf(sc.Text(), "MemTotal: %d kB", &kb); err == nil {
+			return kb * 1024
+		}
+	}
+	return 0
+}

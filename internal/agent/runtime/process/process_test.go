@@ -1,0 +1,200 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/headway/headway/internal/agent/network"
+	hwruntime "github.com/headway/headway/internal/agent/runtime"
+)
+
+func TestCheckNeedsACommand(t *testing.T) {
+	r := &Runtime{}
+	err := r.Check(&corev1.Container{Name: "nginx", Image: "nginx:alpine"})
+	if err == nil || !strings.Contains(err.Error(), `"nginx"`) || !strings.Contains(err.Error(), "set `command`") || !strings.Contains(err.Error(), "CRI") {
+		t.Fatalf("Check of a container without command: %v", err)
+	}
+	if err := r.Check(&corev1.Container{Name: "a", Command: []string{"sleep"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newTestRuntime makes a process runtime with a pod network on its own
+// bridge and range, removed when the test ends.
+func newTestRuntime(t *testing.T) *Runtime {
+	t.Helper()
+	if err := network.Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	dir := t.TempDir()
+	n, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Bridge: "hwt-proc",
+		ClusterCIDR: netip.MustParsePrefix("198.18.251.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Setup(); err != nil {
+		n.Teardown()
+		t.Fatal(err)
+	}
+	r, err := New(Config{PodsDir: filepath.Join(dir, "pods"), Network: n,
+		DNS: network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, uid := range n.PodNamespaces() {
+			r.RemoveSandbox(context.Background(), uid, true)
+		}
+		if err := n.Teardown(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+func testPod(name string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + name)},
+		Spec: corev1.PodSpec{Hostname: name, Subdomain: "nginx-headless"}}
+}
+
+func startOrFail(t *testing.T, r *Runtime, sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec) hwruntime.Process {
+	t.Helper()
+	p, err := r.Start(context.Background(), sb, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+	})
+	return p
+}
+
+func waitExit(t *testing.T, p hwruntime.Process) hwruntime.Exit {
+	t.Helper()
+	select {
+	case <-p.Done():
+		return p.Exit()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process did not exit within 10s")
+	}
+	return hwruntime.Exit{}
+}
+
+// TestContainerSeesItsPod: host name, hosts and resolv.conf, a volume at a
+// path that does not exist on the host, a read-only volume, the user.
+func TestContainerSeesItsPod(t *testing.T) {
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(context.Background(), testPod("web-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := filepath.Join(sb.Dir, "volumes", "data")
+	os.MkdirAll(vol, 0o777)
+	os.WriteFile(filepath.Join(vol, "hello"), []byte("from the volume\n"), 0o644)
+	ro := filepath.Join(sb.Dir, "volumes", "config")
+	os.MkdirAll(ro, 0o755)
+	missing := "/headway-test-not-on-the-host/data"
+	deepMissing := "/usr/share/headway-test-missing/conf"
+	script := `hostname; grep web-0 /etc/hosts; cat /etc/resolv.conf; cat ` + missing + `/hello; ls ` + deepMissing + ` >/dev/null && echo deep-ok;
+touch /usr/share/headway-test-missing/conf/x 2>/dev/null && echo ro-broken || echo ro-ok; id -u; pwd; echo "$GREETING"`
+	uid := int64(65534)
+	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{
+		Name: "c", Argv: []string{"sh", "-c", script}, Env: []string{"GREETING=hi there", "PATH=/usr/bin:/bin"},
+		WorkingDir: "/tmp", UID: &uid, LogPath: filepath.Join(sb.Dir, "logs", "c", "0.log"),
+		Mounts: []hwruntime.Mount{{Source: vol, Target: missing}, {Source: ro, Target: deepMissing, ReadOnly: true}},
+	})
+	if e := waitExit(t, p); e.Code != 0 {
+		out, _ := os.ReadFile(filepath.Join(sb.Dir, "logs", "c", "0.log"))
+		t.Fatalf("exit %+v; output:\n%s", e, out)
+	}
+	out, _ := os.ReadFile(filepath.Join(sb.Dir, "logs", "c", "0.log"))
+	want := []string{"web-0\n", sb.IP.String() + "\tweb-0.nginx-headless.default.svc.cluster.local\tweb-0",
+		"nameserver 198.19.0.10", "search default.svc.cluster.local svc.cluster.local cluster.local", "options ndots:5",
+		"from the volume", "deep-ok", "ro-ok", "65534\n/tmp\nhi there\n"}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	for _, p := range []string{"/headway-test-not-on-the-host", "/usr/share/headway-test-missing"} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s exists on the host: %v", p, err)
+		}
+	}
+	if h, _ := os.Hostname(); h == "web-0" {
+		t.Error("the host's name changed")
+	}
+}
+
+func TestExecJoinsTheContainer(t *testing.T) {
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(context.Background(), testPod("web-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := filepath.Join(sb.Dir, "volumes", "v")
+	os.MkdirAll(vol, 0o755)
+	spec := &hwruntime.ContainerSpec{Name: "c", Argv: []string{"sleep", "60"}, Env: []string{"X=42"},
+		LogPath: filepath.Join(sb.Dir, "logs", "c", "0.log"), Mounts: []hwruntime.Mount{{Source: vol, Target: "/headway-exec-test"}}}
+	p := startOrFail(t, r, sb, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := r.Exec(ctx, p, spec, []string{"sh", "-c", "hostname; echo $X; ls -d /headway-exec-test; exit 3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 3 || !bytes.Equal(res.Output, []byte("web-1\n42\n/headway-exec-test\n")) {
+		t.Fatalf("exec: code %d, output %q", res.ExitCode, res.Output)
+	}
+	// Stopping: SIGTERM ends sleep.
+	p.Signal(syscall.SIGTERM)
+	if e := waitExit(t, p); e.Signal != int32(syscall.SIGTERM) || e.Code != 143 {
+		t.Fatalf("exit after SIGTERM: %+v", e)
+	}
+	if _, err := r.Exec(ctx, p, spec, []string{"true"}); err == nil {
+		t.Fatal("exec into an exited container succeeded")
+	}
+}
+
+// TestCleanupEndsOrphans: a container left running (as after a crash) is
+// ended by Cleanup, and its namespace is removed.
+func TestCleanupEndsOrphans(t *testing.T) {
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(context.Background(), testPod("web-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{Name: "c", Argv: []string{"sleep", "60"}, LogPath: filepath.Join(sb.Dir, "logs", "c", "0.log")})
+	r2, err := New(Config{PodsDir: r.cfg.PodsDir, Network: r.cfg.Network})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, p); e.Signal != int32(syscall.SIGKILL) {
+		t.Fatalf("orphan's exit: %+v", e)
+	}
+	if ns := r.cfg.Network.PodNamespaces(); len(ns) != 0 {
+		t.Fatalf("namespaces left: %v", ns)
+	}
+	sb2, err := r2.RunSandbox(context.Background(), testPod("web-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb2.IP != sb.IP {
+		t.Fatalf("after cleanup the pod got %s, had %s", sb2.IP, sb.IP)
+	}
+}

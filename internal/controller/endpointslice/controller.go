@@ -1,0 +1,388 @@
+// Package endpointslice is the EndpointSlice controller: for every Service
+// with a selector it keeps EndpointSlices (and the legacy Endpoints object)
+// listing the selected pods, with the conditions, hostnames and trigger
+// times cluster DNS relies on.
+//
+// controller.go is the queue loop, desired.go and reconcile.go the pure
+// decisions, seam.go the writes.
+package endpointslice
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Controller keeps EndpointSlices and Endpoints for Services.
+type Controller struct {
+	writer    Writer
+	services  corelisters.ServiceLister
+	pods      corelisters.PodLister
+	slices    discoverylisters.EndpointSliceLister
+	endpoints corelisters.EndpointsLister
+	synced    []cache.InformerSynced
+	queue     workqueue.TypedRateLimitingInterface[string]
+	log       *slog.Logger
+
+	// Workers is the number of services synced at once; MaxPerSlice the
+	// endpoints per slice.
+	Workers, MaxPerSlice int
+
+	mu sync.Mutex
+	// triggers is, per service, the time of the oldest change not yet
+	// written.
+	triggers map[string]time.Time
+	// written is, per service, what the controller wrote and the informer
+	// may not show yet: slice name → generation (-1: deleted, with uid).
+	written map[string]map[string]expectation
+}
+
+type expectation struct {
+	generation int64
+	uid        types.UID
+	deleted    bool
+}
+
+// New builds the controller on a shared informer factory.
+func New(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger) *Controller {
+	return NewWithWriter(ClientWriter{Client: client}, factory, log)
+}
+
+// NewWithWriter builds the controller with another seam.
+func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.Logger) *Controller {
+	svcInf := factory.Core().V1().Services()
+	podInf := factory.Core().V1().Pods()
+	sliceInf := factory.Discovery().V1().EndpointSlices()
+	epInf := factory.Core().V1().Endpoints()
+	c := &Controller{
+		writer:    w,
+		services:  svcInf.Lister(),
+		pods:      podInf.Lister(),
+		slices:    sliceInf.Lister(),
+		endpoints: epInf.Lister(),
+		synced: []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced,
+			sliceInf.Informer().HasSynced, epInf.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "endpointslice"}),
+		log:         log.With("controller", "endpointslice"),
+		Workers:     4,
+		MaxPerSlice: MaxEndpointsPerSlice,
+		triggers:    map[string]time.Time{},
+		written:     map[string]map[string]expectation{},
+	}
+	svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.serviceChanged,
+		UpdateFunc: func(_, obj any) { c.serviceChanged(obj) },
+		DeleteFunc: c.serviceChanged,
+	})
+	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { c.podChanged(nil, obj) },
+		UpdateFunc: func(old, obj any) {
+			if old.(*corev1.Pod).ResourceVersion != obj.(*corev1.Pod).ResourceVersion {
+				c.podChanged(old, obj)
+			}
+		},
+		DeleteFunc: func(obj any) { c.podChanged(nil, obj) },
+	})
+	sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.sliceChanged,
+		UpdateFunc: func(_, obj any) { c.sliceChanged(obj) },
+		DeleteFunc: c.sliceChanged,
+	})
+	epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	})
+	return c
+}
+
+func (c *Controller) enqueue(obj any) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		c.queue.Add(key)
+	}
+}
+
+func (c *Controller) trigger(key string, at time.Time) {
+	c.mu.Lock()
+	if t, ok := c.triggers[key]; !ok || at.Before(t) {
+		c.triggers[key] = at
+	}
+	c.mu.Unlock()
+	c.queue.Add(key)
+}
+
+func (c *Controller) serviceChanged(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err == nil {
+		c.trigger(key, time.Now())
+	}
+}
+
+func podOf(obj any) *corev1.Pod {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	p, _ := obj.(*corev1.Pod)
+	return p
+}
+
+// podChanged queues the services selecting the pod before or after.
+func (c *Controller) podChanged(old, obj any) {
+	now := time.Now()
+	pod := podOf(obj)
+	if pod == nil {
+		return
+	}
+	var oldLabels labels.Set
+	if op := podOf(old); op != nil {
+		oldLabels = op.Labels
+	}
+	services, err := c.services.Services(pod.Namespace).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, svc := range services {
+		if svc.Spec.Selector == nil {
+			continue
+		}
+		sel := labels.SelectorFromValidatedSet(svc.Spec.Selector)
+		if sel.Matches(labels.Set(pod.Labels)) || (oldLabels != nil && sel.Matches(oldLabels)) {
+			c.trigger(svc.Namespace+"/"+svc.Name, now)
+		}
+	}
+}
+
+func (c *Controller) sliceChanged(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || s.Labels[ManagedByLabel] != ManagedBy {
+		return
+	}
+	if name := s.Labels[ServiceNameLabel]; name != "" {
+		c.queue.Add(s.Namespace + "/" + name)
+	}
+}
+
+// Run syncs services until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < c.Workers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); wait.UntilWithContext(ctx, c.worker, time.Second) }()
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+}
+
+var errStale = errors.New("the slice cache is behind this controller's writes")
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		err := c.Sync(ctx, key)
+		switch {
+		case errors.Is(err, errStale):
+			// The slice informer's event for our write queues the key again.
+			c.queue.Forget(key)
+			c.queue.AddAfter(key, 200*time.Millisecond)
+		case err != nil && ctx.Err() == nil:
+			c.log.Debug("sync failed, retrying", "service", key, "err", err)
+			c.queue.AddRateLimited(key)
+		default:
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+// takeTrigger returns and clears the service's pending trigger time.
+func (c *Controller) takeTrigger(key string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.triggers[key]
+	delete(c.triggers, key)
+	return t, ok
+}
+
+// fresh reports whether the slice cache reflects every write made for the
+// service, forgetting the expectations it meets.
+func (c *Controller) fresh(key string, ns string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp := c.written[key]
+	for name, e := range exp {
+		s, err := c.slices.EndpointSlices(ns).Get(name)
+		switch {
+		case e.deleted && (apierrors.IsNotFound(err) || (err == nil && s.UID != e.uid)):
+			delete(exp, name)
+		case !e.deleted && err == nil && (s.UID != e.uid || s.Generation >= e.generation):
+			delete(exp, name)
+		}
+	}
+	if len(exp) == 0 {
+		delete(c.written, key)
+		return true
+	}
+	return false
+}
+
+func (c *Controller) expect(key, name string, e expectation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.written[key] == nil {
+		c.written[key] = map[string]expectation{}
+	}
+	c.written[key][name] = e
+}
+
+// Sync brings one service's slices and Endpoints up to date.
+func (c *Controller) Sync(ctx context.Context, key string) (err error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	trig, hasTrig := c.takeTrigger(key)
+	defer func() {
+		if err != nil && hasTrig {
+			c.mu.Lock()
+			if t, ok := c.triggers[key]; !ok || trig.Before(t) {
+				c.triggers[key] = trig
+			}
+			c.mu.Unlock()
+		}
+	}()
+	svc, err := c.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.mu.Lock()
+		delete(c.written, key)
+		c.mu.Unlock()
+		// Slices go with their owner (garbage collector); Endpoints have none.
+		if _, err := c.endpoints.Endpoints(ns).Get(name); err == nil {
+			return c.writer.DeleteEndpoints(ctx, ns, name)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if svc.Spec.Selector == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil // endpoints of selector-less services are the user's
+	}
+	if !c.fresh(key, ns) {
+		return errStale
+	}
+	pods, err := c.pods.Pods(ns).List(labels.SelectorFromValidatedSet(svc.Spec.Selector))
+	if err != nil {
+		return err
+	}
+	existing, err := c.slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{ServiceNameLabel: name, ManagedByLabel: ManagedBy}))
+	if err != nil {
+		return err
+	}
+	var owned []*discoveryv1.EndpointSlice
+	for _, s := range existing {
+		if ref := metav1.GetControllerOf(s); ref == nil || ref.UID == svc.UID {
+			owned = append(owned, s)
+		}
+	}
+	triggerTime := ""
+	if hasTrig {
+		triggerTime = trig.UTC().Format(time.RFC3339Nano)
+	}
+	changes := Reconcile(svc, pods, owned, c.MaxPerSlice, triggerTime)
+	if err := c.applySlices(ctx, key, changes); err != nil {
+		return err
+	}
+	return c.syncEndpoints(ctx, svc, pods, triggerTime)
+}
+
+func (c *Controller) applySlices(ctx context.Context, key string, ch Changes) error {
+	var errs []error
+	for _, s := range ch.Create {
+		out, err := c.writer.CreateSlice(ctx, s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.expect(key, out.Name, expectation{generation: out.Generation, uid: out.UID})
+	}
+	for _, s := range ch.Update {
+		out, err := c.writer.UpdateSlice(ctx, s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.expect(key, out.Name, expectation{generation: out.Generation, uid: out.UID})
+	}
+	for _, s := range ch.Delete {
+		if err := c.writer.DeleteSlice(ctx, s); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.expect(key, s.Name, expectation{uid: s.UID, deleted: true})
+	}
+	if !ch.Empty() {
+		c.log.Debug("slices written", "service", key, "created", len(ch.Create), "updated", len(ch.Update), "deleted", len(ch.Delete))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) syncEndpoints(ctx context.Context, svc *corev1.Service, pods []*corev1.Pod, triggerTime string) error {
+	want := DesiredEndpoints(svc, pods, triggerTime)
+	cur, err := c.endpoints.Endpoints(svc.Namespace).Get(svc.Name)
+	if apierrors.IsNotFound(err) {
+		err = c.writer.CreateEndpoints(ctx, want)
+		if apierrors.IsAlreadyExists(err) {
+			return errStale
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if endpointsEqual(cur, want) {
+		return nil
+	}
+	up := cur.DeepCopy()
+	up.Labels = want.Labels
+	up.Subsets = want.Subsets
+	if up.Annotations == nil {
+		up.Annotations = map[string]string{}
+	}
+	delete(up.Annotations, OverCapacityAnnotation)
+	for k, v := range want.Annotations {
+		up.Annotations[k] = v
+	}
+	err = c.writer.UpdateEndpoints(ctx, up)
+	if apierrors.IsConflict(err) {
+		return errStale
+	}
+	return err
+}

@@ -1,0 +1,448 @@
+// Package statefulset is the StatefulSet controller: pods with stable names,
+// hostnames and claims, created, deleted and updated in the order the set's
+// policies ask for, with revisions kept as ControllerRevisions.
+//
+// controller.go is the queue loop, decide.go the policy (a pure function),
+// seam.go the writes.
+package statefulset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Controller runs StatefulSets.
+type Controller struct {
+	writer Writer
+	sets   appslisters.StatefulSetLister
+	pods   corelisters.PodLister
+	revs   appslisters.ControllerRevisionLister
+	claims corelisters.PersistentVolumeClaimLister
+	synced []cache.InformerSynced
+	queue  workqueue.TypedRateLimitingInterface[string]
+	log    *slog.Logger
+
+	// Workers is the number of sets synced at once; Burst the number of
+	// writes one sync makes at once under Parallel.
+	Workers, Burst int
+	now            func() time.Time
+}
+
+// New builds the controller on a shared informer factory.
+func New(client kubernetes.Interface, factory informers.SharedInformerFactory, recorder record.EventRecorder, log *slog.Logger) *Controller {
+	return NewWithWriter(&ClientWriter{Client: client, Recorder: recorder}, factory, log)
+}
+
+// NewWithWriter builds the controller with another seam (tests).
+func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.Logger) *Controller {
+	setInf := factory.Apps().V1().StatefulSets()
+	podInf := factory.Core().V1().Pods()
+	revInf := factory.Apps().V1().ControllerRevisions()
+	claimInf := factory.Core().V1().PersistentVolumeClaims()
+	c := &Controller{
+		writer: w,
+		sets:   setInf.Lister(),
+		pods:   podInf.Lister(),
+		revs:   revInf.Lister(),
+		claims: claimInf.Lister(),
+		synced: []cache.InformerSynced{setInf.Informer().HasSynced, podInf.Informer().HasSynced,
+			revInf.Informer().HasSynced, claimInf.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "statefulset"}),
+		log:     log.With("controller", "statefulset"),
+		Workers: 4,
+		Burst:   32,
+		now:     time.Now,
+	}
+	setInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	})
+	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueOwner,
+		UpdateFunc: func(old, obj any) { c.enqueueOwner(old); c.enqueueOwner(obj) },
+		DeleteFunc: c.enqueueOwner,
+	})
+	revInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueOwner,
+		DeleteFunc: c.enqueueOwner,
+	})
+	claimInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueSelecting,
+		UpdateFunc: func(_, obj any) { c.enqueueSelecting(obj) },
+		DeleteFunc: c.enqueueSelecting,
+	})
+	return c
+}
+
+func (c *Controller) enqueue(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err == nil {
+		c.queue.Add(key)
+	}
+}
+
+func objectMeta(obj any) metav1.Object {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, _ := obj.(metav1.Object)
+	return m
+}
+
+// enqueueOwner queues the set controlling obj; an orphan pod queues the
+// sets that may adopt it.
+func (c *Controller) enqueueOwner(obj any) {
+	m := objectMeta(obj)
+	if m == nil {
+		return
+	}
+	if ref := metav1.GetControllerOf(m); ref != nil {
+		if ref.Kind == controllerKind.Kind && ref.APIVersion == controllerKind.GroupVersion().String() {
+			c.queue.Add(m.GetNamespace() + "/" + ref.Name)
+		}
+		return
+	}
+	if _, ok := m.(*corev1.Pod); ok {
+		c.enqueueSelecting(obj)
+	}
+}
+
+// enqueueSelecting queues the sets whose selector matches obj's labels.
+func (c *Controller) enqueueSelecting(obj any) {
+	m := objectMeta(obj)
+	if m == nil {
+		return
+	}
+	sets, err := c.sets.StatefulSets(m.GetNamespace()).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, s := range sets {
+		sel, err := metav1.LabelSelectorAsSelector(s.Spec.Selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(m.GetLabels())) {
+			c.queue.Add(s.Namespace + "/" + s.Name)
+		}
+	}
+}
+
+// Run syncs sets until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < c.Workers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); wait.UntilWithContext(ctx, c.worker, time.Second) }()
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		after, err := c.Sync(ctx, key)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.log.Debug("sync failed, retrying", "statefulset", key, "err", err)
+			c.queue.AddRateLimited(key)
+		case after > 0:
+			c.queue.Forget(key)
+			c.queue.AddAfter(key, after)
+		default:
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+// Sync brings one set (namespace/name) a step closer to its spec and
+// returns when it wants to be looked at again regardless of events.
+func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	cached, err := c.sets.StatefulSets(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	set := cached.DeepCopy()
+	sel, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return 0, nil // validation keeps these out; nothing sensible to do
+	}
+
+	pods, err := c.ownedPods(ctx, set, sel)
+	if err != nil {
+		return 0, err
+	}
+	revs, err := c.revs.ControllerRevisions(ns).List(labels.Everything())
+	if err != nil {
+		return 0, err
+	}
+	var owned []*appsv1.ControllerRevision
+	for _, r := range revs {
+		if isControlledBy(r, set.UID) {
+			owned = append(owned, r)
+		}
+	}
+	sortRevisions(owned)
+	current, update, collisions, err := c.revisions(ctx, set, owned)
+	if err != nil {
+		return 0, err
+	}
+	currentSet, err := ApplyRevision(set, current)
+	if err != nil {
+		return 0, err
+	}
+	updateSet, err := ApplyRevision(set, update)
+	if err != nil {
+		return 0, err
+	}
+	claims := map[string]*corev1.PersistentVolumeClaim{}
+	if len(set.Spec.VolumeClaimTemplates) > 0 {
+		ordinals := map[int]bool{}
+		for i := 0; i < replicaCount(set); i++ {
+			ordinals[startOrdinal(set)+i] = true
+		}
+		for _, p := range pods {
+			ordinals[ordinalOf(set, p)] = true
+		}
+		for ord := range ordinals {
+			for i := range set.Spec.VolumeClaimTemplates {
+				cn := ClaimName(set, &set.Spec.VolumeClaimTemplates[i], ord)
+				if cl, err := c.claims.PersistentVolumeClaims(ns).Get(cn); err == nil {
+					claims[cn] = cl
+				}
+			}
+		}
+	}
+
+	plan := Decide(Input{
+		Set: set, CurrentSet: currentSet, UpdateSet: updateSet,
+		CurrentRevision: current.Name, UpdateRevision: update.Name, CollisionCount: collisions,
+		Pods: pods, Claims: claims, Now: c.now(),
+	})
+	if len(plan.Actions) > 0 || plan.Waiting != "" {
+		c.log.Debug("sync", "statefulset", key, "actions", len(plan.Actions), "waiting", plan.Waiting)
+	}
+	actErr := c.apply(ctx, set, plan)
+
+	if !apiequality.Semantic.DeepEqual(set.Status, plan.Status) {
+		set.Status = plan.Status
+		if err := c.writer.UpdateStatus(ctx, set); err != nil {
+			return 0, errors.Join(actErr, err)
+		}
+	}
+	if actErr != nil {
+		return 0, actErr
+	}
+	c.truncateHistory(ctx, set, pods, owned, current, update)
+	return plan.RequeueAfter, nil
+}
+
+// ownedPods returns the set's pods, adopting orphans with the set's name
+// pattern that match its selector.
+func (c *Controller) ownedPods(ctx context.Context, set *appsv1.StatefulSet, sel labels.Selector) ([]*corev1.Pod, error) {
+	all, err := c.pods.Pods(set.Namespace).List(sel)
+	if err != nil {
+		return nil, err
+	}
+	var out []*corev1.Pod
+	for _, p := range all {
+		if ordinalOf(set, p) < 0 {
+			continue
+		}
+		if isControlledBy(p, set.UID) {
+			out = append(out, p)
+			continue
+		}
+		if metav1.GetControllerOf(p) == nil && p.DeletionTimestamp == nil && set.DeletionTimestamp == nil {
+			if err := c.writer.AdoptPod(ctx, set, p); err != nil {
+				return nil, err
+			}
+			// The adopted pod shows up through the informer.
+		}
+	}
+	return out, nil
+}
+
+// revisions finds or records the update revision and finds the current
+// one; it returns the collision count to report.
+func (c *Controller) revisions(ctx context.Context, set *appsv1.StatefulSet, owned []*appsv1.ControllerRevision) (current, update *appsv1.ControllerRevision, collisions int32, err error) {
+	if set.Status.CollisionCount != nil {
+		collisions = *set.Status.CollisionCount
+	}
+	want, err := NewRevision(set, nextRevision(owned), &collisions)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	equal := equalRevisions(owned, want)
+	switch {
+	case len(equal) > 0 && equal[len(equal)-1] == owned[len(owned)-1]:
+		update = equal[len(equal)-1]
+	case len(equal) > 0:
+		// Going back to an older template (rollout undo): it becomes the
+		// newest revision again.
+		r := equal[len(equal)-1].DeepCopy()
+		r.Revision = want.Revision
+		if update, err = c.writer.UpdateRevision(ctx, r); err != nil {
+			return nil, nil, 0, err
+		}
+	default:
+		update, err = c.writer.CreateRevision(ctx, want)
+		if apierrors.IsAlreadyExists(err) {
+			existing, gerr := c.writer.GetRevision(ctx, want.Namespace, want.Name)
+			if gerr != nil {
+				return nil, nil, 0, gerr
+			}
+			if isControlledBy(existing, set.UID) && string(existing.Data.Raw) == string(want.Data.Raw) {
+				update, err = existing, nil
+				break
+			}
+			// A hash collision: count it and try again under a new name.
+			collisions++
+			st := set.DeepCopy()
+			st.Status.CollisionCount = &collisions
+			if uerr := c.writer.UpdateStatus(ctx, st); uerr != nil {
+				return nil, nil, 0, uerr
+			}
+			return nil, nil, 0, fmt.Errorf("revision name %s collides; collision count now %d", want.Name, collisions)
+		}
+		if err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	for _, r := range owned {
+		if r.Name == set.Status.CurrentRevision {
+			current = r
+		}
+	}
+	if current == nil {
+		current = update
+	}
+	return current, update, collisions, nil
+}
+
+// apply carries out a plan: claims first, then pods. Under Parallel the
+// writes of each group run Burst at a time; under OrderedReady one by one.
+func (c *Controller) apply(ctx context.Context, set *appsv1.StatefulSet, plan Plan) error {
+	var claims, pods []Action
+	for _, a := range plan.Actions {
+		if a.Type == CreateClaim || a.Type == UpdateClaim {
+			claims = append(claims, a)
+		} else {
+			pods = append(pods, a)
+		}
+	}
+	burst := 1
+	if set.Spec.PodManagementPolicy == appsv1.ParallelPodManagement && c.Burst > 1 {
+		burst = c.Burst
+	}
+	if err := c.runAll(ctx, set, claims, burst); err != nil {
+		return err
+	}
+	return c.runAll(ctx, set, pods, burst)
+}
+
+func (c *Controller) runAll(ctx context.Context, set *appsv1.StatefulSet, actions []Action, burst int) error {
+	if burst <= 1 {
+		for _, a := range actions {
+			if err := c.do(ctx, set, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, burst)
+	)
+	for _, a := range actions {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := c.do(ctx, set, a); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *Controller) do(ctx context.Context, set *appsv1.StatefulSet, a Action) error {
+	switch a.Type {
+	case CreateClaim:
+		pod := ""
+		if a.Pod != nil {
+			pod = a.Pod.Name
+		}
+		return c.writer.CreateClaim(ctx, set, a.Claim, pod)
+	case UpdateClaim:
+		return c.writer.UpdateClaim(ctx, set, a.Claim)
+	case CreatePod:
+		c.log.Debug("creating pod", "statefulset", set.Name, "pod", a.Pod.Name, "revision", a.Pod.Labels[RevisionLabel])
+		return c.writer.CreatePod(ctx, set, a.Pod)
+	case DeletePod:
+		c.log.Debug("deleting pod", "statefulset", set.Name, "pod", a.Pod.Name, "why", a.Why)
+		return c.writer.DeletePod(ctx, set, a.Pod)
+	case UpdatePod:
+		return c.writer.UpdatePod(ctx, set, a.Pod)
+	}
+	return fmt.Errorf("unknown action %q", a.Type)
+}
+
+// truncateHistory deletes revisions beyond revisionHistoryLimit that no
+// pod uses.
+func (c *Controller) truncateHistory(ctx context.Context, set *appsv1.StatefulSet, pods []*corev1.Pod, owned []*appsv1.ControllerRevision, current, update *appsv1.ControllerRevision) {
+	limit := 10
+	if set.Spec.RevisionHistoryLimit != nil {
+		limit = int(*set.Spec.RevisionHistoryLimit)
+	}
+	live := map[string]bool{current.Name: true, update.Name: true}
+	for _, p := range pods {
+		live[revisionOf(p)] = true
+	}
+	for _, r := range RevisionsToDelete(owned, limit, live) {
+		if err := c.writer.DeleteRevision(ctx, r); err != nil {
+			c.log.Debug("deleting revision", "revision", r.Name, "err", err)
+		}
+	}
+}

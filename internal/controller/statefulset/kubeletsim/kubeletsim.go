@@ -1,0 +1,204 @@
+// Package kubeletsim is a simulated kubelet for tests and benchmarks: it
+// registers a Ready node and, for every pod bound to it, writes the status
+// a kubelet would (Running, an IP, Ready) and finishes graceful deletions.
+// It runs nothing.
+package kubeletsim
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Kubelet is a simulated node.
+type Kubelet struct {
+	Client kubernetes.Interface
+	// Node is the node's name.
+	Node string
+	// Ready decides whether a pod becomes Ready (nil: every pod does).
+	Ready func(*corev1.Pod) bool
+	// Workers is how many pods are handled at once (default 8).
+	Workers int
+
+	// Writes counts the API writes the simulated kubelet made.
+	Writes atomic.Int64
+
+	mu     sync.Mutex
+	queue  workqueue.TypedRateLimitingInterface[string]
+	nextIP int
+	ips    map[string]string
+}
+
+// RegisterNode creates the node and marks it Ready.
+func (k *Kubelet) RegisterNode(ctx context.Context) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: k.Node, Labels: map[string]string{corev1.LabelHostname: k.Node}}}
+	created, err := k.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		created, err = k.Client.CoreV1().Nodes().Get(ctx, k.Node, metav1.GetOptions{})
+	}
+	if err != nil {
+		return err
+	}
+	created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	return err
+}
+
+func (k *Kubelet) ip(pod *corev1.Pod) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ips == nil {
+		k.ips = map[string]string{}
+	}
+	key := string(pod.UID)
+	if ip, ok := k.ips[key]; ok {
+		return ip
+	}
+	k.nextIP++
+	ip := fmt.Sprintf("198.18.%d.%d", k.nextIP/250, k.nextIP%250+2)
+	k.ips[key] = ip
+	return ip
+}
+
+// Run handles the node's pods until ctx ends.
+func (k *Kubelet) Run(ctx context.Context) {
+	factory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.Node).String()
+	}))
+	inf := factory.Core().V1().Pods()
+	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	defer queue.ShutDown()
+	k.mu.Lock()
+	k.queue = queue
+	k.mu.Unlock()
+	add := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			queue.Add(key)
+		}
+	}
+	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }})
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+		return
+	}
+	workers := k.Workers
+	if workers <= 0 {
+		workers = 8
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wait.UntilWithContext(ctx, func(ctx context.Context) {
+				for {
+					key, quit := queue.Get()
+					if quit {
+						return
+					}
+					ns, name, _ := cache.SplitMetaNamespaceKey(key)
+					pod, err := inf.Lister().Pods(ns).Get(name)
+					if err == nil {
+						err = k.sync(ctx, pod)
+					}
+					if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
+						queue.AddRateLimited(key)
+					} else {
+						queue.Forget(key)
+					}
+					queue.Done(key)
+				}
+			}, time.Second)
+		}()
+	}
+	<-ctx.Done()
+	queue.ShutDown()
+	wg.Wait()
+}
+
+func condition(pod *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) error {
+	if pod.DeletionTimestamp != nil {
+		uid := pod.UID
+		zero := int64(0)
+		k.Writes.Add(1)
+		err := k.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+		if apierrors.IsConflict(err) {
+			return nil
+		}
+		return err
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return nil
+	}
+	ready := k.Ready == nil || k.Ready(pod)
+	want := corev1.ConditionFalse
+	if ready {
+		want = corev1.ConditionTrue
+	}
+	if pod.Status.Phase == corev1.PodRunning && condition(pod, corev1.PodReady) == want {
+		return nil
+	}
+	now := metav1.Now()
+	p := pod.DeepCopy()
+	ip := k.ip(pod)
+	p.Status.Phase = corev1.PodRunning
+	p.Status.PodIP = ip
+	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	p.Status.HostIP = "127.0.0.1"
+	p.Status.HostIPs = []corev1.HostIP{{IP: "127.0.0.1"}}
+	if p.Status.StartTime == nil {
+		p.Status.StartTime = &now
+	}
+	p.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: want, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: want, LastTransitionTime: now},
+	}
+	p.Status.ContainerStatuses = nil
+	for _, c := range p.Spec.Containers {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, Ready: ready, Started: &ready,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		})
+	}
+	k.Writes.Add(1)
+	_, err := k.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return err // retried with the newer pod
+	}
+	return err
+}
+
+// Touch makes the kubelet look at a pod again (after Ready changes its mind).
+func (k *Kubelet) Touch(ns, name string) {
+	k.mu.Lock()
+	q := k.queue
+	k.mu.Unlock()
+	if q != nil {
+		q.Add(ns + "/" + name)
+	}
+}

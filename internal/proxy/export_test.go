@@ -1,0 +1,4 @@
+package proxy
+
+// ProgrammingLatency is exposed to the integration tests (package proxy_test).
+var ProgrammingLatency = programmingLatency
