@@ -25,7 +25,7 @@ SECTIONS=(
 	"agent|Node agent: pod start (process runtime)"
 	"statefulset|StatefulSet and EndpointSlice controllers"
 	"dns|Cluster DNS (Headway vs CoreDNS)"
-	# "proxy|ClusterIP proxy" (to come)
+	"proxy|Service proxy (nftables and userspace)"
 )
 
 run_apiserver() {
@@ -47,6 +47,15 @@ run_dns() {
 
 run_statefulset() {
 	go run ./bench/statefulset -out "$1"
+}
+
+# Needs root (network namespaces, nftables inside them); otherwise says so.
+run_proxy() {
+	if [[ $(id -u) != 0 ]]; then
+		echo "skipped: the proxy benchmark needs root (network namespaces, nftables)" >"$1"
+		return 0
+	fi
+	go run ./bench/proxy -out "$1"
 }
 
 machine_info() {

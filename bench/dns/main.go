@@ -301,16 +301,16 @@ func run() error {
 	w("\nTarget: p99 under 50 ms: %s. Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics.\n\n", yesNo(pct(lat["Headway"], 99) < 50))
 
 	if !*skipMemory {
+		before := map[string]float64{}
+		for _, s := range servers {
+			before[s.name] = s.p.rssMiB()
+		}
 		if err := populateMany(ctx, client, *services, *endpoints); err != nil {
 			return err
 		}
 		last := fmt.Sprintf("many-%d.many.svc.cluster.local.", *services-1)
 		per := *endpoints / *services
-		w("### Memory\n\nResident memory (VmRSS) after each server has indexed %d Services with %d endpoints (%d per headless Service, one EndpointSlice each), besides the query-mix and churn Services:\n\n| server | before | after | \n| --- | --- | --- |\n", *services, *endpoints, per)
-		before := map[string]float64{}
-		for _, s := range servers {
-			before[s.name] = s.p.rssMiB()
-		}
+		w("### Memory\n\nResident memory (VmRSS) of each server before, and after it has indexed, %d more Services with %d endpoints (%d per headless Service, one EndpointSlice each):\n\n| server | before | after |\n| --- | --- | --- |\n", *services, *endpoints, per)
 		for _, s := range servers {
 			if err := waitAnswer(s.addr, last, per, 5*time.Minute); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)

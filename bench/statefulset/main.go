@@ -50,6 +50,7 @@ func main() {
 	store := flag.String("store", "bolt", "store: bolt (durable, fsync'd) or memory")
 	out := flag.String("out", "", "also write the markdown figures here")
 	timeout := flag.Duration("timeout", 2*time.Minute, "give up on a run after this long")
+	flag.BoolVar(&preBound, "prebound", false, "put spec.nodeName in the pod template, so pods skip the scheduler (isolates the controllers from its one-at-a-time bindings)")
 	flag.Parse()
 
 	var results []result
@@ -86,7 +87,10 @@ func (r result) total() float64 {
 
 func (r result) writesPerPod() float64 { return r.total() / float64(replicasOf(r)) }
 
-var benchReplicas int
+var (
+	benchReplicas int
+	preBound      bool
+)
 
 func replicasOf(result) int { return benchReplicas }
 
@@ -252,6 +256,9 @@ func run(n int, store string, timeout time.Duration) (result, error) {
 			},
 		},
 	}
+	if preBound {
+		set.Spec.Template.Spec.NodeName = "node-1"
+	}
 	start := time.Now()
 	startNanos.Store(start.UnixNano())
 	if _, err := client.AppsV1().StatefulSets("default").Create(ctx, set, metav1.CreateOptions{}); err != nil {
@@ -355,7 +362,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float
 
 func report(n int, store string, rs []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "StatefulSet of %d replicas, `Parallel`, headless Service, %s store, simulated kubelet (fake runtime) on one node; median of %d runs.\n\n", n, store, len(rs))
+	fmt.Fprintf(&b, "StatefulSet of %d replicas, `Parallel`, headless Service, %s store, simulated kubelet (fake runtime) on one node%s; median of %d runs.\n\n", n, store, bindNote(), len(rs))
 	fmt.Fprintln(&b, "| figure | median | runs | target | met |")
 	fmt.Fprintln(&b, "| --- | --- | --- | --- | --- |")
 	row := func(name string, f func(result) time.Duration, target string, met string) {
@@ -389,4 +396,11 @@ func report(n int, store string, rs []result) string {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f |\n", k, last.writes[k], last.writes[k]/float64(n))
 	}
 	return b.String()
+}
+
+func bindNote() string {
+	if preBound {
+		return ", pods pre-bound to the node (no scheduler)"
+	}
+	return ", pods bound by the scheduler"
 }

@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,11 @@ type Config struct {
 	// LeaseDuration is the node lease's duration (40s), renewed every
 	// quarter of it.
 	LeaseDuration time.Duration
+	// StreamingTLS, when set, serves pod logs, exec, attach and
+	// port-forward to the API server (client certificates required).
+	StreamingTLS *tls.Config
+	// StreamingPort is the streaming server's port (0: any free one).
+	StreamingPort int
 	Log           *slog.Logger
 }
 
@@ -80,6 +86,8 @@ type Agent struct {
 	// notReady is why the node cannot run pods ("" when it can).
 	notReady string
 	hostIP   netip.Addr
+	// streamPort is the streaming server's port, published in the node status.
+	streamPort int
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -199,14 +207,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer relayWG.Wait()
 
-	if err := a.registerNode(ctx); err != nil {
-		return err
-	}
-	var hb sync.WaitGroup
-	hb.Add(1)
-	go func() { defer hb.Done(); a.heartbeat(ctx) }()
-	defer hb.Wait()
-
 	factory := informers.NewSharedInformerFactoryWithOptions(a.cfg.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()
@@ -225,6 +225,20 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	})
+	port, stopStreaming, err := a.startStreaming(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopStreaming()
+	a.streamPort = port
+	if err := a.registerNode(ctx); err != nil {
+		return err
+	}
+	var hb sync.WaitGroup
+	hb.Add(1)
+	go func() { defer hb.Done(); a.heartbeat(ctx) }()
+	defer hb.Wait()
+
 	factory.Start(ctx.Done())
 	if cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) && a.proc != nil {
 		keep := map[string]bool{}

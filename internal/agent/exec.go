@@ -67,7 +67,7 @@ func (a *Agent) Exec(ctx context.Context, namespace, pod, container string, argv
 
 // StartExec starts argv in a running container with the given streams and
 // returns the command to wait on (process runtime only).
-func (a *Agent) StartExec(namespace, pod, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (*exec.Cmd, error) {
+func (a *Agent) StartExec(namespace, pod, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (*exec.Cmd, error) {
 	t, err := a.target(namespace, pod, container)
 	if err != nil {
 		return nil, err
@@ -76,5 +76,5 @@ func (a *Agent) StartExec(namespace, pod, container string, argv []string, stdin
 	if !ok {
 		return nil, fmt.Errorf("exec with streams needs the process runtime")
 	}
-	return p.StartExec(t.proc, t.spec, argv, stdin, stdout, stderr)
+	return p.StartExec(t.proc, t.spec, argv, stdin, stdout, stderr, tty)
 }

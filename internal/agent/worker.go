@@ -388,6 +388,11 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	if err != nil {
 		return configError{err}
 	}
+	if isBusyboxImage(c.spec.Image) {
+		if dir := w.a.busyboxBin(); dir != "" {
+			env = withBusyboxPath(env, dir)
+		}
+	}
 	mounts, err := containerMounts(&c.spec, w.volumes, pod, w.a.cfg.DataDir)
 	if err != nil {
 		return configError{err}
@@ -395,6 +400,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	restart := c.starts // the restart count this start will have
 	spec := &hwruntime.ContainerSpec{
 		Name: c.spec.Name, Argv: Argv(&c.spec, vars), Env: env, WorkingDir: c.spec.WorkingDir, Mounts: mounts,
+		Stdin: c.spec.Stdin, StdinOnce: c.spec.StdinOnce, TTY: c.spec.TTY,
 		LogPath: filepath.Join(w.a.cfg.DataDir, "logs", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), c.spec.Name, fmt.Sprintf("%d.log", restart)),
 	}
 	spec.UID, spec.GID = runAs(pod, &c.spec)

@@ -39,6 +39,11 @@ func (res *resource) handleStream(w http.ResponseWriter, r *http.Request, info r
 	case info.Subresource != "log" && info.Verb != "get" && info.Verb != "create":
 		return methodNotSupported(res.reg.GroupResource(), info.Verb)
 	}
+	if info.Subresource != "log" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// The agent speaks SPDY (v4.channel.k8s.io and portforward.k8s.io);
+		// refusing the WebSocket upgrade makes kubectl fall back to it.
+		return badRequest("pods/%s over WebSocket is not supported by this server; use SPDY (kubectl falls back to it by itself)", info.Subresource)
+	}
 	if res.s.cfg.AgentTransport == nil {
 		return apierrors.NewServiceUnavailable("streaming to pods is not available: this server has no node agent transport")
 	}
@@ -80,6 +85,25 @@ func (res *resource) handleStream(w http.ResponseWriter, r *http.Request, info r
 		return err
 	}
 	q.Del("container")
+	if info.Subresource == "exec" || info.Subresource == "attach" {
+		// PodExecOptions / PodAttachOptions become the kubelet's parameters.
+		agentQ := url.Values{}
+		for from, to := range map[string]string{"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"} {
+			if v := q.Get(from); v == "true" || v == "1" {
+				agentQ.Set(to, "1")
+			}
+		}
+		if info.Subresource == "exec" {
+			agentQ["command"] = q["command"]
+			if len(q["command"]) == 0 {
+				return badRequest("you must specify at least one command for the container")
+			}
+		}
+		if agentQ.Get("input")+agentQ.Get("output")+agentQ.Get("error") == "" {
+			return badRequest("you must specify at least 1 of stdin, stdout, stderr")
+		}
+		q = agentQ
+	}
 	loc := &url.URL{Scheme: "https", Host: host, Path: path, RawQuery: q.Encode()}
 	h := proxy.NewUpgradeAwareHandler(loc, res.s.cfg.AgentTransport, false, info.Subresource != "log", streamErrors{res.s})
 	h.UseRequestLocation = false

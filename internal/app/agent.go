@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/headway/headway/internal/agent"
+	"github.com/headway/headway/internal/pki"
 )
 
 // AgentOptions are the node agent's flags of `headway server`.
@@ -48,7 +49,7 @@ func clusterDNSIP(serviceCIDR netip.Prefix) netip.Addr {
 
 // newAgent builds the node agent of `headway server`; dnsAddr is where the
 // cluster DNS server listens ("" when it does not run).
-func newAgent(o Options, client kubernetes.Interface, dnsAddr string, log *slog.Logger) (*agent.Agent, error) {
+func newAgent(o Options, client kubernetes.Interface, dnsAddr string, bundle *pki.Bundle, log *slog.Logger) (*agent.Agent, error) {
 	cluster, err := netip.ParsePrefix(o.ClusterCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-cidr: %w", err)
@@ -57,8 +58,15 @@ func newAgent(o Options, client kubernetes.Interface, dnsAddr string, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("--service-cidr: %w", err)
 	}
+	// The streaming server listens on the node address: the bridge's
+	// gateway as root, else loopback.
+	streamTLS, err := bundle.AgentServerTLS([]string{cluster.Masked().Addr().Next().String(), "127.0.0.1", "localhost"})
+	if err != nil {
+		return nil, fmt.Errorf("issuing the agent's serving certificate: %w", err)
+	}
 	return agent.New(agent.Config{
-		Client: client, NodeName: o.Agent.NodeName, DataDir: o.DataDir,
+		StreamingTLS: streamTLS,
+		Client:       client, NodeName: o.Agent.NodeName, DataDir: o.DataDir,
 		ClusterCIDR: cluster.Masked(), ServiceCIDR: svc.Masked(), ClusterDomain: o.ClusterDomain,
 		DNSIP: clusterDNSIP(svc), DNSServer: dnsAddr,
 		Bridge: o.Agent.Bridge, NoMasquerade: !o.Agent.Masquerade, BackoffBase: o.Agent.BackoffBase, Log: log,

@@ -388,7 +388,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		svcCIDR, _ := netip.ParsePrefix(o.ServiceCIDR)
 		podCIDR, _ := netip.ParsePrefix(o.ClusterCIDR)
 		px, err := proxy.New(client, proxy.Config{Mode: o.ProxyMode, ServiceCIDR: svcCIDR, PodCIDR: podCIDR,
-			Bridge: "headway0", Log: log.With("component", "proxy")})
+			Bridge: o.Agent.Bridge, Log: log.With("component", "proxy")})
 		if err != nil {
 			return fail(fmt.Errorf("--proxy-mode: %w", err))
 		}
@@ -410,7 +410,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	}
 	var nodeAgent *agent.Agent
 	if o.Runtime == "process" {
-		ag, err := newAgent(o, client, dnsAddr, log.With("component", "agent"))
+		ag, err := newAgent(o, client, dnsAddr, bundle, log.With("component", "agent"))
 		if err != nil {
 			return fail(err)
 		}

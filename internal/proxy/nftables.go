@@ -16,8 +16,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TableName is the nftables table the proxy owns (family ip).
+// TableName is the nftables table the proxy owns (family ip) on a node
+// whose bridge is headway0; TableFor names it for other bridges.
 const TableName = "headway"
+
+// TableFor is the proxy's table for the pods' bridge: "headway" for
+// headway0 (or none), "headway-proxy-<bridge>" otherwise, so nodes with
+// different bridges on one machine (tests) keep apart.
+func TableFor(bridge string) string {
+	if bridge == "" || bridge == "headway0" {
+		return TableName
+	}
+	return "headway-proxy-" + bridge
+}
 
 // nftBackend programs the table through netlink with google/nftables. It
 // keeps what it applied per Service and sends only the difference, in one
@@ -53,7 +64,7 @@ func newNFT(netnsFd int, cfg RulesConfig, log *slog.Logger) (*nftBackend, error)
 	}
 	b := &nftBackend{
 		conn: conn, cfg: cfg, log: log, full: true,
-		table:   &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4},
+		table:   &nftables.Table{Name: TableFor(cfg.Bridge), Family: nftables.TableFamilyIPv4},
 		applied: map[string]*serviceRules{}, desired: map[string]*serviceRules{},
 	}
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
@@ -404,13 +415,13 @@ func (b *nftBackend) incremental(keys []string) error {
 func (b *nftBackend) fullSync() error {
 	existingChains := map[string]bool{}
 	existingSets := map[string]bool{}
-	if _, err := b.conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv4); err == nil {
+	if _, err := b.conn.ListTableOfFamily(b.table.Name, nftables.TableFamilyIPv4); err == nil {
 		chains, err := b.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
 		if err != nil {
 			return fmt.Errorf("listing chains: %w", err)
 		}
 		for _, c := range chains {
-			if c.Table.Name == TableName {
+			if c.Table.Name == b.table.Name {
 				existingChains[c.Name] = true
 			}
 		}
@@ -425,13 +436,13 @@ func (b *nftBackend) fullSync() error {
 		}
 	}
 	if len(existingChains) > 0 {
-		b.log.Info("adopting the nftables table a previous run left", "table", TableName, "chains", len(existingChains))
+		b.log.Info("adopting the nftables table a previous run left", "table", b.table.Name, "chains", len(existingChains))
 	}
 	err := b.writeAll(existingChains, existingSets)
 	if err != nil && len(existingChains)+len(existingSets) > 0 {
 		// The old table does not fit (another version's layout): start
 		// from an empty one. Traffic to services pauses for this one sync.
-		b.log.Warn("the existing nftables table cannot be adopted; recreating it", "table", TableName, "err", err)
+		b.log.Warn("the existing nftables table cannot be adopted; recreating it", "table", b.table.Name, "err", err)
 		b.conn.DelTable(b.table)
 		if derr := b.conn.Flush(); derr != nil {
 			return fmt.Errorf("%w; and removing the table: %v", err, derr)
@@ -517,12 +528,12 @@ func (b *nftBackend) writeAll(existingChains, existingSets map[string]bool) erro
 // Cleanup removes the table.
 func (b *nftBackend) Cleanup() error {
 	defer b.conn.CloseLasting()
-	if _, err := b.conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv4); err != nil {
+	if _, err := b.conn.ListTableOfFamily(b.table.Name, nftables.TableFamilyIPv4); err != nil {
 		return nil // already gone
 	}
 	b.conn.DelTable(b.table)
 	if err := b.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("removing nftables table %s: %w", TableName, err)
+		return fmt.Errorf("removing nftables table %s: %w", b.table.Name, err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"syscall"
 	"time"
@@ -53,6 +54,22 @@ type ContainerSpec struct {
 	Mounts   []Mount
 	// LogPath receives the container's stdout and stderr.
 	LogPath string
+	// Stdin keeps the container's stdin open for attach; StdinOnce closes
+	// it when the first attached client's stdin ends; TTY gives the
+	// container a terminal.
+	Stdin, StdinOnce, TTY bool
+}
+
+// TerminalSize is a terminal's width and height in characters.
+type TerminalSize struct {
+	Width, Height uint16
+}
+
+// Attacher is a Process whose streams clients can attach to.
+type Attacher interface {
+	// Attach connects in, out and err to the container's streams until it
+	// exits or ctx ends. resize carries terminal size changes (tty only).
+	Attach(ctx context.Context, in io.Reader, out, err io.Writer, resize <-chan TerminalSize) error
 }
 
 // Exit is how a process ended.

@@ -22,6 +22,7 @@ import (
 
 // proc is a started container process.
 type proc struct {
+	stdio   *stdio
 	cmd     *exec.Cmd
 	started time.Time
 	pidFile string
@@ -33,7 +34,12 @@ type proc struct {
 func (p *proc) PID() int              { return p.cmd.Process.Pid }
 func (p *proc) Done() <-chan struct{} { return p.done }
 func (p *proc) Started() time.Time    { return p.started }
-func (p *proc) Exit() hwruntime.Exit  { p.mu.Lock(); defer p.mu.Unlock(); return p.exit }
+
+// Attach implements runtime.Attacher.
+func (p *proc) Attach(ctx context.Context, in io.Reader, out, errw io.Writer, resize <-chan hwruntime.TerminalSize) error {
+	return p.stdio.attach(ctx, in, out, errw, resize)
+}
+func (p *proc) Exit() hwruntime.Exit { p.mu.Lock(); defer p.mu.Unlock(); return p.exit }
 func (p *proc) Signal(s syscall.Signal) error {
 	select {
 	case <-p.done:
@@ -67,6 +73,9 @@ func (p *proc) wait() {
 	if p.pidFile != "" {
 		os.Remove(p.pidFile)
 	}
+	if p.stdio != nil {
+		p.stdio.finish()
+	}
 	p.mu.Lock()
 	p.exit = e
 	p.mu.Unlock()
@@ -85,18 +94,31 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	if err != nil {
 		return nil, fmt.Errorf("opening the log file: %w", err)
 	}
-	defer logf.Close()
-	p := &proc{done: make(chan struct{}), pidFile: filepath.Join(sb.Dir, "containers", c.Name+".pid")}
+	sio, err := newStdio(c, logf)
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("making the container's stdio: %w", err)
+	}
+	p := &proc{stdio: sio, done: make(chan struct{}), pidFile: filepath.Join(sb.Dir, "containers", c.Name+".pid")}
 	errc := make(chan error, 1)
 	go func() {
 		// This thread enters the pod's namespaces and is thrown away
 		// afterwards (never unlocked), so nothing else ever runs in them.
 		runtime.LockOSThread()
-		errc <- r.spawnNew(sb, c, logf, p)
+		errc <- r.spawnNew(sb, c, p)
 	}()
-	if err := <-errc; err != nil {
+	err = <-errc
+	sio.closeChildEnds()
+	if err != nil {
+		for _, f := range []*os.File{sio.master, sio.stdinW, sio.outR, sio.errR} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		logf.Close()
 		return nil, err
 	}
+	sio.start()
 	os.WriteFile(p.pidFile, fmt.Appendf(nil, "%d %d\n", p.cmd.Process.Pid, processStart(p.cmd.Process.Pid)), 0o600)
 	go p.wait()
 	return p, nil
@@ -106,7 +128,7 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 // the pod's network namespace, makes new UTS and mount namespaces, sets
 // the host name, mounts the pod's files and volumes privately, and starts
 // the process, which inherits all of it.
-func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, logf *os.File, p *proc) error {
+func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p *proc) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_FS); err != nil {
 		return fmt.Errorf("making the container's namespaces: %w", err)
 	}
@@ -148,7 +170,10 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, lo
 		}
 	}
 	cmd := command(c)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = p.stdio.childOut, p.stdio.childErr
+	if p.stdio.childIn != nil {
+		cmd.Stdin = p.stdio.childIn
+	}
 	cmd.SysProcAttr.Chroot = v.root
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", c.Argv[0], err)
@@ -166,6 +191,10 @@ func command(c *hwruntime.ContainerSpec) *exec.Cmd {
 		cmd.Dir = "/"
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if c.TTY {
+		// A session of its own with the terminal (stdin) as controlling tty.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	if c.UID != nil || c.GID != nil {
 		cred := &syscall.Credential{NoSetGroups: false}
 		if c.UID != nil {
@@ -201,7 +230,7 @@ func lookPath(name string, env []string) string {
 // the container's process, with the container's environment.
 func (r *Runtime) Exec(ctx context.Context, target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string) (hwruntime.ExecResult, error) {
 	var out bytes.Buffer
-	cmd, err := r.StartExec(target, c, argv, nil, &out, &out)
+	cmd, err := r.StartExec(target, c, argv, nil, &out, &out, false)
 	if err != nil {
 		return hwruntime.ExecResult{}, err
 	}
@@ -232,7 +261,10 @@ func (r *Runtime) Exec(ctx context.Context, target hwruntime.Process, c *hwrunti
 // StartExec starts argv inside the container target (its network, UTS and
 // mount namespaces and its root), as the container's user, and returns the
 // started command for the caller to wait on.
-func (r *Runtime) StartExec(target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string, stdin io.Reader, stdout, stderr io.Writer) (*exec.Cmd, error) {
+//
+// With tty, stdin, stdout and stderr must be the same terminal (the slave
+// end of a pty); the command gets a session with it as controlling tty.
+func (r *Runtime) StartExec(target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (*exec.Cmd, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("exec: no command")
 	}
@@ -244,6 +276,7 @@ func (r *Runtime) StartExec(target hwruntime.Process, c *hwruntime.ContainerSpec
 	}
 	spec := *c
 	spec.Argv = argv
+	spec.TTY = tty
 	spec.WorkingDir = c.WorkingDir
 	cmd := command(&spec)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr

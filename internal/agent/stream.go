@@ -1,0 +1,286 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/creack/pty"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	utilexec "k8s.io/utils/exec"
+
+	hwruntime "github.com/headway/headway/internal/agent/runtime"
+)
+
+// The streaming server is the agent's HTTPS endpoint the API server proxies
+// pods/log, exec, attach and portforward to, on the kubelet's paths:
+//
+//	GET  /containerLogs/<ns>/<pod>/<container>
+//	POST /exec/<ns>/<pod>/<container>?command=...&input=1&output=1&error=1&tty=1
+//	POST /attach/<ns>/<pod>/<container>?input=1&output=1&tty=1
+//	POST /portForward/<ns>/<pod>
+//
+// Only clients with a certificate signed by the cluster CA get in (the TLS
+// config requires one); that is the API server.
+const (
+	streamIdleTimeout     = 4 * time.Hour
+	streamCreationTimeout = remotecommand.DefaultStreamCreationTimeout
+)
+
+// startStreaming listens on the node address and serves until ctx ends.
+func (a *Agent) startStreaming(ctx context.Context) (int, func(), error) {
+	if a.cfg.StreamingTLS == nil {
+		return 0, func() {}, nil
+	}
+	host := a.hostIP
+	if !host.IsValid() {
+		host = netip.MustParseAddr("127.0.0.1")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host.String(), strconv.Itoa(a.cfg.StreamingPort)))
+	if err != nil {
+		return 0, nil, fmt.Errorf("listening for pod streams on %s: %w", host, err)
+	}
+	srv := &http.Server{Handler: a.streamHandler(), TLSConfig: a.cfg.StreamingTLS, ReadHeaderTimeout: 30 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(tls.NewListener(ln, a.cfg.StreamingTLS)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("pod streaming server stopped", "err", err)
+		}
+	}()
+	stop := func() {
+		srv.Close()
+		<-done
+	}
+	a.log.Info("pod streaming server listening", "addr", ln.Addr().String())
+	return ln.Addr().(*net.TCPAddr).Port, stop, nil
+}
+
+func (a *Agent) streamHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/containerLogs/{ns}/{pod}/{container}", a.serveLogs)
+	mux.HandleFunc("/exec/{ns}/{pod}/{container}", a.serveExec)
+	mux.HandleFunc("/attach/{ns}/{pod}/{container}", a.serveAttach)
+	mux.HandleFunc("/portForward/{ns}/{pod}", a.servePortForward)
+	return mux
+}
+
+func streamError(w http.ResponseWriter, code int, format string, args ...any) {
+	http.Error(w, fmt.Sprintf(format, args...), code)
+}
+
+func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
+	ns, pod, container := r.PathValue("ns"), r.PathValue("pod"), r.PathValue("container")
+	opts, err := remotecommand.NewOptions(r)
+	if err != nil {
+		streamError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	cmd := r.URL.Query()["command"]
+	if len(cmd) == 0 {
+		streamError(w, http.StatusBadRequest, "exec: no command given")
+		return
+	}
+	if _, err := a.target(ns, pod, container); err != nil {
+		streamError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	remotecommand.ServeExec(w, r, execer{a}, ns+"/"+pod, "", container, cmd, opts,
+		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+}
+
+func (a *Agent) serveAttach(w http.ResponseWriter, r *http.Request) {
+	ns, pod, container := r.PathValue("ns"), r.PathValue("pod"), r.PathValue("container")
+	opts, err := remotecommand.NewOptions(r)
+	if err != nil {
+		streamError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if _, err := a.target(ns, pod, container); err != nil {
+		streamError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	remotecommand.ServeAttach(w, r, execer{a}, ns+"/"+pod, "", container, opts,
+		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+}
+
+func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
+	ns, pod := r.PathValue("ns"), r.PathValue("pod")
+	p, err := a.pods.Pods(ns).Get(pod)
+	if err != nil {
+		streamError(w, http.StatusNotFound, "pod %s/%s is not on node %s", ns, pod, a.cfg.NodeName)
+		return
+	}
+	opts, err := portforward.NewV4Options(r)
+	if err != nil {
+		streamError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	portforward.ServePortForward(w, r, forwarder{a}, ns+"/"+pod, string(p.UID), opts,
+		streamIdleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
+}
+
+// execer runs exec and attach for the streaming library.
+type execer struct{ a *Agent }
+
+func splitName(name string) (string, string) {
+	ns, pod, _ := strings.Cut(name, "/")
+	return ns, pod
+}
+
+func (e execer) ExecInContainer(ctx context.Context, name, _ string, container string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	ns, pod := splitName(name)
+	var c *exec.Cmd
+	var err error
+	if tty {
+		master, slave, perr := pty.Open()
+		if perr != nil {
+			return perr
+		}
+		defer master.Close()
+		c, err = e.a.StartExec(ns, pod, container, cmd, slave, slave, slave, true)
+		slave.Close()
+		if err != nil {
+			return err
+		}
+		go func() {
+			for sz := range resize {
+				pty.Setsize(master, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
+			}
+		}()
+		if in != nil {
+			go io.Copy(master, in)
+		}
+		outDone := make(chan struct{})
+		go func() {
+			if out != nil {
+				io.Copy(out, master)
+			} else {
+				io.Copy(io.Discard, master)
+			}
+			close(outDone)
+		}()
+		err = c.Wait()
+		select {
+		case <-outDone:
+		case <-time.After(time.Second):
+		}
+	} else {
+		var stdin io.Reader
+		if in != nil {
+			// A pipe, so that the end of the client's stdin is the end of the command's.
+			pr, pw, perr := os.Pipe()
+			if perr != nil {
+				return perr
+			}
+			go func() { io.Copy(pw, in); pw.Close() }()
+			defer pr.Close()
+			stdin = pr
+		}
+		var stdout, stderr io.Writer = io.Discard, io.Discard
+		if out != nil {
+			stdout = out
+		}
+		if errw != nil {
+			stderr = errw
+		}
+		c, err = e.a.StartExec(ns, pod, container, cmd, stdin, stdout, stderr, false)
+		if err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			c.Process.Kill()
+			err = <-done
+		}
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code := ee.ExitCode()
+			if code < 0 {
+				code = 128 + 9
+			}
+			return utilexec.CodeExitError{Err: err, Code: code}
+		}
+		return err
+	}
+	return nil
+}
+
+func (e execer) AttachContainer(ctx context.Context, name, _ string, container string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	ns, pod := splitName(name)
+	t, err := e.a.target(ns, pod, container)
+	if err != nil {
+		return err
+	}
+	at, ok := t.proc.(hwruntime.Attacher)
+	if !ok {
+		return errors.New("this runtime cannot attach to containers")
+	}
+	var sizes chan hwruntime.TerminalSize
+	if resize != nil {
+		sizes = make(chan hwruntime.TerminalSize)
+		go func() {
+			defer close(sizes)
+			for sz := range resize {
+				select {
+				case sizes <- hwruntime.TerminalSize{Width: sz.Width, Height: sz.Height}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	var o, ew io.Writer
+	if out != nil {
+		o = out
+	}
+	if errw != nil {
+		ew = errw
+	}
+	return at.Attach(ctx, in, o, ew, sizes)
+}
+
+// forwarder connects port-forward streams to the pod's address.
+type forwarder struct{ a *Agent }
+
+func (f forwarder) PortForward(ctx context.Context, name, uid string, port int32, stream io.ReadWriteCloser) error {
+	ns, podName := splitName(name)
+	defer stream.Close()
+	p, err := f.a.pods.Pods(ns).Get(podName)
+	if err != nil {
+		return apierrors.NewNotFound(corev1Resource("pods"), podName)
+	}
+	ip := p.Status.PodIP
+	if ip == "" {
+		return fmt.Errorf("pod %s has no IP yet", name)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(int(port))))
+	if err != nil {
+		return fmt.Errorf("connecting to port %d of pod %s: %w", port, name, err)
+	}
+	defer conn.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(conn, stream); conn.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(stream, conn); done <- struct{}{} }()
+	<-done
+	return nil
+}
