@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -265,8 +266,8 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	logs, _ := filepath.Glob(filepath.Join(c.DataDir, "logs", "default_crash_*", "c", "*.log"))
 	if len(logs) < 4 {
 		t.Errorf("want a log file per start, got %v", logs)
-	} else if data, _ := os.ReadFile(logs[0]); string(data) != "boom\n" {
-		t.Errorf("log %s: %q", logs[0], data)
+	} else if data, _ := os.ReadFile(logs[0]); !regexp.MustCompile(`^\S+Z stdout F boom\n$`).Match(data) {
+		t.Errorf("log %s is not one CRI-format line of boom: %q", logs[0], data)
 	}
 }
 

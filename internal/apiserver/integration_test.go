@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -499,5 +500,37 @@ func TestTableAndDiscovery(t *testing.T) {
 		if !found[want] {
 			t.Errorf("discovery lacks %s", want)
 		}
+	}
+}
+
+func TestScaleSubresourceWithProtobuf(t *testing.T) {
+	c := cluster.Start(t)
+	ctx := ctxT(t)
+	cs := protobufClient(t, c)
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: "nginx-headless",
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": "nginx"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "nginx"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:alpine"}}},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cs.AppsV1().StatefulSets("default").GetScale(ctx, "web", metav1.GetOptions{})
+	if err != nil || sc.Spec.Replicas != 1 || sc.Status.Selector != "app=nginx" {
+		t.Fatalf("scale: %+v %v", sc, err)
+	}
+	sc.Spec.Replicas = 4
+	if _, err := cs.AppsV1().StatefulSets("default").UpdateScale(ctx, "web", sc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := cs.AppsV1().StatefulSets("default").Get(ctx, "web", metav1.GetOptions{})
+	if *got.Spec.Replicas != 4 {
+		t.Fatalf("replicas after UpdateScale: %d", *got.Spec.Replicas)
 	}
 }

@@ -61,8 +61,8 @@ func (res *resource) handleScale(w http.ResponseWriter, r *http.Request, info re
 		sc := res.scaleOf(cur)
 		want := &autoscalingv1.Scale{}
 		if info.Verb == "update" {
-			if _, _, err := res.s.codecs.json.Decode(body, &autoscalingV1Scale, want); err != nil {
-				return nil, badRequest("Scale in version \"v1\" cannot be handled as a Scale: %v", err)
+			if _, err := res.decodeBody(r, body, opts, want, autoscalingV1Scale); err != nil {
+				return nil, err
 			}
 		} else {
 			if pt == mediaApplyPatchYAML {

@@ -62,7 +62,7 @@ func TestKubectlColumns(t *testing.T) {
 		{"get-svc-wide", []string{"get", "svc", "nginx-headless", "-o", "wide"}},
 		{"get-sts", []string{"get", "statefulset", "web"}},
 		{"get-sts-wide", []string{"get", "statefulset", "web", "-o", "wide"}},
-		{"get-endpointslices", []string{"get", "endpointslices"}},
+		{"get-endpointslices", []string{"get", "endpointslices", "manual-abcde"}},
 		{"get-nodes-wide", []string{"get", "nodes", "-o", "wide"}},
 		{"get-ns", []string{"get", "namespaces"}},
 		{"get-sc", []string{"get", "storageclass"}},
@@ -71,7 +71,8 @@ func TestKubectlColumns(t *testing.T) {
 			golden(t, tc.name, normalize(k.must(t, s, tc.args...)))
 		})
 	}
-	// The pod is scheduled onto the Ready node; its wide columns.
+	// The StatefulSet's first pod is scheduled onto the Ready node (no agent
+	// runs it here, so it stays Pending); its wide columns.
 	waitOutput(t, k, s, regexp.MustCompile(`node-a`), "get", "pod", "web-0", "-o", "wide")
 	golden(t, "get-pods-wide", normalize(k.must(t, s, "get", "pods", "-o", "wide")))
 

@@ -285,7 +285,7 @@ func TestStreaming(t *testing.T) {
 		t.Error(err)
 	}
 	// kubectl run --restart=Never then logs.
-	s.mustKubectl(t, "run", "logger", "--restart=Never", "--image=busybox", "--", "sh", "-c", "echo one; echo two >&2; echo three")
+	s.mustKubectl(t, "run", "logger", "--restart=Never", "--image=busybox", "--", "sh", "-c", "echo one; echo two >&2; sleep 1; echo three")
 	s.waitKubectl(t, regexp.MustCompile(`Completed`), 60*time.Second, "get", "pod", "logger")
 	if out := s.mustKubectl(t, "logs", "logger"); !strings.Contains(out, "one\n") || !strings.Contains(out, "two\n") || !strings.Contains(out, "three\n") {
 		t.Fatalf("logs: %q", out)

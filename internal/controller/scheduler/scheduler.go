@@ -21,6 +21,9 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
+// Workers is how many pods are bound at once.
+const Workers = 8
+
 // Name is the schedulerName this scheduler serves.
 const Name = corev1.DefaultSchedulerName
 
@@ -85,7 +88,10 @@ func (c *Controller) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return
 	}
-	go wait.UntilWithContext(ctx, c.worker, time.Second)
+	// Several workers, so that bindings of many pods commit together.
+	for i := 0; i < Workers; i++ {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
 	<-ctx.Done()
 }
 

@@ -116,10 +116,10 @@ touch /usr/share/headway-test-missing/conf/x 2>/dev/null && echo ro-broken || ec
 		Mounts: []hwruntime.Mount{{Source: vol, Target: missing}, {Source: ro, Target: deepMissing, ReadOnly: true}},
 	})
 	if e := waitExit(t, p); e.Code != 0 {
-		out, _ := os.ReadFile(filepath.Join(sb.Dir, "logs", "c", "0.log"))
+		out := logText(filepath.Join(sb.Dir, "logs", "c", "0.log"))
 		t.Fatalf("exit %+v; output:\n%s", e, out)
 	}
-	out, _ := os.ReadFile(filepath.Join(sb.Dir, "logs", "c", "0.log"))
+	out := logText(filepath.Join(sb.Dir, "logs", "c", "0.log"))
 	want := []string{"web-0\n", sb.IP.String() + "\tweb-0.nginx-headless.default.svc.cluster.local\tweb-0",
 		"nameserver 198.19.0.10", "search default.svc.cluster.local svc.cluster.local cluster.local", "options ndots:5",
 		"from the volume", "deep-ok", "ro-ok", "65534\n/tmp\nhi there\n"}
@@ -197,4 +197,17 @@ func TestCleanupEndsOrphans(t *testing.T) {
 	if sb2.IP != sb.IP {
 		t.Fatalf("after cleanup the pod got %s, had %s", sb2.IP, sb.IP)
 	}
+}
+
+// logText is a CRI-format log file's text: each line without its time,
+// stream and tag.
+func logText(path string) []byte {
+	data, _ := os.ReadFile(path)
+	var out []byte
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if f := strings.SplitN(line, " ", 4); len(f) == 4 {
+			out = append(out, f[3]...)
+		}
+	}
+	return out
 }
