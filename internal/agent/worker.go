@@ -503,6 +503,10 @@ func (w *worker) stopAll(pod *corev1.Pod, grace time.Duration, hooks bool) {
 		}
 		close(allDone)
 	}()
+	var agentStopping <-chan struct{}
+	if w.ctx != nil {
+		agentStopping = w.ctx.Done()
+	}
 	for {
 		t := time.NewTimer(time.Until(deadline))
 		select {
@@ -510,6 +514,14 @@ func (w *worker) stopAll(pod *corev1.Pod, grace time.Duration, hooks bool) {
 			t.Stop()
 			w.reapAll(running)
 			return
+		case <-agentStopping:
+			// The agent is stopping: it waits at most its own shutdown grace.
+			t.Stop()
+			agentStopping = nil
+			if d := time.Now().Add(w.a.cfg.ShutdownGrace); d.Before(deadline) {
+				deadline = d
+			}
+			continue
 		case <-t.C:
 		case <-w.wake:
 			t.Stop()

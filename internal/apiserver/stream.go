@@ -39,10 +39,12 @@ func (res *resource) handleStream(w http.ResponseWriter, r *http.Request, info r
 	case info.Subresource != "log" && info.Verb != "get" && info.Verb != "create":
 		return methodNotSupported(res.reg.GroupResource(), info.Verb)
 	}
-	if info.Subresource != "log" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		// The agent speaks SPDY (v4.channel.k8s.io and portforward.k8s.io);
-		// refusing the WebSocket upgrade makes kubectl fall back to it.
-		return badRequest("pods/%s over WebSocket is not supported by this server; use SPDY (kubectl falls back to it by itself)", info.Subresource)
+	websocket := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	if websocket && (info.Subresource == "portforward" || !wantsV5(r)) {
+		// Port-forward tunnelling over WebSocket is not translated yet (nor
+		// pre-v5 WebSocket exec); refusing the upgrade makes kubectl fall
+		// back to SPDY, which goes straight through to the agent.
+		return badRequest("pods/%s over this WebSocket protocol is not supported by this server; use SPDY or v5.channel.k8s.io (kubectl falls back by itself)", info.Subresource)
 	}
 	if res.s.cfg.AgentTransport == nil {
 		return apierrors.NewServiceUnavailable("streaming to pods is not available: this server has no node agent transport")
@@ -105,6 +107,9 @@ func (res *resource) handleStream(w http.ResponseWriter, r *http.Request, info r
 		q = agentQ
 	}
 	loc := &url.URL{Scheme: "https", Host: host, Path: path, RawQuery: q.Encode()}
+	if websocket {
+		return res.translateExec(w, r, loc, q)
+	}
 	h := proxy.NewUpgradeAwareHandler(loc, res.s.cfg.AgentTransport, false, info.Subresource != "log", streamErrors{res.s})
 	h.UseRequestLocation = false
 	h.UseLocationHost = true

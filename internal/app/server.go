@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 
 	"github.com/headway/headway/internal/agent"
 	"github.com/headway/headway/internal/apiserver"
@@ -247,6 +248,9 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	if log == nil {
 		log = NewLogger(o.LogLevel)
 	}
+	// The Kubernetes libraries log through klog: send it to our logger, at
+	// debug level (their errors are about single connections).
+	klog.SetSlogLogger(slog.New(debugHandler{log.Handler()}).With("component", "k8s"))
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir %s: %w", o.DataDir, err)
 	}
@@ -544,3 +548,20 @@ func openAPIResources(resources []*registry.Resource) []openapi.Resource {
 	}
 	return out
 }
+
+// debugHandler logs every record at debug level.
+type debugHandler struct{ slog.Handler }
+
+func (h debugHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h debugHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h debugHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return debugHandler{h.Handler.WithAttrs(as)}
+}
+func (h debugHandler) WithGroup(g string) slog.Handler { return debugHandler{h.Handler.WithGroup(g)} }

@@ -34,7 +34,9 @@ func startTerminal(t *testing.T, argv ...string) *terminal {
 		t.Fatal(err)
 	}
 	term := &terminal{t: t, cmd: cmd, tty: tty, done: make(chan struct{})}
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		buf := make([]byte, 4096)
 		for {
 			n, err := tty.Read(buf)
@@ -46,7 +48,16 @@ func startTerminal(t *testing.T, argv ...string) *terminal {
 			}
 		}
 	}()
-	go func() { cmd.Wait(); close(term.done) }()
+	go func() {
+		cmd.Wait()
+		// Everything the command wrote is read before done (a pty reads
+		// EIO once its last writer has gone).
+		select {
+		case <-read:
+		case <-time.After(5 * time.Second):
+		}
+		close(term.done)
+	}()
 	t.Cleanup(func() {
 		select {
 		case <-term.done:
