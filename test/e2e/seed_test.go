@@ -180,29 +180,14 @@ func TestSeedScenario(t *testing.T) {
 		t.Fatalf("get svc:\n%s", out)
 	}
 
-	// The busybox shell of the walkthrough, on a terminal.
-	term := startTerminal(t, "ip", "netns", "exec", s.ns, headwayBin, "kubectl", "--kubeconfig", filepath.Join(s.dataDir, "kubeconfig"),
-		"run", "-it", "--rm", "--image=busybox:1.28", "test-pod", "--", "sh")
-	term.expect(regexp.MustCompile(`/ # `), 60*time.Second)
-	term.typeLine("nslookup nginx-headless")
-	screen := term.expect(regexp.MustCompile(`Address 3: \S+ web-\d\.nginx-headless\.default\.svc\.cluster\.local`), 20*time.Second)
-	for i := 0; i < 3; i++ {
-		if !regexp.MustCompile(fmt.Sprintf(`Address \d: 198\.18\.\d+\.\d+ web-%d\.nginx-headless\.default\.svc\.cluster\.local`, i)).MatchString(screen) {
-			t.Fatalf("nslookup does not list web-%d by name:\n%s", i, screen)
-		}
+	// The busybox shell of the walkthrough, on a terminal, with the
+	// embedded kubectl and, when installed, the system's (another version).
+	busyboxSession(t, s, headwayBin, "kubectl")
+	if _, err := os.Stat("/usr/bin/kubectl"); err == nil {
+		busyboxSession(t, s, "/usr/bin/kubectl")
+	} else {
+		t.Log("/usr/bin/kubectl is not installed: the walkthrough ran with the embedded kubectl only")
 	}
-	term.typeLine("wget -qO- web-0.nginx-headless")
-	term.expect(regexp.MustCompile(`hello from web-0`), 20*time.Second)
-	term.typeLine("exit")
-	select {
-	case <-term.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("kubectl run did not end after exit:\n%s", term.screen())
-	}
-	if !strings.Contains(term.screen(), `pod "test-pod" deleted`) {
-		t.Fatalf("kubectl run --rm did not delete the pod:\n%s", term.screen())
-	}
-	s.waitKubectl(t, regexp.MustCompile(`NotFound`), 90*time.Second, "get", "pod", "test-pod")
 
 	// Scale to 5: web-3 and web-4 join DNS; to 2: they and web-2 leave.
 	s.mustKubectl(t, "scale", "statefulset", "web", "--replicas=5")
@@ -336,4 +321,36 @@ func TestStreaming(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// busyboxSession types the walkthrough's commands into
+// `kubectl run -it --rm --image=busybox:1.28 test-pod -- sh`.
+func busyboxSession(t *testing.T, s *netnsServer, kubectl ...string) {
+	t.Helper()
+	argv := append([]string{"ip", "netns", "exec", s.ns}, kubectl...)
+	argv = append(argv, "--kubeconfig", filepath.Join(s.dataDir, "kubeconfig"),
+		"run", "-it", "--rm", "--image=busybox:1.28", "test-pod", "--", "sh")
+	term := startTerminal(t, argv...)
+	term.expect(regexp.MustCompile(`/ # `), 60*time.Second)
+	term.typeLine("nslookup nginx-headless")
+	screen := term.expect(regexp.MustCompile(`Address 3: \S+ web-\d\.nginx-headless\.default\.svc\.cluster\.local`), 20*time.Second)
+	for i := 0; i < 3; i++ {
+		if !regexp.MustCompile(fmt.Sprintf(`Address \d: 198\.18\.\d+\.\d+ web-%d\.nginx-headless\.default\.svc\.cluster\.local`, i)).MatchString(screen) {
+			t.Fatalf("nslookup does not list web-%d by name:\n%s", i, screen)
+		}
+	}
+	term.typeLine("wget -qO- web-0.nginx-headless")
+	term.expect(regexp.MustCompile(`hello from web-0`), 20*time.Second)
+	term.typeLine("exit")
+	select {
+	case <-term.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("kubectl run did not end after exit:\n%s", term.screen())
+	}
+	if !strings.Contains(term.screen(), `pod "test-pod" deleted`) {
+		t.Fatalf("kubectl run --rm did not delete the pod:\n%s", term.screen())
+	}
+	s.waitKubectl(t, regexp.MustCompile(`NotFound`), 90*time.Second, "get", "pod", "test-pod")
+
+	t.Logf("walkthrough with %s:\n%s", strings.Join(kubectl, " "), term.screen())
 }
