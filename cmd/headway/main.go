@@ -62,6 +62,8 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			opts.Logger = app.NewLogger(opts.LogLevel)
+			app.RouteKlog(opts.Logger)
 			r, err := app.Start(ctx, opts)
 			if err != nil {
 				return err

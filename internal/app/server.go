@@ -248,9 +248,6 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	if log == nil {
 		log = NewLogger(o.LogLevel)
 	}
-	// The Kubernetes libraries log through klog: send it to our logger, at
-	// debug level (their errors are about single connections).
-	klog.SetSlogLogger(slog.New(debugHandler{log.Handler()}).With("component", "k8s"))
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir %s: %w", o.DataDir, err)
 	}
@@ -547,6 +544,13 @@ func openAPIResources(resources []*registry.Resource) []openapi.Resource {
 		})
 	}
 	return out
+}
+
+// RouteKlog sends what the Kubernetes libraries log through klog to log, at
+// debug level (their errors are about single connections). It is for the
+// binary's main: it sets process-wide state and must run before anything logs.
+func RouteKlog(log *slog.Logger) {
+	klog.SetSlogLogger(slog.New(debugHandler{log.Handler()}).With("component", "k8s"))
 }
 
 // debugHandler logs every record at debug level.

@@ -35,8 +35,14 @@ type node struct {
 	uid        types.UID
 	owners     []metav1.OwnerReference
 	deleting   bool
+	deletedAt  time.Time
 	finalizers []string
 }
+
+// settle is how long an orphaning owner keeps its finalizer after its
+// deletion began, so that dependents created just before (and not yet seen
+// by the informers) are released too rather than collected later.
+const settle = time.Second
 
 // Controller is the garbage collector.
 type Controller struct {
@@ -127,6 +133,9 @@ func (c *Controller) observe(gvr schema.GroupVersionResource, obj any) {
 	}
 	n := &node{gvr: gvr, namespace: m.Namespace, name: m.Name, uid: m.UID, owners: m.OwnerReferences,
 		deleting: m.DeletionTimestamp != nil, finalizers: m.Finalizers}
+	if m.DeletionTimestamp != nil {
+		n.deletedAt = m.DeletionTimestamp.Time
+	}
 	c.mu.Lock()
 	if old := c.nodes[n.uid]; old != nil {
 		for _, o := range old.owners {
@@ -221,6 +230,10 @@ func (c *Controller) process(ctx context.Context, uid types.UID) error {
 			if err := c.removeOwner(ctx, d, uid); err != nil {
 				return err
 			}
+		}
+		if wait := time.Until(n.deletedAt.Add(settle)); wait > 0 {
+			c.queue.AddAfter(uid, wait)
+			return nil
 		}
 		return c.removeFinalizer(ctx, n, metav1.FinalizerOrphanDependents)
 	}

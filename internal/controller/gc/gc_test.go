@@ -3,6 +3,7 @@ package gc_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,37 +17,26 @@ import (
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
-// setWithPods creates a StatefulSet and n pods it controls (as its
-// controller would), returning the set.
-func setWithPods(t *testing.T, ctx context.Context, cs kubernetes.Interface, name string, n int) *appsv1.StatefulSet {
+// ownerWithPods creates an owner and n pods it controls. The owner is a
+// ConfigMap: no controller manages ConfigMaps or their pods, so only the
+// garbage collector acts here (a StatefulSet's controller would).
+func ownerWithPods(t *testing.T, ctx context.Context, cs kubernetes.Interface, name string, n int) *corev1.ConfigMap {
 	t.Helper()
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas:    ptr.To(int32(n)),
-			ServiceName: name,
-			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.28", Command: []string{"sleep", "3600"}}}},
-			},
-		},
-	}
-	sts, err := cs.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{})
+	owner, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+	ref := metav1.NewControllerRef(owner, corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	for i := 0; i < n; i++ {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Labels: map[string]string{"app": name}, OwnerReferences: []metav1.OwnerReference{*ref}},
-			Spec:       sts.Spec.Template.Spec,
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.28", Command: []string{"sleep", "3600"}}}},
 		}
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return sts
+	return owner
 }
 
 func countPods(t *testing.T, ctx context.Context, cs kubernetes.Interface, app string) int {
@@ -77,9 +67,9 @@ func TestGarbageCollection(t *testing.T) {
 	cs := c.Client
 
 	t.Run("background", func(t *testing.T) {
-		setWithPods(t, ctx, cs, "bg", 50)
+		ownerWithPods(t, ctx, cs, "bg", 50)
 		start := time.Now()
-		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "bg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+		if err := cs.CoreV1().ConfigMaps("default").Delete(ctx, "bg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the 50 pods of a deleted StatefulSet to be collected", 30*time.Second, func() bool { return countPods(t, ctx, cs, "bg") == 0 })
@@ -87,12 +77,12 @@ func TestGarbageCollection(t *testing.T) {
 	})
 
 	t.Run("orphan", func(t *testing.T) {
-		setWithPods(t, ctx, cs, "or", 50)
-		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "or", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}); err != nil {
+		ownerWithPods(t, ctx, cs, "or", 50)
+		if err := cs.CoreV1().ConfigMaps("default").Delete(ctx, "or", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the orphaning owner to go", 30*time.Second, func() bool {
-			_, err := cs.AppsV1().StatefulSets("default").Get(ctx, "or", metav1.GetOptions{})
+			_, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "or", metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		})
 		l, _ := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=or"})
@@ -107,12 +97,12 @@ func TestGarbageCollection(t *testing.T) {
 	})
 
 	t.Run("foreground", func(t *testing.T) {
-		setWithPods(t, ctx, cs, "fg", 5)
-		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "fg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+		ownerWithPods(t, ctx, cs, "fg", 5)
+		if err := cs.CoreV1().ConfigMaps("default").Delete(ctx, "fg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the foreground-deleted owner to go", 30*time.Second, func() bool {
-			_, err := cs.AppsV1().StatefulSets("default").Get(ctx, "fg", metav1.GetOptions{})
+			_, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "fg", metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		})
 		if n := countPods(t, ctx, cs, "fg"); n != 0 {
@@ -131,4 +121,56 @@ func TestGarbageCollection(t *testing.T) {
 		}
 		waitFor(t, "a pod whose owner never existed to be collected", 30*time.Second, func() bool { return countPods(t, ctx, cs, "dangling") == 0 })
 	})
+}
+
+// TestStatefulSetDeletion: the check with the real StatefulSet
+// controller: deleting a StatefulSet of 50 pods leaves none (Background);
+// with Orphan all 50 stay.
+func TestStatefulSetDeletion(t *testing.T) {
+	c := cluster.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cs := c.Client
+	for _, tc := range []struct {
+		name   string
+		policy metav1.DeletionPropagation
+		left   int
+	}{{"bg", metav1.DeletePropagationBackground, 0}, {"or", metav1.DeletePropagationOrphan, 50}} {
+		sts := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "sts-" + tc.name},
+			Spec: appsv1.StatefulSetSpec{
+				Replicas:            ptr.To(int32(50)),
+				PodManagementPolicy: appsv1.ParallelPodManagement,
+				ServiceName:         "sts-" + tc.name,
+				Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": "sts-" + tc.name}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "sts-" + tc.name}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.28", Command: []string{"sleep", "3600"}}}},
+				},
+			},
+		}
+		if _, err := cs.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "50 pods of the StatefulSet", 60*time.Second, func() bool { return countPods(t, ctx, cs, "sts-"+tc.name) == 50 })
+		start := time.Now()
+		if err := cs.AppsV1().StatefulSets("default").Delete(ctx, "sts-"+tc.name, metav1.DeleteOptions{PropagationPolicy: ptr.To(tc.policy)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the StatefulSet to go", 30*time.Second, func() bool {
+			_, err := cs.AppsV1().StatefulSets("default").Get(ctx, "sts-"+tc.name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+		if tc.left == 0 {
+			waitFor(t, "the pods to be collected", 30*time.Second, func() bool { return countPods(t, ctx, cs, "sts-"+tc.name) == 0 })
+			t.Logf("Background: 50 pods gone %v after the StatefulSet's delete", time.Since(start).Round(time.Millisecond))
+		} else if n := countPods(t, ctx, cs, "sts-"+tc.name); n != tc.left {
+			evs, _ := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+			var lines []string
+			for _, e := range evs.Items {
+				lines = append(lines, e.InvolvedObject.Name+" "+e.Reason+" "+e.Message)
+			}
+			t.Fatalf("Orphan left %d pods, want %d; events:\n%s", n, tc.left, strings.Join(lines, "\n"))
+		}
+	}
 }

@@ -76,9 +76,23 @@ func (w *ClientWriter) UpdatePod(ctx context.Context, set *appsv1.StatefulSet, p
 }
 
 // AdoptPod makes the set the controller of an orphan pod.
+//
+// The set is read again from the API first: adopting for a set whose
+// deletion (with orphaning) the informer has not shown yet would take back
+// the pods the garbage collector just released.
 func (w *ClientWriter) AdoptPod(ctx context.Context, set *appsv1.StatefulSet, pod *corev1.Pod) error {
+	fresh, err := w.Client.AppsV1().StatefulSets(set.Namespace).Get(ctx, set.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fresh.UID != set.UID || fresh.DeletionTimestamp != nil {
+		return nil
+	}
 	refs := append(append([]metav1.OwnerReference(nil), pod.OwnerReferences...), controllerRef(set))
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": refs, "uid": pod.UID}})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": refs, "uid": pod.UID, "resourceVersion": pod.ResourceVersion}})
 	if err != nil {
 		return err
 	}
