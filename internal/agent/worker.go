@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -576,6 +577,13 @@ func (w *worker) removeSandbox(final bool) {
 	}
 	if err := w.a.rt.RemoveSandbox(context.Background(), w.uid, final); err != nil {
 		w.a.log.Warn("removing the pod sandbox", append(w.log(), "err", err)...)
+	}
+	if final {
+		// A deleted pod's logs go with it (<data-dir>/logs/<ns>_<name>_<uid>).
+		dirs, _ := filepath.Glob(filepath.Join(w.a.cfg.DataDir, "logs", "*_"+w.uid))
+		for _, d := range dirs {
+			os.RemoveAll(d)
+		}
 	}
 	w.sb, w.volumes = nil, nil
 }

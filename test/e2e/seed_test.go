@@ -292,6 +292,18 @@ func TestStreaming(t *testing.T) {
 	if out := s.mustKubectl(t, "logs", "logger", "--timestamps", "--tail=1"); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\S+Z three\n$`).MatchString(out) {
 		t.Fatalf("logs --timestamps: %q", out)
 	}
+	// --follow streams until the container ends; --previous shows the last
+	// terminated instance.
+	s.mustKubectl(t, "run", "ticker", "--restart=Never", "--image=busybox", "--", "sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.3; done")
+	s.waitKubectl(t, regexp.MustCompile(`Running|Completed`), 60*time.Second, "get", "pod", "ticker")
+	if out := s.mustKubectl(t, "logs", "-f", "ticker"); !strings.Contains(out, "tick 1\ntick 2\ntick 3\n") {
+		t.Fatalf("logs -f: %q", out)
+	}
+	s.mustKubectl(t, "run", "crasher", "--image=busybox", "--", "sh", "-c", "echo run $(date +%s%N); exit 1")
+	s.waitKubectl(t, regexp.MustCompile(`(?m)^crasher\s+\S+\s+\S+\s+[1-9]`), 60*time.Second, "get", "pod", "crasher")
+	if out := s.mustKubectl(t, "logs", "crasher", "--previous"); !strings.HasPrefix(out, "run ") {
+		t.Fatalf("logs --previous: %q", out)
+	}
 	// kubectl cp uses exec with tar.
 	if _, err := exec.LookPath("tar"); err == nil {
 		src := filepath.Join(t.TempDir(), "hello.txt")
