@@ -534,3 +534,49 @@ func TestScaleSubresourceWithProtobuf(t *testing.T) {
 		t.Fatalf("replicas after UpdateScale: %d", *got.Spec.Replicas)
 	}
 }
+
+func TestDeleteCollectionAndClientCertificates(t *testing.T) {
+	c := cluster.Start(t)
+	ctx := ctxT(t)
+	cms := c.Client.CoreV1().ConfigMaps("default")
+	for i := 0; i < 6; i++ {
+		tier := "keep"
+		if i%2 == 0 {
+			tier = "drop"
+		}
+		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("dc-%d", i), Labels: map[string]string{"tier": tier}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cms.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "tier=drop"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := cms.List(ctx, metav1.ListOptions{LabelSelector: "tier"})
+	if err != nil || len(l.Items) != 3 {
+		t.Fatalf("after deletecollection: %d left, %v", len(l.Items), err)
+	}
+	for _, it := range l.Items {
+		if it.Labels["tier"] != "keep" {
+			t.Fatalf("deletecollection removed the wrong objects: %s left", it.Name)
+		}
+	}
+	// A client certificate signed by the cluster CA authenticates without a token.
+	certPEM, keyPEM, err := c.Running.PKI.IssueClient("alice", []string{"system:masters"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &rest.Config{Host: c.URL, TLSClientConfig: rest.TLSClientConfig{CAData: c.Running.PKI.CAPEM, CertData: certPEM, KeyData: keyPEM}}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("client certificate: %v", err)
+	}
+	// Without a certificate or a token the same request is refused.
+	other := &rest.Config{Host: c.URL, TLSClientConfig: rest.TLSClientConfig{CAData: c.Running.PKI.CAPEM}}
+	cs, _ = kubernetes.NewForConfig(other)
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Fatalf("no credentials: want 401, got %v", err)
+	}
+}
