@@ -190,26 +190,43 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 // copyLog writes a log file's lines as kubectl logs shows them.
 func (a *Agent) copyLog(ctx context.Context, path string, opts logOptions, out io.Writer, flush func(), follow bool, stillGrowing func() bool) {
+	// A rotated part (<file>.1) comes first.
+	if opts.tail < 0 {
+		if rf, err := os.Open(path + ".1"); err == nil {
+			if !copyWhole(rf, opts, out) {
+				rf.Close()
+				return
+			}
+			rf.Close()
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	var lines []logLine
+	defer func() { f.Close() }()
 	if opts.tail >= 0 {
-		// Read all, keep the last n (logs are per start and bounded).
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			l, ok := parseLogLine(append([]byte(nil), sc.Bytes()...))
-			if !ok || (!opts.since.IsZero() && l.t.Before(opts.since)) {
-				continue
-			}
-			lines = append(lines, l)
-			if int64(len(lines)) > opts.tail {
-				lines = lines[1:]
+		// Read all, keep the last n (a container keeps at most two files).
+		var lines []logLine
+		keep := func(r io.Reader) {
+			sc := bufio.NewScanner(r)
+			sc.Buffer(make([]byte, 64*1024), 1024*1024)
+			for sc.Scan() {
+				l, ok := parseLogLine(append([]byte(nil), sc.Bytes()...))
+				if !ok || (!opts.since.IsZero() && l.t.Before(opts.since)) {
+					continue
+				}
+				lines = append(lines, l)
+				if int64(len(lines)) > opts.tail {
+					lines = lines[1:]
+				}
 			}
 		}
+		if rf, err := os.Open(path + ".1"); err == nil {
+			keep(rf)
+			rf.Close()
+		}
+		keep(f)
 		for _, l := range lines {
 			if writeLine(out, l, opts.timestamps) != nil {
 				return
@@ -238,6 +255,16 @@ func (a *Agent) copyLog(ctx context.Context, path string, opts logOptions, out i
 			continue
 		}
 		flush()
+		if follow && rotated(f, path) {
+			// The file was rotated: go on with the new one from its start.
+			nf, err := os.Open(path)
+			if err == nil {
+				f.Close()
+				f = nf
+				br.Reset(f)
+				continue
+			}
+		}
 		if !follow || !stillGrowing() {
 			// One more pass for what was written just before the end.
 			if follow {
@@ -266,4 +293,27 @@ func writeLine(w io.Writer, l logLine, timestamps bool) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// copyWhole writes every line of r; false when the client has gone.
+func copyWhole(r io.Reader, opts logOptions, out io.Writer) bool {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		l, ok := parseLogLine(sc.Bytes())
+		if !ok || (!opts.since.IsZero() && l.t.Before(opts.since)) {
+			continue
+		}
+		if writeLine(out, l, opts.timestamps) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// rotated reports whether path is no longer the file f has open.
+func rotated(f *os.File, path string) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(path)
+	return err1 == nil && err2 == nil && !os.SameFile(a, b)
 }

@@ -15,6 +15,11 @@ import (
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 )
 
+// MaxLogSize is the size at which a container's log file is rotated: it is
+// renamed to <file>.1 (replacing the previous one) and a new file begun, so
+// a container keeps at most twice this much log.
+var MaxLogSize int64 = 10 << 20
+
 // maxLogLine is the longest log line written whole; longer output is split
 // into partial ("P") lines, as the CRI log format does.
 const maxLogLine = 16 * 1024
@@ -32,8 +37,10 @@ type stdio struct {
 	// The child's ends, closed in the parent once the child has started.
 	childIn, childOut, childErr *os.File
 
-	logMu sync.Mutex
-	log   *os.File
+	logMu   sync.Mutex
+	log     *os.File
+	logPath string
+	logSize int64
 
 	mu        sync.Mutex
 	listeners map[int]*listener
@@ -49,7 +56,10 @@ type listener struct {
 }
 
 func newStdio(c *hwruntime.ContainerSpec, logf *os.File) (*stdio, error) {
-	s := &stdio{tty: c.TTY, stdinOnce: c.StdinOnce, log: logf, listeners: map[int]*listener{}, done: make(chan struct{})}
+	s := &stdio{tty: c.TTY, stdinOnce: c.StdinOnce, log: logf, logPath: c.LogPath, listeners: map[int]*listener{}, done: make(chan struct{})}
+	if st, err := logf.Stat(); err == nil {
+		s.logSize = st.Size()
+	}
 	if c.TTY {
 		master, slave, err := pty.Open()
 		if err != nil {
@@ -166,7 +176,11 @@ func (s *stdio) writeLog(stream, tag string, text []byte) {
 	b.Write(text)
 	b.WriteByte('\n')
 	s.logMu.Lock()
-	s.log.Write(b.Bytes())
+	if s.logPath != "" && s.logSize+int64(b.Len()) > MaxLogSize && s.logSize > 0 {
+		s.rotate()
+	}
+	n, _ := s.log.Write(b.Bytes())
+	s.logSize += int64(n)
 	s.logMu.Unlock()
 }
 
@@ -248,4 +262,18 @@ func (s *stdio) attach(ctx context.Context, in io.Reader, out, errw io.Writer, r
 	case <-s.done:
 		return nil
 	}
+}
+
+// rotate moves the log file to <file>.1 and starts a new one (logMu held).
+func (s *stdio) rotate() {
+	if err := os.Rename(s.logPath, s.logPath+".1"); err != nil {
+		return
+	}
+	f, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		// Keep writing to the renamed file rather than lose output.
+		return
+	}
+	s.log.Close()
+	s.log, s.logSize = f, 0
 }
