@@ -27,7 +27,7 @@ func TestLogLinesAndRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.start()
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 60; i++ { // about 2,800 bytes: one rotation
 		fmt.Fprintf(s.childOut, "line %03d\n", i)
 	}
 	fmt.Fprint(s.childErr, "to stderr\n")
@@ -48,7 +48,7 @@ func TestLogLinesAndRotation(t *testing.T) {
 			t.Fatalf("not a CRI log line: %q", l)
 		}
 	}
-	if !strings.Contains(all, "stdout F line 099") || !strings.Contains(all, "stderr F to stderr") {
+	if !strings.Contains(all, "stdout F line 059") || !strings.Contains(all, "stderr F to stderr") {
 		t.Fatalf("the last lines are missing:\n%s", all)
 	}
 }
