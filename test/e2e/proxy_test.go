@@ -217,6 +217,25 @@ func TestProxySeedPods(t *testing.T) {
 		}
 	}
 
+	// From inside a pod, by the Service's name (the pod's resolv.conf search
+	// list finds web-lb.default.svc.cluster.local); the pod itself is one of
+	// the endpoints, so this also covers hairpin traffic.
+	out, err = s.kubectl("", "exec", "web-1", "--", "sh", "-c",
+		"for i in $(seq 300); do curl -sS -m 5 http://web-lb/; echo; done")
+	if err != nil {
+		t.Fatalf("300 requests from web-1 to http://web-lb/: %v\n%s", err, out)
+	}
+	fromPod := map[string]int{}
+	for _, l := range strings.Fields(out) {
+		fromPod[l]++
+	}
+	t.Logf("300 requests from pod web-1 to http://web-lb/: %v", fromPod)
+	for name := range pods {
+		if fromPod[name] == 0 {
+			t.Errorf("%s got none of the 300 requests from web-1: %v", name, fromPod)
+		}
+	}
+
 	// The headless Service: pod IPs from DNS, no rules.
 	out, err = s.exec("dig", "@127.0.0.1", "-p", "10053", "+short", "nginx-headless.default.svc.cluster.local")
 	if err != nil {

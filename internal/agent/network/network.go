@@ -332,6 +332,12 @@ func (n *Network) configurePod(pn *PodNetwork, hostName string) error {
 		netlink.LinkDel(host)
 		return err
 	}
+	// Hairpin: a pod reaching a Service that sends it back to itself has
+	// its packets (with bridge netfilter on) leave by the port they came in.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		netlink.LinkDel(host)
+		return fmt.Errorf("setting hairpin mode on %s: %w", hostName, err)
+	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		netlink.LinkDel(host)
