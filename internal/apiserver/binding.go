@@ -13,15 +13,7 @@ import (
 
 // handleBinding serves POST pods/<name>/binding: assigns the pod to a node.
 func (res *resource) handleBinding(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
-	if !ok {
-		return notAcceptable(r.Header.Get("Accept"))
-	}
-	opts, err := parseWriteOptions(r)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(r)
+	f, opts, body, err := writeRequest(r, false)
 	if err != nil {
 		return err
 	}
@@ -49,15 +41,7 @@ func (res *resource) handleBinding(w http.ResponseWriter, r *http.Request, info 
 // handleEviction serves POST pods/<name>/eviction: a delete with the
 // Eviction's options (no disruption budgets exist to refuse it).
 func (res *resource) handleEviction(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, false)
-	if !ok {
-		return notAcceptable(r.Header.Get("Accept"))
-	}
-	opts, err := parseWriteOptions(r)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(r)
+	f, opts, body, err := writeRequest(r, false)
 	if err != nil {
 		return err
 	}

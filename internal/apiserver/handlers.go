@@ -337,15 +337,7 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 }
 
 func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, true)
-	if !ok {
-		return notAcceptable(r.Header.Get("Accept"))
-	}
-	opts, err := parseWriteOptions(r)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(r)
+	f, opts, body, err := writeRequest(r, true)
 	if err != nil {
 		return err
 	}
@@ -370,15 +362,7 @@ func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info r
 }
 
 func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, true)
-	if !ok {
-		return notAcceptable(r.Header.Get("Accept"))
-	}
-	opts, err := parseWriteOptions(r)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(r)
+	f, opts, body, err := writeRequest(r, true)
 	if err != nil {
 		return err
 	}
@@ -410,4 +394,19 @@ func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info r
 	writeWarnings(w, warnings)
 	res.s.writeObject(w, f, http.StatusOK, out)
 	return nil
+}
+
+// writeRequest reads what every write verb starts with: the response
+// format, the write options and the body.
+func writeRequest(r *http.Request, allowTransform bool) (outputFormat, writeOptions, []byte, error) {
+	f, ok := negotiate(r, allowTransform)
+	if !ok {
+		return f, writeOptions{}, nil, notAcceptable(r.Header.Get("Accept"))
+	}
+	opts, err := parseWriteOptions(r)
+	if err != nil {
+		return f, opts, nil, err
+	}
+	body, err := readBody(r)
+	return f, opts, body, err
 }

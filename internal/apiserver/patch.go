@@ -17,15 +17,7 @@ import (
 )
 
 func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, ok := negotiate(r, true)
-	if !ok {
-		return notAcceptable(r.Header.Get("Accept"))
-	}
-	opts, err := parseWriteOptions(r)
-	if err != nil {
-		return err
-	}
-	patch, err := readBody(r)
+	f, opts, patch, err := writeRequest(r, true)
 	if err != nil {
 		return err
 	}
