@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -374,4 +375,25 @@ func TestGracefulDeletion(t *testing.T) {
 			t.Errorf("stubborn: gone after %s, before its 1s grace period", time.Since(start))
 		}
 	}
+}
+
+// TestLimitsNotEnforcedIsSaid: resources.limits are not enforced by the
+// process runtime, and the pod's events say so.
+func TestLimitsNotEnforcedIsSaid(t *testing.T) {
+	c := startCluster(t)
+	createPod(t, c.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "limited"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "60"},
+			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}}}}})
+	waitFor(t, 10*time.Second, "a LimitsNotEnforced event", func() (bool, error) {
+		evs, err := c.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "limited" && e.Reason == "LimitsNotEnforced" && strings.Contains(e.Message, "memory=64Mi") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -397,6 +399,15 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	mounts, err := containerMounts(&c.spec, w.volumes, pod, w.a.cfg.DataDir)
 	if err != nil {
 		return configError{err}
+	}
+	if lim := c.spec.Resources.Limits; len(lim) > 0 {
+		var names []string
+		for r, q := range lim {
+			names = append(names, string(r)+"="+q.String())
+		}
+		sort.Strings(names)
+		w.warnOnce(pod, "LimitsNotEnforced", fmt.Sprintf("container %s: resources.limits (%s) are not enforced: the process runtime runs containers without cgroup limits",
+			c.spec.Name, strings.Join(names, ", ")))
 	}
 	restart := c.starts // the restart count this start will have
 	spec := &hwruntime.ContainerSpec{
