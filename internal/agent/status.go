@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // status is the pod status from what the worker knows: phase, addresses,
@@ -157,14 +155,3 @@ func (w *worker) containerStatus(pod *corev1.Pod, c *ctr) corev1.ContainerStatus
 	}
 	return cs
 }
-
-// describeExit is a short text for a termination (events, logs).
-func describeExit(t *corev1.ContainerStateTerminated) string {
-	if t.Signal != 0 {
-		return fmt.Sprintf("killed by signal %d", t.Signal)
-	}
-	return fmt.Sprintf("exit code %d", t.ExitCode)
-}
-
-var _ = metav1.Now
-var _ = describeExit

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -42,11 +41,6 @@ func (s *Server) serveDiscoveryAPI(w http.ResponseWriter, r *http.Request) {
 		s.writeAggregated(w, mt, []string{""})
 		return
 	}
-	host, _, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host = r.Host
-	}
-	_ = host
 	obj := &metav1.APIVersions{
 		Versions:                   s.versions[""],
 		ServerAddressByClientCIDRs: []metav1.ServerAddressByClientCIDR{{ClientCIDR: "0.0.0.0/0", ServerAddress: r.Host}},

@@ -136,7 +136,7 @@ func decodeContinue(s string) (continueToken, error) {
 	if err := json.Unmarshal(b, &tok); err != nil {
 		return tok, err
 	}
-	if tok.APIVersion != "meta.k8s.io/v1" || tok.RV <= 0 || strings.Contains(tok.Start, "/") && false {
+	if tok.APIVersion != "meta.k8s.io/v1" || tok.RV <= 0 {
 		return tok, errors.New("unknown continue token version")
 	}
 	return tok, nil

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -171,6 +170,3 @@ func (res *resource) decodeApply(patch []byte) (*unstructured.Unstructured, erro
 	}
 	return u, nil
 }
-
-var _ = fmt.Sprintf
-var _ context.Context

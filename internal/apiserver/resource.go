@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -682,7 +681,7 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	if err != nil {
 		return nil, false, err
 	}
-	if bytes.Equal(data, storedWithoutRV(kv.Value)) || opts.dryRun {
+	if bytes.Equal(data, kv.Value) || opts.dryRun {
 		// Nothing changed (or a dry run): no write, the object keeps its version.
 		if h := res.reg.Hooks.AfterUpdate; h != nil && !opts.dryRun {
 			h(ctx, obj, cur, false)
@@ -706,10 +705,6 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	acc.SetResourceVersion(formatRV(rev))
 	return obj, false, nil
 }
-
-// storedWithoutRV returns a stored value as encode would produce it: stored
-// values never carry a resourceVersion, so this is the value itself.
-func storedWithoutRV(v []byte) []byte { return v }
 
 func (res *resource) validateMetaUpdate(obj, old runtime.Object) field.ErrorList {
 	acc, err := meta.Accessor(obj)
@@ -762,5 +757,3 @@ func (res *resource) get(ctx context.Context, ns, name string) (runtime.Object, 
 	}
 	return res.decode(kv)
 }
-
-var _ = time.Now

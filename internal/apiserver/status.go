@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,8 +62,6 @@ func methodNotSupported(gr schema.GroupResource, verb string) error {
 func badRequest(format string, args ...any) error {
 	return apierrors.NewBadRequest(fmt.Sprintf(format, args...))
 }
-
-var _ = slog.Default
 
 func notAcceptable(accept string) error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{

@@ -11,8 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/proxy"
 )
 
@@ -184,6 +182,3 @@ type streamErrors struct{ s *Server }
 func (e streamErrors) Error(w http.ResponseWriter, r *http.Request, err error) {
 	e.s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("error reaching the node agent: %v", err)))
 }
-
-var _ = schema.GroupResource{}
-var _ = metav1.Now

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -77,5 +76,4 @@ func TestPodLogsAreProxiedToTheAgent(t *testing.T) {
 	if !apierrors.IsBadRequest(err) {
 		t.Fatalf("unknown container: want 400, got %v", err)
 	}
-	_ = strconv.Itoa
 }

@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/framer"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -31,7 +30,6 @@ type watchEncoder struct {
 	w       io.Writer
 	flusher http.Flusher
 	buf     bytes.Buffer
-	first   bool
 }
 
 func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
@@ -202,7 +200,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
-	enc := &watchEncoder{res: res, r: r, f: f, w: w, first: true}
+	enc := &watchEncoder{res: res, r: r, f: f, w: w}
 	if fl, ok := w.(http.Flusher); ok {
 		enc.flusher = fl
 		fl.Flush()
@@ -306,5 +304,3 @@ func (res *resource) watchEvent(ev storage.Event, sel selection) (watch.EventTyp
 	}
 	return "", nil, nil
 }
-
-var _ = fields.Everything

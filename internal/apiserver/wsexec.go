@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,5 +137,3 @@ func writeStreamStatus(w io.Writer, err error) {
 	data, _ := json.Marshal(st)
 	w.Write(data)
 }
-
-var _ = context.Background

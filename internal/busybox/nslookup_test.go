@@ -2,7 +2,6 @@ package busybox
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -70,5 +69,4 @@ func TestNslookupPrintsNamesLikeBusybox128(t *testing.T) {
 	if code := Nslookup([]string{"missing.default.svc.cluster.local", server}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "can't resolve 'missing.default.svc.cluster.local'") {
 		t.Fatalf("missing name: exit %d, stderr %q", code, errOut.String())
 	}
-	_ = context.Background
 }

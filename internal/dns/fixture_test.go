@@ -3,7 +3,6 @@ package dns_test
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strings"
 	"testing"
@@ -193,12 +192,4 @@ func parseRRs(t testing.TB, lines []string) []string {
 		out = append(out, rr)
 	}
 	return rrs(out, true)
-}
-
-func addrs(ss ...string) []netip.Addr {
-	var out []netip.Addr
-	for _, s := range ss {
-		out = append(out, netip.MustParseAddr(s))
-	}
-	return out
 }

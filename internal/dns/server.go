@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -385,5 +384,3 @@ func Exchange(ctx context.Context, network, addr string, m *mdns.Msg) (*mdns.Msg
 	r, _, err := c.ExchangeContext(ctx, m, addr)
 	return r, err
 }
-
-var _ = strconv.Itoa

@@ -2,8 +2,6 @@
 package configmap
 
 import (
-	"strconv"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -89,7 +87,6 @@ func validate(cm *corev1.ConfigMap) field.ErrorList {
 	}
 	if size > MaxSize {
 		errs = append(errs, field.TooLong(field.NewPath(""), "", MaxSize))
-		_ = strconv.Itoa
 	}
 	return errs
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -279,8 +278,6 @@ func Row(p *corev1.Pod) []interface{} {
 		gates,
 	}
 }
-
-var _ = strings.Join
 
 // Bind assigns a pod to a node, as the scheduler does through pods/binding.
 func Bind(obj runtime.Object, target string) (runtime.Object, error) {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/headway/headway/internal/storage"
 )
@@ -132,7 +133,7 @@ func Open(path string, opts Options) (*Store, error) {
 		FreelistType:    bbolt.FreelistMapType,
 		InitialMmapSize: opts.InitialMmapSize,
 	})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("storage/bolt: %s is locked by another process using it (waited %v): %w", path, timeout, err)
 	}
 	if err != nil {
@@ -431,7 +432,7 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 		return storage.ErrClosed
 	}
 	err := s.db.View(fn)
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return storage.ErrClosed
 	}
 	return err
@@ -663,7 +664,7 @@ func (s *Store) Compact(ctx context.Context, revision int64) error {
 			}
 			return nil
 		})
-		if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			return storage.ErrClosed
 		}
 		if err != nil {

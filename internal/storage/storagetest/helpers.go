@@ -18,18 +18,6 @@ import (
 // waits for it.
 const deadline = 30 * time.Second
 
-// waitFor polls cond until it holds, failing the test at the deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // recv returns the next event, failing if the channel closes or nothing
 // arrives before the deadline.
 func recv(t *testing.T, ch <-chan storage.Event) storage.Event {

@@ -45,7 +45,6 @@ type stdio struct {
 	mu        sync.Mutex
 	listeners map[int]*listener
 	nextID    int
-	stdinUsed bool
 
 	pumps sync.WaitGroup
 	done  chan struct{}
