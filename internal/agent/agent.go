@@ -88,6 +88,9 @@ type Agent struct {
 	hostIP   netip.Addr
 	// streamPort is the streaming server's port, published in the node status.
 	streamPort int
+	// busyboxDir is the busybox applet directory (see busybox.go), made once.
+	busyboxOnce sync.Once
+	busyboxDir  string
 
 	mu      sync.Mutex
 	workers map[string]*worker

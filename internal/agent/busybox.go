@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 )
 
 // The process runtime has no images. For the busybox image, which the
@@ -15,11 +14,6 @@ import (
 // the rest are busybox's. `nslookup` is Headway's own busybox-1.28-style
 // applet (this binary, by name), because newer busybox releases no longer
 // print the name of each address.
-
-var (
-	busyboxOnce sync.Once
-	busyboxDir  string
-)
 
 // isBusyboxImage reports whether image is busybox (any tag or registry).
 func isBusyboxImage(image string) bool {
@@ -36,7 +30,7 @@ func isBusyboxImage(image string) bool {
 // busyboxBin makes (once) and returns the applet directory, or "" when the
 // host has no busybox.
 func (a *Agent) busyboxBin() string {
-	busyboxOnce.Do(func() {
+	a.busyboxOnce.Do(func() {
 		bb, err := exec.LookPath("busybox")
 		if err != nil {
 			a.log.Info("busybox is not installed: pods of the busybox image run the host's own tools (apt-get install busybox)")
@@ -63,9 +57,9 @@ func (a *Agent) busyboxBin() string {
 			os.Remove(link)
 			os.Symlink(target, link)
 		}
-		busyboxDir = dir
+		a.busyboxDir = dir
 	})
-	return busyboxDir
+	return a.busyboxDir
 }
 
 // withBusyboxPath puts the applet directory first in env's PATH.
