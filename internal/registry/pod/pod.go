@@ -7,16 +7,17 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/headway/headway/internal/registry"
-	"github.com/headway/headway/internal/registry/statefulset"
 )
 
 // Resource returns the pods registry entry.
@@ -81,7 +82,7 @@ func Resource() *registry.Resource {
 
 // Default sets what kube-apiserver defaults on a Pod.
 func Default(p *corev1.Pod) {
-	statefulset.DefaultPodSpec(&p.Spec)
+	DefaultPodSpec(&p.Spec)
 	if p.Spec.EnableServiceLinks == nil {
 		t := true
 		p.Spec.EnableServiceLinks = &t
@@ -111,7 +112,7 @@ func Default(p *corev1.Pod) {
 
 // Validate checks a new Pod.
 func Validate(p *corev1.Pod) field.ErrorList {
-	errs := statefulset.ValidatePodSpec(&p.Spec, field.NewPath("spec"))
+	errs := ValidatePodSpec(&p.Spec, field.NewPath("spec"))
 	spec := field.NewPath("spec")
 	switch p.Spec.RestartPolicy {
 	case corev1.RestartPolicyAlways, corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever:
@@ -302,4 +303,114 @@ func Bind(obj runtime.Object, target string) (runtime.Object, error) {
 		p.Status.Conditions = append(p.Status.Conditions, cond)
 	}
 	return p, nil
+}
+
+// DefaultPodSpec sets the pod defaults kube-apiserver applies.
+func DefaultPodSpec(p *corev1.PodSpec) {
+	if p.RestartPolicy == "" {
+		p.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if p.DNSPolicy == "" {
+		p.DNSPolicy = corev1.DNSClusterFirst
+	}
+	if p.TerminationGracePeriodSeconds == nil {
+		t := int64(corev1.DefaultTerminationGracePeriodSeconds)
+		p.TerminationGracePeriodSeconds = &t
+	}
+	if p.SchedulerName == "" {
+		p.SchedulerName = corev1.DefaultSchedulerName
+	}
+	if p.SecurityContext == nil {
+		p.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	for i := range p.Containers {
+		defaultContainer(&p.Containers[i])
+	}
+	for i := range p.InitContainers {
+		defaultContainer(&p.InitContainers[i])
+	}
+}
+
+func defaultContainer(c *corev1.Container) {
+	if c.TerminationMessagePath == "" {
+		c.TerminationMessagePath = corev1.TerminationMessagePathDefault
+	}
+	if c.TerminationMessagePolicy == "" {
+		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+	}
+	if c.ImagePullPolicy == "" {
+		c.ImagePullPolicy = corev1.PullIfNotPresent
+		if tag := imageTag(c.Image); tag == "" || tag == "latest" {
+			c.ImagePullPolicy = corev1.PullAlways
+		}
+	}
+	for i := range c.Ports {
+		if c.Ports[i].Protocol == "" {
+			c.Ports[i].Protocol = corev1.ProtocolTCP
+		}
+	}
+}
+
+// imageTag returns an image reference's tag ("" when none; digests count as a tag).
+func imageTag(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		return image[i+1:]
+	}
+	slash := strings.LastIndex(image, "/")
+	if i := strings.LastIndex(image, ":"); i > slash {
+		return image[i+1:]
+	}
+	return ""
+}
+
+// ValidatePodSpec checks the containers of a pod spec.
+func ValidatePodSpec(p *corev1.PodSpec, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(p.Containers) == 0 {
+		errs = append(errs, field.Required(path.Child("containers"), ""))
+	}
+	names := map[string]bool{}
+	check := func(list []corev1.Container, child string) {
+		for i, c := range list {
+			cp := path.Child(child).Index(i)
+			if c.Name == "" {
+				errs = append(errs, field.Required(cp.Child("name"), ""))
+			} else {
+				for _, msg := range validation.IsDNS1123Label(c.Name) {
+					errs = append(errs, field.Invalid(cp.Child("name"), c.Name, msg))
+				}
+				if names[c.Name] {
+					errs = append(errs, field.Duplicate(cp.Child("name"), c.Name))
+				}
+				names[c.Name] = true
+			}
+			if strings.TrimSpace(c.Image) == "" {
+				errs = append(errs, field.Required(cp.Child("image"), ""))
+			}
+			for j, port := range c.Ports {
+				pp := cp.Child("ports").Index(j)
+				for _, msg := range validation.IsValidPortNum(int(port.ContainerPort)) {
+					errs = append(errs, field.Invalid(pp.Child("containerPort"), port.ContainerPort, msg))
+				}
+				if port.Name != "" {
+					for _, msg := range validation.IsValidPortName(port.Name) {
+						errs = append(errs, field.Invalid(pp.Child("name"), port.Name, msg))
+					}
+				}
+			}
+		}
+	}
+	check(p.InitContainers, "initContainers")
+	check(p.Containers, "containers")
+	if p.Hostname != "" {
+		for _, msg := range validation.IsDNS1123Label(p.Hostname) {
+			errs = append(errs, field.Invalid(path.Child("hostname"), p.Hostname, msg))
+		}
+	}
+	if p.Subdomain != "" {
+		for _, msg := range validation.IsDNS1123Label(p.Subdomain) {
+			errs = append(errs, field.Invalid(path.Child("subdomain"), p.Subdomain, msg))
+		}
+	}
+	return errs
 }

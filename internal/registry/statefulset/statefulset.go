@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/pod"
 )
 
 // Resource returns the statefulsets registry entry.
@@ -129,65 +130,7 @@ func Default(s *appsv1.StatefulSet) {
 	if s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled == "" {
 		s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
 	}
-	DefaultPodSpec(&s.Spec.Template.Spec)
-}
-
-// DefaultPodSpec sets the pod defaults kube-apiserver applies.
-func DefaultPodSpec(p *corev1.PodSpec) {
-	if p.RestartPolicy == "" {
-		p.RestartPolicy = corev1.RestartPolicyAlways
-	}
-	if p.DNSPolicy == "" {
-		p.DNSPolicy = corev1.DNSClusterFirst
-	}
-	if p.TerminationGracePeriodSeconds == nil {
-		t := int64(corev1.DefaultTerminationGracePeriodSeconds)
-		p.TerminationGracePeriodSeconds = &t
-	}
-	if p.SchedulerName == "" {
-		p.SchedulerName = corev1.DefaultSchedulerName
-	}
-	if p.SecurityContext == nil {
-		p.SecurityContext = &corev1.PodSecurityContext{}
-	}
-	for i := range p.Containers {
-		defaultContainer(&p.Containers[i])
-	}
-	for i := range p.InitContainers {
-		defaultContainer(&p.InitContainers[i])
-	}
-}
-
-func defaultContainer(c *corev1.Container) {
-	if c.TerminationMessagePath == "" {
-		c.TerminationMessagePath = corev1.TerminationMessagePathDefault
-	}
-	if c.TerminationMessagePolicy == "" {
-		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
-	}
-	if c.ImagePullPolicy == "" {
-		c.ImagePullPolicy = corev1.PullIfNotPresent
-		if tag := imageTag(c.Image); tag == "" || tag == "latest" {
-			c.ImagePullPolicy = corev1.PullAlways
-		}
-	}
-	for i := range c.Ports {
-		if c.Ports[i].Protocol == "" {
-			c.Ports[i].Protocol = corev1.ProtocolTCP
-		}
-	}
-}
-
-// imageTag returns an image reference's tag ("" when none; digests count as a tag).
-func imageTag(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		return image[i+1:]
-	}
-	slash := strings.LastIndex(image, "/")
-	if i := strings.LastIndex(image, ":"); i > slash {
-		return image[i+1:]
-	}
-	return ""
+	pod.DefaultPodSpec(&s.Spec.Template.Spec)
 }
 
 // Validate checks a StatefulSet for the rules kube-apiserver enforces on
@@ -223,58 +166,6 @@ func Validate(s *appsv1.StatefulSet) field.ErrorList {
 	if s.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyAlways {
 		errs = append(errs, field.NotSupported(spec.Child("template", "spec", "restartPolicy"), s.Spec.Template.Spec.RestartPolicy, []string{string(corev1.RestartPolicyAlways)}))
 	}
-	errs = append(errs, ValidatePodSpec(&s.Spec.Template.Spec, spec.Child("template", "spec"))...)
-	return errs
-}
-
-// ValidatePodSpec checks the containers of a pod spec.
-func ValidatePodSpec(p *corev1.PodSpec, path *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	if len(p.Containers) == 0 {
-		errs = append(errs, field.Required(path.Child("containers"), ""))
-	}
-	names := map[string]bool{}
-	check := func(list []corev1.Container, child string) {
-		for i, c := range list {
-			cp := path.Child(child).Index(i)
-			if c.Name == "" {
-				errs = append(errs, field.Required(cp.Child("name"), ""))
-			} else {
-				for _, msg := range validation.IsDNS1123Label(c.Name) {
-					errs = append(errs, field.Invalid(cp.Child("name"), c.Name, msg))
-				}
-				if names[c.Name] {
-					errs = append(errs, field.Duplicate(cp.Child("name"), c.Name))
-				}
-				names[c.Name] = true
-			}
-			if strings.TrimSpace(c.Image) == "" {
-				errs = append(errs, field.Required(cp.Child("image"), ""))
-			}
-			for j, port := range c.Ports {
-				pp := cp.Child("ports").Index(j)
-				for _, msg := range validation.IsValidPortNum(int(port.ContainerPort)) {
-					errs = append(errs, field.Invalid(pp.Child("containerPort"), port.ContainerPort, msg))
-				}
-				if port.Name != "" {
-					for _, msg := range validation.IsValidPortName(port.Name) {
-						errs = append(errs, field.Invalid(pp.Child("name"), port.Name, msg))
-					}
-				}
-			}
-		}
-	}
-	check(p.InitContainers, "initContainers")
-	check(p.Containers, "containers")
-	if p.Hostname != "" {
-		for _, msg := range validation.IsDNS1123Label(p.Hostname) {
-			errs = append(errs, field.Invalid(path.Child("hostname"), p.Hostname, msg))
-		}
-	}
-	if p.Subdomain != "" {
-		for _, msg := range validation.IsDNS1123Label(p.Subdomain) {
-			errs = append(errs, field.Invalid(path.Child("subdomain"), p.Subdomain, msg))
-		}
-	}
+	errs = append(errs, pod.ValidatePodSpec(&s.Spec.Template.Spec, spec.Child("template", "spec"))...)
 	return errs
 }
