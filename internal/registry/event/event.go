@@ -3,6 +3,7 @@ package event
 
 import (
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +48,7 @@ func Resource() *registry.Resource {
 			if last.IsZero() {
 				last = e.CreationTimestamp
 			}
-			return []interface{}{registry.Age(last), e.Type, e.Reason, lowerKind(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name, e.Message}, nil
+			return []interface{}{registry.Age(last), e.Type, e.Reason, strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name, e.Message}, nil
 		},
 		Fields: func(obj runtime.Object) fields.Set {
 			e := obj.(*corev1.Event)
@@ -67,14 +68,4 @@ func Resource() *registry.Resource {
 			}
 		},
 	}
-}
-
-func lowerKind(k string) string {
-	b := []byte(k)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 32
-		}
-	}
-	return string(b)
 }

@@ -3,6 +3,7 @@ package namespace
 
 import (
 	"context"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metavalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -40,7 +41,7 @@ func Resource() *registry.Resource {
 		PrepareForCreate: func(_ context.Context, obj runtime.Object) {
 			ns := obj.(*corev1.Namespace)
 			ns.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
-			if !hasFinalizer(ns.Spec.Finalizers, corev1.FinalizerKubernetes) {
+			if !slices.Contains(ns.Spec.Finalizers, corev1.FinalizerKubernetes) {
 				ns.Spec.Finalizers = append(ns.Spec.Finalizers, corev1.FinalizerKubernetes)
 			}
 		},
@@ -76,15 +77,6 @@ func Resource() *registry.Resource {
 			return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
 		},
 	}
-}
-
-func hasFinalizer(list []corev1.FinalizerName, f corev1.FinalizerName) bool {
-	for _, x := range list {
-		if x == f {
-			return true
-		}
-	}
-	return false
 }
 
 func validateFinalizers(ns *corev1.Namespace) field.ErrorList {
