@@ -20,6 +20,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
 )
 
 // Bundle is the loaded PKI.
@@ -78,25 +81,20 @@ func (b *Bundle) loadOrCreateCA() error {
 		if err != nil {
 			return err
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber:          serial(),
-			Subject:               pkix.Name{CommonName: "headway-ca"},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().AddDate(10, 0, 0),
-			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		// Valid for ten years from an hour ago (clocks of other machines).
+		ca, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "headway-ca", NotBefore: time.Now().Add(-time.Hour)}, key)
 		if err != nil {
 			return err
 		}
-		cert, _ := x509.ParseCertificate(der)
-		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		if err := writePair(b.path(caCertFile), b.path(caKeyFile), certPEM, key); err != nil {
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: certutil.CertificateBlockType, Bytes: ca.Raw})
+		keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+		if err != nil {
 			return err
 		}
-		b.CACert, b.CAKey, b.CAPEM = cert, key, certPEM
+		if err := writePair(b.path(caCertFile), b.path(caKeyFile), certPEM, keyPEM); err != nil {
+			return err
+		}
+		b.CACert, b.CAKey, b.CAPEM = ca, key, certPEM
 	}
 	b.CAPool = x509.NewCertPool()
 	b.CAPool.AddCert(b.CACert)
@@ -116,15 +114,14 @@ func (b *Bundle) loadOrCreateServing(hosts []string) error {
 			}
 		}
 	}
-	certPEM, key, err := b.Issue("kube-apiserver", nil, hosts, x509.ExtKeyUsageServerAuth)
+	certPEM, keyPEM, err := b.Issue("kube-apiserver", nil, hosts, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return err
 	}
-	if err := writePair(b.path(servingCertFile), b.path(servingKeyFile), certPEM, key); err != nil {
+	if err := writePair(b.path(servingCertFile), b.path(servingKeyFile), certPEM, keyPEM); err != nil {
 		return err
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return err
 	}
@@ -146,9 +143,9 @@ func covers(cert *x509.Certificate, hosts []string) bool {
 	return true
 }
 
-// Issue signs a new certificate with the CA. For a client certificate,
-// commonName is the user and orgs its groups.
-func (b *Bundle) Issue(commonName string, orgs []string, hosts []string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey, error) {
+// Issue signs a new certificate and key with the CA, both PEM. For a
+// client certificate, commonName is the user and orgs its groups.
+func (b *Bundle) Issue(commonName string, orgs []string, hosts []string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -172,20 +169,16 @@ func (b *Bundle) Issue(commonName string, orgs []string, hosts []string, usage x
 	if err != nil {
 		return nil, nil, err
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key, nil
+	keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: certutil.CertificateBlockType, Bytes: der}), keyPEM, nil
 }
 
 // IssueClient returns a PEM client certificate and key for user.
 func (b *Bundle) IssueClient(user string, groups []string) (certPEM, keyPEM []byte, err error) {
-	certPEM, key, err := b.Issue(user, groups, nil, x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+	return b.Issue(user, groups, nil, x509.ExtKeyUsageClientAuth)
 }
 
 func (b *Bundle) loadOrCreateToken() error {
@@ -206,28 +199,23 @@ func (b *Bundle) loadOrCreateToken() error {
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	if cb == nil || kb == nil {
-		return nil, nil, errors.New("not PEM")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
+	certs, err := certutil.ParseCertsPEM(certPEM)
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	k, err := keyutil.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
 		return nil, nil, err
 	}
-	return cert, key, nil
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("the key is a %T, not an ECDSA key", k)
+	}
+	return certs[0], key, nil
 }
 
-func writePair(certPath, keyPath string, certPEM []byte, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+func writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
 	return writeFileAtomic(certPath, certPEM, 0o644)
@@ -286,15 +274,11 @@ func (b *Bundle) ClientTLS(user string, groups []string) (*tls.Config, error) {
 // server: a certificate for hosts, and client certificates required and
 // verified against the CA (only the API server holds one).
 func (b *Bundle) AgentServerTLS(hosts []string) (*tls.Config, error) {
-	certPEM, key, err := b.Issue("headway-agent", nil, hosts, x509.ExtKeyUsageServerAuth)
+	certPEM, keyPEM, err := b.Issue("headway-agent", nil, hosts, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, err
 	}
