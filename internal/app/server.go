@@ -37,6 +37,7 @@ import (
 	"github.com/headway/headway/internal/agent"
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/apiserver/openapi"
+	"github.com/headway/headway/internal/atomicfile"
 	"github.com/headway/headway/internal/controller/endpointslice"
 	"github.com/headway/headway/internal/controller/gc"
 	"github.com/headway/headway/internal/controller/localpath"
@@ -519,7 +520,7 @@ func writeKubeconfig(path, url string, bundle *pki.Bundle) error {
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
 	}
 	return nil

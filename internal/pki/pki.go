@@ -23,6 +23,8 @@ import (
 
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
+
+	"github.com/headway/headway/internal/atomicfile"
 )
 
 // Bundle is the loaded PKI.
@@ -195,7 +197,7 @@ func (b *Bundle) loadOrCreateToken() error {
 		return err
 	}
 	b.Token = hex.EncodeToString(raw)
-	return writeFileAtomic(b.TokenFile, []byte(b.Token+"\n"), 0o600)
+	return atomicfile.Write(b.TokenFile, []byte(b.Token+"\n"), 0o600)
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
@@ -215,40 +217,10 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, er
 }
 
 func writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, certPEM, 0o644)
-}
-
-// writeFileAtomic writes via a temporary file and rename, fsync'd.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// WriteFileAtomic is writeFileAtomic for other packages (kubeconfig).
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, data, mode)
+	return atomicfile.Write(certPath, certPEM, 0o644)
 }
 
 func serial() *big.Int {

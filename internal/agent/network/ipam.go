@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/headway/headway/internal/atomicfile"
 )
 
 // IPAM hands out pod addresses from a range and remembers them in a file, so
@@ -155,34 +156,5 @@ func (m *IPAM) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(m.path, data, 0o600)
-}
-
-// writeFileAtomic replaces path with data: a crash leaves the old file or
-// the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(m.path, data, 0o600)
 }
