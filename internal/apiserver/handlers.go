@@ -78,9 +78,8 @@ func (res *resource) parseSelection(q map[string][]string) (selection, error) {
 	if err != nil {
 		return selection{}, badRequest("invalid field selector: %v", err)
 	}
-	known := res.fieldSet(res.reg.New())
 	for _, req := range fs.Requirements() {
-		if _, ok := known[req.Field]; !ok {
+		if _, ok := res.selectableFields[req.Field]; !ok {
 			return selection{}, badRequest("field label not supported: %s", req.Field)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metavalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -35,6 +36,8 @@ type resource struct {
 	prefix string // storage key prefix, ends with "/"
 
 	fieldManagers map[string]*managedfields.FieldManager // by subresource
+	// selectableFields are the field selector labels the resource supports.
+	selectableFields fields.Set
 }
 
 type subresourceInfo struct {
@@ -64,6 +67,7 @@ func newResource(s *Server, reg *registry.Resource) (*resource, error) {
 		}
 		res.prefix = "/registry/" + g + "/" + ss.Plural + "/"
 	}
+	res.selectableFields = res.fieldSet(reg.New())
 	for _, sub := range []string{"", "status"} {
 		if sub == "status" && !reg.HasStatus {
 			continue
