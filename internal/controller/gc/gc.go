@@ -35,7 +35,7 @@ type node struct {
 	uid        types.UID
 	owners     []metav1.OwnerReference
 	deleting   bool
-	deletedAt  time.Time
+	deletedAt  time.Time // when the collector first saw the object deleting
 	finalizers []string
 }
 
@@ -133,10 +133,15 @@ func (c *Controller) observe(gvr schema.GroupVersionResource, obj any) {
 	}
 	n := &node{gvr: gvr, namespace: m.Namespace, name: m.Name, uid: m.UID, owners: m.OwnerReferences,
 		deleting: m.DeletionTimestamp != nil, finalizers: m.Finalizers}
-	if m.DeletionTimestamp != nil {
-		n.deletedAt = m.DeletionTimestamp.Time
-	}
 	c.mu.Lock()
+	if n.deleting {
+		// When this collector first saw the deletion (deletionTimestamp
+		// has whole seconds only, so it cannot time the settle period).
+		n.deletedAt = time.Now()
+		if old := c.nodes[n.uid]; old != nil && old.deleting {
+			n.deletedAt = old.deletedAt
+		}
+	}
 	if old := c.nodes[n.uid]; old != nil {
 		for _, o := range old.owners {
 			delete(c.dependents[o.UID], n.uid)

@@ -327,7 +327,10 @@ func (c *Controller) revisions(ctx context.Context, set *appsv1.StatefulSet, own
 			if gerr != nil {
 				return nil, nil, 0, gerr
 			}
-			if isControlledBy(existing, set.UID) && string(existing.Data.Raw) == string(want.Data.Raw) {
+			// Ours, or released by the garbage collector while the set is
+			// being deleted with orphaning (our cache may not show that
+			// yet): the same data is the same revision, not a collision.
+			if ref := metav1.GetControllerOf(existing); (ref == nil || ref.UID == set.UID) && string(existing.Data.Raw) == string(want.Data.Raw) {
 				update, err = existing, nil
 				break
 			}
