@@ -75,6 +75,12 @@ func (p *proc) wait() {
 	}
 	if p.stdio != nil {
 		p.stdio.finish()
+		// Done means the output is in the log too (bounded: a process that
+		// escaped the group could hold the pipes open).
+		select {
+		case <-p.stdio.done:
+		case <-time.After(time.Second):
+		}
 	}
 	p.mu.Lock()
 	p.exit = e
