@@ -568,13 +568,43 @@ func listAt(tx *bbolt.Tx, start, end string, limit, rev int64) (storage.ListResu
 	return storage.PageOf(state, limit, rev), nil
 }
 
-// Watch implements storage.Interface.
+// committed reports whether rev has been committed. s.rev, set once the
+// writer's transaction has returned, can trail what readers already see: a
+// commit is visible from the moment bbolt writes its meta page, before the
+// final fsync returns. A revision beyond s.rev is checked against the
+// committed meta, as List does, so that a revision a read has returned is
+// never refused as ErrFutureRevision.
+func (s *Store) committed(rev int64) (bool, error) {
+	if rev <= s.rev.Load() {
+		return true, nil
+	}
+	cur, err := s.visibleRevision()
+	return rev <= cur, err
+}
+
+// visibleRevision is the revision a read transaction sees now.
+func (s *Store) visibleRevision() (int64, error) {
+	var cur int64
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		cur, _, err = readMeta(tx)
+		return err
+	})
+	return cur, err
+}
+
+// Watch implements storage.Interface. A watch from a revision that is
+// committed but not yet published starts after it: the broadcaster skips
+// the events up to it when they are published.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRevision int64) (<-chan storage.Event, error) {
 	if s.closed.Load() {
 		return nil, storage.ErrClosed
 	}
+	ok, err := s.committed(fromRevision)
 	switch {
-	case fromRevision > s.rev.Load():
+	case err != nil:
+		return nil, err
+	case !ok:
 		return nil, storage.ErrFutureRevision
 	case fromRevision != 0 && fromRevision < s.compacted.Load():
 		return nil, storage.ErrCompacted
@@ -635,7 +665,9 @@ func (s *Store) Compact(ctx context.Context, revision int64) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
-	if revision > s.rev.Load() {
+	if ok, err := s.committed(revision); err != nil {
+		return err
+	} else if !ok {
 		return storage.ErrFutureRevision
 	}
 	if revision <= s.compacted.Load() {
@@ -686,8 +718,15 @@ func (s *Store) Compact(ctx context.Context, revision int64) error {
 	}
 }
 
-// Revision implements storage.Interface.
-func (s *Store) Revision() int64 { return s.rev.Load() }
+// Revision implements storage.Interface: the revision readers see, so that
+// it is never behind a List or Get that has already returned.
+func (s *Store) Revision() int64 {
+	rev := s.rev.Load()
+	if cur, err := s.visibleRevision(); err == nil && cur > rev {
+		return cur
+	}
+	return rev
+}
 
 // CompactedRevision implements storage.Interface.
 func (s *Store) CompactedRevision() int64 { return s.compacted.Load() }

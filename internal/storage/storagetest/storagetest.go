@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Interface) {
 		{"WatchFromPast", testWatchFromPast},
 		{"WatchCompacted", testWatchCompacted},
 		{"WatchOrderingConcurrent", testWatchOrderingConcurrent},
+		{"WatchAtNewestRevision", testWatchAtNewestRevision},
 		{"WatchCancel", testWatchCancel},
 		{"SlowWatcher", testSlowWatcher},
 		{"ConcurrentWriters", testConcurrentWriters},
