@@ -7,7 +7,9 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,8 +32,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/agent/containerd"
 	"github.com/headway/headway/internal/agent/network"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
+	"github.com/headway/headway/internal/agent/runtime/cri"
 	"github.com/headway/headway/internal/agent/runtime/process"
 )
 
@@ -53,8 +58,17 @@ type Config struct {
 	Bridge string
 	// NoMasquerade leaves traffic from pods to outside addresses as it is.
 	NoMasquerade bool
-	// Runtime overrides the process runtime (tests).
+	// Runtime overrides the runtime RuntimeMode picks (tests).
 	Runtime hwruntime.Runtime
+	// RuntimeMode is auto (CRI when root and containerd, its runc shim and
+	// runc are installed, else process), cri, process or none.
+	RuntimeMode string
+	// CRIEndpoint is an existing CRI runtime's socket (containerd, CRI-O);
+	// empty with the CRI runtime starts a managed containerd.
+	CRIEndpoint string
+	// CleanupOnStop stops and removes every pod when the agent stops, also
+	// with a runtime whose pods otherwise outlive it (CRI).
+	CleanupOnStop bool
 	// BackoffBase is the first crash-loop back-off (10s); it doubles up to
 	// BackoffMax (5m).
 	BackoffBase, BackoffMax time.Duration
@@ -78,19 +92,20 @@ type Agent struct {
 	log      *slog.Logger
 	rt       hwruntime.Runtime
 	net      *network.Network
-	proc     *process.Runtime
 	recorder record.EventRecorder
 	objects  objectSource
 	pods     corelisters.PodLister
+
+	// containerd is the managed containerd (nil without one).
+	containerd *containerd.Containerd
+	// cniOwner answers the CNI plugin (set once the CRI runtime runs).
+	cniOwner atomic.Pointer[network.CNIOwner]
 
 	// notReady is why the node cannot run pods ("" when it can).
 	notReady string
 	hostIP   netip.Addr
 	// streamPort is the streaming server's port, published in the node status.
 	streamPort int
-	// busyboxDir is the busybox applet directory (see busybox.go), made once.
-	busyboxOnce sync.Once
-	busyboxDir  string
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -137,15 +152,26 @@ func New(cfg Config) (*Agent, error) {
 // NodeName is the node the agent registers.
 func (a *Agent) NodeName() string { return a.cfg.NodeName }
 
-// ProcessRuntime is the process runtime in use (nil with another one).
-func (a *Agent) ProcessRuntime() *process.Runtime { return a.proc }
+// Runtime is the container runtime in use (nil when the node cannot run
+// pods).
+func (a *Agent) Runtime() hwruntime.Runtime { return a.rt }
 
-// setupRuntime makes the pod network and the process runtime; where that
-// is impossible it records why, and the node reports it.
-func (a *Agent) setupRuntime() error {
+// setupRuntime makes the pod network and the runtime; where that is
+// impossible it records why, and the node reports it.
+func (a *Agent) setupRuntime(ctx context.Context) error {
 	if a.cfg.Runtime != nil {
 		a.rt = a.cfg.Runtime
 		a.hostIP = netip.MustParseAddr("127.0.0.1")
+		return nil
+	}
+	mode, why, err := a.chooseRuntime()
+	if err != nil {
+		return err
+	}
+	a.hostIP = netip.MustParseAddr("127.0.0.1")
+	if mode == "none" {
+		a.notReady = "no container runtime: headway runs with --runtime none"
+		a.log.Info("the node runs no pods", "runtime", mode, "why", why)
 		return nil
 	}
 	n, err := network.Open(network.Config{
@@ -160,15 +186,25 @@ func (a *Agent) setupRuntime() error {
 	}
 	if err != nil {
 		a.notReady = fmt.Sprintf("cannot run pods: %v", err)
-		a.hostIP = netip.MustParseAddr("127.0.0.1")
 		a.log.Error("the node cannot run pods; it registers as NotReady", "err", err)
 		return nil
 	}
 	a.net = n
 	a.hostIP = n.Gateway()
+	dns := network.DNSSettings{ClusterDNS: a.cfg.DNSIP, ClusterDomain: a.cfg.ClusterDomain, HostResolvConf: "/etc/resolv.conf"}
+	a.log.Info("container runtime chosen", "runtime", mode, "why", why)
+	if mode == "cri" {
+		rt, err := a.startCRI(ctx, n, dns)
+		if err != nil {
+			n.Teardown()
+			a.net = nil
+			return err
+		}
+		a.rt = rt
+		return nil
+	}
 	p, err := process.New(process.Config{
-		PodsDir: filepath.Join(a.cfg.DataDir, "pods"), Network: n, Log: a.log,
-		DNS: network.DNSSettings{ClusterDNS: a.cfg.DNSIP, ClusterDomain: a.cfg.ClusterDomain, HostResolvConf: "/etc/resolv.conf"},
+		PodsDir: filepath.Join(a.cfg.DataDir, "pods"), DataDir: a.cfg.DataDir, Network: n, Log: a.log, DNS: dns,
 	})
 	if err != nil {
 		return err
@@ -176,17 +212,128 @@ func (a *Agent) setupRuntime() error {
 	if err := p.Cleanup(); err != nil {
 		a.log.Warn("cleaning up after the previous run", "err", err)
 	}
-	a.proc, a.rt = p, p
+	a.rt = p
 	return nil
+}
+
+// chooseRuntime resolves --runtime: auto is CRI where containerd can run
+// (or an endpoint is given), else the process runtime; why says which and
+// why, for the log.
+func (a *Agent) chooseRuntime() (mode, why string, err error) {
+	switch m := a.cfg.RuntimeMode; m {
+	case "", "auto":
+		if a.cfg.CRIEndpoint != "" {
+			return "cri", "--container-runtime-endpoint " + a.cfg.CRIEndpoint + " is given", nil
+		}
+		if ok, missing := containerd.Available(); !ok {
+			return "process", "containerd cannot run here (" + missing + "); pods run as processes from the host's file system", nil
+		}
+		return "cri", "running as root with containerd, containerd-shim-runc-v2 and runc installed", nil
+	case "cri":
+		if a.cfg.CRIEndpoint == "" {
+			if ok, missing := containerd.Available(); !ok {
+				return "", "", fmt.Errorf("--runtime cri: %s (or give --container-runtime-endpoint)", missing)
+			}
+		}
+		return "cri", "--runtime cri", nil
+	case "process", "none":
+		return m, "--runtime " + m, nil
+	default:
+		return "", "", fmt.Errorf("--runtime %q: want auto, cri, process or none", m)
+	}
+}
+
+// shortSocketPath is path, or a path under /run/headway when path is too
+// long for a unix socket.
+func shortSocketPath(path string) string {
+	if len(path) < 100 {
+		return path
+	}
+	sum := sha256.Sum256([]byte(path))
+	dir := filepath.Join("/run/headway", hex.EncodeToString(sum[:6]))
+	os.MkdirAll(dir, 0o700)
+	return filepath.Join(dir, filepath.Base(path))
+}
+
+// startCRI writes the CNI configuration, serves the headway-cni plugin,
+// starts the managed containerd (unless an endpoint is given) and connects
+// to it.
+func (a *Agent) startCRI(ctx context.Context, n *network.Network, dns network.DNSSettings) (*cri.Runtime, error) {
+	cniDir := filepath.Join(a.cfg.DataDir, "cni")
+	binDir, confDir := filepath.Join(cniDir, "bin"), filepath.Join(cniDir, "net.d")
+	for _, d := range []string{binDir, confDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	link := filepath.Join(binDir, network.CNIPluginName)
+	if cur, err := os.Readlink(link); err != nil || cur != self {
+		os.Remove(link)
+		if err := os.Symlink(self, link); err != nil {
+			return nil, fmt.Errorf("installing the CNI plugin: %w", err)
+		}
+	}
+	sock := shortSocketPath(filepath.Join(cniDir, "agent.sock"))
+	if err := os.WriteFile(filepath.Join(confDir, "10-headway.conflist"), network.ConflistJSON(sock), 0o644); err != nil {
+		return nil, err
+	}
+	owner := func(ns, name, uid string) (string, bool) {
+		if f := a.cniOwner.Load(); f != nil {
+			return (*f)(ns, name, uid)
+		}
+		return "", false
+	}
+	if err := n.ServeCNI(ctx, sock, owner); err != nil {
+		return nil, err
+	}
+	endpoint := a.cfg.CRIEndpoint
+	if endpoint == "" {
+		cd, err := containerd.Start(ctx, containerd.Config{
+			Dir: filepath.Join(a.cfg.DataDir, "containerd"), ImagesDir: filepath.Join(a.cfg.DataDir, "images"),
+			RegistryConfigDir: filepath.Join(a.cfg.DataDir, "registries"),
+			CNIBinDirs:        []string{binDir, "/usr/lib/cni", "/opt/cni/bin"}, CNIConfDir: confDir, Log: a.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting containerd: %w", err)
+		}
+		a.containerd = cd
+		endpoint = cd.Endpoint()
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	rt, err := cri.New(rctx, cri.Config{Endpoint: endpoint, PodsDir: filepath.Join(a.cfg.DataDir, "pods"),
+		LogsDir: filepath.Join(a.cfg.DataDir, "logs"), Network: n, DNS: dns, NodeName: a.cfg.NodeName, Log: a.log})
+	if err != nil {
+		if a.containerd != nil {
+			a.containerd.Stop()
+			a.containerd = nil
+		}
+		return nil, err
+	}
+	var o network.CNIOwner = rt.Owner
+	a.cniOwner.Store(&o)
+	return rt, nil
 }
 
 // Run registers the node and runs its pods until ctx ends; then it stops
 // every container, removes the pod networks and the bridge, and returns.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.setupRuntime(); err != nil {
+	if err := a.setupRuntime(ctx); err != nil {
 		return err
 	}
 	defer func() {
+		if c, ok := a.rt.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		if a.containerd != nil {
+			if err := a.containerd.Stop(); err != nil {
+				a.log.Warn("stopping containerd", "err", err)
+			}
+		}
 		if a.net != nil {
 			if err := a.net.Teardown(); err != nil {
 				a.log.Warn("removing the pod network", "err", err)
@@ -243,13 +390,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer hb.Wait()
 
 	factory.Start(ctx.Done())
-	if cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) && a.proc != nil {
+	if cl, ok := a.rt.(hwruntime.Cleaner); ok && cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
 		keep := map[string]bool{}
 		pods, _ := a.pods.List(labelsEverything())
 		for _, p := range pods {
 			keep[string(p.UID)] = true
 		}
-		a.proc.ForgetPods(keep)
+		cl.ForgetPods(ctx, keep)
 	}
 	a.log.Info("node agent running", "runtime", a.runtimeName(), "pod-cidr", a.cfg.ClusterCIDR, "bridge", a.cfg.Bridge)
 	<-ctx.Done()

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
-	"github.com/headway/headway/internal/agent/runtime/process"
 )
 
 type execTarget struct {
@@ -66,15 +64,16 @@ func (a *Agent) Exec(ctx context.Context, namespace, pod, container string, argv
 }
 
 // StartExec starts argv in a running container with the given streams and
-// returns the command to wait on (process runtime only).
-func (a *Agent) StartExec(namespace, pod, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (*exec.Cmd, error) {
+// returns the command to wait on (runtimes that exec in-process; a CRI
+// runtime streams through its own server instead).
+func (a *Agent) StartExec(namespace, pod, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (hwruntime.Waiter, error) {
 	t, err := a.target(namespace, pod, container)
 	if err != nil {
 		return nil, err
 	}
-	p, ok := a.rt.(*process.Runtime)
+	p, ok := a.rt.(hwruntime.InteractiveExec)
 	if !ok {
-		return nil, fmt.Errorf("exec with streams needs the process runtime")
+		return nil, fmt.Errorf("runtime %s cannot exec with streams here", a.runtimeName())
 	}
 	return p.StartExec(t.proc, t.spec, argv, stdin, stdout, stderr, tty)
 }

@@ -118,7 +118,7 @@ func (w *worker) containerStatus(pod *corev1.Pod, c *ctr) corev1.ContainerStatus
 	cs := corev1.ContainerStatus{
 		Name:         c.spec.Name,
 		Image:        c.spec.Image,
-		ImageID:      "",
+		ImageID:      c.imageRef,
 		ContainerID:  c.id,
 		RestartCount: max(c.starts-1, 0),
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -143,8 +142,9 @@ func splitName(name string) (string, string) {
 
 func (e execer) ExecInContainer(ctx context.Context, name, _ string, container string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
 	ns, pod := splitName(name)
-	var c *exec.Cmd
+	var c hwruntime.Waiter
 	var err error
+	code := 0
 	if tty {
 		master, slave, perr := pty.Open()
 		if perr != nil {
@@ -173,7 +173,7 @@ func (e execer) ExecInContainer(ctx context.Context, name, _ string, container s
 			}
 			close(outDone)
 		}()
-		err = c.Wait()
+		code, err = c.Wait()
 		select {
 		case <-outDone:
 		case <-time.After(time.Second):
@@ -201,25 +201,26 @@ func (e execer) ExecInContainer(ctx context.Context, name, _ string, container s
 		if err != nil {
 			return err
 		}
-		done := make(chan error, 1)
-		go func() { done <- c.Wait() }()
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			c.Process.Kill()
-			err = <-done
+		type result struct {
+			code int
+			err  error
 		}
+		done := make(chan result, 1)
+		go func() { code, err := c.Wait(); done <- result{code, err} }()
+		var res result
+		select {
+		case res = <-done:
+		case <-ctx.Done():
+			c.Kill()
+			res = <-done
+		}
+		code, err = res.code, res.err
 	}
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code := ee.ExitCode()
-			if code < 0 {
-				code = 128 + 9
-			}
-			return utilexec.CodeExitError{Err: err, Code: code}
-		}
 		return err
+	}
+	if code != 0 {
+		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
 	}
 	return nil
 }

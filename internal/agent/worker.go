@@ -44,6 +44,7 @@ type worker struct {
 	warned      map[string]bool
 	initFailed  bool
 	sandboxMsg  string
+	adoptTried  bool
 	// targets are the running containers, for exec (under mu).
 	targets map[string]*execTarget
 }
@@ -55,15 +56,21 @@ type ctr struct {
 	rspec *hwruntime.ContainerSpec
 	proc  hwruntime.Process
 	// starts counts starts; restartCount is starts-1.
-	starts    int32
-	id        string
-	term      *corev1.ContainerStateTerminated
-	last      *corev1.ContainerStateTerminated
-	waiting   *corev1.ContainerStateWaiting
-	nextStart time.Time
-	backoff   time.Duration
-	done      bool // an init container that succeeded
-	blocked   bool // cannot run under this runtime
+	starts   int32
+	id       string
+	imageRef string
+	// Image pulls (owned by the run goroutine).
+	pullRetry   time.Time
+	pullBackoff time.Duration
+	pullErr     string
+	pulledOnce  bool
+	term        *corev1.ContainerStateTerminated
+	last        *corev1.ContainerStateTerminated
+	waiting     *corev1.ContainerStateWaiting
+	nextStart   time.Time
+	backoff     time.Duration
+	done        bool // an init container that succeeded
+	blocked     bool // cannot run under this runtime
 
 	// Written by probe goroutines under worker.mu.
 	ready, started bool
@@ -155,6 +162,16 @@ func (w *worker) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			if ad, ok := w.a.rt.(hwruntime.Adopter); ok && ad.KeepOnStop() && !w.a.cfg.CleanupOnStop {
+				// The pod outlives the agent; the next one adopts it.
+				for _, c := range w.ctrs {
+					if c.probeCancel != nil {
+						c.probeCancel()
+					}
+					c.probes.Wait()
+				}
+				return
+			}
 			// The agent is stopping: end the containers, keep the address.
 			w.stopAll(nil, w.a.cfg.ShutdownGrace, false)
 			w.removeSandbox(false)
@@ -221,6 +238,10 @@ func (w *worker) reconcile(ctx context.Context, pod *corev1.Pod) {
 			c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
 			w.warnOnce(pod, "Failed", "Error: "+err.Error())
 		}
+	}
+	if w.sb == nil && !w.adoptTried {
+		w.adoptTried = true
+		w.adopt(ctx, pod)
 	}
 	if w.sb == nil {
 		sb, err := w.a.rt.RunSandbox(ctx, pod)
@@ -311,7 +332,10 @@ func (w *worker) exited(pod *corev1.Pod, c *ctr) {
 	if e.Code != 0 {
 		reason = "Error"
 	}
-	c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason,
+	if e.Reason != "" {
+		reason = e.Reason
+	}
+	c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason, Message: e.Message,
 		StartedAt: ts(c.proc.Started()), FinishedAt: ts(e.Finished), ContainerID: c.id}
 	c.proc = nil
 	w.setExecTarget(c.spec.Name, nil)
@@ -353,7 +377,15 @@ func (w *worker) maybeStart(ctx context.Context, pod *corev1.Pod, c *ctr) {
 	if err := w.start(ctx, pod, c); err != nil {
 		c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		var cfgErr configError
-		if errors.As(err, &cfgErr) {
+		var imgErr imageError
+		switch {
+		case errors.As(err, &imgErr):
+			c.waiting.Reason = imgErr.reason
+			if imgErr.reason == "ErrImageNeverPull" {
+				w.wakeAt(time.Now().Add(5 * time.Second))
+			}
+			return // events and the retry time are ensureImage's
+		case errors.As(err, &cfgErr):
 			c.waiting.Reason = "CreateContainerConfigError"
 		}
 		w.warnOnce(pod, "Failed", "Error: "+err.Error())
@@ -386,46 +418,65 @@ func (w *worker) podWithIPs(pod *corev1.Pod) *corev1.Pod {
 }
 
 func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
+	if images, ok := w.a.rt.(hwruntime.ImageService); ok {
+		ref, err := w.ensureImage(ctx, pod, c, images)
+		if err != nil {
+			return err
+		}
+		c.imageRef = ref
+	}
 	p := w.podWithIPs(pod)
 	env, vars, err := containerEnv(ctx, w.a.objects, p, &c.spec, w.sb.Hostname)
 	if err != nil {
 		return configError{err}
 	}
-	if isBusyboxImage(c.spec.Image) {
-		if dir := w.a.busyboxBin(); dir != "" {
-			env = withBusyboxPath(env, dir)
-		}
-	}
 	mounts, err := containerMounts(&c.spec, w.volumes, pod, w.a.cfg.DataDir)
 	if err != nil {
 		return configError{err}
 	}
-	if lim := c.spec.Resources.Limits; len(lim) > 0 {
-		var names []string
-		for r, q := range lim {
-			names = append(names, string(r)+"="+q.String())
+	if _, images := w.a.rt.(hwruntime.ImageService); !images {
+		if lim := c.spec.Resources.Limits; len(lim) > 0 {
+			var names []string
+			for r, q := range lim {
+				names = append(names, string(r)+"="+q.String())
+			}
+			sort.Strings(names)
+			w.warnOnce(pod, "LimitsNotEnforced", fmt.Sprintf("container %s: resources.limits (%s) are not enforced: the process runtime runs containers without cgroup limits",
+				c.spec.Name, strings.Join(names, ", ")))
 		}
-		sort.Strings(names)
-		w.warnOnce(pod, "LimitsNotEnforced", fmt.Sprintf("container %s: resources.limits (%s) are not enforced: the process runtime runs containers without cgroup limits",
-			c.spec.Name, strings.Join(names, ", ")))
 	}
 	restart := c.starts // the restart count this start will have
 	spec := &hwruntime.ContainerSpec{
-		Name: c.spec.Name, Argv: Argv(&c.spec, vars), Env: env, WorkingDir: c.spec.WorkingDir, Mounts: mounts,
+		Name: c.spec.Name, Image: c.spec.Image, ImageRef: c.imageRef,
+		Command: expandAll(c.spec.Command, vars), Args: expandAll(c.spec.Args, vars),
+		Argv: Argv(&c.spec, vars), Env: env, WorkingDir: c.spec.WorkingDir, Mounts: mounts,
 		Stdin: c.spec.Stdin, StdinOnce: c.spec.StdinOnce, TTY: c.spec.TTY,
-		LogPath: filepath.Join(w.a.cfg.DataDir, "logs", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), c.spec.Name, fmt.Sprintf("%d.log", restart)),
+		LogPath: filepath.Join(w.logDir(pod), c.spec.Name, fmt.Sprintf("%d.log", restart)),
+		Attempt: uint32(max(restart, 0)), Pod: p, Container: &c.spec,
 	}
 	spec.UID, spec.GID = runAs(pod, &c.spec)
 	proc, err := w.a.rt.Start(ctx, w.sb, spec)
 	if err != nil {
 		return err
 	}
+	w.started(pod, c, spec, proc)
+	return nil
+}
+
+// logDir is the pod's log directory, as the kubelet names it.
+func (w *worker) logDir(pod *corev1.Pod) string {
+	return hwruntime.PodLogDir(filepath.Join(w.a.cfg.DataDir, "logs"), pod)
+}
+
+// started records a running container (just started, or adopted after the
+// agent restarted) and starts its probes.
+func (w *worker) started(pod *corev1.Pod, c *ctr, spec *hwruntime.ContainerSpec, proc hwruntime.Process) {
 	if c.term != nil {
 		c.last = c.term
 	}
 	c.term, c.waiting, c.proc, c.rspec = nil, nil, proc, spec
 	c.starts++
-	c.id = fmt.Sprintf("%s://%s-%d", w.a.rt.Name(), pod.UID, proc.PID())
+	c.id = proc.ID()
 	w.setExecTarget(c.spec.Name, &execTarget{proc: proc, spec: spec})
 	go func() {
 		<-proc.Done()
@@ -433,7 +484,52 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	}()
 	w.startProbes(pod, c, proc)
 	w.event(pod, corev1.EventTypeNormal, "Started", "Started container "+c.spec.Name)
-	return nil
+}
+
+// adopt takes over what a runtime whose pods outlive the agent still runs
+// for the pod: its sandbox and running containers.
+func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) {
+	ad, ok := w.a.rt.(hwruntime.Adopter)
+	if !ok {
+		return
+	}
+	sb, procs, err := ad.Running(ctx, pod)
+	if err != nil {
+		w.a.log.Warn("looking for the pod's running containers", append(w.log(), "err", err)...)
+		return
+	}
+	if sb == nil {
+		return
+	}
+	w.sb = sb
+	adopted := false
+	for _, c := range w.ctrs {
+		p := procs[c.spec.Name]
+		if p == nil || c.init {
+			continue
+		}
+		// newWorker counted the status's run as a start already.
+		c.starts = max(c.starts-1, 0)
+		spec := &hwruntime.ContainerSpec{Name: c.spec.Name, Image: c.spec.Image, Pod: pod, Container: &c.spec}
+		w.started(pod, c, spec, p)
+		adopted = true
+	}
+	if adopted {
+		for _, c := range w.ctrs {
+			if c.init {
+				c.done = true
+			}
+		}
+	}
+	w.a.log.Info("adopted the running pod", append(w.log(), "sandbox", sb.ID, "containers", len(procs))...)
+}
+
+func expandAll(in []string, vars map[string]string) []string {
+	var out []string
+	for _, s := range in {
+		out = append(out, Expand(s, vars))
+	}
+	return out
 }
 
 func runAs(pod *corev1.Pod, c *corev1.Container) (uid, gid *int64) {
@@ -569,7 +665,10 @@ func (w *worker) reapAll(running []*ctr) {
 		if e.Code != 0 {
 			reason = "Error"
 		}
-		c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason,
+		if e.Reason != "" {
+			reason = e.Reason
+		}
+		c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason, Message: e.Message,
 			StartedAt: ts(c.proc.Started()), FinishedAt: ts(e.Finished), ContainerID: c.id}
 		c.proc = nil
 		w.setExecTarget(c.spec.Name, nil)

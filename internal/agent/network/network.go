@@ -275,6 +275,8 @@ type PodNetwork struct {
 	IP    netip.Addr
 	// Gateway is the pod's default route.
 	Gateway netip.Addr
+	// MAC is eth0's hardware address (set by AttachPod).
+	MAC string
 }
 
 func (n *Network) nsPath(owner string) string {
@@ -363,6 +365,7 @@ func (n *Network) configurePod(pn *PodNetwork, hostName string) error {
 		if err := h.LinkSetUp(eth); err != nil {
 			return err
 		}
+		pn.MAC = eth.Attrs().HardwareAddr.String()
 		gw := net.IP(n.gateway.AsSlice())
 		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 			return fmt.Errorf("adding the default route via %s: %w", gw, err)
@@ -374,6 +377,36 @@ func (n *Network) configurePod(pn *PodNetwork, hostName string) error {
 	}
 	return err
 }
+
+// AttachPod gives owner (a pod UID) its address and joins the network
+// namespace at nsPath, made by someone else (the CRI runtime, through the
+// headway-cni plugin), to the bridge: eth0 with the address and a default
+// route via the gateway. Attaching again (a new sandbox) replaces the veth.
+func (n *Network) AttachPod(owner, nsPath string) (*PodNetwork, error) {
+	ip, err := n.ipam.Allocate(owner)
+	if err != nil {
+		return nil, err
+	}
+	pn := &PodNetwork{NetNS: nsPath, IP: ip, Gateway: n.gateway}
+	if err := n.configurePod(pn, vethName(owner)); err != nil {
+		return nil, err
+	}
+	return pn, nil
+}
+
+// DetachPod removes owner's veth pair (the namespace is its maker's); the
+// address stays owner's.
+func (n *Network) DetachPod(owner string) error {
+	if l, err := netlink.LinkByName(vethName(owner)); err == nil {
+		if err := netlink.LinkDel(l); err != nil {
+			return fmt.Errorf("removing veth %s: %w", vethName(owner), err)
+		}
+	}
+	return nil
+}
+
+// Prefix is the pod range.
+func (n *Network) Prefix() netip.Prefix { return n.cfg.ClusterCIDR }
 
 // RemovePod removes owner's network namespace (and with it the veth pair);
 // with release, its address is freed too.

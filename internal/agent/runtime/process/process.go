@@ -30,6 +30,8 @@ import (
 type Config struct {
 	// PodsDir holds one directory per pod (<data-dir>/pods).
 	PodsDir string
+	// DataDir holds the busybox applet directory (see busybox.go).
+	DataDir string
 	// Network gives pods their network; nil runs pods in the host's
 	// network namespace (no isolation, the pod IP is the node's).
 	Network *network.Network
@@ -46,6 +48,9 @@ type Runtime struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*hwruntime.Sandbox
+
+	busyboxOnce sync.Once
+	busyboxDir  string
 }
 
 // New makes the runtime; call Cleanup before use to end what a previous
@@ -174,7 +179,7 @@ func (r *Runtime) Cleanup() error {
 
 // ForgetPods removes the directories (and frees the addresses) of pods
 // that are not in keep: pods deleted while the agent was down.
-func (r *Runtime) ForgetPods(keep map[string]bool) {
+func (r *Runtime) ForgetPods(_ context.Context, keep map[string]bool) {
 	entries, _ := os.ReadDir(r.cfg.PodsDir)
 	for _, e := range entries {
 		if !keep[e.Name()] {

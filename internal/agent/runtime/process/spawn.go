@@ -26,11 +26,13 @@ type proc struct {
 	cmd     *exec.Cmd
 	started time.Time
 	pidFile string
+	id      string
 	done    chan struct{}
 	mu      sync.Mutex
 	exit    hwruntime.Exit
 }
 
+func (p *proc) ID() string            { return p.id }
 func (p *proc) PID() int              { return p.cmd.Process.Pid }
 func (p *proc) Done() <-chan struct{} { return p.done }
 func (p *proc) Started() time.Time    { return p.started }
@@ -93,6 +95,12 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	if len(c.Argv) == 0 {
 		return nil, hwruntime.ErrNoCommand
 	}
+	if isBusyboxImage(c.Image) {
+		if dir := r.busyboxBin(); dir != "" {
+			// The spec is the container's for exec and probes too.
+			c.Env = withBusyboxPath(c.Env, dir)
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o700); err != nil {
 		return nil, err
 	}
@@ -125,6 +133,7 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 		return nil, err
 	}
 	sio.start()
+	p.id = fmt.Sprintf("%s://%s-%d", r.Name(), sb.UID, p.cmd.Process.Pid)
 	os.WriteFile(p.pidFile, fmt.Appendf(nil, "%d %d\n", p.cmd.Process.Pid, processStart(p.cmd.Process.Pid)), 0o600)
 	go p.wait()
 	return p, nil
@@ -236,7 +245,7 @@ func lookPath(name string, env []string) string {
 // the container's process, with the container's environment.
 func (r *Runtime) Exec(ctx context.Context, target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string) (hwruntime.ExecResult, error) {
 	var out bytes.Buffer
-	cmd, err := r.StartExec(target, c, argv, nil, &out, &out, false)
+	cmd, err := r.startExec(target, c, argv, nil, &out, &out, false)
 	if err != nil {
 		return hwruntime.ExecResult{}, err
 	}
@@ -264,13 +273,42 @@ func (r *Runtime) Exec(ctx context.Context, target hwruntime.Process, c *hwrunti
 	return res, nil
 }
 
-// StartExec starts argv inside the container target (its network, UTS and
-// mount namespaces and its root), as the container's user, and returns the
-// started command for the caller to wait on.
+// StartExec implements runtime.InteractiveExec: it starts argv inside the
+// container target (its network, UTS and mount namespaces and its root), as
+// the container's user, and returns the started command for the caller to
+// wait on.
 //
 // With tty, stdin, stdout and stderr must be the same terminal (the slave
 // end of a pty); the command gets a session with it as controlling tty.
-func (r *Runtime) StartExec(target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (*exec.Cmd, error) {
+func (r *Runtime) StartExec(target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (hwruntime.Waiter, error) {
+	cmd, err := r.startExec(target, c, argv, stdin, stdout, stderr, tty)
+	if err != nil {
+		return nil, err
+	}
+	return cmdWaiter{cmd}, nil
+}
+
+type cmdWaiter struct{ cmd *exec.Cmd }
+
+func (w cmdWaiter) Kill() error { return w.cmd.Process.Kill() }
+
+// Wait returns the exit code; a command ended by a signal has 128+9.
+func (w cmdWaiter) Wait() (int, error) {
+	err := w.cmd.Wait()
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return 0, err
+		}
+	}
+	code := w.cmd.ProcessState.ExitCode()
+	if code < 0 {
+		code = 128 + 9
+	}
+	return code, nil
+}
+
+func (r *Runtime) startExec(target hwruntime.Process, c *hwruntime.ContainerSpec, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (*exec.Cmd, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("exec: no command")
 	}

@@ -1,4 +1,4 @@
-package agent
+package process
 
 import (
 	"os"
@@ -29,7 +29,8 @@ func isBusyboxImage(image string) bool {
 
 // busyboxBin makes (once) and returns the applet directory, or "" when the
 // host has no busybox.
-func (a *Agent) busyboxBin() string {
+func (r *Runtime) busyboxBin() string {
+	a := r
 	a.busyboxOnce.Do(func() {
 		bb, err := exec.LookPath("busybox")
 		if err != nil {
