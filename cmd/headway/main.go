@@ -16,6 +16,7 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/busybox"
 	"github.com/headway/headway/internal/version"
@@ -25,6 +26,10 @@ func main() {
 	// Multi-call: the process runtime links busybox applets it provides
 	// for busybox images (nslookup as busybox 1.28 prints it) to this binary.
 	switch filepath.Base(os.Args[0]) {
+	case network.CNIPluginName:
+		// The container runtime runs this binary as the pods' CNI plugin.
+		network.CNIPluginMain()
+		return
 	case "nslookup":
 		os.Exit(busybox.Nslookup(os.Args[1:], os.Stdout, os.Stderr))
 	}

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/version"
 )
 
@@ -51,7 +52,7 @@ func (a *Agent) nodeStatus(old *corev1.NodeStatus) corev1.NodeStatus {
 			BootID:                  readTrim("/proc/sys/kernel/random/boot_id"),
 			KernelVersion:           kernelVersion(),
 			OSImage:                 osImage(),
-			ContainerRuntimeVersion: a.runtimeName() + "://" + strings.TrimPrefix(version.Version, "v"),
+			ContainerRuntimeVersion: a.runtimeVersion(),
 			KubeletVersion:          version.Kubernetes,
 			OperatingSystem:         goruntime.GOOS,
 			Architecture:            goruntime.GOARCH,
@@ -86,7 +87,26 @@ func (a *Agent) nodeStatus(old *corev1.NodeStatus) corev1.NodeStatus {
 		}
 	}
 	s.Conditions = conds
+	if il, ok := a.rt.(interface {
+		Images(context.Context) ([]corev1.ContainerImage, error)
+	}); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if images, err := il.Images(ctx); err == nil {
+			s.Images = images
+		}
+		cancel()
+	}
 	return s
+}
+
+// runtimeVersion is the Node's containerRuntimeVersion: containerd://1.6.20
+// with the CRI runtime, headway-process://<headway's version> with the
+// process runtime.
+func (a *Agent) runtimeVersion() string {
+	if v, ok := a.rt.(hwruntime.Versioned); ok {
+		return v.RuntimeVersion()
+	}
+	return a.runtimeName() + "://" + strings.TrimPrefix(version.Version, "v")
 }
 
 // registerNode creates the Node, or brings an existing one up to date.

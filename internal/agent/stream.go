@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/creack/pty"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/proxy"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
@@ -93,8 +96,14 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 		streamError(w, http.StatusBadRequest, "exec: no command given")
 		return
 	}
-	if _, err := a.target(ns, pod, container); err != nil {
+	t, err := a.target(ns, pod, container)
+	if err != nil {
 		streamError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	if su, ok := a.rt.(hwruntime.StreamingURLs); ok {
+		u, err := su.ExecURL(r.Context(), t.proc, cmd, opts.Stdin, opts.Stdout, opts.Stderr, opts.TTY)
+		a.proxyStream(w, r, u, err)
 		return
 	}
 	remotecommand.ServeExec(w, r, execer{a}, ns+"/"+pod, "", container, cmd, opts,
@@ -108,8 +117,14 @@ func (a *Agent) serveAttach(w http.ResponseWriter, r *http.Request) {
 		streamError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if _, err := a.target(ns, pod, container); err != nil {
+	t, err := a.target(ns, pod, container)
+	if err != nil {
 		streamError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	if su, ok := a.rt.(hwruntime.StreamingURLs); ok {
+		u, err := su.AttachURL(r.Context(), t.proc, opts.Stdin, opts.Stdout, opts.Stderr, opts.TTY)
+		a.proxyStream(w, r, u, err)
 		return
 	}
 	remotecommand.ServeAttach(w, r, execer{a}, ns+"/"+pod, "", container, opts,
@@ -128,8 +143,46 @@ func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
 		streamError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	if su, ok := a.rt.(hwruntime.StreamingURLs); ok {
+		wk := a.worker(string(p.UID))
+		var sb *hwruntime.Sandbox
+		if wk != nil {
+			sb = wk.sandbox()
+		}
+		if sb == nil {
+			streamError(w, http.StatusNotFound, "pod %s/%s has no sandbox yet", ns, pod)
+			return
+		}
+		u, err := su.PortForwardURL(r.Context(), sb, nil)
+		a.proxyStream(w, r, u, err)
+		return
+	}
 	portforward.ServePortForward(w, r, forwarder{a}, ns+"/"+pod, string(p.UID), opts,
 		streamIdleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
+}
+
+// proxyStream hands an upgraded stream to the runtime's own streaming
+// server (the URL it gave for this exec, attach or port-forward), as the
+// kubelet does for CRI runtimes.
+func (a *Agent) proxyStream(w http.ResponseWriter, r *http.Request, rawURL string, err error) {
+	if err != nil {
+		streamError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		streamError(w, http.StatusInternalServerError, "the runtime's stream URL %q: %v", rawURL, err)
+		return
+	}
+	h := proxy.NewUpgradeAwareHandler(u, nil, false, true, streamResponder{a.log})
+	h.ServeHTTP(w, r)
+}
+
+type streamResponder struct{ log *slog.Logger }
+
+func (s streamResponder) Error(w http.ResponseWriter, _ *http.Request, err error) {
+	s.log.Warn("proxying a pod stream to the runtime", "err", err)
+	streamError(w, http.StatusInternalServerError, "%v", err)
 }
 
 // execer runs exec and attach for the streaming library.

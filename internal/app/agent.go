@@ -20,6 +20,10 @@ type AgentOptions struct {
 	Masquerade bool
 	// BackoffBase is the first crash-loop back-off (tests; 0 is 10s).
 	BackoffBase time.Duration
+	// CRIEndpoint is an existing CRI runtime's socket.
+	CRIEndpoint string
+	// Cleanup stops and removes every pod when the server stops.
+	Cleanup bool
 }
 
 // DefaultAgentOptions are the documented defaults.
@@ -32,6 +36,8 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this machine's Node (default: the host name)")
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of --cluster-cidr")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (needs nft)")
+	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
+	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "on exit, stop and remove every pod (with the CRI runtime pods otherwise keep running and the next start adopts them)")
 }
 
 // clusterDNSIP is the cluster DNS service address: the tenth of the
@@ -70,5 +76,6 @@ func newAgent(o Options, client kubernetes.Interface, dnsAddr string, bundle *pk
 		ClusterCIDR: cluster.Masked(), ServiceCIDR: svc.Masked(), ClusterDomain: o.ClusterDomain,
 		DNSIP: clusterDNSIP(svc), DNSServer: dnsAddr,
 		Bridge: o.Agent.Bridge, NoMasquerade: !o.Agent.Masquerade, BackoffBase: o.Agent.BackoffBase, Log: log,
+		RuntimeMode: o.Runtime, CRIEndpoint: o.Agent.CRIEndpoint, CleanupOnStop: o.Agent.Cleanup,
 	})
 }

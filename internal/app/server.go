@@ -79,7 +79,7 @@ type Options struct {
 	NoControllers bool
 	// NoDNS leaves the cluster DNS server out.
 	NoDNS bool
-	// Agent configures the node agent (--runtime process).
+	// Agent configures the node agent (unless --runtime none).
 	Agent AgentOptions
 }
 
@@ -105,7 +105,7 @@ func DefaultOptions() Options {
 		DataDir:       DefaultDataDir(),
 		Listen:        "127.0.0.1:6443",
 		Store:         "bolt",
-		Runtime:       "process",
+		Runtime:       "auto",
 		DNSListen:     "127.0.0.1:10053",
 		DNSUpstream:   "/etc/resolv.conf",
 		DNSTTL:        5 * time.Second,
@@ -124,7 +124,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the store, certificates, token and kubeconfig ($HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else ~/.local/share/headway)")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "address the Kubernetes API (HTTPS) listens on")
 	fs.StringVar(&o.Store, "store", o.Store, "state store: bolt (one durable file in the data dir) or memory (gone on exit)")
-	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "how the node agent runs pods: process (namespaced processes) or none (API only, no node)")
+	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "how the node agent runs pods: auto (cri when root and containerd, containerd-shim-runc-v2 and runc are installed, else process), cri (OCI images through containerd), process (namespaced processes from the host's files) or none (API only, no node)")
 	fs.StringVar(&o.DNSListen, "dns-listen", o.DNSListen, "address the cluster DNS server listens on (UDP and TCP)")
 	fs.StringVar(&o.DNSUpstream, "dns-upstream", o.DNSUpstream, "where DNS queries outside the cluster domain go: a resolv.conf path or host:port list")
 	fs.DurationVar(&o.DNSTTL, "dns-ttl", o.DNSTTL, "TTL of cluster DNS records, and the SOA minimum of negative answers")
@@ -152,9 +152,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--store %q: want bolt or memory", o.Store))
 	}
 	switch o.Runtime {
-	case "process", "none":
+	case "auto", "cri", "process", "none":
 	default:
-		errs = append(errs, fmt.Errorf("--runtime %q: want process or none", o.Runtime))
+		errs = append(errs, fmt.Errorf("--runtime %q: want auto, cri, process or none", o.Runtime))
 	}
 	if _, err := netip.ParseAddrPort(o.DNSListen); err != nil {
 		errs = append(errs, fmt.Errorf("--dns-listen %q: want ip:port, e.g. 127.0.0.1:10053", o.DNSListen))
@@ -411,7 +411,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		}
 	}
 	var nodeAgent *agent.Agent
-	if o.Runtime == "process" {
+	if o.Runtime != "none" {
 		ag, err := newAgent(o, client, dnsAddr, bundle, log.With("component", "agent"))
 		if err != nil {
 			return fail(err)
