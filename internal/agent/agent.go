@@ -334,7 +334,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Warn("stopping containerd", "err", err)
 			}
 		}
-		if a.net != nil {
+		if ad, ok := a.rt.(hwruntime.Adopter); ok && ad.KeepOnStop() && !a.cfg.CleanupOnStop {
+			a.log.Info("pods keep running; the pod network stays for the next start to adopt them (--cleanup removes everything)")
+		} else if a.net != nil {
 			if err := a.net.Teardown(); err != nil {
 				a.log.Warn("removing the pod network", "err", err)
 			}

@@ -77,16 +77,3 @@ func (a *Agent) StartExec(namespace, pod, container string, argv []string, stdin
 	}
 	return p.StartExec(t.proc, t.spec, argv, stdin, stdout, stderr, tty)
 }
-
-// sandbox is the pod's sandbox (nil until it has one).
-func (w *worker) sandbox() *hwruntime.Sandbox {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.sbShared
-}
-
-func (w *worker) shareSandbox(sb *hwruntime.Sandbox) {
-	w.mu.Lock()
-	w.sbShared = sb
-	w.mu.Unlock()
-}

@@ -143,20 +143,9 @@ func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
 		streamError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if su, ok := a.rt.(hwruntime.StreamingURLs); ok {
-		wk := a.worker(string(p.UID))
-		var sb *hwruntime.Sandbox
-		if wk != nil {
-			sb = wk.sandbox()
-		}
-		if sb == nil {
-			streamError(w, http.StatusNotFound, "pod %s/%s has no sandbox yet", ns, pod)
-			return
-		}
-		u, err := su.PortForwardURL(r.Context(), sb, nil)
-		a.proxyStream(w, r, u, err)
-		return
-	}
+	// Port-forward is the agent's own for every runtime: it dials the pod's
+	// address on the bridge (containerd 1.6's forwarder, reached through
+	// its stream URL, never connected the streams here).
 	portforward.ServePortForward(w, r, forwarder{a}, ns+"/"+pod, string(p.UID), opts,
 		streamIdleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
 }

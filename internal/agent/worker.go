@@ -45,8 +45,6 @@ type worker struct {
 	initFailed  bool
 	sandboxMsg  string
 	adoptTried  bool
-	// sbShared is sb for the streaming server (under mu).
-	sbShared *hwruntime.Sandbox
 	// targets are the running containers, for exec (under mu).
 	targets map[string]*execTarget
 }
@@ -254,7 +252,6 @@ func (w *worker) reconcile(ctx context.Context, pod *corev1.Pod) {
 			return
 		}
 		w.sb, w.sandboxMsg = sb, ""
-		w.shareSandbox(sb)
 	}
 	if w.volumes == nil {
 		vols, err := w.a.prepareVolumes(ctx, pod, w.sb)
@@ -505,7 +502,6 @@ func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) {
 		return
 	}
 	w.sb = sb
-	w.shareSandbox(sb)
 	adopted := false
 	for _, c := range w.ctrs {
 		p := procs[c.spec.Name]
@@ -700,7 +696,6 @@ func (w *worker) removeSandbox(final bool) {
 		}
 	}
 	w.sb, w.volumes = nil, nil
-	w.shareSandbox(nil)
 }
 
 // terminate finalises a graceful deletion: preStop, SIGTERM, grace,

@@ -157,18 +157,17 @@ func (n *Network) Setup() error {
 	if n.cfg.DNSIP.IsValid() {
 		a := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.cfg.DNSIP, 32)), Label: "lo"}
 		switch err := netlink.AddrAdd(lo, a); {
-		case err == nil:
+		case err == nil, errors.Is(err, unix.EEXIST):
+			// Made now, or left by a run that kept its pods: ours.
 			n.ownDNSAddr = true
-		case errors.Is(err, unix.EEXIST):
 		default:
 			return fmt.Errorf("making %s a local address: %w", n.cfg.DNSIP, err)
 		}
 	}
 	if n.cfg.ServiceCIDR.IsValid() {
 		switch err := netlink.RouteAdd(n.serviceRoute(lo)); {
-		case err == nil:
+		case err == nil, errors.Is(err, unix.EEXIST):
 			n.ownSvcRt = true
-		case errors.Is(err, unix.EEXIST):
 		default:
 			return fmt.Errorf("routing the service range %s locally: %w", n.cfg.ServiceCIDR, err)
 		}
@@ -392,6 +391,26 @@ func (n *Network) AttachPod(owner, nsPath string) (*PodNetwork, error) {
 		return nil, err
 	}
 	return pn, nil
+}
+
+// Reattach puts owner's veth back on the bridge (after the bridge was made
+// again, e.g. Headway restarted while CRI pods ran on): true when owner has
+// a veth.
+func (n *Network) Reattach(owner string) (bool, error) {
+	l, err := netlink.LinkByName(vethName(owner))
+	if err != nil {
+		return false, nil
+	}
+	n.mu.Lock()
+	idx := n.bridgeIdx
+	n.mu.Unlock()
+	if l.Attrs().MasterIndex != idx {
+		if err := netlink.LinkSetMasterByIndex(l, idx); err != nil {
+			return true, fmt.Errorf("putting veth %s on the bridge: %w", vethName(owner), err)
+		}
+		netlink.LinkSetHairpin(l, true)
+	}
+	return true, netlink.LinkSetUp(l)
 }
 
 // DetachPod removes owner's veth pair (the namespace is its maker's); the

@@ -176,11 +176,11 @@ type Waiter interface {
 }
 
 // StreamingURLs is a runtime with its own streaming server (CRI): the
-// agent proxies exec, attach and port-forward to the URLs it returns.
+// agent proxies exec and attach to the URLs it returns (port-forward is
+// the agent's own: it dials the pod's address).
 type StreamingURLs interface {
 	ExecURL(ctx context.Context, target Process, argv []string, stdin, stdout, stderr, tty bool) (string, error)
 	AttachURL(ctx context.Context, target Process, stdin, stdout, stderr, tty bool) (string, error)
-	PortForwardURL(ctx context.Context, sb *Sandbox, ports []int32) (string, error)
 }
 
 // Adopter is a runtime whose pods outlive the agent: at start the agent

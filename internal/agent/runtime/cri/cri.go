@@ -711,15 +711,6 @@ func (r *Runtime) AttachURL(ctx context.Context, target hwruntime.Process, stdin
 	return resp.Url, nil
 }
 
-// PortForwardURL implements runtime.StreamingURLs.
-func (r *Runtime) PortForwardURL(ctx context.Context, sb *hwruntime.Sandbox, ports []int32) (string, error) {
-	resp, err := r.rs.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: sb.ID, Port: ports})
-	if err != nil {
-		return "", r.unavailable(err)
-	}
-	return resp.Url, nil
-}
-
 // Running implements runtime.Adopter: the pod's ready sandbox and its
 // running containers, left by a previous run of the agent.
 func (r *Runtime) Running(ctx context.Context, pod *corev1.Pod) (*hwruntime.Sandbox, map[string]hwruntime.Process, error) {
@@ -741,6 +732,13 @@ func (r *Runtime) Running(ctx context.Context, pod *corev1.Pod) (*hwruntime.Sand
 		Dir: r.podDir(uid), LogDir: r.logDir(pod), HostsFile: filepath.Join(r.podDir(uid), "etc-hosts"), ID: ready.Id}
 	if err := r.fillFromStatus(ctx, sb, pod); err != nil {
 		return nil, nil, err
+	}
+	if r.cfg.Network != nil && !pod.Spec.HostNetwork {
+		if ok, err := r.cfg.Network.Reattach(uid); !ok || err != nil {
+			// Its network is gone: a new sandbox it is.
+			r.log.Info("the pod's sandbox lost its network; making a new one", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			return nil, nil, nil
+		}
 	}
 	r.mu.Lock()
 	r.attempts[uid] = max(r.attempts[uid], ready.GetMetadata().GetAttempt()+1)
