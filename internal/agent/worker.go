@@ -459,6 +459,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	if err != nil {
 		return err
 	}
+	w.event(pod, corev1.EventTypeNormal, "Created", "Created container "+c.spec.Name)
 	w.started(pod, c, spec, proc)
 	return nil
 }

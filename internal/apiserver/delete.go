@@ -125,7 +125,10 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 func (res *resource) deleteObject(ctx context.Context, ns, name string, opts metav1.DeleteOptions) (runtime.Object, bool, error) {
 	key := res.key(ns, name)
 	dryRun := len(opts.DryRun) > 0
-	for attempt := 0; attempt < 100; attempt++ {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
 		kv, err := res.s.store.Get(ctx, key)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, false, res.notFound(name)
@@ -151,7 +154,14 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 		if acc.GetDeletionTimestamp() == nil || opts.GracePeriodSeconds != nil {
 			if res.reg.GracefulDelete != nil {
 				if graceful, grace := res.reg.GracefulDelete(cur, &opts); graceful {
-					return res.markDeleted(ctx, kv, cur, grace, opts, dryRun)
+					out, deleted, err := res.markDeleted(ctx, kv, cur, grace, opts, dryRun)
+					if errors.Is(err, errRetry) {
+						// Another write (the agent's status, a controller's
+						// patch) got in first: as kube-apiserver does, start
+						// again from the current object, preconditions and all.
+						continue
+					}
+					return out, deleted, err
 				}
 			}
 		}
@@ -179,8 +189,8 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 				return nil, false, err
 			}
 			rev, err := res.s.store.Update(ctx, key, data, kv.ModRevision)
-			if errors.Is(err, storage.ErrConflict) {
-				continue
+			if errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound) {
+				continue // the next read finds the current object, or none
 			}
 			if err != nil {
 				return nil, false, err
@@ -282,7 +292,8 @@ func withPropagationFinalizer(finalizers []string, opts metav1.DeleteOptions) []
 }
 
 // markDeleted starts (or shortens) a graceful deletion: the object stays
-// with deletionTimestamp = now + grace until its owner finalises it.
+// with deletionTimestamp = now + grace until its owner finalises it. It
+// returns errRetry when the object changed since kv was read.
 func (res *resource) markDeleted(ctx context.Context, kv storage.KV, cur runtime.Object, grace int64, opts metav1.DeleteOptions, dryRun bool) (runtime.Object, bool, error) {
 	acc, _ := meta.Accessor(cur)
 	if old := acc.GetDeletionGracePeriodSeconds(); old != nil && *old <= grace {
@@ -302,10 +313,10 @@ func (res *resource) markDeleted(ctx context.Context, kv storage.KV, cur runtime
 		return nil, false, err
 	}
 	rev, err := res.s.store.Update(ctx, kv.Key, data, kv.ModRevision)
+	if errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound) {
+		return nil, false, errRetry
+	}
 	if err != nil {
-		if errors.Is(err, storage.ErrConflict) {
-			return nil, false, res.conflict(acc.GetName())
-		}
 		return nil, false, err
 	}
 	nacc.SetResourceVersion(formatRV(rev))

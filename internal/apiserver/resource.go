@@ -563,14 +563,26 @@ func (res *resource) updateObject(ctx context.Context, ns, name string, mode upd
 			return nil, false, err
 		}
 		out, _, err := res.storeUpdate(ctx, kv, cur, obj, mode, opts)
-		if errors.Is(err, errRetry) && attempt < 100 {
-			continue
+		if errors.Is(err, errRetry) {
+			if attempt+1 < maxAttempts {
+				continue
+			}
+			return nil, false, res.conflict(name)
 		}
 		return out, false, err
 	}
 }
 
+// errRetry: a guarded store write lost a race with another write; the
+// caller starts again from the current object. Only preconditions the
+// client gave (a resourceVersion or UID) answer 409 Conflict; a race the
+// client did not ask to lose is retried, as kube-apiserver's guaranteed
+// updates are.
 var errRetry = errors.New("retry")
+
+// maxAttempts bounds the retries of one write. Every lost race means another
+// write succeeded, so reaching it needs a key rewritten without pause.
+const maxAttempts = 1000
 
 func (res *resource) conflict(name string) error {
 	return apierrors.NewConflict(res.reg.GroupResource(), name,
@@ -655,8 +667,12 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	}
 	acc.SetResourceVersion("")
 
-	// A deleted object whose last finalizer is gone is removed now.
+	// A deleted object whose last finalizer is gone is removed now, unless
+	// it is in a grace period (a pod its agent is stopping): as in
+	// kube-apiserver, updates during the grace period (the agent's status)
+	// keep it, and the agent's final DELETE removes it.
 	if curAcc.GetDeletionTimestamp() != nil && len(acc.GetFinalizers()) == 0 &&
+		(curAcc.GetDeletionGracePeriodSeconds() == nil || *curAcc.GetDeletionGracePeriodSeconds() == 0) &&
 		(res.reg.Finalizing == nil || !res.reg.Finalizing(obj)) {
 		if opts.dryRun {
 			acc.SetResourceVersion(curAcc.GetResourceVersion())

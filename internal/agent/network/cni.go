@@ -105,7 +105,7 @@ func (n *Network) cniHandler(owner CNIOwner) http.Handler {
 				http.Error(w, fmt.Sprintf("interface %q: headway-cni makes eth0 only", req.IfName), http.StatusBadRequest)
 				return
 			}
-			pn, err := n.AttachPod(uid, req.NetNS)
+			pn, err := n.AttachPod(uid, req.Namespace+"/"+req.Name, req.NetNS)
 			if err != nil {
 				n.log.Warn("CNI ADD failed", "pod", req.Namespace+"/"+req.Name, "err", err)
 				http.Error(w, err.Error(), http.StatusInternalServerError)

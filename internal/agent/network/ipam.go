@@ -22,7 +22,11 @@ type IPAM struct {
 	gateway netip.Addr
 	byOwner map[string]netip.Addr
 	byAddr  map[netip.Addr]string
-	last    netip.Addr
+	// byName is the address each pod name (namespace/name) had last, so a
+	// pod made again under its name (a StatefulSet's) gets it back while
+	// it is free.
+	byName map[string]netip.Addr
+	last   netip.Addr
 }
 
 // ErrRangeFull is returned when every address of the range is in use.
@@ -34,6 +38,8 @@ type ipamFile struct {
 	// Last is the address handed out last; the next search starts after
 	// it, so a released address is not reused at once.
 	Last string `json:"last,omitempty"`
+	// Names maps a pod name (namespace/name) to the address it had last.
+	Names map[string]string `json:"names,omitempty"`
 }
 
 // OpenIPAM loads (or starts) the allocations kept in path for prefix; the
@@ -43,7 +49,7 @@ func OpenIPAM(path string, prefix netip.Prefix, gateway netip.Addr) (*IPAM, erro
 		return nil, fmt.Errorf("pod range %s: want an IPv4 range of at least 4 addresses", prefix)
 	}
 	m := &IPAM{path: path, prefix: prefix.Masked(), gateway: gateway,
-		byOwner: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}}
+		byOwner: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}, byName: map[string]netip.Addr{}}
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -63,6 +69,11 @@ func OpenIPAM(path string, prefix netip.Prefix, gateway netip.Addr) (*IPAM, erro
 		m.byAddr[addr] = owner
 		m.byOwner[owner] = addr
 	}
+	for name, a := range f.Names {
+		if addr, err := netip.ParseAddr(a); err == nil && m.prefix.Contains(addr) {
+			m.byName[name] = addr
+		}
+	}
 	if l, err := netip.ParseAddr(f.Last); err == nil && m.prefix.Contains(l) {
 		m.last = l
 	}
@@ -70,11 +81,21 @@ func OpenIPAM(path string, prefix netip.Prefix, gateway netip.Addr) (*IPAM, erro
 }
 
 // Allocate returns owner's address, handing out a new one if it has none.
-func (m *IPAM) Allocate(owner string) (netip.Addr, error) {
+func (m *IPAM) Allocate(owner string) (netip.Addr, error) { return m.AllocateNamed(owner, "") }
+
+// AllocateNamed is Allocate for a pod named name (namespace/name): a new
+// owner under a name that had an address gets that address again when it
+// is free (a StatefulSet's pod keeps its IP when it is made again).
+func (m *IPAM) AllocateNamed(owner, name string) (netip.Addr, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if a, ok := m.byOwner[owner]; ok {
 		return a, nil
+	}
+	if a, ok := m.byName[name]; ok && name != "" {
+		if _, used := m.byAddr[a]; !used && a != m.gateway {
+			return a, m.takeLocked(owner, name, a)
+		}
 	}
 	first := m.prefix.Addr().Next()
 	start := first
@@ -94,13 +115,26 @@ func (m *IPAM) Allocate(owner string) (netip.Addr, error) {
 			return netip.Addr{}, fmt.Errorf("%w in %s", ErrRangeFull, m.prefix)
 		}
 	}
-	m.byAddr[a], m.byOwner[owner], m.last = owner, a, a
+	m.last = a
+	return a, m.takeLocked(owner, name, a)
+}
+
+func (m *IPAM) takeLocked(owner, name string, a netip.Addr) error {
+	m.byAddr[a], m.byOwner[owner] = owner, a
+	for n, old := range m.byName {
+		if old == a && n != name {
+			delete(m.byName, n) // the address serves another name now
+		}
+	}
+	if name != "" {
+		m.byName[name] = a
+	}
 	if err := m.saveLocked(); err != nil {
 		delete(m.byAddr, a)
 		delete(m.byOwner, owner)
-		return netip.Addr{}, err
+		return err
 	}
-	return a, nil
+	return nil
 }
 
 // Lookup returns owner's address, if it has one.
@@ -151,6 +185,12 @@ func (m *IPAM) saveLocked() error {
 	}
 	if m.last.IsValid() {
 		f.Last = m.last.String()
+	}
+	if len(m.byName) > 0 {
+		f.Names = make(map[string]string, len(m.byName))
+		for n, a := range m.byName {
+			f.Names[n] = a.String()
+		}
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -288,11 +288,12 @@ func vethName(owner string) string {
 	return "hw" + hex.EncodeToString(sum[:6])
 }
 
-// AddPod gives owner (a pod UID) a network namespace with lo up, eth0 with
+// AddPod gives owner (a pod UID; name is namespace/name, see
+// IPAM.AllocateNamed) a network namespace with lo up, eth0 with
 // its address on the bridge and a default route via the gateway. Calling
 // it again for a pod that has one returns the same.
-func (n *Network) AddPod(owner string) (*PodNetwork, error) {
-	ip, err := n.ipam.Allocate(owner)
+func (n *Network) AddPod(owner, name string) (*PodNetwork, error) {
+	ip, err := n.ipam.AllocateNamed(owner, name)
 	if err != nil {
 		return nil, err
 	}
@@ -381,8 +382,8 @@ func (n *Network) configurePod(pn *PodNetwork, hostName string) error {
 // namespace at nsPath, made by someone else (the CRI runtime, through the
 // headway-cni plugin), to the bridge: eth0 with the address and a default
 // route via the gateway. Attaching again (a new sandbox) replaces the veth.
-func (n *Network) AttachPod(owner, nsPath string) (*PodNetwork, error) {
-	ip, err := n.ipam.Allocate(owner)
+func (n *Network) AttachPod(owner, name, nsPath string) (*PodNetwork, error) {
+	ip, err := n.ipam.AllocateNamed(owner, name)
 	if err != nil {
 		return nil, err
 	}

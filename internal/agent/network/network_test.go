@@ -154,15 +154,15 @@ func TestPodNetworks(t *testing.T) {
 	if err := n.Setup(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := n.AddPod("pod-a")
+	a, err := n.AddPod("pod-a", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := n.AddPod("pod-b")
+	b, err := n.AddPod("pod-b", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := n.AddPod("pod-a"); err != nil || again.IP != a.IP {
+	if again, err := n.AddPod("pod-a", ""); err != nil || again.IP != a.IP {
 		t.Fatalf("AddPod again: %v, %v", again, err)
 	}
 	// A listener in pod b; the host and pod a connect to it.
@@ -230,5 +230,40 @@ func TestPodNetworks(t *testing.T) {
 	}
 	if _, err := os.Stat(a.NetNS); !os.IsNotExist(err) {
 		t.Errorf("namespace file %s still there: %v", a.NetNS, err)
+	}
+}
+
+func TestIPAMGivesANameItsAddressBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ipam.json")
+	m, err := OpenIPAM(path, netip.MustParsePrefix("198.18.0.0/24"), netip.MustParseAddr("198.18.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web1, err := m.AllocateNamed("uid-1", "default/web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := m.AllocateNamed("uid-2", "default/other")
+	if err := m.Release("uid-1"); err != nil {
+		t.Fatal(err)
+	}
+	// Another pod comes first: it must not take web-1's address while a
+	// free one remains after the last handed out.
+	third, _ := m.AllocateNamed("uid-3", "default/third")
+	if third == web1 {
+		t.Fatalf("a new name got the released address %s of web-1", web1)
+	}
+	// web-1 made again (a new UID), also after a restart (reloaded file).
+	m2, err := OpenIPAM(path, netip.MustParsePrefix("198.18.0.0/24"), netip.MustParseAddr("198.18.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := m2.AllocateNamed("uid-4", "default/web-1")
+	if err != nil || again != web1 {
+		t.Fatalf("web-1 again: %v, %v; want its old address %s", again, err, web1)
+	}
+	// While the address is taken, the name gets another.
+	if a, _ := m2.AllocateNamed("uid-5", "default/web-1"); a == web1 || a == other {
+		t.Fatalf("a second owner named web-1 got a used address %s", a)
 	}
 }

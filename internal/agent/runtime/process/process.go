@@ -107,7 +107,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (*hwruntime.S
 		HostnameFile:   filepath.Join(dir, "hostname"),
 	}
 	if r.cfg.Network != nil && !pod.Spec.HostNetwork {
-		pn, err := r.cfg.Network.AddPod(uid)
+		pn, err := r.cfg.Network.AddPod(uid, pod.Namespace+"/"+pod.Name)
 		if err != nil {
 			return nil, fmt.Errorf("setting up the pod network: %w", err)
 		}
