@@ -124,7 +124,8 @@ func WriteTarball(path, ref string, img v1.Image) error {
 //	[plugins."io.containerd.grpc.v1.cri".registry]
 //	  config_path = "<dir>"
 //
-// A name the mirror lacks falls through to the server line, registry-1.docker.io.
+// The server line names the local registry too, so a name it lacks is answered 404 there and
+// never falls through to registry-1.docker.io: tests stay off the network.
 func WriteMirrorConfig(dir, registryHost string) error {
 	if h, _, err := net.SplitHostPort(registryHost); err != nil || h == "" || strings.Contains(registryHost, "/") {
 		return fmt.Errorf("images: registry host %q: want host:port", registryHost)
@@ -138,9 +139,9 @@ func WriteMirrorConfig(dir, registryHost string) error {
 
 // MirrorConfig is the hosts.toml that WriteMirrorConfig writes.
 func MirrorConfig(registryHost string) string {
-	return fmt.Sprintf(`server = "https://registry-1.docker.io"
+	return fmt.Sprintf(`server = "http://%[1]s"
 
-[host."http://%s"]
+[host."http://%[1]s"]
   capabilities = ["pull", "resolve"]
 `, registryHost)
 }

@@ -164,7 +164,7 @@ func TestWriteMirrorConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "server = \"https://registry-1.docker.io\"\n\n[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+	want := "server = \"http://127.0.0.1:5000\"\n\n[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
 	if string(b) != want {
 		t.Errorf("hosts.toml:\n%s\nwant:\n%s", b, want)
 	}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs (through apt) what Headway needs on a Debian machine, or prints
+# exactly what to install when it cannot. One list for everyone: `make run`
+# and `make test` call it, and so does CI (.ci/run).
+#
+#   scripts/install-deps.sh run    what `headway server` uses: containerd,
+#                                  runc, CNI plugins, catatonit (the pause
+#                                  image), nftables, iproute2, busybox
+#   scripts/install-deps.sh test   that, and what the tests use: dig, tmux,
+#                                  python3, nginx (the test images), ...
+#
+# Root runs apt-get directly; other users through sudo. HEADWAY_NO_INSTALL=1
+# only checks and prints.
+set -euo pipefail
+
+what="${1:-run}"
+run_pkgs=(iproute2 nftables containerd runc containernetworking-plugins catatonit busybox ca-certificates)
+test_pkgs=(make git dnsutils tmux curl python3 tar nginx)
+pkgs=("${run_pkgs[@]}")
+[[ "$what" == test ]] && pkgs+=("${test_pkgs[@]}")
+
+if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
+	echo "install-deps: not a Debian machine; install these (or your distribution's equivalents) yourself: ${pkgs[*]}" >&2
+	exit 0
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+((${#missing[@]})) || exit 0
+
+cmd=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}")
+if [[ -n "${HEADWAY_NO_INSTALL:-}" ]]; then
+	echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+	echo "install them with: sudo apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+	if ! command -v sudo >/dev/null; then
+		echo "install-deps: missing Debian packages: ${missing[*]}; run as root: apt-get install ${missing[*]}" >&2
+		exit 1
+	fi
+	sudo=(sudo)
+fi
+echo "install-deps: installing ${missing[*]}"
+# Packages with services (nginx, containerd) must not start them: Headway
+# runs its own containerd, and the tests only take nginx's files.
+policy=/usr/sbin/policy-rc.d
+own_policy=
+if [[ ! -e $policy ]]; then
+	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 755 "$policy"
+	own_policy=1
+fi
+cleanup() { [[ -n "$own_policy" ]] && "${sudo[@]}" rm -f "$policy"; true; }
+trap cleanup EXIT
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" "${cmd[@]}" >/dev/null
