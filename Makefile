@@ -13,18 +13,25 @@ LDFLAGS := -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Kub
 	-X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(K8S_MINOR) \
 	-X k8s.io/component-base/version.gitCommit=$(COMMIT) -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=$(BUILD_DATE)
 
-.PHONY: build run test test-short bench ldflags lint
+.PHONY: build run test test-short bench ldflags lint deps deps-test
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/headway ./cmd/headway
 
-# Start a server with the embedded defaults.
-run: build
+# Debian packages (apt, as root or through sudo; or a list of what to install).
+deps:
+	bash scripts/install-deps.sh run
+
+deps-test:
+	bash scripts/install-deps.sh test
+
+# Start a server with the embedded defaults (root for pods: sudo make run).
+run: deps build
 	./bin/headway server
 
 # The whole suite: unit, integration and end-to-end (e2e needs root for
 # network namespaces; it skips those parts with a message otherwise).
-test: build
+test: deps-test build
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	$(GO) vet ./...
 	HEADWAY_BIN=$(CURDIR)/bin/headway $(GO) test -race -count=1 -timeout 30m ./...
