@@ -157,17 +157,21 @@ func (n *Network) Setup() error {
 	if n.cfg.DNSIP.IsValid() {
 		a := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.cfg.DNSIP, 32)), Label: "lo"}
 		switch err := netlink.AddrAdd(lo, a); {
-		case err == nil, errors.Is(err, unix.EEXIST):
-			// Made now, or left by a run that kept its pods: ours.
-			n.ownDNSAddr = true
+		case err == nil:
+			n.ownDNSAddr = n.mark("dns-address", true)
+		case errors.Is(err, unix.EEXIST):
+			// Ours when a run of ours that kept its pods left it.
+			n.ownDNSAddr = n.marked("dns-address")
 		default:
 			return fmt.Errorf("making %s a local address: %w", n.cfg.DNSIP, err)
 		}
 	}
 	if n.cfg.ServiceCIDR.IsValid() {
 		switch err := netlink.RouteAdd(n.serviceRoute(lo)); {
-		case err == nil, errors.Is(err, unix.EEXIST):
-			n.ownSvcRt = true
+		case err == nil:
+			n.ownSvcRt = n.mark("service-route", true)
+		case errors.Is(err, unix.EEXIST):
+			n.ownSvcRt = n.marked("service-route")
 		default:
 			return fmt.Errorf("routing the service range %s locally: %w", n.cfg.ServiceCIDR, err)
 		}
@@ -225,6 +229,24 @@ func (n *Network) setupMasquerade() error {
 	return nil
 }
 
+// mark records (or forgets) in the state dir that this node made a host
+// resource, so a later run (after one that kept its pods running) knows
+// the resource is its own to remove. It returns own.
+func (n *Network) mark(what string, own bool) bool {
+	path := filepath.Join(n.cfg.StateDir, "own-"+what)
+	if own {
+		os.WriteFile(path, nil, 0o600)
+	} else {
+		os.Remove(path)
+	}
+	return own
+}
+
+func (n *Network) marked(what string) bool {
+	_, err := os.Stat(filepath.Join(n.cfg.StateDir, "own-"+what))
+	return err == nil
+}
+
 // Teardown removes what Setup made: the bridge, the DNS address, the local
 // service route, the masquerade table. Pod networks must be removed first.
 func (n *Network) Teardown() error {
@@ -247,14 +269,14 @@ func (n *Network) Teardown() error {
 		if err := netlink.RouteDel(n.serviceRoute(lo)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("removing the local route for %s: %w", n.cfg.ServiceCIDR, err))
 		}
-		n.ownSvcRt = false
+		n.ownSvcRt = n.mark("service-route", false)
 	}
 	if err == nil && n.ownDNSAddr {
 		a := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.cfg.DNSIP, 32))}
 		if err := netlink.AddrDel(lo, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("removing %s from lo: %w", n.cfg.DNSIP, err))
 		}
-		n.ownDNSAddr = false
+		n.ownDNSAddr = n.mark("dns-address", false)
 	}
 	if n.ownBridge {
 		if br, err := netlink.LinkByName(n.cfg.Bridge); err == nil {
