@@ -371,6 +371,7 @@ func removeCgroups(uid string) {
 	}
 	for _, d := range dirs {
 		os.Remove(d)
+		os.Remove(filepath.Dir(d)) // /headway too, once no pod is left in it
 	}
 }
 
