@@ -15,7 +15,7 @@ set -euo pipefail
 
 what="${1:-run}"
 run_pkgs=(iproute2 nftables containerd runc containernetworking-plugins catatonit busybox ca-certificates)
-test_pkgs=(make git dnsutils tmux curl python3 tar nginx)
+test_pkgs=(make git dnsutils tmux curl python3 tar nginx etcd-server etcd-client)
 pkgs=("${run_pkgs[@]}")
 [[ "$what" == test ]] && pkgs+=("${test_pkgs[@]}")
 
