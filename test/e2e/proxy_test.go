@@ -93,7 +93,9 @@ func ipCmd(t *testing.T, args ...string) {
 	}
 }
 
-func startNetnsServer(t *testing.T) *netnsServer {
+// startNetnsServer starts the server in a new network namespace; extra
+// flags follow the defaults (a later --store overrides --store memory).
+func startNetnsServer(t *testing.T, extra ...string) *netnsServer {
 	t.Helper()
 	ns := fmt.Sprintf("hwe2e%d", os.Getpid())
 	ipCmd(t, "netns", "add", ns)
@@ -103,6 +105,7 @@ func startNetnsServer(t *testing.T) *netnsServer {
 	// ip netns exec execs the server: the PID is the server's.
 	s.cmd = exec.Command("ip", "netns", "exec", ns, headwayBin, "server", "--data-dir", s.dataDir,
 		"--listen", "127.0.0.1:6443", "--store", "memory", "--dns-listen", "127.0.0.1:10053", "--dns-upstream", "none")
+	s.cmd.Args = append(s.cmd.Args, extra...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
