@@ -157,7 +157,9 @@ func (s *stdio) pump(r io.ReadCloser, stream string, isErr bool) {
 		}
 		if err != nil {
 			if len(line) > 0 {
-				s.writeLog(stream, "F", line)
+				// Output that ends without a newline is a partial line, as
+				// containerd logs it: readers add no newline to it.
+				s.writeLog(stream, "P", line)
 			}
 			return
 		}

@@ -65,11 +65,6 @@ func TestSuite(t *testing.T) {
 	})
 	runtimetest.Run(t, runtimetest.Env{
 		Runtime: r, Prefix: prefix, ClusterDNS: dns.ClusterDNS, ClusterDomain: dns.ClusterDomain,
-		Skip: map[string]string{
-			"LogsUnterminatedLine": "known bug: the process runtime logs output that ends without a newline as a full (F) line, " +
-				"so the agent's log reader adds a newline that was never written; containerd writes a partial (P) line " +
-				"(fix: stdio.go pump, at EOF s.writeLog(stream, \"P\", line))",
-		},
 		Leftovers: func(t *testing.T, sb *hwruntime.Sandbox) func() []string {
 			return func() []string { return podLeftovers(n, sb) }
 		},
