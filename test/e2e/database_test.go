@@ -52,6 +52,14 @@ func startEtcdServer(t *testing.T, imgs map[string]v1.Image, extra ...string) *s
 	if err := images.WriteMirrorConfig(filepath.Join(dataDir, "registries"), reg.Host()); err != nil {
 		t.Fatal(err)
 	}
+	// The example's image is quay.io/coreos/etcd: quay.io is mirrored to the same registry.
+	quay := filepath.Join(dataDir, "registries", "quay.io")
+	if err := os.MkdirAll(quay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(quay, "hosts.toml"), []byte(images.MirrorConfig(reg.Host())), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"--runtime", "cri", "--cleanup", "--store", "memory",
 		"--dns-listen", freePort(t), "--dns-upstream", "none"}, extra...)
 	return startServer(t, dataDir, freePort(t), args...)

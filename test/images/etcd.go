@@ -7,9 +7,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// EtcdRef is the Docker Hub name under which tests serve the Etcd image. Debian bookworm ships
-// etcd 3.4 (3.4.23); the tag says the minor version, as the image stands in for any 3.4.
-const EtcdRef = "library/etcd:3.4"
+// EtcdRef is the repository and tag under which tests serve the Etcd image: the etcd
+// project's published image is quay.io/coreos/etcd:v3.4.23, which examples/etcd-cluster.yaml
+// names, so tests mirror quay.io to the local registry too. Debian bookworm ships the same
+// etcd, 3.4.23.
+const EtcdRef = "coreos/etcd:v3.4.23"
 
 var etcdReqs = append([]requirement{
 	{"/usr/bin/etcd", "etcd-server", "the etcd executable"},

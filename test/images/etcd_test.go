@@ -23,7 +23,7 @@ func TestEtcdRequirements(t *testing.T) {
 			t.Errorf("the etcd image's requirements do not name Debian package %s", p)
 		}
 	}
-	if repo, tag, err := dockerTag(EtcdRef); err != nil || repo != "library/etcd" || tag != "3.4" {
+	if repo, tag, err := dockerTag(EtcdRef); err != nil || repo != "coreos/etcd" || tag != "v3.4.23" {
 		t.Errorf("EtcdRef %q: %s %s %v", EtcdRef, repo, tag, err)
 	}
 }
