@@ -158,7 +158,7 @@ func (a *Agent) Runtime() hwruntime.Runtime { return a.rt }
 
 // setupRuntime makes the pod network and the runtime; where that is
 // impossible it records why, and the node reports it.
-func (a *Agent) setupRuntime(ctx context.Context) error {
+func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 	if a.cfg.Runtime != nil {
 		a.rt = a.cfg.Runtime
 		a.hostIP = netip.MustParseAddr("127.0.0.1")
@@ -194,7 +194,7 @@ func (a *Agent) setupRuntime(ctx context.Context) error {
 	dns := network.DNSSettings{ClusterDNS: a.cfg.DNSIP, ClusterDomain: a.cfg.ClusterDomain, HostResolvConf: "/etc/resolv.conf"}
 	a.log.Info("container runtime chosen", "runtime", mode, "why", why)
 	if mode == "cri" {
-		rt, err := a.startCRI(ctx, n, dns)
+		rt, err := a.startCRI(ctx, rtCtx, n, dns)
 		if err != nil {
 			n.Teardown()
 			a.net = nil
@@ -258,7 +258,8 @@ func shortSocketPath(path string) string {
 // startCRI writes the CNI configuration, serves the headway-cni plugin,
 // starts the managed containerd (unless an endpoint is given) and connects
 // to it.
-func (a *Agent) startCRI(ctx context.Context, n *network.Network, dns network.DNSSettings) (*cri.Runtime, error) {
+// ctx bounds the start; rtCtx is the life of containerd and the CNI socket.
+func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns network.DNSSettings) (*cri.Runtime, error) {
 	cniDir := filepath.Join(a.cfg.DataDir, "cni")
 	binDir, confDir := filepath.Join(cniDir, "bin"), filepath.Join(cniDir, "net.d")
 	for _, d := range []string{binDir, confDir} {
@@ -287,12 +288,12 @@ func (a *Agent) startCRI(ctx context.Context, n *network.Network, dns network.DN
 		}
 		return "", false
 	}
-	if err := n.ServeCNI(ctx, sock, owner); err != nil {
+	if err := n.ServeCNI(rtCtx, sock, owner); err != nil {
 		return nil, err
 	}
 	endpoint := a.cfg.CRIEndpoint
 	if endpoint == "" {
-		cd, err := containerd.Start(ctx, containerd.Config{
+		cd, err := containerd.Start(rtCtx, containerd.Config{
 			Dir: filepath.Join(a.cfg.DataDir, "containerd"), ImagesDir: filepath.Join(a.cfg.DataDir, "images"),
 			RegistryConfigDir: filepath.Join(a.cfg.DataDir, "registries"),
 			CNIBinDirs:        []string{binDir, "/usr/lib/cni", "/opt/cni/bin"}, CNIConfDir: confDir, Log: a.log,
@@ -322,10 +323,15 @@ func (a *Agent) startCRI(ctx context.Context, n *network.Network, dns network.DN
 // Run registers the node and runs its pods until ctx ends; then it stops
 // every container, removes the pod networks and the bridge, and returns.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.setupRuntime(ctx); err != nil {
+	// The runtime (containerd, the CNI socket) outlives ctx: the workers
+	// still stop and remove pods through it after ctx ends (--cleanup).
+	rtCtx, stopRuntime := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRuntime()
+	if err := a.setupRuntime(ctx, rtCtx); err != nil {
 		return err
 	}
 	defer func() {
+		stopRuntime()
 		if c, ok := a.rt.(interface{ Close() error }); ok {
 			c.Close()
 		}

@@ -651,9 +651,20 @@ func (w *worker) stopAll(pod *corev1.Pod, grace time.Duration, hooks bool) {
 	for _, c := range running {
 		c.proc.Signal(syscall.SIGKILL)
 	}
-	<-allDone
+	// A runtime that does not answer (containerd gone) must not hold the
+	// agent forever.
+	t := time.NewTimer(killWait)
+	defer t.Stop()
+	select {
+	case <-allDone:
+	case <-t.C:
+		w.a.log.Warn("containers did not end after SIGKILL; giving up on them", append(w.log(), "waited", killWait)...)
+	}
 	w.reapAll(running)
 }
+
+// killWait bounds the wait for SIGKILLed containers to end.
+const killWait = 30 * time.Second
 
 func (w *worker) reapAll(running []*ctr) {
 	for _, c := range running {
