@@ -104,7 +104,10 @@ func startNetnsServer(t *testing.T, extra ...string) *netnsServer {
 	s := &netnsServer{t: t, ns: ns, dataDir: t.TempDir(), log: &bytes.Buffer{}, done: make(chan struct{})}
 	// ip netns exec execs the server: the PID is the server's.
 	s.cmd = exec.Command("ip", "netns", "exec", ns, headwayBin, "server", "--data-dir", s.dataDir,
-		"--listen", "127.0.0.1:6443", "--store", "memory", "--dns-listen", "127.0.0.1:10053", "--dns-upstream", "none")
+		"--listen", "127.0.0.1:6443", "--store", "memory", "--dns-listen", "127.0.0.1:10053", "--dns-upstream", "none",
+		// The process runtime: these tests run host programs as pods (and
+		// `ip netns exec` hides /sys/fs/cgroup, which runc needs).
+		"--runtime", "process")
 	s.cmd.Args = append(s.cmd.Args, extra...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
