@@ -22,7 +22,7 @@ fi
 # name|title, in the order they run and appear in results.md.
 SECTIONS=(
 	"apiserver|API server (bolt store)"
-	"agent|Node agent: pod start (process runtime)"
+	"agent|Node agent: pod start and memory per pod (process and CRI runtimes)"
 	"statefulset|StatefulSet and EndpointSlice controllers"
 	"dns|Cluster DNS (Headway vs CoreDNS)"
 	"proxy|Service proxy (nftables and userspace)"
@@ -32,13 +32,16 @@ run_apiserver() {
 	go run ./bench/apiserver -bin "$HEADWAY_BIN" -out "$1"
 }
 
-# Needs root (network namespaces); otherwise says so instead of failing.
+# Needs root (network namespaces, containerd); otherwise says so instead of
+# failing. Runs the real binary with --runtime process, then --runtime cri
+# (skipped with a note where containerd or the test images' packages are
+# missing); a few minutes on 2 cores.
 run_agent() {
 	if [[ $(id -u) != 0 ]]; then
-		echo "skipped: the node agent benchmark needs root (network namespaces)" >"$1"
+		echo "skipped: the node agent benchmark needs root (network namespaces, containerd)" >"$1"
 		return 0
 	fi
-	go run ./bench/agent -out "$1"
+	go run ./bench/agent -bin "$HEADWAY_BIN" -out "$1"
 }
 
 run_dns() {

@@ -1,12 +1,27 @@
-// Command agent measures pod start latency through the node agent and the
-// process runtime: create → Ready for single pods one after another, and
-// for a 100-replica Parallel StatefulSet; and memory per pod.
+// Command agent measures pod start latency and memory per pod through the
+// node agent, with the process runtime and the CRI runtime (a managed
+// containerd) side by side in one run: create → Ready for single pods one
+// after another, a 3-replica OrderedReady StatefulSet applied with kubectl
+// and waited for with `kubectl rollout status`, a 100-replica Parallel
+// StatefulSet, and memory per pod.
 //
-// It starts an in-process cluster (internal/testing/cluster, bolt store)
-// with the agent on a bridge and pod range of its own (hwbench0,
-// 198.18.240.0/22), needs root, and removes everything it made. Each pod
-// runs busybox httpd with an HTTP readiness probe (sleep without a probe
-// when busybox is missing). All traffic stays on this machine.
+// For each runtime it starts the real binary (-bin, default $HEADWAY_BIN or
+// ./bin/headway) as `headway server --runtime R --cleanup` in a temporary
+// data dir, on a bridge and ranges of its own (process: hwbench0,
+// 198.18.240.0/22, services 198.19.240.0/22; cri: hwbench1,
+// 198.18.244.0/22, services 198.19.244.0/22), one runtime after the other.
+// Every pod runs `busybox httpd -f -p 80 -h /etc` from image busybox:1.28
+// with a tcpSocket readiness probe on port 80: the process runtime runs the
+// host's busybox for that image, the CRI runtime the image. The CRI server
+// pulls its images from a registry this program serves on 127.0.0.1 (built
+// from the host's Debian packages by test/images) through a docker.io
+// mirror hosts.toml that never names registry-1.docker.io; nothing leaves
+// the machine. The CRI run also starts single nginx:alpine pods (the image's
+// own command) with an httpGet readiness probe.
+//
+// Needs root. Everything is removed at the end, also when a step fails:
+// pods are deleted, the server is stopped with SIGTERM (it removes its pods,
+// containerd and bridge itself with --cleanup) and the data dir removed.
 package main
 
 import (
@@ -17,283 +32,574 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"sort"
-	"strconv"
+	"runtime"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
-	"github.com/headway/headway/internal/agent/network"
-	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/test/images"
 )
 
+// network is a runtime's bridge and ranges, away from headway0 and
+// 198.18.0.0/16 that tests use at the same time.
+type network struct{ bridge, clusterCIDR, serviceCIDR string }
+
+var networks = map[string]network{
+	"process": {"hwbench0", "198.18.240.0/22", "198.19.240.0/22"},
+	"cri":     {"hwbench1", "198.18.244.0/22", "198.19.244.0/22"},
+}
+
+const (
+	busyboxImage = "busybox:1.28"
+	nginxImage   = "nginx:alpine"
+)
+
+type options struct {
+	bin       string
+	singles   int
+	nginx     int
+	replicas  int
+	timeout   time.Duration
+	keepLogs  string
+	runtimes  []string
+	kubectlTO time.Duration
+	// stopWithPods leaves the Parallel StatefulSet running and stops the
+	// server with its pods (what --cleanup then removes).
+	stopWithPods bool
+	quietWait    time.Duration
+}
+
 func main() {
+	var o options
 	out := flag.String("out", "", "write the markdown figures here (default: stdout)")
-	singles := flag.Int("single", 30, "single pods to start one after another")
-	replicas := flag.Int("replicas", 100, "replicas of the Parallel StatefulSet")
+	defBin := os.Getenv("HEADWAY_BIN")
+	if defBin == "" {
+		defBin = "bin/headway"
+	}
+	flag.StringVar(&o.bin, "bin", defBin, "the headway binary ($HEADWAY_BIN, else bin/headway)")
+	flag.IntVar(&o.singles, "single", 30, "single pods to start one after another, per runtime")
+	flag.IntVar(&o.nginx, "nginx", 10, "single nginx:alpine pods (CRI only; 0 skips)")
+	flag.IntVar(&o.replicas, "replicas", 100, "replicas of the Parallel StatefulSet")
+	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long the Parallel StatefulSet may take to be Ready (and to go)")
+	flag.StringVar(&o.keepLogs, "logs", "", "copy each server's log and containerd's log into this directory")
+	flag.BoolVar(&o.stopWithPods, "stop-with-pods", false, "stop each server with the Parallel StatefulSet's pods still running (tests --cleanup) instead of deleting them first")
+	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each runtime, wait up to this long for a 2 s window with the machine less than half busy (0: don't)")
+	rts := flag.String("runtimes", "process,cri", "runtimes to measure, in order")
 	flag.Parse()
-	if err := network.Check(); err != nil {
-		log.Fatalf("bench/agent: %v", err)
+	o.runtimes = strings.Split(*rts, ",")
+	o.kubectlTO = 2 * time.Minute
+	if os.Geteuid() != 0 {
+		log.Fatal("bench/agent: needs root (pod network namespaces, containerd)")
 	}
-	dir, err := os.MkdirTemp("", "headway-bench-agent-")
+	bin, err := filepath.Abs(o.bin)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	c, err := cluster.StartE(dir, cluster.WithBolt(dir), cluster.WithAgent("hwbench0", "198.18.240.0/22", "198.19.240.0/24"))
-	if err != nil {
-		log.Fatal(err)
+	if _, err := os.Stat(bin); err != nil {
+		log.Fatalf("bench/agent: no headway binary at %s (make build, or -bin): %v", bin, err)
 	}
-	defer c.Stop()
-	ctx := context.Background()
-	waitNode(ctx, c.Client)
+	o.bin = bin
 
-	tmpl := podTemplate()
-	var b strings.Builder
-	w := io.Writer(&b)
-	fmt.Fprintf(w, "Pods run `%s`%s; in-process cluster, bolt store; times are create → Ready as seen by a watch.\n\n",
-		strings.Join(tmpl.Spec.Containers[0].Command, " "), probeNote(tmpl))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 
-	// Single pods, one after another.
-	var single []time.Duration
-	for i := range *singles {
-		name := fmt.Sprintf("single-%d", i)
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"bench": "single"}}, Spec: tmpl.Spec}
-		d, err := timeReady(ctx, c.Client, "bench=single", []string{name}, func() error {
-			_, err := c.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
-			return err
-		})
+	var results []*result
+	var failed []error
+	var skipped []string
+	for _, rt := range o.runtimes {
+		if _, ok := networks[rt]; !ok {
+			log.Fatalf("bench/agent: -runtimes: %q is not process or cri", rt)
+		}
+		if why := cannotRun(rt); why != "" {
+			log.Printf("%s: skipped: %s", rt, why)
+			skipped = append(skipped, rt+": skipped: "+why)
+			continue
+		}
+		r, err := measure(ctx, o, rt)
+		results = append(results, r)
 		if err != nil {
-			log.Fatal(err)
+			log.Printf("%s: %v", rt, err)
+			failed = append(failed, fmt.Errorf("%s: %w", rt, err))
 		}
-		single = append(single, d[name])
-		if err := c.Client.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-			log.Fatal(err)
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	waitNoPods(ctx, c.Client, "bench=single")
 
-	// Memory before the StatefulSet.
-	rssBefore := rss(os.Getpid())
-	names := make([]string, *replicas)
-	for i := range names {
-		names[i] = fmt.Sprintf("web-%d", i)
+	text := report(o, results, failed, skipped)
+	if *out == "" {
+		fmt.Print(text)
+	} else if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+		log.Fatal(err)
 	}
-	n := int32(*replicas)
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas: &n, ServiceName: "web", PodManagementPolicy: appsv1.ParallelPodManagement,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}, Spec: tmpl.Spec},
-		},
+	if len(failed) > 0 {
+		os.Exit(1)
 	}
-	start := time.Now()
-	perPod, err := timeReady(ctx, c.Client, "app=web", names, func() error {
-		_, err := c.Client.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{})
+}
+
+// cannotRun says why a runtime cannot run here ("" when it can).
+func cannotRun(rt string) string {
+	var missing []string
+	bins := []string{"busybox"}
+	if rt == "cri" {
+		bins = append(bins, "containerd", "ctr", "containerd-shim-runc-v2", "runc")
+	}
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if rt == "cri" {
+		if m := images.Missing(); len(m) > 0 {
+			return "the test images need Debian packages: " + images.InstallCommand(m...)
+		}
+	}
+	if len(missing) > 0 {
+		return "not on PATH: " + strings.Join(missing, ", ") + " (Debian: apt-get install busybox containerd runc catatonit containernetworking-plugins)"
+	}
+	return ""
+}
+
+// podSpec is the pod every runtime runs: busybox httpd, tcpSocket probe.
+func podSpec() corev1.PodSpec {
+	zero := int64(0)
+	return corev1.PodSpec{
+		TerminationGracePeriodSeconds: &zero,
+		Containers: []corev1.Container{{
+			Name: "web", Image: busyboxImage, Command: []string{"busybox", "httpd", "-f", "-p", "80", "-h", "/etc"},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}},
+		}},
+	}
+}
+
+// nginxSpec is nginx:alpine as its image runs it, with an HTTP probe on /.
+func nginxSpec() corev1.PodSpec {
+	zero := int64(0)
+	return corev1.PodSpec{
+		TerminationGracePeriodSeconds: &zero,
+		Containers: []corev1.Container{{
+			Name: "web", Image: nginxImage,
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(80)}}},
+		}},
+	}
+}
+
+// result is one runtime's figures.
+type result struct {
+	runtime   string
+	nodeReady time.Duration
+
+	firstPull, nginxFirstPull time.Duration
+	single, singleGone        []time.Duration
+	singleTimes               map[string][2]time.Time // create, Ready seen
+	nginx                     []time.Duration
+	nginxTimes                map[string][2]time.Time
+
+	ordered3Cmd, ordered3Apply, ordered3Watch time.Duration
+	ordered3PerPod                            []time.Duration
+
+	replicas                      int
+	parallelAll, parallelGone     time.Duration
+	parallelPerPod, parallelBegin []time.Duration
+	parallelTimes                 map[string][2]time.Time
+
+	headwayBefore, headwayAfter       int64
+	containerdBefore, containerdAfter int64
+	pods                              mem
+	shimsAfterTeardown                []int
+	helpers                           helperPeak // during the Parallel StatefulSet's start
+
+	stopTook                             time.Duration
+	stopHung                             bool
+	podsAtStop                           int     // pods (shims, or process pods) running when SIGTERM was sent
+	machineBusy                          float64 // share of all CPUs busy during the run
+	busyBefore                           float64 // share busy in 2 s before the server started
+	serverCPU, serverChildrenCPU         time.Duration
+	containerdCPU, containerdChildrenCPU time.Duration
+	breakdown                            *breakdown
+	nginxBreakdown                       *breakdown
+	// parallelBreakdown counts from the StatefulSet's create.
+	parallelBreakdown *breakdown
+	leftoverShims     int // shims still running after the server stopped
+}
+
+// measure runs one runtime's server through every step and removes it.
+func measure(ctx context.Context, o options, rt string) (res *result, err error) {
+	res = &result{runtime: rt, replicas: o.replicas, singleTimes: map[string][2]time.Time{}, nginxTimes: map[string][2]time.Time{}}
+	dir, err := os.MkdirTemp("", "hwbench-"+rt+"-")
+	if err != nil {
+		return res, err
+	}
+	var reg *images.Registry
+	if rt == "cri" {
+		imgs, err := images.DefaultImages()
+		if err != nil {
+			os.RemoveAll(dir)
+			return res, err
+		}
+		if reg, err = images.Start(imgs); err != nil {
+			os.RemoveAll(dir)
+			return res, err
+		}
+		defer reg.Close()
+		if err := images.WriteMirrorConfig(filepath.Join(dir, "registries"), reg.Host()); err != nil {
+			os.RemoveAll(dir)
+			return res, err
+		}
+	}
+	if o.quietWait > 0 {
+		res.busyBefore = waitQuiet(o.quietWait)
+		log.Printf("%s: machine %.0f%% busy before the server starts", rt, 100*res.busyBefore)
+	}
+	busy0, total0 := cpuTicks()
+	s, err := startServer(ctx, o.bin, rt, dir, networks[rt])
+	if s == nil {
+		os.RemoveAll(dir)
+		return res, err
+	}
+	res.nodeReady = s.nodeReady
+	var socket string
+	defer func() {
+		// Always: delete what is left through the API, stop the server
+		// (--cleanup removes sandboxes, containerd, the bridge), check for
+		// leftovers, keep the logs if asked, remove the data dir.
+		if s.client != nil && err != nil && !o.stopWithPods {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			deleteAll(cctx, s)
+			cancel()
+		}
+		if socket == "" {
+			socket = s.containerdSocket()
+		}
+		cdPID := s.containerdPID()
+		if cdPID > 0 {
+			res.containerdCPU, res.containerdChildrenCPU = procCPU(cdPID)
+		}
+		res.serverCPU, res.serverChildrenCPU = procCPU(s.pid())
+		res.podsAtStop = podsRunning(s)
+		s.stop(time.Minute)
+		res.stopTook, res.stopHung = s.stopTook, s.hung
+		busy1, total1 := cpuTicks()
+		if total1 > total0 {
+			res.machineBusy = float64(busy1-busy0) / float64(total1-total0)
+		}
+		if rt == "cri" {
+			clog := filepath.Join(dir, "containerd", "containerd.log")
+			res.breakdown = parseContainerdLog(clog, res.singleTimes)
+			res.nginxBreakdown = parseContainerdLog(clog, res.nginxTimes)
+			res.parallelBreakdown = parseContainerdLog(clog, res.parallelTimes)
+		}
+		if o.keepLogs != "" {
+			keepLogs(o.keepLogs, rt, dir)
+		}
+		res.leftoverShims = len(shims(socket))
+		s.cleanup(socket, cdPID)
+	}()
+	if err != nil {
+		return res, err
+	}
+	socket = s.containerdSocket()
+
+	if rt == "cri" {
+		// The first pod of each image pulls it; the rest find it present.
+		d, _, err := onePod(ctx, s, socket, "pull-busybox", podSpec(), 2*time.Minute, nil)
+		if err != nil {
+			return res, fmt.Errorf("first pod (pulls %s): %w", busyboxImage, err)
+		}
+		res.firstPull = d
+		log.Printf("%s: first pod (pulling %s) Ready in %s", rt, busyboxImage, ms(d))
+	}
+
+	for i := range o.singles {
+		name := fmt.Sprintf("single-%d", i)
+		d, gone, err := onePod(ctx, s, socket, name, podSpec(), time.Minute, res.singleTimes)
+		if err != nil {
+			return res, err
+		}
+		res.single = append(res.single, d)
+		res.singleGone = append(res.singleGone, gone)
+		if i == 0 {
+			log.Printf("%s: single pods (create → Ready, delete → gone) ...", rt)
+		}
+	}
+	if rt == "cri" && o.nginx > 0 {
+		d, _, err := onePod(ctx, s, socket, "pull-nginx", nginxSpec(), 2*time.Minute, nil)
+		if err != nil {
+			return res, fmt.Errorf("first nginx pod (pulls %s): %w", nginxImage, err)
+		}
+		res.nginxFirstPull = d
+		for i := range o.nginx {
+			d, _, err := onePod(ctx, s, socket, fmt.Sprintf("nginx-%d", i), nginxSpec(), time.Minute, res.nginxTimes)
+			if err != nil {
+				return res, err
+			}
+			res.nginx = append(res.nginx, d)
+		}
+	}
+	log.Printf("%s: single pods: median %s, p99 %s", rt, ms(pct(res.single, 50)), ms(pct(res.single, 99)))
+
+	if err := ordered3(ctx, o, s, res); err != nil {
+		return res, fmt.Errorf("3-replica OrderedReady StatefulSet: %w", err)
+	}
+	log.Printf("%s: 3-replica OrderedReady: kubectl apply + rollout status %s", rt, ms(res.ordered3Cmd))
+
+	if err := parallel(ctx, o, s, res, socket); err != nil {
+		return res, fmt.Errorf("%d-replica Parallel StatefulSet: %w", o.replicas, err)
+	}
+	log.Printf("%s: %d-replica Parallel: all Ready in %s", rt, o.replicas, ms(res.parallelAll))
+	return res, nil
+}
+
+// onePod creates a pod, times create → Ready from a watch, deletes it and
+// waits until the runtime has removed it (the API object goes at once: the
+// grace period is 0). It returns create → Ready and delete → torn down.
+func onePod(ctx context.Context, s *server, socket, name string, spec corev1.PodSpec, timeout time.Duration, times map[string][2]time.Time) (ready, gone time.Duration, err error) {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"bench": name}}, Spec: spec}
+	pods := s.client.CoreV1().Pods("default")
+	r, err := timeReady(ctx, s.client, "bench="+name, []string{name}, timeout, func() error {
+		_, err := pods.Create(ctx, p, metav1.CreateOptions{})
 		return err
 	})
 	if err != nil {
-		log.Fatal(err)
+		pods.Delete(context.Background(), name, metav1.DeleteOptions{})
+		return 0, 0, fmt.Errorf("pod %s: %w", name, err)
 	}
-	all := time.Since(start)
-	rssAfter := rss(os.Getpid())
-	podRSS := podProcessesRSS(filepath.Join(dir, "pods"))
-	var stsLat []time.Duration
-	for _, d := range perPod {
-		stsLat = append(stsLat, d)
+	if times != nil {
+		times[name] = [2]time.Time{r.begin, r.ready[name]}
 	}
-
-	fmt.Fprintf(w, "| figure | value | target | met |\n| --- | --- | --- | --- |\n")
-	med := pct(single, 50)
-	fmt.Fprintf(w, "| single pod, create → Ready, median (%d pods) | %s | < 50 ms | %s |\n", len(single), ms(med), yes(med < 50*time.Millisecond))
-	fmt.Fprintf(w, "| single pod, create → Ready, p99 | %s | | |\n", ms(pct(single, 99)))
-	fmt.Fprintf(w, "| %d-replica Parallel StatefulSet, create → all Ready | %s | < 3 s | %s |\n", n, ms(all), yes(all < 3*time.Second))
-	fmt.Fprintf(w, "| … per pod (its first sight → Ready), median | %s | | |\n", ms(pct(stsLat, 50)))
-	fmt.Fprintf(w, "| … per pod, p99 | %s | | |\n", ms(pct(stsLat, 99)))
-	fmt.Fprintf(w, "| headway process memory (RSS) per running pod | %.0f KiB | | |\n", float64(rssAfter-rssBefore)/float64(n)/1024)
-	fmt.Fprintf(w, "| the pods' own processes (RSS) per pod | %.0f KiB | | |\n", float64(podRSS)/float64(n)/1024)
-	fmt.Fprintf(w, "\nThe headway figure is the growth of the whole server process (API server, controllers, DNS and agent in one) from before the StatefulSet to all %d pods Ready, divided by %d.\n", n, n)
-
-	// Tear down: delete the StatefulSet's pods and wait.
-	c.Client.AppsV1().StatefulSets("default").Delete(ctx, "web", metav1.DeleteOptions{})
-	c.Client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"})
-	waitNoPods(ctx, c.Client, "app=web")
-
-	if *out == "" {
-		fmt.Print(b.String())
-	} else if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
-		log.Fatal(err)
+	start := time.Now()
+	if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return 0, 0, err
 	}
+	if err := waitGone(ctx, s.client, "bench="+name, timeout); err != nil {
+		return 0, 0, err
+	}
+	if err := waitTornDown(ctx, s, socket, timeout); err != nil {
+		return 0, 0, err
+	}
+	return r.all(), time.Since(start), nil
 }
 
-func podTemplate() corev1.PodTemplateSpec {
-	zero := int64(0)
-	spec := corev1.PodSpec{TerminationGracePeriodSeconds: &zero}
-	if _, err := exec.LookPath("busybox"); err == nil {
-		spec.Containers = []corev1.Container{{
-			Name: "web", Image: "busybox", Command: []string{"busybox", "httpd", "-f", "-p", "80", "-h", "/etc"},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}},
-		}}
-	} else {
-		spec.Containers = []corev1.Container{{Name: "web", Image: "none", Command: []string{"sleep", "3600"}}}
-	}
-	return corev1.PodTemplateSpec{Spec: spec}
+// podsRunning counts the pods the runtime still holds: the directories in
+// <data-dir>/pods, which both runtimes remove last when a pod goes (for
+// CRI after RemovePodSandbox returned).
+func podsRunning(s *server) int {
+	ents, _ := os.ReadDir(filepath.Join(s.dir, "pods"))
+	return len(ents)
 }
 
-func probeNote(t corev1.PodTemplateSpec) string {
-	if t.Spec.Containers[0].ReadinessProbe != nil {
-		return " with a tcpSocket readiness probe on port 80"
-	}
-	return " (no probe: busybox is not installed)"
-}
-
-func waitNode(ctx context.Context, c kubernetes.Interface) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			for _, n := range nodes.Items {
-				for _, cond := range n.Status.Conditions {
-					if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-						return
-					}
-				}
-			}
+// waitTornDown waits until the runtime runs no pod.
+func waitTornDown(ctx context.Context, s *server, socket string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		n := podsRunning(s)
+		if n == 0 {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log.Fatal("no Ready node after 30s")
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d pods still running %s after their deletion", n, timeout)
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return false
 }
 
-// timeReady starts a watch, runs create, and returns for each name the time
-// from create's start (or, for pods a controller makes, from the pod's first
-// sight in the watch) to Ready.
-func timeReady(ctx context.Context, c kubernetes.Interface, selector string, names []string, create func() error) (map[string]time.Duration, error) {
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	wt, err := c.CoreV1().Pods("default").Watch(wctx, metav1.ListOptions{LabelSelector: selector})
+func statefulSet(name string, replicas int32, policy appsv1.PodManagementPolicyType) (*corev1.Service, *appsv1.StatefulSet) {
+	labels := map[string]string{"app": name}
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}
+	sts := &appsv1.StatefulSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas, ServiceName: name, PodManagementPolicy: policy,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podSpec()},
+		},
+	}
+	return svc, sts
+}
+
+func podNames(sts string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", sts, i)
+	}
+	return out
+}
+
+// ordered3 applies a headless Service and a 3-replica OrderedReady
+// StatefulSet with `headway kubectl apply -f` and waits with `headway
+// kubectl rollout status`, timing the two commands as a user would; a watch
+// times the pods meanwhile.
+func ordered3(ctx context.Context, o options, s *server, res *result) error {
+	svc, sts := statefulSet("web3", 3, appsv1.OrderedReadyPodManagement)
+	var manifest []byte
+	for i, obj := range []any{svc, sts} {
+		y, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			manifest = append(manifest, "---\n"...)
+		}
+		manifest = append(manifest, y...)
+	}
+	path := filepath.Join(s.dir, "web3.yaml")
+	if err := os.WriteFile(path, manifest, 0o644); err != nil {
+		return err
+	}
+	kubectl := func(args ...string) (time.Duration, error) {
+		cctx, cancel := context.WithTimeout(ctx, o.kubectlTO)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, o.bin, append([]string{"kubectl", "--kubeconfig", s.kubeconfig}, args...)...)
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		d := time.Since(start)
+		if err != nil {
+			return d, fmt.Errorf("headway kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+		return d, nil
+	}
+	r, err := timeReady(ctx, s.client, "app=web3", podNames("web3", 3), o.kubectlTO, func() error {
+		apply, err := kubectl("apply", "-f", path)
+		if err != nil {
+			return err
+		}
+		status, err := kubectl("rollout", "status", "statefulset/web3", "--timeout", "110s")
+		res.ordered3Apply, res.ordered3Cmd = apply, apply+status
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer wt.Stop()
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
+	res.ordered3Watch = r.all()
+	res.ordered3PerPod = r.perPod()
+	if err := deleteStatefulSet(ctx, s, "web3", time.Minute); err != nil {
+		return err
 	}
-	begin := time.Now()
-	if err := create(); err != nil {
-		return nil, err
-	}
-	seen := map[string]time.Time{}
-	out := map[string]time.Duration{}
-	single := len(names) == 1
-	var mu sync.Mutex
-	for ev := range wt.ResultChan() {
-		if ev.Type == watch.Error {
-			return nil, fmt.Errorf("watch error: %v", ev.Object)
-		}
-		p, ok := ev.Object.(*corev1.Pod)
-		if !ok || !want[p.Name] {
-			continue
-		}
-		mu.Lock()
-		if _, ok := seen[p.Name]; !ok {
-			seen[p.Name] = time.Now()
-			if single {
-				seen[p.Name] = begin
-			}
-		}
-		if _, done := out[p.Name]; !done && ready(p) {
-			out[p.Name] = time.Since(seen[p.Name])
-		}
-		n := len(out)
-		mu.Unlock()
-		if n == len(names) {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("only %d of %d pods Ready within 60s", len(out), len(names))
+	return waitTornDown(ctx, s, s.containerdSocket(), time.Minute)
 }
 
-func waitNoPods(ctx context.Context, c kubernetes.Interface, selector string) {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err == nil && len(pods.Items) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+// parallel creates the N-replica Parallel StatefulSet, times it to all
+// Ready, takes the memory figures, deletes it and times that.
+func parallel(ctx context.Context, o options, s *server, res *result, socket string) error {
+	n := o.replicas
+	_, sts := statefulSet("web", int32(n), appsv1.ParallelPodManagement)
+	cd := s.containerdPID()
+	runtime.GC()
+	res.headwayBefore = rss(s.pid())
+	if cd > 0 {
+		res.containerdBefore = rss(cd)
 	}
-	log.Printf("pods %s still there after 60s", selector)
-}
-
-// rss is a process's resident set in bytes.
-func rss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	// Helper processes the runtime starts per pod, sampled meanwhile.
+	stopSampling := make(chan struct{})
+	peaks := make(chan helperPeak, 1)
+	go func() {
+		peaks <- sampleHelpers([]string{"headway-cni", "runc", "containerd-shim"}, 250*time.Millisecond, stopSampling)
+	}()
+	r, err := timeReady(ctx, s.client, "app=web", podNames("web", n), o.timeout, func() error {
+		_, err := s.client.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{})
+		return err
+	})
+	close(stopSampling)
+	res.helpers = <-peaks
 	if err != nil {
-		return 0
+		return err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024
+	res.parallelAll = r.all()
+	res.parallelPerPod = r.perPod()
+	res.parallelBegin = r.sinceBegin()
+	res.parallelTimes = map[string][2]time.Time{}
+	for name, t := range r.ready {
+		res.parallelTimes[name] = [2]time.Time{r.begin, t}
+	}
+	res.headwayAfter = rss(s.pid())
+	if cd > 0 {
+		res.containerdAfter = rss(cd)
+	}
+	switch s.runtime {
+	case "process":
+		res.pods = memOf(processPodPIDs(s.dir))
+	case "cri":
+		sh := shims(socket)
+		res.pods = memOf(append(sh, descendants(sh)...))
+	}
+	if o.stopWithPods {
+		return nil // the server's --cleanup removes them
+	}
+	start := time.Now()
+	if err := deleteStatefulSet(ctx, s, "web", o.timeout); err != nil {
+		return err
+	}
+	if err := waitTornDown(ctx, s, socket, o.timeout); err != nil {
+		return err
+	}
+	res.parallelGone = time.Since(start)
+	if s.runtime == "cri" {
+		// Shims should be gone with their sandboxes.
+		res.shimsAfterTeardown = shims(socket)
+		if len(res.shimsAfterTeardown) > 0 {
+			log.Printf("%s: %d shims still running after every pod was removed: pids %v", s.runtime, len(res.shimsAfterTeardown), res.shimsAfterTeardown)
 		}
 	}
-	return 0
+	return nil
 }
 
-// podProcessesRSS adds up the RSS of the containers recorded in pid files.
-func podProcessesRSS(podsDir string) int64 {
-	files, _ := filepath.Glob(filepath.Join(podsDir, "*", "containers", "*.pid"))
-	var total int64
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+// deleteStatefulSet deletes a StatefulSet, its Service and its pods and
+// waits until the pods are gone.
+func deleteStatefulSet(ctx context.Context, s *server, name string, timeout time.Duration) error {
+	bg := metav1.DeletePropagationBackground
+	s.client.AppsV1().StatefulSets("default").Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	s.client.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
+	s.client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=" + name})
+	return waitGone(ctx, s.client, "app="+name, timeout)
+}
+
+// deleteAll removes what a failed run left in the cluster.
+func deleteAll(ctx context.Context, s *server) {
+	for _, name := range []string{"web", "web3"} {
+		s.client.AppsV1().StatefulSets("default").Delete(ctx, name, metav1.DeleteOptions{})
+		s.client.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
+	}
+	s.client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	if err := waitGone(ctx, s.client, "", time.Minute); err != nil {
+		log.Printf("%s: %v (the server's --cleanup removes them)", s.runtime, err)
+	}
+}
+
+func keepLogs(dst, rt, dir string) {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		log.Printf("-logs: %v", err)
+		return
+	}
+	for src, name := range map[string]string{
+		filepath.Join(dir, "server.log"):                   rt + "-server.log",
+		filepath.Join(dir, "containerd", "containerd.log"): rt + "-containerd.log",
+	} {
+		in, err := os.Open(src)
 		if err != nil {
 			continue
 		}
-		if pid, err := strconv.Atoi(strings.Fields(string(data))[0]); err == nil {
-			total += rss(pid)
+		out, err := os.Create(filepath.Join(dst, name))
+		if err == nil {
+			io.Copy(out, in)
+			out.Close()
 		}
+		in.Close()
 	}
-	return total
-}
-
-func pct(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[min(i, len(s)-1)]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-
-func yes(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "no"
 }
