@@ -14,8 +14,8 @@
 set -euo pipefail
 
 what="${1:-run}"
-run_pkgs=(iproute2 nftables containerd runc containernetworking-plugins catatonit busybox ca-certificates)
-test_pkgs=(make git dnsutils tmux curl python3 tar nginx etcd-server etcd-client)
+run_pkgs=(iproute2 nftables containerd runc containernetworking-plugins catatonit busybox ca-certificates curl)
+test_pkgs=(make git dnsutils tmux python3 tar nginx etcd-server etcd-client)
 pkgs=("${run_pkgs[@]}")
 [[ "$what" == test ]] && pkgs+=("${test_pkgs[@]}")
 

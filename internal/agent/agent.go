@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -255,6 +256,17 @@ func shortSocketPath(path string) string {
 	return filepath.Join(dir, filepath.Base(path))
 }
 
+// installCNIPlugin makes path the headway-cni plugin: a shell relay with
+// curl where curl is installed (light: a plugin runs per pod), else a link
+// to this binary, which is the plugin by that name.
+func installCNIPlugin(path, self, sock string) error {
+	os.Remove(path)
+	if _, err := exec.LookPath("curl"); err == nil {
+		return os.WriteFile(path, network.CNIRelayScript(sock), 0o755)
+	}
+	return os.Symlink(self, path)
+}
+
 // startCRI writes the CNI configuration, serves the headway-cni plugin,
 // starts the managed containerd (unless an endpoint is given) and connects
 // to it.
@@ -271,14 +283,10 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 	if err != nil {
 		return nil, err
 	}
-	link := filepath.Join(binDir, network.CNIPluginName)
-	if cur, err := os.Readlink(link); err != nil || cur != self {
-		os.Remove(link)
-		if err := os.Symlink(self, link); err != nil {
-			return nil, fmt.Errorf("installing the CNI plugin: %w", err)
-		}
-	}
 	sock := shortSocketPath(filepath.Join(cniDir, "agent.sock"))
+	if err := installCNIPlugin(filepath.Join(binDir, network.CNIPluginName), self, sock); err != nil {
+		return nil, fmt.Errorf("installing the CNI plugin: %w", err)
+	}
 	if err := os.WriteFile(filepath.Join(confDir, "10-headway.conflist"), network.ConflistJSON(sock), 0o644); err != nil {
 		return nil, err
 	}

@@ -172,8 +172,13 @@ func (w *worker) run(ctx context.Context) {
 				}
 				return
 			}
-			// The agent is stopping: end the containers, keep the address.
-			w.stopAll(nil, w.a.cfg.ShutdownGrace, false)
+			// The agent is stopping: end the containers (within the pod's
+			// grace period, at most the agent's own), keep the address.
+			grace := w.a.cfg.ShutdownGrace
+			if p, _ := w.latest(); p != nil {
+				grace = min(grace, gracePeriod(p, nil))
+			}
+			w.stopAll(nil, grace, false)
 			w.removeSandbox(false)
 			return
 		case <-w.wake:
