@@ -131,7 +131,7 @@ func criShells(t *testing.T, c *criCluster, ks []kubectl, ips map[string]string)
 		argv := c.inNS(append(append([]string{}, k.argv...), "--kubeconfig", c.kubeconfig(),
 			"run", "-it", "--rm", "--image=busybox:1.28", "test-pod", "--", "sh")...)
 		term := startTerminal(t, argv...)
-		term.expect(regexp.MustCompile(`/ # `), 90*time.Second)
+		term.expectPrompt(90 * time.Second)
 		ps := c.pods(t, "run=test-pod")
 		p, ok := ps["test-pod"]
 		if !ok || uids[p.UID] {

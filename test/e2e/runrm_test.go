@@ -36,7 +36,7 @@ func TestRunRmTwentyTimes(t *testing.T) {
 		began := time.Now()
 		term := startTerminal(t, "ip", "netns", "exec", s.ns, headwayBin, "kubectl", "--kubeconfig", kubeconfig,
 			"run", "-it", "--rm", "--image=busybox:1.28", name, "--", "sh")
-		term.expect(regexp.MustCompile(`/ # `), 60*time.Second)
+		term.expectPrompt(60 * time.Second)
 		// The pod exists while its shell runs; its UID tells the sessions apart.
 		uid := strings.TrimSpace(s.mustKubectl(t, "get", "pod", name, "-o", "jsonpath={.metadata.uid}"))
 		if uid == "" || uids[uid] {

@@ -91,6 +91,36 @@ func (term *terminal) expect(re *regexp.Regexp, timeout time.Duration) string {
 	}
 }
 
+// expectPrompt waits for the shell's prompt after `kubectl run -it`, doing
+// what kubectl tells a user to: when the shell printed its prompt before
+// the terminal was attached ("If you don't see a command prompt, try
+// pressing enter."), press enter (again every few seconds).
+func (term *terminal) expectPrompt(timeout time.Duration) string {
+	term.t.Helper()
+	prompt := regexp.MustCompile(`/ # `)
+	hint := "If you don't see a command prompt, try pressing enter."
+	deadline := time.Now().Add(timeout)
+	var hinted, pressed time.Time
+	for {
+		s := term.screen()
+		if prompt.MatchString(s) {
+			return s
+		}
+		now := time.Now()
+		if hinted.IsZero() && strings.Contains(s, hint) {
+			hinted = now
+		}
+		if !hinted.IsZero() && now.Sub(hinted) > 2*time.Second && now.Sub(pressed) > 3*time.Second {
+			term.tty.Write([]byte("\n"))
+			pressed = now
+		}
+		if now.After(deadline) {
+			term.t.Fatalf("the terminal never showed %s; it shows:\n%s", prompt, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (term *terminal) typeLine(s string) {
 	term.t.Helper()
 	if _, err := term.tty.Write([]byte(s + "\n")); err != nil {
@@ -343,7 +373,7 @@ func busyboxSession(t *testing.T, s *netnsServer, kubectl ...string) {
 	argv = append(argv, "--kubeconfig", filepath.Join(s.dataDir, "kubeconfig"),
 		"run", "-it", "--rm", "--image=busybox:1.28", "test-pod", "--", "sh")
 	term := startTerminal(t, argv...)
-	term.expect(regexp.MustCompile(`/ # `), 60*time.Second)
+	term.expectPrompt(60 * time.Second)
 	term.typeLine("nslookup nginx-headless")
 	screen := term.expect(regexp.MustCompile(`Address 3: \S+ web-\d\.nginx-headless\.default\.svc\.cluster\.local`), 20*time.Second)
 	for i := 0; i < 3; i++ {
