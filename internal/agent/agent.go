@@ -365,7 +365,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.net != nil && a.cfg.DNSServer != "" && a.cfg.DNSIP.IsValid() {
 		relay, err := network.ListenDNSRelay(netip.AddrPortFrom(a.cfg.DNSIP, 53), a.cfg.DNSServer, a.log)
 		if err != nil {
-			a.log.Warn("pods cannot reach the cluster DNS", "addr", a.cfg.DNSIP, "err", err)
+			a.log.Error("pods cannot reach the cluster DNS", "addr", a.cfg.DNSIP, "err", err,
+				"fix", "another process (another headway server?) holds this address: give this server its own --service-cidr")
 		} else {
 			relayWG.Add(1)
 			go func() { defer relayWG.Done(); relay.Run(ctx) }()
