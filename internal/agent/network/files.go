@@ -22,9 +22,32 @@ type DNSSettings struct {
 	HostResolvConf string
 }
 
+// DNSConfig is a pod's resolv.conf content: what the CRI runtime passes
+// to the container runtime, and ResolvConf renders.
+type DNSConfig struct {
+	Servers, Searches, Options []string
+}
+
 // ResolvConf renders a pod's /etc/resolv.conf the way the kubelet does for
 // its dnsPolicy and dnsConfig.
 func ResolvConf(pod *corev1.Pod, s DNSSettings) []byte {
+	c := PodDNS(pod, s)
+	var b bytes.Buffer
+	for _, s := range c.Servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(c.Searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(c.Searches, " "))
+	}
+	if len(c.Options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(c.Options, " "))
+	}
+	return b.Bytes()
+}
+
+// PodDNS is a pod's DNS configuration for its dnsPolicy and dnsConfig, as
+// the kubelet makes it.
+func PodDNS(pod *corev1.Pod, s DNSSettings) DNSConfig {
 	var servers, searches, options []string
 	hostServers, hostSearches, hostOptions := parseResolvConf(s.HostResolvConf)
 	policy := pod.Spec.DNSPolicy
@@ -66,17 +89,7 @@ func ResolvConf(pod *corev1.Pod, s DNSSettings) []byte {
 	if len(searches) > 32 {
 		searches = searches[:32]
 	}
-	var b bytes.Buffer
-	for _, s := range servers {
-		fmt.Fprintf(&b, "nameserver %s\n", s)
-	}
-	if len(searches) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(searches, " "))
-	}
-	if len(options) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
-	}
-	return b.Bytes()
+	return DNSConfig{Servers: servers, Searches: searches, Options: options}
 }
 
 func appendNew(list []string, add ...string) []string {

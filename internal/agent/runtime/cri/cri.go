@@ -321,8 +321,8 @@ func (r *Runtime) sandboxConfig(pod *corev1.Pod, sb *hwruntime.Sandbox) *runtime
 	}
 	if !pod.Spec.HostNetwork {
 		c.Hostname = network.Hostname(pod)
-		servers, searches, options := parseResolvConf(network.ResolvConf(pod, r.cfg.DNS))
-		c.DnsConfig = &runtimeapi.DNSConfig{Servers: servers, Searches: searches, Options: options}
+		d := network.PodDNS(pod, r.cfg.DNS)
+		c.DnsConfig = &runtimeapi.DNSConfig{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
 	}
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		sc := c.Linux.SecurityContext
@@ -408,26 +408,6 @@ func supplementalGroups(pod *corev1.Pod) []int64 {
 		groups = append(groups, *psc.FSGroup)
 	}
 	return groups
-}
-
-// parseResolvConf splits resolv.conf text into its servers, searches and
-// options (the CRI's DNSConfig, from which the runtime writes it again).
-func parseResolvConf(data []byte) (servers, searches, options []string) {
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "nameserver":
-			servers = append(servers, f[1])
-		case "search":
-			searches = append(searches, f[1:]...)
-		case "options":
-			options = append(options, f[1:]...)
-		}
-	}
-	return servers, searches, options
 }
 
 // RemoveSandbox implements runtime.Runtime: it stops and removes every

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -144,40 +145,23 @@ func TestSecurityContext(t *testing.T) {
 	})
 }
 
-func TestParseResolvConf(t *testing.T) {
-	servers, searches, options := parseResolvConf([]byte(`# written by headway
-nameserver 198.19.0.10
-nameserver 198.19.0.11
-search default.svc.cluster.local svc.cluster.local
-search cluster.local
-
-options ndots:5 timeout:2
-options attempts:3
-nameserver
-garbage
-`))
-	if !slices.Equal(servers, []string{"198.19.0.10", "198.19.0.11"}) {
-		t.Errorf("servers %q", servers)
-	}
-	if !slices.Equal(searches, []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"}) {
-		t.Errorf("searches %q", searches)
-	}
-	if !slices.Equal(options, []string{"ndots:5", "timeout:2", "attempts:3"}) {
-		t.Errorf("options %q", options)
-	}
-	if s, se, o := parseResolvConf(nil); s != nil || se != nil || o != nil {
-		t.Errorf("empty: %q %q %q", s, se, o)
-	}
-}
-
-// TestParseResolvConfOfPodFile: what network.ResolvConf writes for a pod
-// comes through whole.
-func TestParseResolvConfOfPodFile(t *testing.T) {
+// TestPodDNS: the sandbox gets the pod's DNS configuration whole, the
+// values network.ResolvConf renders for the process runtime.
+func TestPodDNS(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"}}
-	servers, searches, options := parseResolvConf(network.ResolvConf(pod,
-		network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}))
-	if !slices.Equal(servers, []string{"198.19.0.10"}) || !slices.Contains(searches, "shop.svc.cluster.local") || !slices.Contains(options, "ndots:5") {
-		t.Errorf("servers %q, searches %q, options %q", servers, searches, options)
+	settings := network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}
+	d := network.PodDNS(pod, settings)
+	if !slices.Equal(d.Servers, []string{"198.19.0.10"}) || !slices.Contains(d.Searches, "shop.svc.cluster.local") || !slices.Contains(d.Options, "ndots:5") {
+		t.Errorf("servers %q, searches %q, options %q", d.Servers, d.Searches, d.Options)
+	}
+	want := "nameserver 198.19.0.10\nsearch " + strings.Join(d.Searches, " ") + "\noptions ndots:5\n"
+	if got := string(network.ResolvConf(pod, settings)); got != want {
+		t.Errorf("resolv.conf %q, want %q", got, want)
+	}
+	r := &Runtime{cfg: Config{DNS: settings}}
+	c := r.sandboxConfig(pod, &hwruntime.Sandbox{}).DnsConfig
+	if !slices.Equal(c.Servers, d.Servers) || !slices.Equal(c.Searches, d.Searches) || !slices.Equal(c.Options, d.Options) {
+		t.Errorf("sandbox DNS config %v, want %+v", c, d)
 	}
 }
 
