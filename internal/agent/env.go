@@ -277,15 +277,11 @@ func resourceValue(c *corev1.Container, ref *corev1.ResourceFieldSelector) strin
 	return fmt.Sprint(q.Value() / ref.Divisor.Value())
 }
 
-// Argv is the container's command line: command and args with $(VAR)
-// expanded.
-func Argv(c *corev1.Container, vars map[string]string) []string {
-	var argv []string
-	for _, s := range c.Command {
-		argv = append(argv, Expand(s, vars))
+// expandAll expands $(VAR) in each of in (a container's command or args).
+func expandAll(in []string, vars map[string]string) []string {
+	var out []string
+	for _, s := range in {
+		out = append(out, Expand(s, vars))
 	}
-	for _, s := range c.Args {
-		argv = append(argv, Expand(s, vars))
-	}
-	return argv
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -451,10 +452,10 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 		}
 	}
 	restart := c.starts // the restart count this start will have
+	command, args := expandAll(c.spec.Command, vars), expandAll(c.spec.Args, vars)
 	spec := &hwruntime.ContainerSpec{
 		Name: c.spec.Name, Image: c.spec.Image, ImageRef: c.imageRef,
-		Command: expandAll(c.spec.Command, vars), Args: expandAll(c.spec.Args, vars),
-		Argv: Argv(&c.spec, vars), Env: env, WorkingDir: c.spec.WorkingDir, Mounts: mounts,
+		Command: command, Args: args, Argv: append(slices.Clone(command), args...), Env: env, WorkingDir: c.spec.WorkingDir, Mounts: mounts,
 		Stdin: c.spec.Stdin, StdinOnce: c.spec.StdinOnce, TTY: c.spec.TTY,
 		LogPath: filepath.Join(w.logDir(pod), c.spec.Name, fmt.Sprintf("%d.log", restart)),
 		Attempt: uint32(max(restart, 0)), Pod: p, Container: &c.spec,
@@ -528,14 +529,6 @@ func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) {
 		}
 	}
 	w.a.log.Info("adopted the running pod", append(w.log(), "sandbox", sb.ID, "containers", len(procs))...)
-}
-
-func expandAll(in []string, vars map[string]string) []string {
-	var out []string
-	for _, s := range in {
-		out = append(out, Expand(s, vars))
-	}
-	return out
 }
 
 func runAs(pod *corev1.Pod, c *corev1.Container) (uid, gid *int64) {

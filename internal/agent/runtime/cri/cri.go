@@ -220,8 +220,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (*hwruntime.S
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
 	}
-	sb := &hwruntime.Sandbox{UID: uid, Namespace: pod.Namespace, Name: pod.Name, Hostname: network.Hostname(pod),
-		Dir: dir, LogDir: r.logDir(pod), HostsFile: filepath.Join(dir, "etc-hosts")}
+	sb := r.sandbox(pod, "")
 	if err := os.MkdirAll(sb.LogDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -268,6 +267,14 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (*hwruntime.S
 	}
 	r.log.Debug("sandbox ready", "pod", pod.Namespace+"/"+pod.Name, "sandbox", sb.ID, "ip", sb.IP)
 	return sb, nil
+}
+
+// sandbox is the pod's sandbox with the runtime's sandbox ID id, before
+// its address is known (fillFromStatus).
+func (r *Runtime) sandbox(pod *corev1.Pod, id string) *hwruntime.Sandbox {
+	dir := r.podDir(string(pod.UID))
+	return &hwruntime.Sandbox{UID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name, ID: id,
+		Hostname: network.Hostname(pod), Dir: dir, LogDir: r.logDir(pod), HostsFile: filepath.Join(dir, "etc-hosts")}
 }
 
 // fillFromStatus reads the sandbox's address and writes the pod's hosts
@@ -526,9 +533,6 @@ func (r *Runtime) containerConfig(sb *hwruntime.Sandbox, c *hwruntime.ContainerS
 			labelPodNamespace: sb.Namespace, labelManaged: r.cfg.NodeName},
 		Annotations: map[string]string{"io.kubernetes.container.restartCount": strconv.Itoa(int(c.Attempt))},
 	}
-	if len(c.Command) == 0 && len(c.Args) == 0 && spec.Command == nil && spec.Args == nil {
-		config.Command, config.Args = nil, nil
-	}
 	for _, e := range c.Env {
 		k, v, _ := strings.Cut(e, "=")
 		config.Envs = append(config.Envs, &runtimeapi.KeyValue{Key: k, Value: []byte(v)})
@@ -709,8 +713,7 @@ func (r *Runtime) Running(ctx context.Context, pod *corev1.Pod) (*hwruntime.Sand
 		return nil, nil, nil
 	}
 	uid := string(pod.UID)
-	sb := &hwruntime.Sandbox{UID: uid, Namespace: pod.Namespace, Name: pod.Name, Hostname: network.Hostname(pod),
-		Dir: r.podDir(uid), LogDir: r.logDir(pod), HostsFile: filepath.Join(r.podDir(uid), "etc-hosts"), ID: ready.Id}
+	sb := r.sandbox(pod, ready.Id)
 	if err := r.fillFromStatus(ctx, sb, pod); err != nil {
 		return nil, nil, err
 	}
@@ -923,19 +926,6 @@ func (r *Runtime) PullImage(ctx context.Context, image string, auth []hwruntime.
 		last = r.unavailable(err)
 	}
 	return "", last
-}
-
-// ImageDigest is how the pod status names an image (repo@digest when the
-// runtime knows one, else its ID).
-func (r *Runtime) ImageDigest(ctx context.Context, ref string) string {
-	resp, err := r.is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil || resp.Image == nil {
-		return ref
-	}
-	if len(resp.Image.RepoDigests) > 0 {
-		return resp.Image.RepoDigests[0]
-	}
-	return resp.Image.Id
 }
 
 // Images lists the node's images for the Node status.

@@ -30,18 +30,17 @@ func isBusyboxImage(image string) bool {
 // busyboxBin makes (once) and returns the applet directory, or "" when the
 // host has no busybox.
 func (r *Runtime) busyboxBin() string {
-	a := r
-	a.busyboxOnce.Do(func() {
+	r.busyboxOnce.Do(func() {
 		bb, err := exec.LookPath("busybox")
 		if err != nil {
-			a.log.Info("busybox is not installed: pods of the busybox image run the host's own tools (apt-get install busybox)")
+			r.log.Info("busybox is not installed: pods of the busybox image run the host's own tools (apt-get install busybox)")
 			return
 		}
 		out, err := exec.Command(bb, "--list").Output()
 		if err != nil {
 			return
 		}
-		dir := filepath.Join(a.cfg.DataDir, "busybox", "bin")
+		dir := filepath.Join(r.cfg.DataDir, "busybox", "bin")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return
 		}
@@ -58,9 +57,9 @@ func (r *Runtime) busyboxBin() string {
 			os.Remove(link)
 			os.Symlink(target, link)
 		}
-		a.busyboxDir = dir
+		r.busyboxDir = dir
 	})
-	return a.busyboxDir
+	return r.busyboxDir
 }
 
 // withBusyboxPath puts the applet directory first in env's PATH.
