@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	cniversion "github.com/containernetworking/cni/pkg/version"
@@ -21,33 +21,28 @@ import (
 
 // Pods of the CRI runtime get their network through CNI: containerd makes
 // the network namespace and runs the plugin named in the conflist Headway
-// writes, "headway-cni" (this binary under that name). The plugin is a thin
-// client: it asks the agent, over a unix socket, to join the namespace to
-// the bridge, and the agent does it with the same code and the same IPAM as
-// for process pods. So a pod keeps its address across sandboxes and
-// restarts whatever the runtime, no NAT rule is written by CNI, and the
-// bridge, veths and addresses keep one owner: this package.
+// writes, "headway-cni". The plugin is a relay: it hands the call as it is
+// (the CNI environment and the network configuration) to the agent over a
+// unix socket, and prints the agent's answer. The agent joins the namespace
+// to the bridge with the same code and the same IPAM as for process pods.
+// So a pod keeps its address across sandboxes and restarts whatever the
+// runtime, no NAT rule is written by CNI, and the bridge, veths and
+// addresses keep one owner: this package. The relay is a shell script with
+// curl (CNIRelayScript), or this binary under the plugin's name
+// (CNIPluginMain) where curl is missing.
 
 // CNIPluginName is the plugin's type in the conflist and its file name.
 const CNIPluginName = "headway-cni"
 
-// cniRequest is what the plugin sends the agent.
+// cniRequest is a CNI call as the agent reads it.
 type cniRequest struct {
-	Command     string `json:"command"`
-	ContainerID string `json:"containerID"`
-	NetNS       string `json:"netns"`
-	IfName      string `json:"ifName"`
-	Namespace   string `json:"namespace"`
-	Name        string `json:"name"`
-	UID         string `json:"uid,omitempty"`
+	Command, ContainerID, NetNS, IfName string
+	// From CNI_ARGS: the pod.
+	Namespace, Name, UID string
 }
 
-// cniResponse is the agent's answer to an ADD.
-type cniResponse struct {
-	IP      string `json:"ip"` // address/prefix length
-	Gateway string `json:"gateway"`
-	MAC     string `json:"mac"`
-}
+// cniVersions are the CNI versions the plugin speaks.
+var cniVersions = cniversion.PluginSupports("0.4.0", "1.0.0")
 
 // CNIOwner maps a pod (namespace, name, and the UID when the runtime
 // passes it) to its address owner, the pod UID; false when the node has no
@@ -89,62 +84,42 @@ func (n *Network) ServeCNI(ctx context.Context, path string, owner CNIOwner) err
 
 func (n *Network) cniHandler(owner CNIOwner) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/cni", func(w http.ResponseWriter, r *http.Request) { n.serveRawCNI(w, r, owner) })
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		var req cniRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		out, status, err := n.cniDo(req, owner)
-		switch {
-		case err != nil:
-			http.Error(w, err.Error(), status)
-		case out != nil:
-			json.NewEncoder(w).Encode(out)
-		default:
-			w.WriteHeader(http.StatusNoContent)
-		}
-	})
+	mux.HandleFunc("/v1/cni", func(w http.ResponseWriter, r *http.Request) { n.serveCNI(w, r, owner) })
 	return mux
 }
 
-// cniDo runs an ADD (the answer) or a DEL (nil); status is the HTTP status
-// of an error.
-func (n *Network) cniDo(req cniRequest, owner CNIOwner) (*cniResponse, int, error) {
+// cniDo runs an ADD (the pod's network) or a DEL (nil).
+func (n *Network) cniDo(req cniRequest, owner CNIOwner) (*PodNetwork, error) {
 	uid, ok := owner(req.Namespace, req.Name, req.UID)
 	switch req.Command {
 	case "ADD":
 		if !ok {
-			return nil, http.StatusNotFound, fmt.Errorf("pod %s/%s is not one this node runs", req.Namespace, req.Name)
+			return nil, fmt.Errorf("pod %s/%s is not one this node runs", req.Namespace, req.Name)
 		}
 		if req.IfName != "eth0" {
-			return nil, http.StatusBadRequest, fmt.Errorf("interface %q: headway-cni makes eth0 only", req.IfName)
+			return nil, fmt.Errorf("interface %q: headway-cni makes eth0 only", req.IfName)
 		}
 		pn, err := n.AttachPod(uid, req.Namespace+"/"+req.Name, req.NetNS)
 		if err != nil {
 			n.log.Warn("CNI ADD failed", "pod", req.Namespace+"/"+req.Name, "err", err)
-			return nil, http.StatusInternalServerError, err
+			return nil, err
 		}
 		n.log.Debug("CNI ADD", "pod", req.Namespace+"/"+req.Name, "ip", pn.IP)
-		return &cniResponse{IP: netip.PrefixFrom(pn.IP, n.cfg.ClusterCIDR.Bits()).String(),
-			Gateway: pn.Gateway.String(), MAC: pn.MAC}, 0, nil
+		return pn, nil
 	case "DEL":
 		if ok {
-			if err := n.DetachPod(uid); err != nil {
-				return nil, http.StatusInternalServerError, err
-			}
+			return nil, n.DetachPod(uid)
 		}
-		return nil, 0, nil
+		return nil, nil
 	}
-	return nil, http.StatusBadRequest, fmt.Errorf("unknown command %q", req.Command)
+	return nil, fmt.Errorf("unknown command %q", req.Command)
 }
 
-// serveRawCNI answers the shell relay (see CNIRelayScript): the CNI
-// environment in headers, the network configuration as the body, and the
-// answer exactly as a plugin prints it (a result, or an error with a
-// non-2xx status, which makes the relay exit non-zero).
-func (n *Network) serveRawCNI(w http.ResponseWriter, r *http.Request, owner CNIOwner) {
+// serveCNI answers a relayed CNI call: the CNI environment in headers, the
+// network configuration as the body, and the answer exactly as a plugin
+// prints it (a result, or an error with a non-2xx status, which makes the
+// relay exit non-zero).
+func (n *Network) serveCNI(w http.ResponseWriter, r *http.Request, owner CNIOwner) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	var conf types.NetConf
 	json.Unmarshal(body, &conf)
@@ -160,25 +135,22 @@ func (n *Network) serveRawCNI(w http.ResponseWriter, r *http.Request, owner CNIO
 	}
 	switch req.Command {
 	case "VERSION":
-		cniversion.PluginSupports("0.4.0", "1.0.0").Encode(w)
+		cniVersions.Encode(w)
 	case "ADD", "DEL":
-		out, _, err := n.cniDo(req, owner)
+		pn, err := n.cniDo(req, owner)
 		if err != nil {
 			fail(err)
 			return
 		}
-		if out == nil {
+		if pn == nil {
 			return
 		}
-		result, err := cniResult(out, req.IfName, req.NetNS)
-		if err == nil {
-			var res types.Result
-			if res, err = result.GetAsVersion(conf.CNIVersion); err == nil {
-				json.NewEncoder(w).Encode(res)
-				return
-			}
+		res, err := n.cniResult(pn, req.IfName).GetAsVersion(conf.CNIVersion)
+		if err != nil {
+			fail(err)
+			return
 		}
-		fail(err)
+		json.NewEncoder(w).Encode(res)
 	default: // CHECK, GC, STATUS: nothing to do
 	}
 }
@@ -218,20 +190,15 @@ func parseCNIArgs(args string, req *cniRequest) {
 }
 
 // cniResult is the CNI result for an attached pod.
-func cniResult(out *cniResponse, ifName, netns string) (*types100.Result, error) {
-	ip, ipn, err := net.ParseCIDR(out.IP)
-	if err != nil {
-		return nil, err
-	}
-	ipn.IP = ip
-	gw := net.ParseIP(out.Gateway)
+func (n *Network) cniResult(pn *PodNetwork, ifName string) *types100.Result {
+	gw := net.IP(pn.Gateway.AsSlice())
 	idx := 0
 	return &types100.Result{
 		CNIVersion: types100.ImplementedSpecVersion,
-		Interfaces: []*types100.Interface{{Name: ifName, Mac: out.MAC, Sandbox: netns}},
-		IPs:        []*types100.IPConfig{{Interface: &idx, Address: *ipn, Gateway: gw}},
+		Interfaces: []*types100.Interface{{Name: ifName, Mac: pn.MAC, Sandbox: pn.NetNS}},
+		IPs:        []*types100.IPConfig{{Interface: &idx, Address: *ipNet(netip.PrefixFrom(pn.IP, n.cfg.ClusterCIDR.Bits())), Gateway: gw}},
 		Routes:     []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, GW: gw}},
-	}, nil
+	}
 }
 
 // netConf is the plugin's configuration from the conflist.
@@ -240,75 +207,52 @@ type netConf struct {
 	Socket string `json:"socket"`
 }
 
-// CNIPluginMain is the headway-cni plugin's main (the binary run under
-// that name by the container runtime).
+// CNIPluginMain is headway-cni as this binary (run under that name by the
+// container runtime where curl is missing): the relay of CNIRelayScript.
 func CNIPluginMain() {
-	skel.PluginMainFuncs(skel.CNIFuncs{Add: cniAdd, Del: cniDel, Check: cniCheck},
-		cniversion.PluginSupports("0.4.0", "1.0.0"), "headway-cni: pod networks of the Headway node agent")
+	os.Exit(cniRelay(os.Stdin, os.Stdout, os.Getenv))
 }
 
-func cniCall(args *skel.CmdArgs, command string) (*netConf, *cniResponse, error) {
+func cniRelay(stdin io.Reader, stdout io.Writer, getenv func(string) string) int {
+	body, _ := io.ReadAll(io.LimitReader(stdin, 1<<20))
+	command := getenv("CNI_COMMAND")
+	fail := func(err error) int {
+		json.NewEncoder(stdout).Encode(&types.Error{Code: 100, Msg: "headway-cni: " + err.Error()})
+		return 1
+	}
+	if command == "VERSION" {
+		if err := cniVersions.Encode(stdout); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
 	var conf netConf
-	if err := json.Unmarshal(args.StdinData, &conf); err != nil {
-		return nil, nil, fmt.Errorf("headway-cni: reading the network configuration: %w", err)
+	if err := json.Unmarshal(body, &conf); err != nil {
+		return fail(fmt.Errorf("reading the network configuration: %w", err))
 	}
 	if conf.Socket == "" {
-		return nil, nil, errors.New("headway-cni: the network configuration names no agent socket")
+		return fail(errors.New("the network configuration names no agent socket"))
 	}
-	req := cniRequest{Command: command, ContainerID: args.ContainerID, NetNS: args.Netns, IfName: args.IfName}
-	parseCNIArgs(args.Args, &req)
-	body, _ := json.Marshal(req)
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	req, _ := http.NewRequest(http.MethodPost, "http://headway-agent/v1/cni", bytes.NewReader(body))
+	for _, h := range []string{"Command", "ContainerID", "Netns", "IfName", "Args"} {
+		req.Header.Set("CNI-"+h, getenv("CNI_"+strings.ToUpper(h)))
+	}
+	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", conf.Socket)
 		}}}
-	resp, err := client.Post("http://headway-agent/v1/"+strings.ToLower(command), "application/json", strings.NewReader(string(body)))
+	resp, err := client.Do(req)
 	if err != nil {
 		if command == "DEL" {
-			return &conf, nil, nil // the agent is gone: nothing of ours is left to remove
+			return 0 // the agent is gone: nothing of its is left to remove
 		}
-		return nil, nil, fmt.Errorf("headway-cni: the node agent does not answer on %s (is headway running?): %w", conf.Socket, err)
+		return fail(fmt.Errorf("the node agent does not answer on %s (is headway running?): %w", conf.Socket, err))
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	io.Copy(stdout, resp.Body)
 	if resp.StatusCode >= 300 {
-		return nil, nil, fmt.Errorf("headway-cni %s: %s", command, strings.TrimSpace(string(data)))
+		return 1
 	}
-	if command != "ADD" {
-		return &conf, nil, nil
-	}
-	var out cniResponse
-	if err := json.Unmarshal(data, &out); err != nil {
-		return nil, nil, fmt.Errorf("headway-cni: the agent's answer: %w", err)
-	}
-	return &conf, &out, nil
-}
-
-func cniAdd(args *skel.CmdArgs) error {
-	conf, out, err := cniCall(args, "ADD")
-	if err != nil {
-		return err
-	}
-	result, err := cniResult(out, args.IfName, args.Netns)
-	if err != nil {
-		return err
-	}
-	return types.PrintResult(result, conf.CNIVersion)
-}
-
-func cniDel(args *skel.CmdArgs) error {
-	_, _, err := cniCall(args, "DEL")
-	return err
-}
-
-func cniCheck(args *skel.CmdArgs) error {
-	var conf netConf
-	if err := json.Unmarshal(args.StdinData, &conf); err != nil {
-		return err
-	}
-	if _, err := os.Stat(conf.Socket); err != nil {
-		return fmt.Errorf("headway-cni: the node agent's socket %s: %w", conf.Socket, err)
-	}
-	return nil
+	return 0
 }
