@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/headway/headway/internal/testing/leftover"
 )
 
 // server is one `headway server` child process with its own data dir.
@@ -226,7 +226,7 @@ func shims(socket string) []int {
 	}
 	var out []int
 	for _, p := range allPIDs() {
-		args := cmdline(p)
+		args := leftover.Cmdline(p)
 		if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" {
 			continue
 		}
@@ -251,38 +251,11 @@ func allPIDs() []int {
 	return out
 }
 
-func cmdline(pid int) []string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(data) == 0 {
-		return nil
-	}
-	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-}
-
-// ppid is a process's parent (0 when gone).
-func ppid(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(f[1])
-	return p
-}
-
 // descendants are the processes below roots (not roots themselves).
 func descendants(roots []int) []int {
 	children := map[int][]int{}
 	for _, p := range allPIDs() {
-		children[ppid(p)] = append(children[ppid(p)], p)
+		children[leftover.Parent(p)] = append(children[leftover.Parent(p)], p)
 	}
 	var out []int
 	queue := append([]int(nil), roots...)
@@ -302,13 +275,13 @@ func descendants(roots []int) []int {
 // still mounted under the data dir and removes it. It says what it found.
 func (s *server) cleanup(socket string, containerdPID int) {
 	if containerdPID > 0 {
-		if args := cmdline(containerdPID); len(args) > 0 && filepath.Base(args[0]) == "containerd" && strings.Contains(strings.Join(args, " "), s.dir) {
+		if args := leftover.Cmdline(containerdPID); len(args) > 0 && filepath.Base(args[0]) == "containerd" && strings.Contains(strings.Join(args, " "), s.dir) {
 			log.Printf("%s: containerd (pid %d) left running after the server stopped: stopping it", s.runtime, containerdPID)
 			syscall.Kill(containerdPID, syscall.SIGTERM)
-			for i := 0; i < 100 && len(cmdline(containerdPID)) > 0; i++ {
+			for i := 0; i < 100 && len(leftover.Cmdline(containerdPID)) > 0; i++ {
 				time.Sleep(100 * time.Millisecond)
 			}
-			if len(cmdline(containerdPID)) > 0 {
+			if len(leftover.Cmdline(containerdPID)) > 0 {
 				syscall.Kill(containerdPID, syscall.SIGKILL)
 			}
 		}
@@ -330,14 +303,14 @@ func (s *server) cleanup(socket string, containerdPID int) {
 			os.Remove(path)
 		}
 	}
-	if mounts := mountsUnder(s.dir); len(mounts) > 0 {
+	if mounts := leftover.MountsUnder(s.dir); len(mounts) > 0 {
 		log.Printf("%s: %d mounts left under %s after the server stopped: unmounting %v", s.runtime, len(mounts), s.dir, mounts)
 		for _, m := range mounts {
 			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
 				log.Printf("unmount %s: %v", m, err)
 			}
 		}
-		if left := mountsUnder(s.dir); len(left) > 0 {
+		if left := leftover.MountsUnder(s.dir); len(left) > 0 {
 			log.Printf("%s: still mounted, leaving %s in place: %v", s.runtime, s.dir, left)
 			return
 		}
@@ -378,30 +351,6 @@ func listeningSockets(pid int, prefix string) []string {
 			out = append(out, f[7])
 		}
 	}
-	return out
-}
-
-// mountsUnder lists mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := strings.ReplaceAll(fields[4], `\040`, " ")
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 

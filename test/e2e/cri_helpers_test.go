@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"golang.org/x/sys/unix"
 
+	"github.com/headway/headway/internal/testing/leftover"
 	"github.com/headway/headway/test/images"
 )
 
@@ -497,7 +498,7 @@ func (c *criCluster) containerdPID() int {
 }
 
 func isContainerdWith(pid int, config string) bool {
-	args := cmdline(pid)
+	args := leftover.Cmdline(pid)
 	if len(args) == 0 || filepath.Base(args[0]) != "containerd" {
 		return false
 	}
@@ -507,14 +508,6 @@ func isContainerdWith(pid int, config string) bool {
 		}
 	}
 	return false
-}
-
-func cmdline(pid int) []string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(data) == 0 {
-		return nil
-	}
-	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
 }
 
 // zombie says pid has exited and waits to be reaped (it holds nothing).
@@ -557,7 +550,7 @@ func (c *criCluster) leftoverProcs() map[int]string {
 	c.mu.Unlock()
 	found := map[int]string{}
 	for _, pid := range allPIDs() {
-		args := cmdline(pid)
+		args := leftover.Cmdline(pid)
 		line := strings.Join(args, " ")
 		if c.srv != nil && pid == c.srv.cmd.Process.Pid || zombie(pid) {
 			continue
@@ -596,19 +589,6 @@ func (c *criCluster) leftoverProcs() map[int]string {
 		}
 	}
 	return found
-}
-
-// mountsUnder lists the mount points of this mount namespace under dir.
-func mountsUnder(dir string) []string {
-	data, _ := os.ReadFile("/proc/self/mountinfo")
-	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
-	}
-	return out
 }
 
 // podCgroups lists the cgroup directories left for this test's pods.
@@ -651,7 +631,7 @@ func (c *criCluster) teardown() {
 	if c.srv != nil {
 		c.stop(t)
 	}
-	if !c.cleanedUp && (len(c.leftoverProcs()) > 0 || len(mountsUnder(c.dataDir)) > 0) {
+	if !c.cleanedUp && (len(c.leftoverProcs()) > 0 || len(leftover.MountsUnder(c.dataDir)) > 0) {
 		if _, err := os.Stat(c.kubeconfig()); err == nil {
 			t.Logf("teardown: this cluster still has processes or mounts; a server with --cleanup removes them")
 			func() {
@@ -684,7 +664,7 @@ func (c *criCluster) teardown() {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	ms := mountsUnder(c.dataDir)
+	ms := leftover.MountsUnder(c.dataDir)
 	sort.Sort(sort.Reverse(sort.StringSlice(ms)))
 	for _, m := range ms {
 		t.Logf("teardown: unmounting %s", m)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/headway/headway/internal/testing/leftover"
 )
 
 // TestCRISeedScenario is the seed walkthrough with real containers: the
@@ -511,7 +513,7 @@ func criLeftovers(t *testing.T, c *criCluster) {
 	for pid, why := range c.leftoverProcs() {
 		t.Errorf("process %d left: %s", pid, why)
 	}
-	for _, m := range mountsUnder(c.dataDir) {
+	for _, m := range leftover.MountsUnder(c.dataDir) {
 		t.Errorf("mount left: %s", m)
 	}
 	for _, p := range netnsPaths {

@@ -2,7 +2,6 @@ package containerd
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -23,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/testing/leftover"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -459,25 +460,6 @@ func ctrImages(t *testing.T, sock string) []string {
 	return strings.Fields(string(out))
 }
 
-// mountsUnder lists the mount points below dir.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var mounts []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			mounts = append(mounts, fields[4])
-		}
-	}
-	return mounts
-}
-
 func processGone(pid int) bool {
 	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
@@ -502,7 +484,7 @@ func TestManagedContainerd(t *testing.T) {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-		for _, m := range mountsUnder(t, data) {
+		for _, m := range leftover.MountsUnder(data) {
 			t.Errorf("mount left behind: %s", m)
 			unix.Unmount(m, unix.MNT_DETACH)
 		}

@@ -2,10 +2,7 @@ package containerd
 
 import (
 	"context"
-	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/headway/headway/internal/testing/leftover"
 )
 
 // TestSandboxRuns is the end-to-end proof of the config: CRI runs a pod
@@ -42,14 +41,14 @@ func TestSandboxRuns(t *testing.T) {
 	// the pause process, a mount) is reported and removed.
 	sock := strings.TrimPrefix(c.Endpoint(), "unix://")
 	t.Cleanup(func() {
-		for _, pid := range shimsOf(sock) {
+		for _, pid := range leftover.Shims(sock) {
 			t.Errorf("shim pid %d left running; killing it and its pause process", pid)
-			for _, child := range childrenOf(pid) {
+			for _, child := range leftover.Children(pid) {
 				syscall.Kill(child, syscall.SIGKILL)
 			}
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		for _, m := range mountsUnder(t, data) {
+		for _, m := range leftover.MountsUnder(data) {
 			t.Errorf("mount left behind: %s", m)
 			unix.Unmount(m, unix.MNT_DETACH)
 		}
@@ -100,44 +99,4 @@ func TestSandboxRuns(t *testing.T) {
 	if err != nil || is.Image == nil {
 		t.Errorf("CRI does not see the pause image %s: %v", c.PauseImage(), err)
 	}
-}
-
-// shimsOf lists the shims serving the containerd at sock (and so the pods
-// it ran), with their pause processes below them.
-func shimsOf(sock string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		args := processArgs(pid)
-		if len(args) > 0 && strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && slices.Contains(args, sock) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
-		if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			pids = append(pids, child)
-		}
-	}
-	return pids
 }

@@ -1,7 +1,6 @@
 package cri
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +27,7 @@ import (
 	"github.com/headway/headway/internal/agent/network"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/agent/runtime/runtimetest"
+	"github.com/headway/headway/internal/testing/leftover"
 	"github.com/headway/headway/test/images"
 )
 
@@ -177,14 +175,14 @@ func TestSuite(t *testing.T) {
 	}
 	cdSock := strings.TrimPrefix(cd.Endpoint(), "unix://")
 	t.Cleanup(func() {
-		for _, pid := range shimsOf(cdSock) {
+		for _, pid := range leftover.Shims(cdSock) {
 			t.Errorf("shim %d left running; killing it and its processes", pid)
-			for _, child := range childrenOf(pid) {
+			for _, child := range leftover.Children(pid) {
 				syscall.Kill(child, syscall.SIGKILL)
 			}
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		for _, m := range mountsUnder(dir) {
+		for _, m := range leftover.MountsUnder(dir) {
 			t.Errorf("mount left: %s", m)
 			unix.Unmount(m, unix.MNT_DETACH)
 		}
@@ -291,65 +289,5 @@ func bridgePorts(bridge string) []string {
 			out = append(out, "veth "+l.Attrs().Name+" on "+bridge)
 		}
 	}
-	return out
-}
-
-// shimsOf lists the shims serving the containerd at sock.
-func shimsOf(sock string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-		if len(args) > 0 && strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && slices.Contains(args, sock) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
-		if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			pids = append(pids, child)
-		}
-	}
-	return pids
-}
-
-// mountsUnder lists the mount points below dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			out = append(out, fields[4])
-		}
-	}
-	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return out
 }
