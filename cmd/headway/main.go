@@ -20,6 +20,8 @@ import (
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/busybox"
 	"github.com/headway/headway/internal/version"
+	// kubectl and client-go report the Kubernetes version without -ldflags.
+	_ "github.com/headway/headway/internal/version/kubeversion"
 )
 
 func main() {
