@@ -46,17 +46,20 @@ type Config struct {
 	// NodeName defaults to the host name.
 	NodeName string
 	// DataDir holds pods, logs, volumes and the network state.
-	DataDir       string
-	ClusterCIDR   netip.Prefix
-	ServiceCIDR   netip.Prefix
+	DataDir     string
+	ClusterCIDR netip.Prefix
+	ServiceCIDR netip.Prefix
+	// ClusterDomain is the cluster's domain, normalised (cluster.local).
 	ClusterDomain string
 	// DNSIP is the cluster DNS service address pods use (198.19.0.10).
 	DNSIP netip.Addr
 	// DNSServer is where the cluster DNS server really listens
 	// (127.0.0.1:10053); the agent relays DNSIP:53 to it. Empty: no relay.
 	DNSServer string
-	// Bridge is the pod bridge's name (headway0).
+	// Bridge is the pod bridge's name.
 	Bridge string
+	// Gateway is the bridge's address, the first of ClusterCIDR.
+	Gateway netip.Addr
 	// NoMasquerade leaves traffic from pods to outside addresses as it is.
 	NoMasquerade bool
 	// Runtime overrides the runtime RuntimeMode picks (tests).
@@ -125,8 +128,12 @@ func New(cfg Config) (*Agent, error) {
 		}
 		cfg.NodeName = strings.ToLower(h)
 	}
-	if cfg.ClusterDomain == "" {
-		cfg.ClusterDomain = "cluster.local"
+	// Making the pod network needs its names.
+	if cfg.Runtime == nil && cfg.ClusterDomain == "" {
+		return nil, errors.New("agent: no cluster domain")
+	}
+	if cfg.Runtime == nil && cfg.Bridge == "" {
+		return nil, errors.New("agent: no bridge name")
 	}
 	if cfg.BackoffBase == 0 {
 		cfg.BackoffBase = 10 * time.Second
@@ -142,9 +149,6 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Bridge == "" {
-		cfg.Bridge = "headway0"
 	}
 	return &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName), workers: map[string]*worker{},
 		objects: clientSource{cfg.Client}}, nil
@@ -176,7 +180,7 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 		return nil
 	}
 	n, err := network.Open(network.Config{
-		StateDir: filepath.Join(a.cfg.DataDir, "network"), Bridge: a.cfg.Bridge,
+		StateDir: filepath.Join(a.cfg.DataDir, "network"), Bridge: a.cfg.Bridge, Gateway: a.cfg.Gateway,
 		ClusterCIDR: a.cfg.ClusterCIDR, ServiceCIDR: a.cfg.ServiceCIDR, DNSIP: a.cfg.DNSIP,
 		Masquerade: !a.cfg.NoMasquerade, Log: a.log,
 	})

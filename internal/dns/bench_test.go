@@ -12,7 +12,7 @@ import (
 // BenchmarkIndexUpdate: one endpoint of a 1,000-endpoint headless Service
 // (10 slices of 100) changes readiness; the index is updated and published.
 func BenchmarkIndexUpdate(b *testing.B) {
-	h, err := dns.New(dns.Config{Metrics: dns.NewMetrics()})
+	h, err := dns.New(dns.Config{Zone: testZone, Metrics: dns.NewMetrics()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -37,7 +37,8 @@ const SchemaVersion = "1.1.0"
 
 // Config configures the DNS server.
 type Config struct {
-	// Zone is the cluster domain, e.g. cluster.local.
+	// Zone is the cluster domain, normalised: lower case, without the
+	// trailing dot (cluster.local). Required.
 	Zone string
 	// ReverseCIDRs are the service and pod ranges: Headway is authoritative
 	// for their reverse zones (rounded out to whole octets or nibbles).
@@ -65,10 +66,13 @@ type Config struct {
 
 func (c *Config) defaults() error {
 	if c.Zone == "" {
-		c.Zone = "cluster.local"
+		return errors.New("no cluster domain (Config.Zone)")
 	}
-	c.Zone = strings.ToLower(mdns.Fqdn(c.Zone))
-	if _, ok := mdns.IsDomainName(c.Zone); !ok || c.Zone == "." {
+	if c.Zone != strings.ToLower(strings.TrimSuffix(c.Zone, ".")) {
+		return fmt.Errorf("cluster domain %q: want it normalised, lower case without the trailing dot", c.Zone)
+	}
+	c.Zone = mdns.Fqdn(c.Zone) // as names in messages end
+	if _, ok := mdns.IsDomainName(c.Zone); !ok {
 		return fmt.Errorf("cluster domain %q is not a domain name", c.Zone)
 	}
 	if c.TTL <= 0 {

@@ -116,11 +116,18 @@ func bigHeadless(n int) []runtime.Object {
 	return objs
 }
 
-// serve starts a DNS server on 127.0.0.1:0 answering for objs.
+// testZone is the cluster domain the tests' servers answer for.
+const testZone = "cluster.local"
+
+// serve starts a DNS server on 127.0.0.1:0 answering for objs (in
+// testZone unless cfg says another).
 func serve(t testing.TB, cfg dns.Config, objs ...runtime.Object) (*dns.Handler, string) {
 	t.Helper()
 	if cfg.Metrics == nil {
 		cfg.Metrics = dns.NewMetrics()
+	}
+	if cfg.Zone == "" {
+		cfg.Zone = testZone
 	}
 	h, err := dns.New(cfg)
 	if err != nil {

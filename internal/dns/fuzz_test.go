@@ -28,7 +28,7 @@ func FuzzServePacket(f *testing.F) {
 		b, _ := m.Pack()
 		f.Add(b, true)
 	}
-	h, err := dns.New(dns.Config{Metrics: dns.NewMetrics(), ReverseCIDRs: cidrs("198.19.0.0/16", "198.18.0.0/16")})
+	h, err := dns.New(dns.Config{Zone: testZone, Metrics: dns.NewMetrics(), ReverseCIDRs: cidrs("198.19.0.0/16", "198.18.0.0/16")})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 func runFake(t *testing.T, cfg dns.Config, client *fake.Clientset) string {
 	t.Helper()
 	cfg.Metrics = dns.NewMetrics()
+	cfg.Zone = testZone
 	h, err := dns.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -16,19 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TableName is the nftables table the proxy owns (family ip) on a node
-// whose bridge is headway0; TableFor names it for other bridges.
+// TableName is the nftables table the proxy owns (family ip) unless
+// Config.Table names another.
 const TableName = "headway"
-
-// TableFor is the proxy's table for the pods' bridge: "headway" for
-// headway0 (or none), "headway-proxy-<bridge>" otherwise, so nodes with
-// different bridges on one machine (tests) keep apart.
-func TableFor(bridge string) string {
-	if bridge == "" || bridge == "headway0" {
-		return TableName
-	}
-	return "headway-proxy-" + bridge
-}
 
 // nftBackend programs the table through netlink with google/nftables. It
 // keeps what it applied per Service and sends only the difference, in one
@@ -64,7 +54,7 @@ func newNFT(netnsFd int, cfg RulesConfig, log *slog.Logger) (*nftBackend, error)
 	}
 	b := &nftBackend{
 		conn: conn, cfg: cfg, log: log, full: true,
-		table:   &nftables.Table{Name: TableFor(cfg.Bridge), Family: nftables.TableFamilyIPv4},
+		table:   &nftables.Table{Name: cfg.table(), Family: nftables.TableFamilyIPv4},
 		applied: map[string]*serviceRules{}, desired: map[string]*serviceRules{},
 	}
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {

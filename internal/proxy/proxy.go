@@ -48,9 +48,13 @@ type Config struct {
 	ServiceCIDR netip.Prefix
 	// PodCIDR: traffic from outside it to a service is masqueraded.
 	PodCIDR netip.Prefix
-	// Bridge is the pods' bridge (headway0); pod→service→pod traffic
-	// through it is masqueraded.
+	// Bridge is the pods' bridge; pod→service→pod traffic through it is
+	// masqueraded.
 	Bridge string
+	// Table is the nftables table the proxy owns (family ip); empty:
+	// TableName. Nodes with different bridges on one machine (tests)
+	// need different tables.
+	Table string
 	// NetNS is where to program (tests); zero: the process's namespace.
 	NetNS NetNS
 	// LeaveRulesOnExit keeps the rules when the proxy stops, for a restart
@@ -110,7 +114,7 @@ func New(client kubernetes.Interface, cfg Config) (*Proxy, error) {
 		pending: map[string]change{}, notify: make(chan struct{}, 1),
 		applied: map[string][]ServicePort{}, changed: make(chan struct{}),
 	}
-	rules := RulesConfig{PodCIDR: cfg.PodCIDR, ServiceCIDR: cfg.ServiceCIDR, Bridge: cfg.Bridge}
+	rules := RulesConfig{PodCIDR: cfg.PodCIDR, ServiceCIDR: cfg.ServiceCIDR, Bridge: cfg.Bridge, Table: cfg.Table}
 	switch cfg.Mode {
 	case ModeNFTables, ModeAuto:
 		be, err := p.openNFT(rules)

@@ -68,6 +68,16 @@ type RulesConfig struct {
 	// of it and is masqueraded so replies come back through the node.
 	// Empty: no such rule.
 	Bridge string
+	// Table is the nftables table (family ip) holding the rules; empty:
+	// TableName.
+	Table string
+}
+
+func (c RulesConfig) table() string {
+	if c.Table == "" {
+		return TableName
+	}
+	return c.Table
 }
 
 // rule is one nftables rule in a neutral form: its text (nft syntax, for

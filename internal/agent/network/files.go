@@ -15,7 +15,8 @@ import (
 type DNSSettings struct {
 	// ClusterDNS is the cluster DNS service address (198.19.0.10).
 	ClusterDNS netip.Addr
-	// ClusterDomain is the cluster's zone (cluster.local).
+	// ClusterDomain is the cluster's domain, normalised: lower case, no
+	// trailing dot (cluster.local).
 	ClusterDomain string
 	// HostResolvConf is the host's resolv.conf, used for dnsPolicy Default
 	// (and for ClusterFirst when there is no cluster DNS).
@@ -61,7 +62,7 @@ func PodDNS(pod *corev1.Pod, s DNSSettings) DNSConfig {
 	case corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet:
 		if s.ClusterDNS.IsValid() {
 			servers = []string{s.ClusterDNS.String()}
-			zone := strings.TrimSuffix(s.ClusterDomain, ".")
+			zone := s.ClusterDomain
 			searches = []string{pod.Namespace + ".svc." + zone, "svc." + zone, zone}
 			searches = append(searches, hostSearches...)
 			options = []string{"ndots:5"}
@@ -166,7 +167,7 @@ func Hosts(pod *corev1.Pod, ip netip.Addr, clusterDomain string) []byte {
 	host := Hostname(pod)
 	if ip.IsValid() {
 		if pod.Spec.Subdomain != "" {
-			fqdn := fmt.Sprintf("%s.%s.%s.svc.%s", host, pod.Spec.Subdomain, pod.Namespace, strings.TrimSuffix(clusterDomain, "."))
+			fqdn := fmt.Sprintf("%s.%s.%s.svc.%s", host, pod.Spec.Subdomain, pod.Namespace, clusterDomain)
 			fmt.Fprintf(&b, "%s\t%s\t%s\n", ip, fqdn, host)
 		} else {
 			fmt.Fprintf(&b, "%s\t%s\n", ip, host)

@@ -1,5 +1,5 @@
-// Package network gives pods their network: the bridge headway0 with the
-// gateway address, one network namespace per pod joined to the bridge by a
+// Package network gives pods their network: the bridge with the gateway
+// address, one network namespace per pod joined to the bridge by a
 // veth pair, addresses from a persisted IPAM, the cluster DNS address and
 // service range made local to the host, and masquerading of traffic leaving
 // the cluster ranges. It also renders the pods' resolv.conf and hosts files.
@@ -32,11 +32,13 @@ type Config struct {
 	// StateDir holds the IPAM file and the pods' network namespace files
 	// (<data-dir>/network).
 	StateDir string
-	// Bridge is the bridge's name (headway0).
+	// Bridge is the bridge's name.
 	Bridge string
-	// ClusterCIDR is the pod range; its first address is the gateway, on
-	// the bridge.
+	// ClusterCIDR is the pod range.
 	ClusterCIDR netip.Prefix
+	// Gateway is the bridge's address in ClusterCIDR (its first), the
+	// pods' default route.
+	Gateway netip.Addr
 	// ServiceCIDR is routed to the host itself (a local route), so no
 	// packet for a service address leaves the machine. Optional.
 	ServiceCIDR netip.Prefix
@@ -87,7 +89,7 @@ func Open(cfg Config) (*Network, error) {
 		return nil, err
 	}
 	if cfg.Bridge == "" {
-		cfg.Bridge = "headway0"
+		return nil, errors.New("no bridge name")
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
@@ -98,10 +100,13 @@ func Open(cfg Config) (*Network, error) {
 	if !cfg.ClusterCIDR.IsValid() || !cfg.ClusterCIDR.Addr().Is4() {
 		return nil, fmt.Errorf("pod range %v: want an IPv4 CIDR", cfg.ClusterCIDR)
 	}
+	gw := cfg.Gateway
+	if !gw.IsValid() || !cfg.ClusterCIDR.Contains(gw) {
+		return nil, fmt.Errorf("gateway %v: want an address in the pod range %v", gw, cfg.ClusterCIDR)
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "netns"), 0o700); err != nil {
 		return nil, err
 	}
-	gw := cfg.ClusterCIDR.Masked().Addr().Next()
 	ipam, err := OpenIPAM(filepath.Join(cfg.StateDir, "ipam.json"), cfg.ClusterCIDR, gw)
 	if err != nil {
 		return nil, err

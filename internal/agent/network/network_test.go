@@ -134,6 +134,7 @@ func TestPodNetworks(t *testing.T) {
 	n, err := Open(Config{
 		StateDir: dir, Bridge: "hwt-net",
 		ClusterCIDR: netip.MustParsePrefix("198.18.250.0/24"),
+		Gateway:     netip.MustParseAddr("198.18.250.1"),
 		ServiceCIDR: netip.MustParsePrefix("198.19.250.0/24"),
 		DNSIP:       netip.MustParseAddr("198.19.250.10"),
 	})

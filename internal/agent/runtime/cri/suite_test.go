@@ -98,7 +98,8 @@ func TestSuite(t *testing.T) {
 
 	// The pod network; removed last.
 	prefix := netip.MustParsePrefix(suiteCIDR)
-	n, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Bridge: suiteBridge, ClusterCIDR: prefix, Log: log})
+	n, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Bridge: suiteBridge, ClusterCIDR: prefix,
+		Gateway: prefix.Addr().Next(), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func newTestRuntime(t *testing.T) *Runtime {
 	}
 	dir := t.TempDir()
 	n, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Bridge: "hwt-proc",
-		ClusterCIDR: netip.MustParsePrefix("198.18.251.0/24")})
+		ClusterCIDR: netip.MustParsePrefix("198.18.251.0/24"), Gateway: netip.MustParseAddr("198.18.251.1")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,8 @@ func TestSuite(t *testing.T) {
 	}
 	dir := t.TempDir()
 	prefix := netip.MustParsePrefix(suiteCIDR)
-	n, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Bridge: suiteBridge, ClusterCIDR: prefix})
+	n, err := network.Open(network.Config{StateDir: filepath.Join(dir, "network"), Bridge: suiteBridge, ClusterCIDR: prefix,
+		Gateway: prefix.Addr().Next()})
 	if err != nil {
 		t.Fatal(err)
 	}
