@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,63 +20,21 @@ import (
 	"github.com/headway/headway/internal/dns"
 )
 
-// DNSOptions are what the cluster DNS server needs, shared by `headway
-// server` and `headway dns`.
-type DNSOptions struct {
-	Listen        string
-	Upstream      string
-	TTL           time.Duration
-	PodRecords    string
-	ClusterDomain string
-	ServiceCIDR   string
-	ClusterCIDR   string
-}
-
-// dnsOptions picks the DNS options out of the server's.
-func (o Options) dnsOptions() DNSOptions {
-	return DNSOptions{
-		Listen: o.DNSListen, Upstream: o.DNSUpstream, TTL: o.DNSTTL, PodRecords: o.DNSPodRecords,
-		ClusterDomain: o.ClusterDomain, ServiceCIDR: o.ServiceCIDR, ClusterCIDR: o.ClusterCIDR,
-	}
-}
-
-// DNSConfig turns the options into the DNS server's configuration.
-func (o DNSOptions) DNSConfig(log *slog.Logger) (dns.Config, error) {
-	cfg := dns.Config{Zone: o.ClusterDomain, TTL: o.TTL, PodMode: o.PodRecords, Logger: log}
-	for _, c := range []string{o.ServiceCIDR, o.ClusterCIDR} {
-		if c == "" {
-			continue
+// dnsConfig is the DNS server's configuration.
+func (c DNSConfig) dnsConfig(log *slog.Logger) (dns.Config, error) {
+	cfg := dns.Config{Zone: c.ClusterDomain, TTL: c.TTL, PodMode: c.PodRecords, Logger: log}
+	for _, p := range []netip.Prefix{c.ServiceCIDR, c.ClusterCIDR} {
+		if p.IsValid() {
+			cfg.ReverseCIDRs = append(cfg.ReverseCIDRs, p)
+			cfg.RecursionFrom = append(cfg.RecursionFrom, p)
 		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return cfg, fmt.Errorf("CIDR %q: %w", c, err)
-		}
-		cfg.ReverseCIDRs = append(cfg.ReverseCIDRs, p.Masked())
-		cfg.RecursionFrom = append(cfg.RecursionFrom, p.Masked())
 	}
-	up, err := dns.ParseUpstreams(o.Upstream)
+	up, err := dns.ParseUpstreams(c.Upstream)
 	if err != nil {
-		return cfg, err
+		return cfg, fmt.Errorf("--dns-upstream %q: %w", c.Upstream, err)
 	}
 	cfg.Upstreams = up
 	return cfg, nil
-}
-
-// DNSServiceIP is the cluster DNS Service's address: the tenth of the
-// service range (198.19.0.10 by default), as kubeadm picks it.
-func DNSServiceIP(serviceCIDR string) (netip.Addr, error) {
-	p, err := netip.ParsePrefix(serviceCIDR)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	a := p.Masked().Addr()
-	for range 10 {
-		a = a.Next()
-	}
-	if !p.Contains(a) {
-		return netip.Addr{}, fmt.Errorf("service CIDR %s is too small for a DNS service address", serviceCIDR)
-	}
-	return a, nil
 }
 
 // DNS is a cluster DNS server bound to its address, not yet serving.
@@ -92,8 +49,8 @@ type DNS struct {
 }
 
 // ListenDNS binds the DNS server's UDP and TCP sockets.
-func ListenDNS(o DNSOptions, client kubernetes.Interface, log *slog.Logger) (*DNS, error) {
-	cfg, err := o.DNSConfig(log)
+func ListenDNS(c DNSConfig, client kubernetes.Interface, log *slog.Logger) (*DNS, error) {
+	cfg, err := c.dnsConfig(log)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +58,7 @@ func ListenDNS(o DNSOptions, client kubernetes.Interface, log *slog.Logger) (*DN
 	if err != nil {
 		return nil, err
 	}
-	srv, err := h.Listen(o.Listen)
+	srv, err := h.Listen(c.Listen)
 	if err != nil {
 		return nil, err
 	}
@@ -137,15 +94,14 @@ func (d *DNS) Run(ctx context.Context) {
 
 // listenDNS is the DNS server of `headway server`: it also keeps the
 // kube-dns Service in kube-system, as Kubernetes clusters have it.
-func listenDNS(o Options, client kubernetes.Interface, log *slog.Logger) (*DNS, error) {
-	d, err := ListenDNS(o.dnsOptions(), client, log)
+func listenDNS(cfg Config, client kubernetes.Interface, log *slog.Logger) (*DNS, error) {
+	d, err := ListenDNS(cfg.DNSConfig, client, log)
 	if err != nil {
 		return nil, err
 	}
-	if ip, err := DNSServiceIP(o.ServiceCIDR); err == nil {
-		d.ServiceIP = ip
-	} else {
-		log.Error("no kube-dns Service", "err", err)
+	d.ServiceIP = cfg.DNSServiceIP
+	if cfg.DNSServiceIPError != nil {
+		log.Error("no kube-dns Service", "err", cfg.DNSServiceIPError)
 	}
 	return d, nil
 }
@@ -200,27 +156,14 @@ func ensureKubeDNS(ctx context.Context, client kubernetes.Interface, ip netip.Ad
 	}
 }
 
-// DefaultDNSOptions are the defaults of `headway dns`.
-func DefaultDNSOptions() DNSOptions {
-	o := DefaultOptions()
-	return o.dnsOptions()
-}
-
-// AddFlags registers the flags of `headway dns`.
-func (o *DNSOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Listen, "dns-listen", o.Listen, "address the cluster DNS server listens on (UDP and TCP)")
-	fs.StringVar(&o.Upstream, "dns-upstream", o.Upstream, "where queries outside the cluster domain go: a resolv.conf path, a host:port list, or none (REFUSED)")
-	fs.DurationVar(&o.TTL, "dns-ttl", o.TTL, "TTL of cluster DNS records, and the SOA minimum of negative answers")
-	fs.StringVar(&o.PodRecords, "dns-pod-records", o.PodRecords, "pod records a-b-c-d.<ns>.pod.<zone>: disabled, insecure or verified")
-	fs.StringVar(&o.ClusterDomain, "cluster-domain", o.ClusterDomain, "the cluster's DNS domain")
-	fs.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "the cluster's service range (reverse zone; clients allowed to recurse)")
-	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "the cluster's pod range (reverse zone; clients allowed to recurse)")
-}
-
 // RunDNS is `headway dns`: the cluster DNS server alone, against the API
 // server of kubeconfig (empty: $KUBECONFIG, ~/.kube/config, or in-cluster),
 // with /metrics on metricsListen when set. It runs until ctx ends.
 func RunDNS(ctx context.Context, o DNSOptions, kubeconfig, metricsListen string, log *slog.Logger) error {
+	c, err := o.Config()
+	if err != nil {
+		return err
+	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
@@ -234,7 +177,7 @@ func RunDNS(ctx context.Context, o DNSOptions, kubeconfig, metricsListen string,
 	if err != nil {
 		return err
 	}
-	d, err := ListenDNS(o, client, log)
+	d, err := ListenDNS(c, client, log)
 	if err != nil {
 		return err
 	}

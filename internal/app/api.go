@@ -1,0 +1,233 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/headway/headway/internal/apiserver"
+	"github.com/headway/headway/internal/apiserver/openapi"
+	"github.com/headway/headway/internal/atomicfile"
+	"github.com/headway/headway/internal/pki"
+	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/builtin"
+	"github.com/headway/headway/internal/registry/service"
+	"github.com/headway/headway/internal/registry/storageclass"
+	"github.com/headway/headway/internal/storage"
+	"github.com/headway/headway/internal/version"
+)
+
+// api is the serving API server and its admin client.
+type api struct {
+	srv        *apiserver.Server
+	bundle     *pki.Bundle
+	url        string
+	kubeconfig string
+	// restConfig and client authenticate as the admin.
+	restConfig *rest.Config
+	client     kubernetes.Interface
+	// serveErr receives Serve's result; stopServe ends it.
+	serveErr  chan error
+	stopServe context.CancelFunc
+}
+
+// stop stops serving and waits until it has.
+func (a *api) stop() error {
+	a.stopServe()
+	return <-a.serveErr
+}
+
+// startAPI loads the PKI, serves the Kubernetes API on cfg.Listen, creates
+// the built-in objects and writes the admin kubeconfig; the server is then
+// ready. It serves until stop, also after ctx ends.
+func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger) (*api, error) {
+	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
+	bundle, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "pki"), kubernetesHosts(cfg, listenHost))
+	if err != nil {
+		return nil, fmt.Errorf("loading certificates: %w", err)
+	}
+	resources, err := Resources(cfg.ServiceCIDR)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := openapi.Build(openAPIResources(resources), version.Kubernetes)
+	if err != nil {
+		return nil, fmt.Errorf("building OpenAPI documents: %w", err)
+	}
+	agentTLS, err := bundle.ClientTLS("kube-apiserver-kubelet-client", []string{"system:masters"})
+	if err != nil {
+		return nil, fmt.Errorf("issuing the API server's client certificate: %w", err)
+	}
+	srv, err := apiserver.New(apiserver.Config{
+		AgentTransport: &http.Transport{TLSClientConfig: agentTLS, ForceAttemptHTTP2: false},
+		Store:          store,
+		Scheme:         builtin.Scheme(),
+		Resources:      resources,
+		Version:        version.Info(),
+		Token:          bundle.Token,
+		OpenAPI:        docs,
+		Logger:         log.With("component", "apiserver"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w (is another server running? pick another address with --listen)", cfg.Listen, err)
+	}
+	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	a := &api{srv: srv, bundle: bundle, serveErr: make(chan error, 1), stopServe: stopServe}
+	go func() { a.serveErr <- srv.Serve(serveCtx, ln, tlsConfig) }()
+
+	port := ln.Addr().(*net.TCPAddr).Port
+	host := listenHost
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	a.url = "https://" + net.JoinHostPort(host, fmt.Sprint(port))
+	a.restConfig = &rest.Config{
+		Host:            a.url,
+		BearerToken:     bundle.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: bundle.CAPEM},
+		QPS:             -1,
+	}
+	fail := func(err error) (*api, error) {
+		a.stop()
+		return nil, err
+	}
+	if a.client, err = kubernetes.NewForConfig(a.restConfig); err != nil {
+		return fail(err)
+	}
+	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port); err != nil {
+		return fail(fmt.Errorf("creating the built-in objects: %w", err))
+	}
+	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
+	if err := writeKubeconfig(a.kubeconfig, a.url, bundle); err != nil {
+		return fail(err)
+	}
+	srv.SetReady(true)
+	return a, nil
+}
+
+// kubernetesHosts are the names the serving certificate covers besides the
+// listen address.
+func kubernetesHosts(cfg Config, listenHost string) []string {
+	hosts := []string{"127.0.0.1", "::1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc." + cfg.ClusterDomain}
+	if listenHost != "" && listenHost != "0.0.0.0" && listenHost != "::" {
+		hosts = append(hosts, listenHost)
+	} else if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	return append(hosts, cfg.KubernetesIP.String())
+}
+
+// NodePortBase and NodePortSize are the node port range, 30000-32767.
+const (
+	NodePortBase = 30000
+	NodePortSize = 2768
+)
+
+// Resources is the resource table, with Service addresses from serviceCIDR.
+func Resources(serviceCIDR netip.Prefix) ([]*registry.Resource, error) {
+	ips, err := service.NewIPAllocator(serviceCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--service-cidr: %w", err)
+	}
+	alloc := service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
+	return builtin.Resources(builtin.Options{Services: alloc}), nil
+}
+
+// bootstrap creates what every cluster has: the four namespaces, the
+// kubernetes Service and the default local-path StorageClass.
+func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int) error {
+	opts := metav1.CreateOptions{FieldManager: "headway"}
+	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
+		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, opts)
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: kubernetesIP.String(),
+			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(apiPort))}},
+		},
+	}
+	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("the kubernetes Service: %w", err)
+	}
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	binding := storagev1.VolumeBindingWaitForFirstConsumer
+	sc := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: LocalPathClass, Annotations: map[string]string{storageclass.DefaultAnnotation: "true"}},
+		Provisioner:       LocalPathProvisioner,
+		ReclaimPolicy:     &reclaim,
+		VolumeBindingMode: &binding,
+	}
+	if _, err := client.StorageV1().StorageClasses().Create(ctx, sc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("the %s StorageClass: %w", LocalPathClass, err)
+	}
+	return nil
+}
+
+// The default StorageClass: volumes are directories under the data dir.
+const (
+	LocalPathClass       = "local-path"
+	LocalPathProvisioner = "headway.dev/local-path"
+)
+
+// writeKubeconfig writes an admin kubeconfig for url.
+func writeKubeconfig(path, url string, bundle *pki.Bundle) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["headway"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: bundle.CAPEM}
+	cfg.AuthInfos["headway-admin"] = &clientcmdapi.AuthInfo{Token: bundle.Token}
+	cfg.Contexts["headway"] = &clientcmdapi.Context{Cluster: "headway", AuthInfo: "headway-admin", Namespace: "default"}
+	cfg.CurrentContext = "headway"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+func openAPIResources(resources []*registry.Resource) []openapi.Resource {
+	out := make([]openapi.Resource, 0, len(resources))
+	for _, r := range resources {
+		var subs []string
+		if r.HasStatus {
+			subs = append(subs, "status")
+		}
+		if r.Scale != nil {
+			subs = append(subs, "scale")
+		}
+		out = append(out, openapi.Resource{
+			Group: r.GroupVersion.Group, Version: r.GroupVersion.Version,
+			Kind: r.Kind, ListKind: r.ListKind, Resource: r.Plural, Namespaced: r.Namespaced,
+			Object: r.ObjectType(), List: r.ListType(),
+			Verbs:        []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+			Subresources: subs,
+		})
+	}
+	return out
+}

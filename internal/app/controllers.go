@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/headway/headway/internal/controller/endpointslice"
+	"github.com/headway/headway/internal/controller/gc"
+	"github.com/headway/headway/internal/controller/localpath"
+	"github.com/headway/headway/internal/controller/namespace"
+	"github.com/headway/headway/internal/controller/scheduler"
+	"github.com/headway/headway/internal/controller/statefulset"
+	"github.com/headway/headway/internal/registry/builtin"
+)
+
+// newControllers builds the controllers, clients of a; the function it
+// returns runs them until its context ends. Events are recorded until ctx
+// ends.
+func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (func(context.Context), error) {
+	md, err := metadata.NewForConfig(a.restConfig)
+	if err != nil {
+		return nil, err
+	}
+	client := a.client
+	factory := informers.NewSharedInformerFactory(client, 0)
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	recorder := func(component string) record.EventRecorder {
+		return broadcaster.NewRecorder(builtin.Scheme(), corev1.EventSource{Component: component})
+	}
+	nsc := namespace.New(client, md, factory, log)
+	sched := scheduler.New(client, factory, recorder("default-scheduler"), log)
+	collector := gc.New(md, client.Discovery(), log)
+	sts := statefulset.New(client, factory, recorder("statefulset-controller"), log)
+	slices := endpointslice.New(client, factory, log)
+	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
+	return func(ctx context.Context) {
+		factory.Start(ctx.Done())
+		var wg sync.WaitGroup
+		for _, run := range []func(context.Context){
+			nsc.Run,
+			sched.Run,
+			sts.Run,
+			slices.Run,
+			volumes.Run,
+			func(ctx context.Context) {
+				if err := collector.Run(ctx); err != nil {
+					log.Error("garbage collector stopped", "err", err)
+				}
+			},
+		} {
+			wg.Add(1)
+			go func() { defer wg.Done(); run(ctx) }()
+		}
+		wg.Wait()
+		broadcaster.Shutdown()
+		factory.Shutdown()
+	}, nil
+}

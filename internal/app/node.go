@@ -1,0 +1,82 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/headway/headway/internal/agent"
+	"github.com/headway/headway/internal/pki"
+	"github.com/headway/headway/internal/proxy"
+)
+
+// node is what runs beside the API on this machine: the Service proxy, the
+// cluster DNS server and the node agent, each as a background function.
+type node struct {
+	run []func(context.Context)
+	// dnsAddr is where the cluster DNS answers ("" when it does not run).
+	dnsAddr string
+	agent   *agent.Agent
+}
+
+// startNode builds the node's components (as cfg asks) and binds the DNS
+// server's sockets; they work once their functions run.
+func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
+	n := &node{}
+	// The Service proxy is a node component: it runs where pods run.
+	if cfg.Runtime != "none" && cfg.ProxyMode != proxy.ModeNone {
+		px, err := proxy.New(a.client, proxy.Config{Mode: cfg.ProxyMode, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.ClusterCIDR,
+			Bridge: cfg.Bridge, Table: proxyTable(cfg.Bridge), Log: log.With("component", "proxy")})
+		if err != nil {
+			return nil, fmt.Errorf("--proxy-mode: %w", err)
+		}
+		n.run = append(n.run, func(ctx context.Context) {
+			if err := px.Run(ctx); err != nil {
+				log.Error("service proxy stopped", "err", err)
+			}
+		})
+	}
+	if !cfg.NoDNS {
+		// A DNS port already in use leaves the API up, with a clear error.
+		if d, err := listenDNS(cfg, a.client, log.With("component", "dns")); err != nil {
+			log.Error("cluster DNS is not running", "err", err, "fix", "pick a free address with --dns-listen")
+		} else {
+			n.dnsAddr = d.Addr()
+			n.run = append(n.run, d.Run)
+		}
+	}
+	if cfg.Runtime != "none" {
+		ag, err := newAgent(cfg, a.client, n.dnsAddr, a.bundle, log.With("component", "agent"))
+		if err != nil {
+			return nil, err
+		}
+		n.agent = ag
+		n.run = append(n.run, func(ctx context.Context) {
+			if err := ag.Run(ctx); err != nil {
+				log.Error("node agent stopped", "err", err)
+			}
+		})
+	}
+	return n, nil
+}
+
+// newAgent builds the node agent of `headway server`; dnsAddr is where the
+// cluster DNS server listens ("" when it does not run).
+func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *pki.Bundle, log *slog.Logger) (*agent.Agent, error) {
+	// The streaming server listens on the node address: the bridge's
+	// gateway as root, else loopback.
+	streamTLS, err := bundle.AgentServerTLS([]string{cfg.Gateway.String(), "127.0.0.1", "localhost"})
+	if err != nil {
+		return nil, fmt.Errorf("issuing the agent's serving certificate: %w", err)
+	}
+	return agent.New(agent.Config{
+		StreamingTLS: streamTLS,
+		Client:       client, NodeName: cfg.Agent.NodeName, DataDir: cfg.DataDir,
+		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
+		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr,
+		Bridge: cfg.Bridge, Gateway: cfg.Gateway, NoMasquerade: !cfg.Agent.Masquerade, BackoffBase: cfg.Agent.BackoffBase, Log: log,
+		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup,
+	})
+}
