@@ -290,7 +290,9 @@ func (p *Proxy) sliceEvent(obj any, at time.Time) {
 	}
 	c := change{seen: at}
 	if !at.IsZero() {
-		if v := s.Annotations[TriggerTimeAnnotation]; v != "" {
+		// The time of the change the slice reflects: network programming
+		// latency counts from it when present.
+		if v := s.Annotations[corev1.EndpointsLastChangeTriggerTime]; v != "" {
 			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 				c.trigger = t
 			}
