@@ -385,8 +385,10 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			factory.Shutdown()
 		})
 	}
-	// The Service proxy is a node component: it runs where pods run.
-	if o.Runtime != "none" && o.ProxyMode != proxy.ModeNone {
+	// The Service proxy is a node component: it runs where pods run. It
+	// owns the Service state of the node, the local route of the service
+	// range included, which it keeps with --proxy-mode none too.
+	if o.Runtime != "none" {
 		svcCIDR, _ := netip.ParsePrefix(o.ServiceCIDR)
 		podCIDR, _ := netip.ParsePrefix(o.ClusterCIDR)
 		px, err := proxy.New(client, proxy.Config{Mode: o.ProxyMode, ServiceCIDR: svcCIDR, PodCIDR: podCIDR,
