@@ -5,17 +5,19 @@
 #
 #   scripts/install-deps.sh run    what `headway server` uses: containerd,
 #                                  runc, CNI plugins, catatonit (the pause
-#                                  image), nftables, iproute2, busybox
-#   scripts/install-deps.sh test   that, and what the tests use: dig, tmux,
-#                                  python3, nginx (the test images), ...
+#                                  image), iproute2, busybox
+#   scripts/install-deps.sh test   that, and what the tests use: nft (to
+#                                  read the rules Headway programs through
+#                                  netlink), dig, tmux, python3, nginx (the
+#                                  test images), ...
 #
 # Root runs apt-get directly; other users through sudo. HEADWAY_NO_INSTALL=1
 # only checks and prints.
 set -euo pipefail
 
 what="${1:-run}"
-run_pkgs=(iproute2 nftables containerd runc containernetworking-plugins catatonit busybox ca-certificates curl)
-test_pkgs=(make git dnsutils tmux python3 tar nginx etcd-server etcd-client)
+run_pkgs=(iproute2 containerd runc containernetworking-plugins catatonit busybox ca-certificates curl)
+test_pkgs=(nftables make git dnsutils tmux python3 tar nginx etcd-server etcd-client)
 pkgs=("${run_pkgs[@]}")
 [[ "$what" == test ]] && pkgs+=("${test_pkgs[@]}")
 

@@ -170,7 +170,7 @@ func mkSlice(svc, gen, n int) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc%d-1", svc), Namespace: "default",
 			Labels:      map[string]string{proxy.ServiceNameLabel: fmt.Sprintf("svc%d", svc)},
-			Annotations: map[string]string{proxy.TriggerTimeAnnotation: time.Now().UTC().Format(time.RFC3339Nano)}},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().UTC().Format(time.RFC3339Nano)}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
 	}

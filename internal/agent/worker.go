@@ -330,21 +330,10 @@ func shouldRestart(policy corev1.RestartPolicy, code int32) bool {
 
 // exited records a container's end and plans its restart.
 func (w *worker) exited(pod *corev1.Pod, c *ctr) {
-	e := c.proc.Exit()
 	if c.probeCancel != nil {
 		c.probeCancel()
 	}
-	reason := "Completed"
-	if e.Code != 0 {
-		reason = "Error"
-	}
-	if e.Reason != "" {
-		reason = e.Reason
-	}
-	c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason, Message: e.Message,
-		StartedAt: ts(c.proc.Started()), FinishedAt: ts(e.Finished), ContainerID: c.id}
-	c.proc = nil
-	w.setExecTarget(c.spec.Name, nil)
+	e := w.reaped(c)
 	w.mu.Lock()
 	c.ready, c.started = false, false
 	w.mu.Unlock()
@@ -670,19 +659,27 @@ func (w *worker) reapAll(running []*ctr) {
 			c.probeCancel()
 		}
 		c.probes.Wait()
-		e := c.proc.Exit()
-		reason := "Completed"
-		if e.Code != 0 {
-			reason = "Error"
-		}
-		if e.Reason != "" {
-			reason = e.Reason
-		}
-		c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason, Message: e.Message,
-			StartedAt: ts(c.proc.Started()), FinishedAt: ts(e.Finished), ContainerID: c.id}
-		c.proc = nil
-		w.setExecTarget(c.spec.Name, nil)
+		w.reaped(c)
 	}
+}
+
+// reaped records the end of c's exited process as its terminated state
+// (the reason Completed or Error unless the runtime gave one), forgets the
+// process and returns how it exited.
+func (w *worker) reaped(c *ctr) hwruntime.Exit {
+	e := c.proc.Exit()
+	reason := "Completed"
+	if e.Code != 0 {
+		reason = "Error"
+	}
+	if e.Reason != "" {
+		reason = e.Reason
+	}
+	c.term = &corev1.ContainerStateTerminated{ExitCode: e.Code, Signal: e.Signal, Reason: reason, Message: e.Message,
+		StartedAt: ts(c.proc.Started()), FinishedAt: ts(e.Finished), ContainerID: c.id}
+	c.proc = nil
+	w.setExecTarget(c.spec.Name, nil)
+	return e
 }
 
 func (w *worker) removeSandbox(final bool) {

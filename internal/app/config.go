@@ -153,7 +153,7 @@ func (o *DNSOptions) AddFlags(fs *pflag.FlagSet) {
 func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this machine's Node (default: the host name)")
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of --cluster-cidr")
-	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (needs nft)")
+	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "on exit, stop and remove every pod (with the CRI runtime pods otherwise keep running and the next start adopts them)")
 }

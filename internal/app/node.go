@@ -25,8 +25,10 @@ type node struct {
 // server's sockets; they work once their functions run.
 func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 	n := &node{}
-	// The Service proxy is a node component: it runs where pods run.
-	if cfg.Runtime != "none" && cfg.ProxyMode != proxy.ModeNone {
+	// The Service proxy is a node component: it runs where pods run. It
+	// owns the Service state of the node, the local route of the service
+	// range included, which it keeps with --proxy-mode none too.
+	if cfg.Runtime != "none" {
 		px, err := proxy.New(a.client, proxy.Config{Mode: cfg.ProxyMode, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.ClusterCIDR,
 			Bridge: cfg.Bridge, Table: proxyTable(cfg.Bridge), Log: log.With("component", "proxy")})
 		if err != nil {

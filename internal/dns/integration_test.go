@@ -118,7 +118,7 @@ func TestServerDNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Endpoints[3].Conditions.Ready = ptr(true)
-	s.Annotations = map[string]string{dns.TriggerTimeAnnotation: time.Now().UTC().Format(time.RFC3339Nano)}
+	s.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().UTC().Format(time.RFC3339Nano)}
 	if _, err := c.Client.DiscoveryV1().EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// TriggerTimeAnnotation is set by the EndpointSlice controller to the time
-// of the change a slice reflects; DNS programming latency counts from it.
-const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
-
 // eventQueue hands informer events to the index builder without blocking
 // the informers: the builder takes everything queued at once, so a burst
 // of changes becomes one index update.
@@ -195,9 +191,9 @@ func toEvent(kind eventKind, obj, old any, deleted bool, at time.Time) event {
 			// Time the change from when it was made, when the writer says.
 			prev := ""
 			if os, ok := old.(*discoveryv1.EndpointSlice); ok {
-				prev = os.Annotations[TriggerTimeAnnotation]
+				prev = os.Annotations[corev1.EndpointsLastChangeTriggerTime]
 			}
-			if v := o.Annotations[TriggerTimeAnnotation]; v != "" && v != prev {
+			if v := o.Annotations[corev1.EndpointsLastChangeTriggerTime]; v != "" && v != prev {
 				if t, err := time.Parse(time.RFC3339Nano, v); err == nil && t.Before(at) {
 					ev.at = t
 				}
@@ -224,7 +220,7 @@ func slim(obj any) (any, error) {
 		o.SetManagedFields(nil)
 		if a := o.GetAnnotations(); len(a) > 0 {
 			keep := map[string]string{}
-			for _, k := range []string{TriggerTimeAnnotation, "service.alpha.kubernetes.io/tolerate-unready-endpoints"} {
+			for _, k := range []string{corev1.EndpointsLastChangeTriggerTime, "service.alpha.kubernetes.io/tolerate-unready-endpoints"} {
 				if v, ok := a[k]; ok {
 					keep[k] = v
 				}

@@ -90,7 +90,7 @@ func slice(svc, name, portName string, proto corev1.Protocol, port int32, eps ..
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
 			Labels:      map[string]string{proxy.ServiceNameLabel: svc},
-			Annotations: map[string]string{proxy.TriggerTimeAnnotation: time.Now().UTC().Format(time.RFC3339Nano)}},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().UTC().Format(time.RFC3339Nano)}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(portName), Protocol: ptr.To(proto), Port: ptr.To(port)}},
 	}

@@ -19,9 +19,6 @@ const (
 	// ServiceProxyNameLabel on a Service hands it to another proxy: this
 	// one leaves it alone.
 	ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
-	// TriggerTimeAnnotation is the time of the change an EndpointSlice
-	// reflects; network programming latency counts from it when present.
-	TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 )
 
 // DefaultAffinityTimeout is sessionAffinity ClientIP's timeout when the

@@ -8,6 +8,9 @@
 // headway", programmed incrementally through netlink) when the process may
 // and the kernel can, and a userspace TCP/UDP forwarder otherwise. The
 // choice is made at start and logged.
+//
+// The proxy owns the node's Service state: its table and the local route of
+// the service range (route.go), which it keeps even in mode none.
 package proxy
 
 import (
@@ -40,8 +43,9 @@ const (
 
 // Config configures a proxy.
 type Config struct {
-	// Mode is auto (nftables when possible, else userspace), nftables or
-	// userspace.
+	// Mode is auto (nftables when possible, else userspace), nftables,
+	// userspace, or none: no Service rules (Services are another proxy's
+	// job), only the service range routed locally.
 	Mode string
 	// ServiceCIDR is routed locally, and traffic to it that no rule
 	// translated does not leave the node.
@@ -79,7 +83,7 @@ type Proxy struct {
 	client kubernetes.Interface
 	cfg    Config
 	log    *slog.Logger
-	be     backend // used by the loop goroutine only
+	be     backend // used by the loop goroutine only; nil in mode none
 	mode   atomic.Pointer[string]
 	route  *localRoute
 	// firstOK: a sync has succeeded (auto mode falls back only before).
@@ -129,8 +133,12 @@ func New(client kubernetes.Interface, cfg Config) (*Proxy, error) {
 		fallthrough
 	case ModeUserspace:
 		p.be = newUserspace(cfg.NetNS, p.log)
+	case ModeNone:
+		mode := ModeNone
+		p.mode.Store(&mode)
+		return p, nil
 	default:
-		return nil, fmt.Errorf("proxy mode %q: want auto, nftables or userspace", cfg.Mode)
+		return nil, fmt.Errorf("proxy mode %q: want auto, nftables, userspace or none", cfg.Mode)
 	}
 	p.setBackend(p.be)
 	return p, nil
@@ -154,34 +162,26 @@ func (p *Proxy) setBackend(be backend) {
 	p.mode.Store(&name)
 }
 
-// Mode is the mechanism in use: nftables or userspace.
+// Mode is the mechanism in use: nftables, userspace or none.
 func (p *Proxy) Mode() string { return *p.mode.Load() }
 
 // Run follows the API and programs the node until ctx ends, then removes
-// what it programmed (unless LeaveRulesOnExit).
+// what it programmed (unless LeaveRulesOnExit). In mode none it only keeps
+// the service range routed locally.
 func (p *Proxy) Run(ctx context.Context) error {
+	if p.be == nil {
+		p.log.Info("service proxy off (mode none): Services get no rules here", "serviceCIDR", p.cfg.ServiceCIDR)
+		if os.Geteuid() == 0 { // else there is no pod network either: nothing to say
+			p.routeServiceRange()
+		}
+		<-ctx.Done()
+		p.unrouteServiceRange(!p.cfg.LeaveRulesOnExit)
+		return nil
+	}
 	modeGauge.WithLabelValues(p.Mode()).Set(1)
 	defer func() { modeGauge.WithLabelValues(p.Mode()).Set(0) }()
 	p.log.Info("service proxy starting", "mode", p.Mode(), "serviceCIDR", p.cfg.ServiceCIDR)
-	if p.cfg.ServiceCIDR.IsValid() {
-		if os.Geteuid() == 0 {
-			rt, err := newLocalRoute(p.cfg.NetNS, p.cfg.ServiceCIDR)
-			if err == nil {
-				var added bool
-				if added, err = rt.Ensure(); err == nil {
-					p.route = rt
-					if added {
-						p.log.Info("routed the service range locally", "cidr", p.cfg.ServiceCIDR)
-					}
-				}
-			}
-			if err != nil {
-				p.log.Warn("the service range is not routed locally: traffic to a cluster IP without rules may leave the node", "err", err)
-			}
-		} else {
-			p.log.Warn("not root: the service range is not routed locally, cluster IPs work only where something else routes them", "cidr", p.cfg.ServiceCIDR)
-		}
-	}
+	p.routeServiceRange()
 	defer p.stop()
 
 	factory := informers.NewSharedInformerFactory(p.client, 0)
@@ -235,19 +235,57 @@ func (p *Proxy) Run(ctx context.Context) error {
 func (p *Proxy) stop() {
 	if p.cfg.LeaveRulesOnExit {
 		p.be.Close()
+		p.unrouteServiceRange(false)
 		p.log.Info("service proxy stopped; rules left in place", "mode", p.Mode())
 		return
 	}
 	if err := p.be.Cleanup(); err != nil {
 		p.log.Error("removing the proxy rules", "err", err)
 	}
-	if p.route != nil {
+	p.unrouteServiceRange(true)
+	servicePortsGauge.WithLabelValues(p.Mode()).Set(0)
+	p.log.Info("service proxy stopped; rules removed", "mode", p.Mode())
+}
+
+// routeServiceRange makes the service range local to the node (route.go).
+func (p *Proxy) routeServiceRange() {
+	if !p.cfg.ServiceCIDR.IsValid() {
+		return
+	}
+	if os.Geteuid() != 0 {
+		p.log.Warn("not root: the service range is not routed locally, cluster IPs work only where something else routes them", "cidr", p.cfg.ServiceCIDR)
+		return
+	}
+	rt, err := newLocalRoute(p.cfg.NetNS, p.cfg.ServiceCIDR)
+	if err == nil {
+		var added bool
+		if added, err = rt.Ensure(); err == nil {
+			p.route = rt
+			if added {
+				p.log.Info("routed the service range locally", "cidr", p.cfg.ServiceCIDR)
+			}
+		} else {
+			rt.Close()
+		}
+	}
+	if err != nil {
+		p.log.Warn("the service range is not routed locally: traffic to a cluster IP without rules may leave the node", "err", err)
+	}
+}
+
+// unrouteServiceRange removes the route routeServiceRange made or adopted
+// (with remove; else it is left for the next run to adopt).
+func (p *Proxy) unrouteServiceRange(remove bool) {
+	if p.route == nil {
+		return
+	}
+	if remove {
 		if err := p.route.Remove(); err != nil {
 			p.log.Error("removing the service route", "err", err)
 		}
 	}
-	servicePortsGauge.WithLabelValues(p.Mode()).Set(0)
-	p.log.Info("service proxy stopped; rules removed", "mode", p.Mode())
+	p.route.Close()
+	p.route = nil
 }
 
 func (p *Proxy) kick() {
@@ -294,7 +332,9 @@ func (p *Proxy) sliceEvent(obj any, at time.Time) {
 	}
 	c := change{seen: at}
 	if !at.IsZero() {
-		if v := s.Annotations[TriggerTimeAnnotation]; v != "" {
+		// The time of the change the slice reflects: network programming
+		// latency counts from it when present.
+		if v := s.Annotations[corev1.EndpointsLastChangeTriggerTime]; v != "" {
 			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 				c.trigger = t
 			}

@@ -14,9 +14,10 @@ import (
 // localRoute makes the service range local to the node (a "local" route in
 // the local table, as `ip route add local 198.19.0.0/16 dev lo` does):
 // packets to a cluster IP never leave the machine, whatever rules exist,
-// and the userspace proxy can bind cluster IPs. The node agent adds the
-// same route when it sets up the pod network; whoever finds it missing adds
-// it and removes it when done, so the route is there while either runs.
+// and the userspace proxy can bind cluster IPs. The route is the proxy's
+// alone (the node agent leaves it to the proxy): one already there, left by
+// a run that kept its rules (LeaveRulesOnExit) or by an older agent, is
+// adopted and removed with the rest.
 type localRoute struct {
 	cidr  netip.Prefix
 	h     *netlink.Handle
@@ -56,7 +57,8 @@ func (l *localRoute) route() (*netlink.Route, error) {
 	}, nil
 }
 
-// Ensure adds the route unless it is there; it says whether it added it.
+// Ensure adds the route, or adopts it when it is there; it says whether it
+// added it.
 func (l *localRoute) Ensure() (bool, error) {
 	rt, err := l.route()
 	if err != nil {
@@ -67,15 +69,18 @@ func (l *localRoute) Ensure() (bool, error) {
 		l.owned = true
 		return true, nil
 	case errors.Is(err, unix.EEXIST):
+		l.owned = true
 		return false, nil
 	default:
 		return false, fmt.Errorf("routing the service range %s locally: %w", l.cidr, err)
 	}
 }
 
-// Remove deletes the route if Ensure added it.
+// Close lets go of the netlink socket; the route stays.
+func (l *localRoute) Close() { l.h.Close() }
+
+// Remove deletes the route if Ensure added or adopted it.
 func (l *localRoute) Remove() error {
-	defer l.h.Close()
 	if !l.owned {
 		return nil
 	}

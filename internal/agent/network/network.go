@@ -1,10 +1,12 @@
 // Package network gives pods their network: the bridge with the gateway
-// address, one network namespace per pod joined to the bridge by a
-// veth pair, addresses from a persisted IPAM, the cluster DNS address and
-// service range made local to the host, and masquerading of traffic leaving
-// the cluster ranges. It also renders the pods' resolv.conf and hosts files.
+// address, one network namespace per pod joined to the bridge by a veth
+// pair, addresses from a persisted IPAM, the cluster DNS address made local
+// to the host, and masquerading of traffic leaving the cluster ranges (its
+// own nftables table). It also renders the pods' resolv.conf and hosts
+// files.
 //
-// It is the only package that uses netlink and network namespaces.
+// It owns the node's pod and bridge state; Service state (the local route
+// of the service range, the Service rules) is the proxy's.
 package network
 
 import (
@@ -16,10 +18,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -39,13 +39,13 @@ type Config struct {
 	// Gateway is the bridge's address in ClusterCIDR (its first), the
 	// pods' default route.
 	Gateway netip.Addr
-	// ServiceCIDR is routed to the host itself (a local route), so no
-	// packet for a service address leaves the machine. Optional.
+	// ServiceCIDR is not masqueraded (the proxy routes it, locally).
+	// Optional.
 	ServiceCIDR netip.Prefix
 	// DNSIP is made an address of the host (on lo). Optional.
 	DNSIP netip.Addr
 	// Masquerade traffic from pods to addresses outside the cluster ranges
-	// (needs the nft command).
+	// (nftables).
 	Masquerade bool
 	// MTU of the bridge and veths; 0 is 1500.
 	MTU int
@@ -63,7 +63,6 @@ type Network struct {
 	bridgeIdx  int
 	ownBridge  bool
 	ownDNSAddr bool
-	ownSvcRt   bool
 	ownNFT     bool
 	oldForward string
 }
@@ -107,6 +106,9 @@ func Open(cfg Config) (*Network, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "netns"), 0o700); err != nil {
 		return nil, err
 	}
+	// Runs before the proxy owned the service range's route marked it
+	// here; the proxy adopts the route now.
+	os.Remove(filepath.Join(cfg.StateDir, "own-service-route"))
 	ipam, err := OpenIPAM(filepath.Join(cfg.StateDir, "ipam.json"), cfg.ClusterCIDR, gw)
 	if err != nil {
 		return nil, err
@@ -122,7 +124,7 @@ func (n *Network) Gateway() netip.Addr { return n.gateway }
 func (n *Network) IPAM() *IPAM { return n.ipam }
 
 // Setup creates (or adopts) the bridge with the gateway address, makes the
-// DNS address and service range local, and installs masquerading.
+// DNS address local, and installs masquerading.
 func (n *Network) Setup() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -171,65 +173,10 @@ func (n *Network) Setup() error {
 			return fmt.Errorf("making %s a local address: %w", n.cfg.DNSIP, err)
 		}
 	}
-	if n.cfg.ServiceCIDR.IsValid() {
-		switch err := netlink.RouteAdd(n.serviceRoute(lo)); {
-		case err == nil:
-			n.ownSvcRt = n.mark("service-route", true)
-		case errors.Is(err, unix.EEXIST):
-			n.ownSvcRt = n.marked("service-route")
-		default:
-			return fmt.Errorf("routing the service range %s locally: %w", n.cfg.ServiceCIDR, err)
-		}
-	}
 	if n.cfg.Masquerade {
 		if err := n.setupMasquerade(); err != nil {
 			n.log.Warn("pods cannot reach addresses outside the cluster", "err", err)
 		}
-	}
-	return nil
-}
-
-func (n *Network) serviceRoute(lo netlink.Link) *netlink.Route {
-	return &netlink.Route{
-		LinkIndex: lo.Attrs().Index,
-		Dst:       ipNet(n.cfg.ServiceCIDR.Masked()),
-		Table:     unix.RT_TABLE_LOCAL,
-		Type:      unix.RTN_LOCAL,
-		Scope:     netlink.SCOPE_HOST,
-	}
-}
-
-func (n *Network) nftTable() string { return "headway-" + n.cfg.Bridge }
-
-func (n *Network) setupMasquerade() error {
-	nft, err := exec.LookPath("nft")
-	if err != nil {
-		return errors.New("masquerading needs the nft command (Debian: apt-get install nftables); pass --masquerade=false to silence this")
-	}
-	excl := n.cfg.ClusterCIDR.Masked().String()
-	if n.cfg.ServiceCIDR.IsValid() {
-		excl += ", " + n.cfg.ServiceCIDR.Masked().String()
-	}
-	rules := fmt.Sprintf(`table ip %[1]s {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr %[2]s ip daddr != { %[3]s } oifname != %[4]q masquerade
-	}
-}
-`, n.nftTable(), n.cfg.ClusterCIDR.Masked(), excl, n.cfg.Bridge)
-	exec.Command(nft, "delete", "table", "ip", n.nftTable()).Run()
-	cmd := exec.Command(nft, "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	n.ownNFT = true
-	const fwd = "/proc/sys/net/ipv4/ip_forward"
-	if old, err := os.ReadFile(fwd); err == nil && strings.TrimSpace(string(old)) != "1" {
-		if err := os.WriteFile(fwd, []byte("1"), 0o644); err != nil {
-			return fmt.Errorf("enabling IPv4 forwarding: %w", err)
-		}
-		n.oldForward = strings.TrimSpace(string(old))
 	}
 	return nil
 }
@@ -252,17 +199,15 @@ func (n *Network) marked(what string) bool {
 	return err == nil
 }
 
-// Teardown removes what Setup made: the bridge, the DNS address, the local
-// service route, the masquerade table. Pod networks must be removed first.
+// Teardown removes what Setup made: the bridge, the DNS address, the
+// masquerade table. Pod networks must be removed first.
 func (n *Network) Teardown() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var errs []error
 	if n.ownNFT {
-		if nft, err := exec.LookPath("nft"); err == nil {
-			if out, err := exec.Command(nft, "delete", "table", "ip", n.nftTable()).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("removing nft table %s: %v: %s", n.nftTable(), err, out))
-			}
+		if err := removeMasquerade(n.cfg.Bridge); err != nil {
+			errs = append(errs, err)
 		}
 		if n.oldForward != "" {
 			os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(n.oldForward), 0o644)
@@ -270,12 +215,6 @@ func (n *Network) Teardown() error {
 		n.ownNFT = false
 	}
 	lo, err := netlink.LinkByName("lo")
-	if err == nil && n.ownSvcRt {
-		if err := netlink.RouteDel(n.serviceRoute(lo)); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("removing the local route for %s: %w", n.cfg.ServiceCIDR, err))
-		}
-		n.ownSvcRt = n.mark("service-route", false)
-	}
 	if err == nil && n.ownDNSAddr {
 		a := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.cfg.DNSIP, 32))}
 		if err := netlink.AddrDel(lo, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {

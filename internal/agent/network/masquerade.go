@@ -1,0 +1,162 @@
+package network
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The pods' masquerading is the agent's own nftables table, one per
+// bridge ("ip headway-<bridge>"), programmed through netlink (no nft
+// command). In nft syntax it is
+//
+//	table ip headway-<bridge> {
+//		chain postrouting {
+//			type nat hook postrouting priority srcnat; policy accept;
+//			ip saddr <pods> ip daddr != { <pods>, <services> } oifname != "<bridge>" masquerade
+//		}
+//	}
+//
+// The Service proxy's table is another ("ip headway", see package proxy).
+
+// masqTable is the agent's table for bridge.
+func masqTable(bridge string) *nftables.Table {
+	return &nftables.Table{Name: "headway-" + bridge, Family: nftables.TableFamilyIPv4}
+}
+
+// installMasquerade replaces bridge's table with the masquerade rule for
+// traffic from pods to addresses outside the cluster ranges (service may
+// be invalid: the pod range only), in one transaction.
+func installMasquerade(bridge string, pods, service netip.Prefix) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := masqTable(bridge)
+	// Add first so the delete finds it: the old table goes, the new one
+	// comes, atomically.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
+	cluster := []netip.Prefix{pods}
+	if service.IsValid() {
+		cluster = append(cluster, service)
+	}
+	set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(set, intervalElements(cluster)); err != nil {
+		return err
+	}
+	pods = pods.Masked()
+	a := pods.Addr().As4()
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		// ip saddr <pods>
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4, Mask: mask4(pods.Bits()), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: a[:]},
+		// ip daddr != { <pods>, <services> }
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: set.Name, SetID: set.ID, Invert: true},
+		// oifname != "<bridge>"
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: unix.NFT_REG_1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: ifname(bridge)},
+		&expr.Masq{},
+	}})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// removeMasquerade deletes bridge's table; gone already is fine.
+func removeMasquerade(bridge string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := masqTable(bridge)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing nftables table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// intervalElements are the elements of an interval set of IPv4 prefixes as
+// nft makes them: overlapping and adjacent ranges merged, each range its
+// first address and the address after its last (an interval end), and an
+// interval end at 0.0.0.0 unless a range starts there.
+func intervalElements(prefixes []netip.Prefix) []nftables.SetElement {
+	type span struct{ first, last uint32 }
+	var spans []span
+	for _, p := range prefixes {
+		p = p.Masked()
+		first := binary.BigEndian.Uint32(p.Addr().AsSlice())
+		spans = append(spans, span{first, first | ^binary.BigEndian.Uint32(mask4(p.Bits()))})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.first, b.first) })
+	var merged []span
+	for _, s := range spans {
+		if n := len(merged); n > 0 && uint64(s.first) <= uint64(merged[n-1].last)+1 {
+			merged[n-1].last = max(merged[n-1].last, s.last)
+			continue
+		}
+		merged = append(merged, s)
+	}
+	var elems []nftables.SetElement
+	if len(merged) > 0 && merged[0].first != 0 {
+		elems = append(elems, nftables.SetElement{Key: make([]byte, 4), IntervalEnd: true})
+	}
+	for _, s := range merged {
+		elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, s.first)})
+		if s.last != ^uint32(0) {
+			elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, s.last+1), IntervalEnd: true})
+		}
+	}
+	return elems
+}
+
+// mask4 is an IPv4 netmask of bits ones.
+func mask4(bits int) []byte {
+	m := uint32(0)
+	if bits > 0 {
+		m = ^uint32(0) << (32 - bits)
+	}
+	return binary.BigEndian.AppendUint32(nil, m)
+}
+
+// ifname is an interface name as the kernel compares it: IFNAMSIZ bytes,
+// zero padded.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+// setupMasquerade installs the table and turns IPv4 forwarding on,
+// remembering the old setting for Teardown.
+func (n *Network) setupMasquerade() error {
+	if err := installMasquerade(n.cfg.Bridge, n.cfg.ClusterCIDR, n.cfg.ServiceCIDR); err != nil {
+		return err
+	}
+	n.ownNFT = true
+	const fwd = "/proc/sys/net/ipv4/ip_forward"
+	if old, err := os.ReadFile(fwd); err == nil && strings.TrimSpace(string(old)) != "1" {
+		if err := os.WriteFile(fwd, []byte("1"), 0o644); err != nil {
+			return fmt.Errorf("enabling IPv4 forwarding: %w", err)
+		}
+		n.oldForward = strings.TrimSpace(string(old))
+	}
+	return nil
+}
