@@ -86,8 +86,12 @@ func Validate(lr *corev1.LimitRange) field.ErrorList {
 				errs = append(errs, field.Forbidden(p.Child("defaultRequest"), "may not be specified when `type` is 'Pod'"))
 			}
 		}
-		for name, list := range map[string]corev1.ResourceList{"max": l.Max, "min": l.Min, "default": l.Default, "defaultRequest": l.DefaultRequest, "maxLimitRequestRatio": l.MaxLimitRequestRatio} {
-			for k, q := range list {
+		for _, f := range []struct {
+			name string
+			list corev1.ResourceList
+		}{{"max", l.Max}, {"min", l.Min}, {"default", l.Default}, {"defaultRequest", l.DefaultRequest}, {"maxLimitRequestRatio", l.MaxLimitRequestRatio}} {
+			name := f.name
+			for k, q := range f.list {
 				if q.Sign() < 0 {
 					errs = append(errs, field.Invalid(p.Child(name).Key(string(k)), q.String(), "must be greater than or equal to 0"))
 				}
