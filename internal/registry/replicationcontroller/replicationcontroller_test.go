@@ -47,7 +47,9 @@ func TestValidation(t *testing.T) {
 			[]string{"spec.template.metadata.labels: Invalid value"}},
 		{"negative replicas", func(rc *corev1.ReplicationController) { r := int32(-1); rc.Spec.Replicas = &r },
 			[]string{"spec.replicas: Invalid value"}},
-		{"restartPolicy Never", func(rc *corev1.ReplicationController) { rc.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever },
+		{"restartPolicy Never", func(rc *corev1.ReplicationController) {
+			rc.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+		},
 			[]string{"spec.template.spec.restartPolicy: Unsupported value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
