@@ -3,37 +3,64 @@
 package builtin
 
 import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 
 	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/clusterrole"
+	"github.com/headway/headway/internal/registry/clusterrolebinding"
 	"github.com/headway/headway/internal/registry/configmap"
 	"github.com/headway/headway/internal/registry/controllerrevision"
+	"github.com/headway/headway/internal/registry/cronjob"
+	"github.com/headway/headway/internal/registry/daemonset"
+	"github.com/headway/headway/internal/registry/deployment"
 	"github.com/headway/headway/internal/registry/endpoints"
 	"github.com/headway/headway/internal/registry/endpointslice"
 	"github.com/headway/headway/internal/registry/event"
 	eventsregistry "github.com/headway/headway/internal/registry/eventsv1"
+	"github.com/headway/headway/internal/registry/horizontalpodautoscaler"
+	"github.com/headway/headway/internal/registry/ingress"
+	"github.com/headway/headway/internal/registry/ingressclass"
+	"github.com/headway/headway/internal/registry/job"
 	"github.com/headway/headway/internal/registry/lease"
+	"github.com/headway/headway/internal/registry/limitrange"
+	"github.com/headway/headway/internal/registry/mutatingwebhookconfiguration"
 	"github.com/headway/headway/internal/registry/namespace"
+	"github.com/headway/headway/internal/registry/networkpolicy"
 	"github.com/headway/headway/internal/registry/node"
 	"github.com/headway/headway/internal/registry/persistentvolume"
 	"github.com/headway/headway/internal/registry/persistentvolumeclaim"
 	"github.com/headway/headway/internal/registry/pod"
+	"github.com/headway/headway/internal/registry/poddisruptionbudget"
+	"github.com/headway/headway/internal/registry/podtemplate"
+	"github.com/headway/headway/internal/registry/priorityclass"
+	"github.com/headway/headway/internal/registry/replicaset"
+	"github.com/headway/headway/internal/registry/replicationcontroller"
+	"github.com/headway/headway/internal/registry/resourcequota"
+	"github.com/headway/headway/internal/registry/role"
+	"github.com/headway/headway/internal/registry/rolebinding"
 	"github.com/headway/headway/internal/registry/secret"
 	"github.com/headway/headway/internal/registry/service"
 	"github.com/headway/headway/internal/registry/serviceaccount"
 	"github.com/headway/headway/internal/registry/statefulset"
 	"github.com/headway/headway/internal/registry/storageclass"
+	"github.com/headway/headway/internal/registry/validatingwebhookconfiguration"
 )
 
 // Scheme returns a scheme with every type the server encodes.
@@ -42,6 +69,8 @@ func Scheme() *runtime.Scheme {
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, discoveryv1.AddToScheme,
 		coordinationv1.AddToScheme, eventsv1.AddToScheme, storagev1.AddToScheme, apidiscoveryv2.AddToScheme, policyv1.AddToScheme,
+		autoscalingv2.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, schedulingv1.AddToScheme,
+		admissionregistrationv1.AddToScheme, rbacv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		utilruntime.Must(add(s))
@@ -72,9 +101,38 @@ func Resources(o Options) []*registry.Resource {
 		event.Resource(),
 		persistentvolumeclaim.Resource(),
 		persistentvolume.Resource(),
+		replicationcontroller.Resource(),
+		podtemplate.Resource(),
+		resourcequota.Resource(),
+		limitrange.Resource(),
 		// apps/v1
 		statefulset.Resource(),
 		controllerrevision.Resource(),
+		deployment.Resource(),
+		replicaset.Resource(),
+		daemonset.Resource(),
+		// batch/v1
+		job.Resource(),
+		cronjob.Resource(),
+		// autoscaling: v2 first, the preferred version; v1 serves the same objects
+		horizontalpodautoscaler.Resource(),
+		horizontalpodautoscaler.ResourceV1(),
+		// policy/v1
+		poddisruptionbudget.Resource(),
+		// networking.k8s.io/v1
+		networkpolicy.Resource(),
+		ingress.Resource(),
+		ingressclass.Resource(),
+		// rbac.authorization.k8s.io/v1
+		role.Resource(),
+		rolebinding.Resource(),
+		clusterrole.Resource(),
+		clusterrolebinding.Resource(),
+		// scheduling.k8s.io/v1
+		priorityclass.Resource(),
+		// admissionregistration.k8s.io/v1
+		validatingwebhookconfiguration.Resource(),
+		mutatingwebhookconfiguration.Resource(),
 		// discovery.k8s.io/v1
 		endpointslice.Resource(),
 		// coordination.k8s.io/v1
