@@ -12,10 +12,12 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/controller/deployment"
 	"github.com/headway/headway/internal/controller/endpointslice"
 	"github.com/headway/headway/internal/controller/gc"
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
+	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/scheduler"
 	"github.com/headway/headway/internal/controller/statefulset"
 	"github.com/headway/headway/internal/registry/builtin"
@@ -41,6 +43,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	collector := gc.New(md, client.Discovery(), log)
 	sts := statefulset.New(client, factory, recorder("statefulset-controller"), log)
 	slices := endpointslice.New(client, factory, log)
+	replicasets := replicaset.New(client, factory, recorder("replicaset-controller"), log)
+	deployments := deployment.New(client, factory, recorder("deployment-controller"), log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -49,6 +53,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			nsc.Run,
 			sched.Run,
 			sts.Run,
+			replicasets.Run,
+			deployments.Run,
 			slices.Run,
 			volumes.Run,
 			func(ctx context.Context) {

@@ -3,9 +3,6 @@ package deployment_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,16 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/polymorphichelpers"
 
 	"github.com/headway/headway/internal/controller/deployment"
-	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/statefulset/kubeletsim"
 	"github.com/headway/headway/internal/testing/cluster"
 )
@@ -48,34 +40,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
 	}
 	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
-// startControllers runs the ReplicaSet and Deployment controllers against
-// the cluster. Until internal/app wires them, the test runs them itself;
-// once it does, this goes.
-func startControllers(t *testing.T, ctx context.Context, client kubernetes.Interface) {
-	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	factory := informers.NewSharedInformerFactory(client, 0)
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	rsc := replicaset.New(client, factory, broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "replicaset-controller"}), log)
-	dc := deployment.New(client, factory, broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "deployment-controller"}), log)
-	cctx, cancel := context.WithCancel(ctx)
-	factory.Start(cctx.Done())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); rsc.Run(cctx) }()
-	go func() { defer wg.Done(); dc.Run(cctx) }()
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		broadcaster.Shutdown()
-		factory.Shutdown()
-	})
 }
 
 func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
@@ -165,7 +129,6 @@ func TestDeploymentLifecycle(t *testing.T) {
 	client := c.Client
 	ns := "default"
 	startKubelet(t, ctx, client)
-	startControllers(t, ctx, client)
 
 	surge, unavailable := intstr.FromInt32(1), intstr.FromInt32(0)
 	replicas, history := int32(3), int32(2)
@@ -406,7 +369,6 @@ func TestReplicaSetAlone(t *testing.T) {
 	client := c.Client
 	ns := "default"
 	startKubelet(t, ctx, client)
-	startControllers(t, ctx, client)
 
 	orphan := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "stray", Namespace: ns, Labels: map[string]string{"app": "solo"}},
