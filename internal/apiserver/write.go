@@ -333,7 +333,8 @@ const (
 // updateObject reads the current object, applies fn, runs the update
 // pipeline and stores the result with optimistic concurrency. If fn leaves a
 // resourceVersion that differs from the stored one, the write fails with 409.
-// Without one, a lost race is retried with the newer object.
+// Without one (an unconditional update, where the kind allows it), a lost
+// race is retried with the newer object.
 // create, when set, is called instead when the object does not exist.
 func (res *resource) updateObject(ctx context.Context, ns, name string, mode updateMode, opts writeOptions, fn updateFunc, create func() (runtime.Object, error)) (runtime.Object, bool, error) {
 	key := res.key(ns, name)
@@ -397,7 +398,14 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 		return nil, false, badRequest("the namespace of the provided object does not match the namespace sent on the request")
 	}
 	acc.SetNamespace(curAcc.GetNamespace())
-	if rv := acc.GetResourceVersion(); rv != "" && rv != curAcc.GetResourceVersion() {
+	switch rv := acc.GetResourceVersion(); {
+	case rv == "" && mode != modeSubresource && !res.reg.AllowUnconditionalUpdate:
+		return nil, false, res.resourceVersionRequired(name)
+	case rv == "":
+		// An unconditional update: it applies to the current object (a
+		// lost race is retried with the newer one).
+		acc.SetResourceVersion(curAcc.GetResourceVersion())
+	case rv != curAcc.GetResourceVersion():
 		return nil, false, res.conflict(name)
 	}
 	if uid := acc.GetUID(); uid != "" && uid != curAcc.GetUID() {
@@ -517,6 +525,15 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	}
 	acc.SetResourceVersion(formatRV(rev))
 	return obj, false, nil
+}
+
+// resourceVersionRequired is kube-apiserver's answer to an update without
+// a resourceVersion for a kind that does not allow unconditional updates
+// (the kind in it is the resource, as kube-apiserver's store says it).
+func (res *resource) resourceVersionRequired(name string) error {
+	gr := res.reg.GroupResource()
+	return apierrors.NewInvalid(schema.GroupKind{Group: gr.Group, Kind: gr.Resource}, name, field.ErrorList{
+		field.Invalid(field.NewPath("metadata", "resourceVersion"), uint64(0), "must be specified for an update")})
 }
 
 func (res *resource) validateMetaUpdate(obj, old runtime.Object) field.ErrorList {

@@ -24,7 +24,12 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.PersistentVolumeClaim{} },
 		NewList:    func() runtime.Object { return &corev1.PersistentVolumeClaimList{} },
-		HasStatus:  true,
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		HasStatus: true,
 		Default: func(obj runtime.Object) {
 			c := obj.(*corev1.PersistentVolumeClaim)
 			if c.Spec.VolumeMode == nil {

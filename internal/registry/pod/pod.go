@@ -31,8 +31,13 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.Pod{} },
 		NewList:    func() runtime.Object { return &corev1.PodList{} },
-		HasStatus:  true,
-		Default:    func(obj runtime.Object) { Default(obj.(*corev1.Pod)) },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		HasStatus: true,
+		Default:   func(obj runtime.Object) { Default(obj.(*corev1.Pod)) },
 		PrepareForCreate: func(_ context.Context, obj runtime.Object) {
 			p := obj.(*corev1.Pod)
 			p.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}

@@ -29,6 +29,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &appsv1.StatefulSet{} },
 		NewList:    func() runtime.Object { return &appsv1.StatefulSetList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		HasStatus:  true,
 		Generation: true,
 		Default:    func(obj runtime.Object) { Default(obj.(*appsv1.StatefulSet)) },
