@@ -100,11 +100,7 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 		return err
 	}
 	if !deleted {
-		if obj, err = res.transform(r, f, obj, false); err != nil {
-			return err
-		}
-		res.s.writeObject(w, f, http.StatusOK, obj)
-		return nil
+		return res.respond(w, r, f, http.StatusOK, obj, nil)
 	}
 	acc, _ := meta.Accessor(obj)
 	f.target = targetObject
@@ -254,12 +250,7 @@ func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Reque
 	if err := meta.SetList(list, deleted); err != nil {
 		return err
 	}
-	out, err := res.transform(r, f, list, true)
-	if err != nil {
-		return err
-	}
-	res.s.writeObject(w, f, http.StatusOK, out)
-	return nil
+	return res.respond(w, r, f, http.StatusOK, list, nil)
 }
 
 // Finalizers the garbage collector acts on.

@@ -85,16 +85,11 @@ func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info re
 	if err != nil {
 		return err
 	}
-	if out, err = res.transform(r, f, out, false); err != nil {
-		return err
-	}
-	writeWarnings(w, warnings)
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
 	}
-	res.s.writeObject(w, f, code, out)
-	return nil
+	return res.respond(w, r, f, code, out, warnings)
 }
 
 // applyPatch applies a JSON, merge or strategic merge patch to a JSON document.

@@ -2,8 +2,10 @@ package apiserver
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -51,4 +53,25 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// respond is the tail of every handler that answers with the object (or
+// list) it read or wrote: convert it into what the client negotiated (the
+// object, a Table or PartialObjectMetadata), then write it with the
+// request's warnings.
+func (res *resource) respond(w http.ResponseWriter, r *http.Request, f outputFormat, code int, obj runtime.Object, warnings []string) error {
+	out, err := res.transform(r, f, obj, meta.IsListType(obj))
+	if err != nil {
+		return err
+	}
+	writeWarnings(w, warnings)
+	res.s.writeObject(w, f, code, out)
+	return nil
+}
+
+// writeWarnings adds a Warning header (code 299) for each message.
+func writeWarnings(w http.ResponseWriter, warnings []string) {
+	for _, msg := range warnings {
+		w.Header().Add("Warning", fmt.Sprintf("299 - %q", msg))
+	}
 }

@@ -59,6 +59,15 @@ type Resource struct {
 	// metadata.namespace (which the machinery adds).
 	Fields func(obj runtime.Object) fields.Set
 
+	// AllowUnconditionalUpdate, as the kind's AllowUnconditionalUpdate() in
+	// kube-apiserver's strategy: an update whose object has no
+	// metadata.resourceVersion overwrites the current object (a stale one is
+	// still 409 Conflict). Without it such an update is 422 Invalid ("must
+	// be specified for an update"). Writes to the status and finalize
+	// subresources follow the same rule (their strategies embed the main
+	// one); scale and binding always act on the current object.
+	AllowUnconditionalUpdate bool
+
 	// HasStatus enables the status subresource: writes to the main resource
 	// keep the stored status and writes to /status change only status.
 	HasStatus bool

@@ -24,7 +24,12 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.ConfigMap{} },
 		NewList:    func() runtime.Object { return &corev1.ConfigMapList{} },
-		Validate:   func(obj runtime.Object) field.ErrorList { return validate(obj.(*corev1.ConfigMap)) },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		Validate: func(obj runtime.Object) field.ErrorList { return validate(obj.(*corev1.ConfigMap)) },
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 			errs := validate(obj.(*corev1.ConfigMap))
 			o, n := old.(*corev1.ConfigMap), obj.(*corev1.ConfigMap)

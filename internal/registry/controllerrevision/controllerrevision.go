@@ -22,6 +22,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &appsv1.ControllerRevision{} },
 		NewList:    func() runtime.Object { return &appsv1.ControllerRevisionList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		Validate: func(obj runtime.Object) field.ErrorList {
 			if r := obj.(*appsv1.ControllerRevision).Revision; r < 0 {
 				return field.ErrorList{field.Invalid(field.NewPath("revision"), r, "must be greater than or equal to 0")}

@@ -25,6 +25,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.Endpoints{} },
 		NewList:    func() runtime.Object { return &corev1.EndpointsList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		Default: func(obj runtime.Object) {
 			for i := range obj.(*corev1.Endpoints).Subsets {
 				ss := &obj.(*corev1.Endpoints).Subsets[i]

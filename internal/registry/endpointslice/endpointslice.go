@@ -30,6 +30,11 @@ func Resource() *registry.Resource {
 		Generation: true,
 		New:        func() runtime.Object { return &discoveryv1.EndpointSlice{} },
 		NewList:    func() runtime.Object { return &discoveryv1.EndpointSliceList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		Default: func(obj runtime.Object) {
 			es := obj.(*discoveryv1.EndpointSlice)
 			for i := range es.Ports {

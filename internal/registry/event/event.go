@@ -24,6 +24,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.Event{} },
 		NewList:    func() runtime.Object { return &corev1.EventList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		Validate: func(obj runtime.Object) field.ErrorList {
 			e := obj.(*corev1.Event)
 			var errs field.ErrorList

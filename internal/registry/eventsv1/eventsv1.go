@@ -23,6 +23,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &eventsv1.Event{} },
 		NewList:    func() runtime.Object { return &eventsv1.EventList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		SharedStorage: &registry.SharedStorage{
 			Plural:     "events",
 			StoredKind: corev1.SchemeGroupVersion.WithKind("Event"),

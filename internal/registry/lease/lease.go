@@ -18,6 +18,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &coordinationv1.Lease{} },
 		NewList:    func() runtime.Object { return &coordinationv1.LeaseList{} },
+
+		// kube-apiserver's lease strategy answers an update without a
+		// resourceVersion 422: a holder must not overwrite a newer renewal.
+		AllowUnconditionalUpdate: false,
+
 		Columns: []metav1.TableColumnDefinition{
 			registry.NameColumn,
 			registry.Column("Holder", "string", 0, coordinationv1.LeaseSpec{}.SwaggerDoc()["holderIdentity"]),

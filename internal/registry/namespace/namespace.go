@@ -24,9 +24,14 @@ func Resource() *registry.Resource {
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "Namespace", ListKind: "NamespaceList",
 		Plural: "namespaces", Singular: "namespace",
-		ShortNames:     []string{"ns"},
-		New:            func() runtime.Object { return &corev1.Namespace{} },
-		NewList:        func() runtime.Object { return &corev1.NamespaceList{} },
+		ShortNames: []string{"ns"},
+		New:        func() runtime.Object { return &corev1.Namespace{} },
+		NewList:    func() runtime.Object { return &corev1.NamespaceList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		NameValidation: metavalidation.ValidateNamespaceName,
 		HasStatus:      true,
 		Default: func(obj runtime.Object) {

@@ -22,7 +22,12 @@ func Resource() *registry.Resource {
 		ShortNames: []string{"no"},
 		New:        func() runtime.Object { return &corev1.Node{} },
 		NewList:    func() runtime.Object { return &corev1.NodeList{} },
-		HasStatus:  true,
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		HasStatus: true,
 		Columns: []metav1.TableColumnDefinition{
 			registry.NameColumn,
 			registry.Column("Status", "string", 0, "The status of the node"),

@@ -22,7 +22,12 @@ func Resource() *registry.Resource {
 		ShortNames: []string{"pv"},
 		New:        func() runtime.Object { return &corev1.PersistentVolume{} },
 		NewList:    func() runtime.Object { return &corev1.PersistentVolumeList{} },
-		HasStatus:  true,
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		HasStatus: true,
 		Default: func(obj runtime.Object) {
 			pv := obj.(*corev1.PersistentVolume)
 			if pv.Spec.PersistentVolumeReclaimPolicy == "" {

@@ -14,6 +14,28 @@ import (
 	"github.com/headway/headway/internal/registry"
 )
 
+// Default sets what kube-apiserver defaults on a claim (also on the claim
+// templates of StatefulSets): the spec's, and phase Pending.
+func Default(c *corev1.PersistentVolumeClaim) {
+	DefaultSpec(&c.Spec)
+	if c.Status.Phase == "" {
+		c.Status.Phase = corev1.ClaimPending
+	}
+	registry.RoundResources(c.Status.Capacity)
+	registry.RoundResources(c.Status.AllocatedResources)
+}
+
+// DefaultSpec sets the defaults of a claim spec (also of a pod's ephemeral
+// volume claim template): volumeMode Filesystem, resources rounded.
+func DefaultSpec(s *corev1.PersistentVolumeClaimSpec) {
+	if s.VolumeMode == nil {
+		m := corev1.PersistentVolumeFilesystem
+		s.VolumeMode = &m
+	}
+	registry.RoundResources(s.Resources.Limits)
+	registry.RoundResources(s.Resources.Requests)
+}
+
 // Resource returns the persistentvolumeclaims registry entry.
 func Resource() *registry.Resource {
 	return &registry.Resource{
@@ -24,14 +46,13 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.PersistentVolumeClaim{} },
 		NewList:    func() runtime.Object { return &corev1.PersistentVolumeClaimList{} },
-		HasStatus:  true,
-		Default: func(obj runtime.Object) {
-			c := obj.(*corev1.PersistentVolumeClaim)
-			if c.Spec.VolumeMode == nil {
-				m := corev1.PersistentVolumeFilesystem
-				c.Spec.VolumeMode = &m
-			}
-		},
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		HasStatus: true,
+		Default:   func(obj runtime.Object) { Default(obj.(*corev1.PersistentVolumeClaim)) },
 		PrepareForCreate: func(_ context.Context, obj runtime.Object) {
 			obj.(*corev1.PersistentVolumeClaim).Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}
 		},

@@ -31,11 +31,16 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.Pod{} },
 		NewList:    func() runtime.Object { return &corev1.PodList{} },
-		HasStatus:  true,
-		Default:    func(obj runtime.Object) { Default(obj.(*corev1.Pod)) },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
+		HasStatus: true,
+		Default:   func(obj runtime.Object) { Default(obj.(*corev1.Pod)) },
 		PrepareForCreate: func(_ context.Context, obj runtime.Object) {
 			p := obj.(*corev1.Pod)
-			p.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}
+			p.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: qosClass(&p.Spec)}
 			p.Generation = 1
 		},
 		PrepareForUpdate: func(_ context.Context, obj, old runtime.Object) {
@@ -77,36 +82,6 @@ func Resource() *registry.Resource {
 				"status.nominatedNodeName": p.Status.NominatedNodeName,
 			}
 		},
-	}
-}
-
-// Default sets what kube-apiserver defaults on a Pod.
-func Default(p *corev1.Pod) {
-	DefaultPodSpec(&p.Spec)
-	if p.Spec.EnableServiceLinks == nil {
-		t := true
-		p.Spec.EnableServiceLinks = &t
-	}
-	if p.Spec.ServiceAccountName == "" {
-		p.Spec.ServiceAccountName = "default"
-	}
-	if p.Spec.DeprecatedServiceAccount == "" {
-		p.Spec.DeprecatedServiceAccount = p.Spec.ServiceAccountName
-	}
-	if p.Spec.Priority == nil {
-		var zero int32
-		p.Spec.Priority = &zero
-	}
-	if len(p.Spec.Tolerations) == 0 {
-		secs := int64(300)
-		p.Spec.Tolerations = []corev1.Toleration{
-			{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs},
-			{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs},
-		}
-	}
-	if p.Spec.PreemptionPolicy == nil {
-		pp := corev1.PreemptLowerPriority
-		p.Spec.PreemptionPolicy = &pp
 	}
 }
 
@@ -303,64 +278,6 @@ func Bind(obj runtime.Object, target string) (runtime.Object, error) {
 		p.Status.Conditions = append(p.Status.Conditions, cond)
 	}
 	return p, nil
-}
-
-// DefaultPodSpec sets the pod defaults kube-apiserver applies.
-func DefaultPodSpec(p *corev1.PodSpec) {
-	if p.RestartPolicy == "" {
-		p.RestartPolicy = corev1.RestartPolicyAlways
-	}
-	if p.DNSPolicy == "" {
-		p.DNSPolicy = corev1.DNSClusterFirst
-	}
-	if p.TerminationGracePeriodSeconds == nil {
-		t := int64(corev1.DefaultTerminationGracePeriodSeconds)
-		p.TerminationGracePeriodSeconds = &t
-	}
-	if p.SchedulerName == "" {
-		p.SchedulerName = corev1.DefaultSchedulerName
-	}
-	if p.SecurityContext == nil {
-		p.SecurityContext = &corev1.PodSecurityContext{}
-	}
-	for i := range p.Containers {
-		defaultContainer(&p.Containers[i])
-	}
-	for i := range p.InitContainers {
-		defaultContainer(&p.InitContainers[i])
-	}
-}
-
-func defaultContainer(c *corev1.Container) {
-	if c.TerminationMessagePath == "" {
-		c.TerminationMessagePath = corev1.TerminationMessagePathDefault
-	}
-	if c.TerminationMessagePolicy == "" {
-		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
-	}
-	if c.ImagePullPolicy == "" {
-		c.ImagePullPolicy = corev1.PullIfNotPresent
-		if tag := imageTag(c.Image); tag == "" || tag == "latest" {
-			c.ImagePullPolicy = corev1.PullAlways
-		}
-	}
-	for i := range c.Ports {
-		if c.Ports[i].Protocol == "" {
-			c.Ports[i].Protocol = corev1.ProtocolTCP
-		}
-	}
-}
-
-// imageTag returns an image reference's tag ("" when none; digests count as a tag).
-func imageTag(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		return image[i+1:]
-	}
-	slash := strings.LastIndex(image, "/")
-	if i := strings.LastIndex(image, ":"); i > slash {
-		return image[i+1:]
-	}
-	return ""
 }
 
 // ValidatePodSpec checks the containers of a pod spec.

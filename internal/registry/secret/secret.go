@@ -24,6 +24,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.Secret{} },
 		NewList:    func() runtime.Object { return &corev1.SecretList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		Default: func(obj runtime.Object) {
 			s := obj.(*corev1.Secret)
 			if s.Type == "" {

@@ -36,11 +36,16 @@ func Resource(alloc Allocators) *registry.Resource {
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "Service", ListKind: "ServiceList",
 		Plural: "services", Singular: "service",
-		ShortNames:     []string{"svc"},
-		Categories:     []string{"all"},
-		Namespaced:     true,
-		New:            func() runtime.Object { return &corev1.Service{} },
-		NewList:        func() runtime.Object { return &corev1.ServiceList{} },
+		ShortNames: []string{"svc"},
+		Categories: []string{"all"},
+		Namespaced: true,
+		New:        func() runtime.Object { return &corev1.Service{} },
+		NewList:    func() runtime.Object { return &corev1.ServiceList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		NameValidation: metavalidation.NameIsDNS1035Label,
 		HasStatus:      true,
 		Default:        func(obj runtime.Object) { Default(obj.(*corev1.Service)) },

@@ -11,10 +11,13 @@ import (
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/persistentvolumeclaim"
 	"github.com/headway/headway/internal/registry/pod"
 )
 
@@ -29,6 +32,11 @@ func Resource() *registry.Resource {
 		Namespaced: true,
 		New:        func() runtime.Object { return &appsv1.StatefulSet{} },
 		NewList:    func() runtime.Object { return &appsv1.StatefulSetList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		HasStatus:  true,
 		Generation: true,
 		Default:    func(obj runtime.Object) { Default(obj.(*appsv1.StatefulSet)) },
@@ -95,8 +103,9 @@ func equalSelector(a, b *metav1.LabelSelector) bool {
 	return ea == nil && eb == nil && sa.String() == sb.String()
 }
 
-// Default sets what kube-apiserver defaults on a StatefulSet (and its pod
-// template, for the fields Headway reads).
+// Default sets what kube-apiserver defaults on a StatefulSet: its spec, its
+// pod template's spec (as a Pod's, without the Pod-only defaults) and its
+// volume claim templates (as claims: volumeMode Filesystem, phase Pending).
 func Default(s *appsv1.StatefulSet) {
 	if s.Spec.Replicas == nil {
 		r := int32(1)
@@ -105,16 +114,22 @@ func Default(s *appsv1.StatefulSet) {
 	if s.Spec.PodManagementPolicy == "" {
 		s.Spec.PodManagementPolicy = appsv1.OrderedReadyPodManagement
 	}
+	// rollingUpdate is filled in when the strategy is left out; a strategy
+	// of type RollingUpdate without it is stored as given.
 	if s.Spec.UpdateStrategy.Type == "" {
 		s.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
-	}
-	if s.Spec.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType {
 		if s.Spec.UpdateStrategy.RollingUpdate == nil {
 			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
 		}
-		if s.Spec.UpdateStrategy.RollingUpdate.Partition == nil {
-			p := int32(0)
-			s.Spec.UpdateStrategy.RollingUpdate.Partition = &p
+	}
+	if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && s.Spec.UpdateStrategy.Type == appsv1.RollingUpdateStatefulSetStrategyType {
+		if ru.Partition == nil {
+			ru.Partition = ptr.To[int32](0)
+		}
+		// maxUnavailable 1: kube-apiserver's default since
+		// MaxUnavailableStatefulSet is on by default (1.35).
+		if ru.MaxUnavailable == nil {
+			ru.MaxUnavailable = ptr.To(intstr.FromInt32(1))
 		}
 	}
 	if s.Spec.RevisionHistoryLimit == nil {
@@ -131,6 +146,9 @@ func Default(s *appsv1.StatefulSet) {
 		s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
 	}
 	pod.DefaultPodSpec(&s.Spec.Template.Spec)
+	for i := range s.Spec.VolumeClaimTemplates {
+		persistentvolumeclaim.Default(&s.Spec.VolumeClaimTemplates[i])
+	}
 }
 
 // Validate checks a StatefulSet for the rules kube-apiserver enforces on

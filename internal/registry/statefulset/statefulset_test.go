@@ -6,7 +6,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 func seed() *appsv1.StatefulSet {
@@ -91,5 +95,78 @@ func TestImmutableFields(t *testing.T) {
 	renamed.Spec.ServiceName = "other"
 	if errs := r.ValidateUpdate(renamed, old); len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "spec: Forbidden: updates to statefulset spec for fields other than") {
 		t.Fatalf("serviceName change: %v", errs)
+	}
+}
+
+// TestDefaultsTable: the update strategy, the pod template and the volume
+// claim templates as kube-apiserver stores them (pkg/apis/apps/v1 and core
+// v1 defaults; the template gets the pod spec defaults, not the Pod-only
+// ones).
+func TestDefaultsTable(t *testing.T) {
+	ru := func(partition int32) *appsv1.RollingUpdateStatefulSetStrategy {
+		return &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To(partition), MaxUnavailable: ptr.To(intstr.FromInt32(1))}
+	}
+	for _, tc := range []struct {
+		name string
+		in   func(*appsv1.StatefulSet)
+		got  func(*appsv1.StatefulSet) any
+		want any
+	}{
+		{"no update strategy", func(*appsv1.StatefulSet) {},
+			func(s *appsv1.StatefulSet) any { return s.Spec.UpdateStrategy },
+			appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType, RollingUpdate: ru(0)}},
+		{"RollingUpdate without rollingUpdate stays so",
+			func(s *appsv1.StatefulSet) { s.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType },
+			func(s *appsv1.StatefulSet) any { return s.Spec.UpdateStrategy },
+			appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType}},
+		{"partition given",
+			func(s *appsv1.StatefulSet) {
+				s.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+					RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](2)}}
+			},
+			func(s *appsv1.StatefulSet) any { return s.Spec.UpdateStrategy.RollingUpdate },
+			ru(2)},
+		{"OnDelete",
+			func(s *appsv1.StatefulSet) { s.Spec.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType },
+			func(s *appsv1.StatefulSet) any { return s.Spec.UpdateStrategy },
+			appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}},
+		{"template probe and container defaults",
+			func(s *appsv1.StatefulSet) {
+				s.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}}
+			},
+			func(s *appsv1.StatefulSet) any {
+				c := s.Spec.Template.Spec.Containers[0]
+				return []any{c.ReadinessProbe, c.ImagePullPolicy, c.TerminationMessagePath, c.TerminationMessagePolicy, s.Spec.Template.Spec.SchedulerName, s.Spec.Template.Spec.SecurityContext}
+			},
+			[]any{&corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP}},
+				TimeoutSeconds: 1, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3},
+				corev1.PullIfNotPresent, "/dev/termination-log", corev1.TerminationMessageReadFile, "default-scheduler", &corev1.PodSecurityContext{}}},
+		{"template without Pod-only defaults", func(*appsv1.StatefulSet) {},
+			func(s *appsv1.StatefulSet) any {
+				t := s.Spec.Template.Spec
+				return []any{t.EnableServiceLinks, t.ServiceAccountName, t.Tolerations}
+			},
+			[]any{(*bool)(nil), "", []corev1.Toleration(nil)}},
+		{"volume claim templates",
+			func(s *appsv1.StatefulSet) {
+				s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+				}}}
+			},
+			func(s *appsv1.StatefulSet) any {
+				c := s.Spec.VolumeClaimTemplates[0]
+				return []any{c.Spec.VolumeMode, c.Status.Phase}
+			},
+			[]any{ptr.To(corev1.PersistentVolumeFilesystem), corev1.ClaimPending}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := seed()
+			tc.in(s)
+			Default(s)
+			if got := tc.got(s); !apiequality.Semantic.DeepEqual(got, tc.want) {
+				t.Errorf("got  %#v\nwant %#v", got, tc.want)
+			}
+		})
 	}
 }

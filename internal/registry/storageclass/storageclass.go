@@ -23,6 +23,11 @@ func Resource() *registry.Resource {
 		ShortNames: []string{"sc"},
 		New:        func() runtime.Object { return &storagev1.StorageClass{} },
 		NewList:    func() runtime.Object { return &storagev1.StorageClassList{} },
+
+		// As in kube-apiserver's strategy for the kind, a PUT without a
+		// resourceVersion overwrites the current object.
+		AllowUnconditionalUpdate: true,
+
 		Default: func(obj runtime.Object) {
 			sc := obj.(*storagev1.StorageClass)
 			if sc.ReclaimPolicy == nil {

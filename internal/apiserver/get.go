@@ -1,5 +1,7 @@
 package apiserver
 
+// Reads: get and list (selectors, pagination, resourceVersion semantics).
+
 import (
 	"context"
 	"encoding/base64"
@@ -9,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,24 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/applyconfigurations"
 
 	"github.com/headway/headway/internal/storage"
 )
-
-var (
-	typeConverterOnce sync.Once
-	typeConverterVal  managedfields.TypeConverter
-)
-
-// typeConverter is the structured-merge-diff schema of the built-in types,
-// used by server-side apply and managedFields tracking.
-func typeConverter(scheme *runtime.Scheme) managedfields.TypeConverter {
-	typeConverterOnce.Do(func() { typeConverterVal = applyconfigurations.NewTypeConverter(scheme) })
-	return typeConverterVal
-}
 
 func (res *resource) handleGet(w http.ResponseWriter, r *http.Request, info requestInfo) error {
 	f, ok := negotiate(r, true)
@@ -47,12 +34,19 @@ func (res *resource) handleGet(w http.ResponseWriter, r *http.Request, info requ
 	if err != nil {
 		return err
 	}
-	out, err := res.transform(r, f, obj, false)
-	if err != nil {
-		return err
+	return res.respond(w, r, f, http.StatusOK, obj, nil)
+}
+
+// get reads one object.
+func (res *resource) get(ctx context.Context, ns, name string) (runtime.Object, error) {
+	kv, err := res.s.store.Get(ctx, res.key(ns, name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, res.notFound(name)
 	}
-	res.s.writeObject(w, f, http.StatusOK, out)
-	return nil
+	if err != nil {
+		return nil, err
+	}
+	return res.decode(kv)
 }
 
 // selection is a parsed label and field selector.
@@ -327,85 +321,5 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 	if err := meta.SetList(list, result.items); err != nil {
 		return err
 	}
-	out, err := res.transform(r, f, list, true)
-	if err != nil {
-		return err
-	}
-	res.s.writeObject(w, f, http.StatusOK, out)
-	return nil
-}
-
-func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, opts, body, err := writeRequest(r, true)
-	if err != nil {
-		return err
-	}
-	obj := res.reg.New()
-	warnings, err := res.decodeBody(r, body, opts, obj, res.gvk)
-	if err != nil {
-		return err
-	}
-	if res.reg.Namespaced && info.Namespace == "" {
-		return badRequest("the server could not find the requested resource: %s is namespaced; create it in a namespace", res.reg.Plural)
-	}
-	out, err := res.createObject(r.Context(), info.Namespace, obj, opts)
-	if err != nil {
-		return err
-	}
-	if out, err = res.transform(r, f, out, false); err != nil {
-		return err
-	}
-	writeWarnings(w, warnings)
-	res.s.writeObject(w, f, http.StatusCreated, out)
-	return nil
-}
-
-func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, opts, body, err := writeRequest(r, true)
-	if err != nil {
-		return err
-	}
-	obj := res.reg.New()
-	warnings, err := res.decodeBody(r, body, opts, obj, res.gvk)
-	if err != nil {
-		return err
-	}
-	acc, _ := meta.Accessor(obj)
-	if acc.GetName() != info.Name {
-		return badRequest("the name of the object (%s) does not match the name on the URL (%s)", acc.GetName(), info.Name)
-	}
-	mode := modeMain
-	switch info.Subresource {
-	case "status":
-		mode = modeStatus
-	case "finalize":
-		mode = modeFinalize
-	}
-	out, _, err := res.updateObject(r.Context(), info.Namespace, info.Name, mode, opts, func(runtime.Object) (runtime.Object, error) {
-		return obj.DeepCopyObject(), nil
-	}, nil)
-	if err != nil {
-		return err
-	}
-	if out, err = res.transform(r, f, out, false); err != nil {
-		return err
-	}
-	writeWarnings(w, warnings)
-	res.s.writeObject(w, f, http.StatusOK, out)
-	return nil
-}
-
-// writeRequest reads what every write verb starts with: the response
-// format, the write options and the body.
-func writeRequest(r *http.Request, allowTransform bool) (outputFormat, writeOptions, []byte, error) {
-	f, ok := negotiate(r, allowTransform)
-	if !ok {
-		return f, writeOptions{}, nil, notAcceptable(r.Header.Get("Accept"))
-	}
-	opts, err := parseWriteOptions(r)
-	if err != nil {
-		return f, opts, nil, err
-	}
-	body, err := readBody(r)
-	return f, opts, body, err
+	return res.respond(w, r, f, http.StatusOK, list, nil)
 }
