@@ -20,7 +20,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: rbacv1.SchemeGroupVersion,
 		Kind:         "ClusterRole", ListKind: "ClusterRoleList",
-		Plural: "clusterroles", Singular: "clusterrole",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "clusterroles", Singular: "clusterrole",
 		New:            func() runtime.Object { return &rbacv1.ClusterRole{} },
 		NewList:        func() runtime.Object { return &rbacv1.ClusterRoleList{} },
 		NameValidation: path.ValidatePathSegmentName,

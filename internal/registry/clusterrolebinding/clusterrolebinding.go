@@ -18,7 +18,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: rbacv1.SchemeGroupVersion,
 		Kind:         "ClusterRoleBinding", ListKind: "ClusterRoleBindingList",
-		Plural: "clusterrolebindings", Singular: "clusterrolebinding",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "clusterrolebindings", Singular: "clusterrolebinding",
 		New:            func() runtime.Object { return &rbacv1.ClusterRoleBinding{} },
 		NewList:        func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} },
 		NameValidation: path.ValidatePathSegmentName,

@@ -27,7 +27,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: batchv1.SchemeGroupVersion,
 		Kind:         "CronJob", ListKind: "CronJobList",
-		Plural: "cronjobs", Singular: "cronjob",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "cronjobs", Singular: "cronjob",
 		ShortNames: []string{"cj"},
 		Categories: []string{"all"},
 		Namespaced: true,

@@ -22,7 +22,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: appsv1.SchemeGroupVersion,
 		Kind:         "DaemonSet", ListKind: "DaemonSetList",
-		Plural: "daemonsets", Singular: "daemonset",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "daemonsets", Singular: "daemonset",
 		ShortNames: []string{"ds"},
 		Categories: []string{"all"},
 		Namespaced: true,

@@ -21,7 +21,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: appsv1.SchemeGroupVersion,
 		Kind:         "Deployment", ListKind: "DeploymentList",
-		Plural: "deployments", Singular: "deployment",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "deployments", Singular: "deployment",
 		ShortNames: []string{"deploy"},
 		Categories: []string{"all"},
 		Namespaced: true,

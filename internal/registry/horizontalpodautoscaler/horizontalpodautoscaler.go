@@ -36,7 +36,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: autoscalingv2.SchemeGroupVersion,
 		Kind:         "HorizontalPodAutoscaler", ListKind: "HorizontalPodAutoscalerList",
-		Plural: "horizontalpodautoscalers", Singular: "horizontalpodautoscaler",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "horizontalpodautoscalers", Singular: "horizontalpodautoscaler",
 		ShortNames: []string{"hpa"},
 		Categories: []string{"all"},
 		Namespaced: true,

@@ -29,7 +29,8 @@ func ResourceV1() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: autoscalingv1.SchemeGroupVersion,
 		Kind:         "HorizontalPodAutoscaler", ListKind: "HorizontalPodAutoscalerList",
-		Plural: "horizontalpodautoscalers", Singular: "horizontalpodautoscaler",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "horizontalpodautoscalers", Singular: "horizontalpodautoscaler",
 		ShortNames: []string{"hpa"},
 		Categories: []string{"all"},
 		Namespaced: true,

@@ -23,7 +23,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: networkingv1.SchemeGroupVersion,
 		Kind:         "Ingress", ListKind: "IngressList",
-		Plural: "ingresses", Singular: "ingress",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "ingresses", Singular: "ingress",
 		ShortNames: []string{"ing"},
 		Namespaced: true,
 		New:        func() runtime.Object { return &networkingv1.Ingress{} },

@@ -17,7 +17,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: networkingv1.SchemeGroupVersion,
 		Kind:         "IngressClass", ListKind: "IngressClassList",
-		Plural: "ingressclasses", Singular: "ingressclass",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "ingressclasses", Singular: "ingressclass",
 		New:        func() runtime.Object { return &networkingv1.IngressClass{} },
 		NewList:    func() runtime.Object { return &networkingv1.IngressClassList{} },
 		Generation: true,

@@ -34,7 +34,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: batchv1.SchemeGroupVersion,
 		Kind:         "Job", ListKind: "JobList",
-		Plural: "jobs", Singular: "job",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "jobs", Singular: "job",
 		Categories: []string{"all"},
 		Namespaced: true,
 		New:        func() runtime.Object { return &batchv1.Job{} },

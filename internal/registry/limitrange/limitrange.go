@@ -19,7 +19,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "LimitRange", ListKind: "LimitRangeList",
-		Plural: "limitranges", Singular: "limitrange",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "limitranges", Singular: "limitrange",
 		ShortNames: []string{"limits"},
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.LimitRange{} },

@@ -17,7 +17,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: admissionregistrationv1.SchemeGroupVersion,
 		Kind:         "MutatingWebhookConfiguration", ListKind: "MutatingWebhookConfigurationList",
-		Plural: "mutatingwebhookconfigurations", Singular: "mutatingwebhookconfiguration",
+		AllowUnconditionalUpdate: false,
+		Plural:                   "mutatingwebhookconfigurations", Singular: "mutatingwebhookconfiguration",
 		Categories: []string{"api-extensions"},
 		New:        func() runtime.Object { return &admissionregistrationv1.MutatingWebhookConfiguration{} },
 		NewList:    func() runtime.Object { return &admissionregistrationv1.MutatingWebhookConfigurationList{} },

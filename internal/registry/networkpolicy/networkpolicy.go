@@ -23,7 +23,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: networkingv1.SchemeGroupVersion,
 		Kind:         "NetworkPolicy", ListKind: "NetworkPolicyList",
-		Plural: "networkpolicies", Singular: "networkpolicy",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "networkpolicies", Singular: "networkpolicy",
 		ShortNames: []string{"netpol"},
 		Namespaced: true,
 		New:        func() runtime.Object { return &networkingv1.NetworkPolicy{} },

@@ -19,7 +19,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: policyv1.SchemeGroupVersion,
 		Kind:         "PodDisruptionBudget", ListKind: "PodDisruptionBudgetList",
-		Plural: "poddisruptionbudgets", Singular: "poddisruptionbudget",
+		AllowUnconditionalUpdate: false,
+		Plural:                   "poddisruptionbudgets", Singular: "poddisruptionbudget",
 		ShortNames: []string{"pdb"},
 		Namespaced: true,
 		New:        func() runtime.Object { return &policyv1.PodDisruptionBudget{} },

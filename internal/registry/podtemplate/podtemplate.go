@@ -20,7 +20,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "PodTemplate", ListKind: "PodTemplateList",
-		Plural: "podtemplates", Singular: "podtemplate",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "podtemplates", Singular: "podtemplate",
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.PodTemplate{} },
 		NewList:    func() runtime.Object { return &corev1.PodTemplateList{} },

@@ -27,7 +27,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: schedulingv1.SchemeGroupVersion,
 		Kind:         "PriorityClass", ListKind: "PriorityClassList",
-		Plural: "priorityclasses", Singular: "priorityclass",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "priorityclasses", Singular: "priorityclass",
 		ShortNames: []string{"pc"},
 		New:        func() runtime.Object { return &schedulingv1.PriorityClass{} },
 		NewList:    func() runtime.Object { return &schedulingv1.PriorityClassList{} },

@@ -19,7 +19,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: appsv1.SchemeGroupVersion,
 		Kind:         "ReplicaSet", ListKind: "ReplicaSetList",
-		Plural: "replicasets", Singular: "replicaset",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "replicasets", Singular: "replicaset",
 		ShortNames: []string{"rs"},
 		Categories: []string{"all"},
 		Namespaced: true,

@@ -22,7 +22,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "ReplicationController", ListKind: "ReplicationControllerList",
-		Plural: "replicationcontrollers", Singular: "replicationcontroller",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "replicationcontrollers", Singular: "replicationcontroller",
 		ShortNames: []string{"rc"},
 		Categories: []string{"all"},
 		Namespaced: true,

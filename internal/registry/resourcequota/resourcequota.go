@@ -23,7 +23,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: corev1.SchemeGroupVersion,
 		Kind:         "ResourceQuota", ListKind: "ResourceQuotaList",
-		Plural: "resourcequotas", Singular: "resourcequota",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "resourcequotas", Singular: "resourcequota",
 		ShortNames: []string{"quota"},
 		Namespaced: true,
 		New:        func() runtime.Object { return &corev1.ResourceQuota{} },

@@ -18,7 +18,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: rbacv1.SchemeGroupVersion,
 		Kind:         "Role", ListKind: "RoleList",
-		Plural: "roles", Singular: "role",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "roles", Singular: "role",
 		Namespaced:     true,
 		New:            func() runtime.Object { return &rbacv1.Role{} },
 		NewList:        func() runtime.Object { return &rbacv1.RoleList{} },

@@ -34,7 +34,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: rbacv1.SchemeGroupVersion,
 		Kind:         "RoleBinding", ListKind: "RoleBindingList",
-		Plural: "rolebindings", Singular: "rolebinding",
+		AllowUnconditionalUpdate: true,
+		Plural:                   "rolebindings", Singular: "rolebinding",
 		Namespaced:     true,
 		New:            func() runtime.Object { return &rbacv1.RoleBinding{} },
 		NewList:        func() runtime.Object { return &rbacv1.RoleBindingList{} },

@@ -31,7 +31,8 @@ func Resource() *registry.Resource {
 	return &registry.Resource{
 		GroupVersion: admissionregistrationv1.SchemeGroupVersion,
 		Kind:         "ValidatingWebhookConfiguration", ListKind: "ValidatingWebhookConfigurationList",
-		Plural: "validatingwebhookconfigurations", Singular: "validatingwebhookconfiguration",
+		AllowUnconditionalUpdate: false,
+		Plural:                   "validatingwebhookconfigurations", Singular: "validatingwebhookconfiguration",
 		Categories: []string{"api-extensions"},
 		New:        func() runtime.Object { return &admissionregistrationv1.ValidatingWebhookConfiguration{} },
 		NewList:    func() runtime.Object { return &admissionregistrationv1.ValidatingWebhookConfigurationList{} },
