@@ -291,10 +291,23 @@ func TestServedKindsCreateAndList(t *testing.T) {
 		st.Status().Details.Causes[0].Field != "spec.schedule" {
 		t.Errorf("bad schedule: %v", err)
 	}
-	dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
-	dep.Spec.Template.Labels = map[string]string{"app": "other"}
-	if _, err := c.Client.AppsV1().Deployments("default").Update(ctx, dep, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) {
-		t.Errorf("selector change: %v", err)
+	// The Deployment controller writes the object too: change the newest
+	// version, and again when it moved on in between.
+	for i := 0; ; i++ {
+		cur, err := c.Client.AppsV1().Deployments("default").Get(ctx, dep.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
+		cur.Spec.Template.Labels = map[string]string{"app": "other"}
+		_, err = c.Client.AppsV1().Deployments("default").Update(ctx, cur, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) && i < 20 {
+			continue
+		}
+		if !apierrors.IsInvalid(err) {
+			t.Errorf("selector change: %v", err)
+		}
+		break
 	}
 }
 
