@@ -75,6 +75,9 @@ type options struct {
 	// server with its pods (what --cleanup then removes).
 	stopWithPods bool
 	quietWait    time.Duration
+	// idle is how long the Parallel StatefulSet's pods run, Ready and left
+	// alone, while the CPU used meanwhile is measured.
+	idle time.Duration
 }
 
 func main() {
@@ -92,6 +95,7 @@ func main() {
 	flag.StringVar(&o.keepLogs, "logs", "", "copy each server's log and containerd's log into this directory")
 	flag.BoolVar(&o.stopWithPods, "stop-with-pods", false, "stop each server with the Parallel StatefulSet's pods still running (tests --cleanup) instead of deleting them first")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each runtime, wait up to this long for a 2 s window with the machine less than half busy (0: don't)")
+	flag.DurationVar(&o.idle, "idle", 20*time.Second, "with the Parallel StatefulSet's pods Ready, measure the CPU used for this long while nothing happens (0: don't)")
 	rts := flag.String("runtimes", "process,cri", "runtimes to measure, in order")
 	flag.Parse()
 	o.runtimes = strings.Split(*rts, ",")
@@ -224,8 +228,18 @@ type result struct {
 	busyBefore                           float64 // share busy in 2 s before the server started
 	serverCPU, serverChildrenCPU         time.Duration
 	containerdCPU, containerdChildrenCPU time.Duration
-	breakdown                            *breakdown
-	nginxBreakdown                       *breakdown
+	// parallelCPU is the CPU used from the Parallel StatefulSet's create
+	// until all its pods were Ready, by component.
+	parallelCPU stackCPU
+	// singleCPU is the CPU used by the single pods, each started, Ready,
+	// deleted and removed before the next; parallelGoneCPU the Parallel
+	// StatefulSet's deletion until every pod was removed.
+	singleCPU, parallelGoneCPU stackCPU
+	// idleCPU is the CPU used with the Parallel StatefulSet's pods Ready and
+	// nothing else happening (-idle).
+	idleCPU        stackCPU
+	breakdown      *breakdown
+	nginxBreakdown *breakdown
 	// parallelBreakdown counts from the StatefulSet's create.
 	parallelBreakdown *breakdown
 	leftoverShims     int // shims still running after the server stopped
@@ -318,6 +332,7 @@ func measure(ctx context.Context, o options, rt string) (res *result, err error)
 		log.Printf("%s: first pod (pulling %s) Ready in %s", rt, busyboxImage, ms(d))
 	}
 
+	singleCPU0 := readStackCPU(s, socket)
 	for i := range o.singles {
 		name := fmt.Sprintf("single-%d", i)
 		d, gone, err := onePod(ctx, s, socket, name, podSpec(), time.Minute, res.singleTimes)
@@ -343,6 +358,9 @@ func measure(ctx context.Context, o options, rt string) (res *result, err error)
 			}
 			res.nginx = append(res.nginx, d)
 		}
+	}
+	if o.singles > 0 {
+		res.singleCPU = readStackCPU(s, socket).sub(singleCPU0)
 	}
 	log.Printf("%s: single pods: median %s, p99 %s", rt, ms(pct(res.single, 50)), ms(pct(res.single, 99)))
 
@@ -512,10 +530,17 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 	go func() {
 		peaks <- sampleHelpers([]string{"headway-cni", "runc", "containerd-shim"}, 250*time.Millisecond, stopSampling)
 	}()
+	log.Printf("%s: %d-replica Parallel: creating", s.runtime, n)
+	cpu0 := readStackCPU(s, socket)
 	r, err := timeReady(ctx, s.client, "app=web", podNames("web", n), o.timeout, func() error {
 		_, err := s.client.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{})
 		return err
 	})
+	if err == nil {
+		res.parallelCPU = readStackCPU(s, socket).sub(cpu0)
+		log.Printf("%s: %d-replica Parallel: Ready; CPU used meanwhile by the node's pod machinery %.1f s (machine %.1f s)",
+			s.runtime, n, res.parallelCPU.total().Seconds(), res.parallelCPU.machine.Seconds())
+	}
 	close(stopSampling)
 	res.helpers = <-peaks
 	if err != nil {
@@ -539,9 +564,21 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 		sh := shims(socket)
 		res.pods = memOf(append(sh, descendants(sh)...))
 	}
+	if o.idle > 0 {
+		idle0 := readStackCPU(s, socket)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.idle):
+		}
+		res.idleCPU = readStackCPU(s, socket).sub(idle0)
+		log.Printf("%s: %d pods idle for %s: CPU used by the node's pod machinery %.2f s (headway %.2f s, containerd %.2f s)",
+			s.runtime, n, o.idle, res.idleCPU.total().Seconds(), res.idleCPU.server.Seconds(), res.idleCPU.containerd.Seconds())
+	}
 	if o.stopWithPods {
 		return nil // the server's --cleanup removes them
 	}
+	goneCPU0 := readStackCPU(s, socket)
 	start := time.Now()
 	if err := deleteStatefulSet(ctx, s, "web", o.timeout); err != nil {
 		return err
@@ -550,6 +587,7 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 		return err
 	}
 	res.parallelGone = time.Since(start)
+	res.parallelGoneCPU = readStackCPU(s, socket).sub(goneCPU0)
 	if s.runtime == "cri" {
 		// Shims should be gone with their sandboxes.
 		res.shimsAfterTeardown = shims(socket)

@@ -324,3 +324,73 @@ func waitQuiet(limit time.Duration) float64 {
 		}
 	}
 }
+
+// stackCPU is the CPU time (user+system) of the processes that run pods,
+// by component, at one moment; a phase's figures are the difference of two
+// (sub). A process's children count once it has waited for them, so
+// short-lived helpers land with the process that ran them.
+type stackCPU struct {
+	server, serverChildren         time.Duration // process runtime: children are the pods that ended
+	containerd, containerdChildren time.Duration // children: CNI plugins, `containerd-shim-runc-v2 start`/`delete`
+	shims, shimChildren            time.Duration // children: runc create, start, kill, delete
+	// pods: the pods' own processes (CRI: pause and the containers, with
+	// runc init's work before it executed them).
+	pods time.Duration
+	// machine is every CPU's busy time, neighbours included.
+	machine time.Duration
+	at      time.Time
+	wall    time.Duration // set by sub
+	// shimPIDs and podPIDs hold each process's figure (self, children),
+	// so that sub counts a process that was already running only for its
+	// use since.
+	shimPIDs, podPIDs map[int][2]time.Duration
+}
+
+func readStackCPU(s *server, socket string) stackCPU {
+	c := stackCPU{at: time.Now(), shimPIDs: map[int][2]time.Duration{}, podPIDs: map[int][2]time.Duration{}}
+	c.server, c.serverChildren = procCPU(s.pid())
+	if cd := s.containerdPID(); cd > 0 {
+		c.containerd, c.containerdChildren = procCPU(cd)
+	}
+	var pods []int
+	switch s.runtime {
+	case "cri":
+		sh := shims(socket)
+		for _, p := range sh {
+			self, children := procCPU(p)
+			c.shimPIDs[p] = [2]time.Duration{self, children}
+		}
+		pods = descendants(sh)
+	case "process":
+		pods = processPodPIDs(s.dir)
+	}
+	for _, p := range pods {
+		self, children := procCPU(p)
+		c.podPIDs[p] = [2]time.Duration{self, children}
+	}
+	busy, _ := cpuTicks()
+	c.machine = time.Duration(busy) * 10 * time.Millisecond
+	return c
+}
+
+// sub is the CPU used between before and c.
+func (c stackCPU) sub(before stackCPU) stackCPU {
+	d := stackCPU{at: c.at, wall: c.at.Sub(before.at),
+		server: c.server - before.server, serverChildren: c.serverChildren - before.serverChildren,
+		containerd: c.containerd - before.containerd, containerdChildren: c.containerdChildren - before.containerdChildren,
+		machine: c.machine - before.machine}
+	for p, v := range c.shimPIDs {
+		b := before.shimPIDs[p]
+		d.shims += v[0] - b[0]
+		d.shimChildren += v[1] - b[1]
+	}
+	for p, v := range c.podPIDs {
+		b := before.podPIDs[p]
+		d.pods += v[0] + v[1] - b[0] - b[1]
+	}
+	return d
+}
+
+func (c stackCPU) total() time.Duration {
+	return c.server + c.serverChildren + c.containerd + c.containerdChildren + c.shims + c.shimChildren + c.pods
+}

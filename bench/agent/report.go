@@ -140,6 +140,48 @@ func report(o options, rs []*result, failed []error, skipped []string) string {
 		}
 		return fmt.Sprintf("%.1f s / %.1f s", r.containerdCPU.Seconds(), r.containerdChildrenCPU.Seconds())
 	})
+	cpu := func(title string, f func(c stackCPU) time.Duration, criOnly bool) {
+		row(fmt.Sprintf("%d-replica start (create → all Ready), CPU: %s", o.replicas, title), func(r *result) string {
+			if r.parallelCPU.wall == 0 || (criOnly && r.runtime != "cri") {
+				return "—"
+			}
+			return fmt.Sprintf("%.1f s", f(r.parallelCPU).Seconds())
+		})
+	}
+	cpu("all of the node's pod machinery (the rows below summed)", stackCPU.total, false)
+	cpu("headway server / the children it waited for (process: pods that ended)", func(c stackCPU) time.Duration { return c.server + c.serverChildren }, false)
+	cpu("containerd itself", func(c stackCPU) time.Duration { return c.containerd }, true)
+	cpu("containerd's children (CNI plugins, `containerd-shim-runc-v2 start`)", func(c stackCPU) time.Duration { return c.containerdChildren }, true)
+	cpu("shims themselves", func(c stackCPU) time.Duration { return c.shims }, true)
+	cpu("shims' children (runc create, start)", func(c stackCPU) time.Duration { return c.shimChildren }, true)
+	cpu("the pods' processes (CRI: pause and container, with runc init before exec)", func(c stackCPU) time.Duration { return c.pods }, false)
+	row(fmt.Sprintf("CPU while the %d pods run Ready and nothing happens, per second of wall time: headway server / containerd / shims / the pods", o.replicas), func(r *result) string {
+		c := r.idleCPU
+		if c.wall == 0 {
+			return "—"
+		}
+		per := func(d time.Duration) string {
+			return fmt.Sprintf("%.0f ms", float64(d.Milliseconds())/c.wall.Seconds())
+		}
+		return fmt.Sprintf("%s / %s / %s / %s", per(c.server+c.serverChildren), per(c.containerd+c.containerdChildren), per(c.shims+c.shimChildren), per(c.pods))
+	})
+	row("CPU per pod, all of the node's pod machinery: single pods one at a time (start, Ready, delete, removed) / the Parallel StatefulSet (start to all Ready, then delete to all removed)", func(r *result) string {
+		one, par := "—", "—"
+		if n := len(r.single); n > 0 && r.singleCPU.wall > 0 {
+			one = ms(r.singleCPU.total() / time.Duration(n))
+		}
+		if r.parallelCPU.wall > 0 && r.parallelGoneCPU.wall > 0 && r.replicas > 0 {
+			par = ms((r.parallelCPU.total() + r.parallelGoneCPU.total()) / time.Duration(r.replicas))
+		}
+		return one + " / " + par
+	})
+	row(fmt.Sprintf("%d-replica start, CPU: the whole machine busy (neighbours included), of the %d CPUs × wall time", o.replicas, runtime.NumCPU()), func(r *result) string {
+		c := r.parallelCPU
+		if c.wall == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f s of %.1f s", c.machine.Seconds(), c.wall.Seconds()*float64(runtime.NumCPU()))
+	})
 	w("\n")
 
 	for _, r := range rs {

@@ -291,6 +291,11 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 	if err := installCNIPlugin(filepath.Join(binDir, network.CNIPluginName), self, sock); err != nil {
 		return nil, fmt.Errorf("installing the CNI plugin: %w", err)
 	}
+	lo := filepath.Join(binDir, "loopback")
+	os.Remove(lo) // a link to /usr/lib/cni's, from an earlier version
+	if err := os.WriteFile(lo, []byte(network.LoopbackPluginScript), 0o755); err != nil {
+		return nil, fmt.Errorf("installing the loopback CNI plugin: %w", err)
+	}
 	if err := os.WriteFile(filepath.Join(confDir, "10-headway.conflist"), network.ConflistJSON(sock), 0o644); err != nil {
 		return nil, err
 	}

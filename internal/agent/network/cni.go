@@ -175,6 +175,29 @@ exit $rc
 `)
 }
 
+// LoopbackPluginScript is the "loopback" CNI plugin Headway puts first in
+// containerd's plugin directory. containerd (1.x) runs loopback for every
+// sandbox's lo besides the network's own plugins; the agent already brings
+// lo up when headway-cni attaches eth0, so this one only answers, with the
+// result the reference plugin gives, in the shell that runs it: no Go
+// program of its own starts per sandbox and per removal.
+const LoopbackPluginScript = `#!/bin/sh
+# loopback, written by headway at start: the node agent brings the pod's lo
+# up with eth0 (headway-cni); this answers the container runtime's call.
+IFS= read -r conf
+v=${conf#*\"cniVersion\"}
+v=${v#*\"}
+v=${v%%\"*}
+case "$v" in [0-9]*.*.*) ;; *) v=1.0.0 ;; esac
+case "$CNI_COMMAND" in
+ADD)
+	printf '{"cniVersion":"%s","interfaces":[{"name":"lo","mac":"00:00:00:00:00:00","sandbox":"%s"}],"ips":[{"interface":0,"address":"127.0.0.1/8"},{"interface":0,"address":"::1/128"}],"dns":{}}\n' "$v" "$CNI_NETNS" ;;
+VERSION)
+	printf '{"cniVersion":"1.0.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0"]}\n' ;;
+esac
+exit 0
+`
+
 func parseCNIArgs(args string, req *cniRequest) {
 	for _, kv := range strings.Split(args, ";") {
 		k, v, _ := strings.Cut(kv, "=")

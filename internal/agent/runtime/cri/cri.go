@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,10 @@ type Config struct {
 	// PollInterval is how often container states are read (250ms):
 	// containerd 1.6 has no container events.
 	PollInterval time.Duration
-	Log          *slog.Logger
+	// MaxStarting is how many sandboxes and containers are made at once
+	// (2 per CPU when 0); the others wait their turn (see gate).
+	MaxStarting int
+	Log         *slog.Logger
 }
 
 // Runtime is the CRI runtime.
@@ -78,6 +82,7 @@ type Runtime struct {
 	pending   map[string]string
 	live      map[string]*container // running containers by ID
 	attempts  map[string]uint32     // sandbox attempts by pod UID
+	starting  *gate
 	pollWake  chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -92,6 +97,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 250 * time.Millisecond
 	}
+	if cfg.MaxStarting == 0 {
+		cfg.MaxStarting = 2 * goruntime.NumCPU()
+	}
 	target := cfg.Endpoint
 	if !strings.Contains(target, "://") {
 		target = "unix://" + target
@@ -103,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg, log: cfg.Log, conn: conn, rs: runtimeapi.NewRuntimeServiceClient(conn),
 		is: runtimeapi.NewImageServiceClient(conn), pending: map[string]string{}, live: map[string]*container{},
-		attempts: map[string]uint32{}, pollWake: make(chan struct{}, 1), closed: make(chan struct{})}
+		attempts: map[string]uint32{}, starting: newGate(cfg.MaxStarting), pollWake: make(chan struct{}, 1), closed: make(chan struct{})}
 	if err := r.waitReady(ctx); err != nil {
 		conn.Close()
 		return nil, err
@@ -256,7 +264,11 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (*hwruntime.S
 		}
 		r.mu.Unlock()
 	}()
+	if err := r.starting.enter(ctx, forSandbox); err != nil {
+		return nil, err
+	}
 	resp, err := r.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: config})
+	r.starting.leave()
 	if err != nil {
 		return nil, fmt.Errorf("RunPodSandbox: %w", r.unavailable(err))
 	}
@@ -490,6 +502,10 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 		return nil, err
 	}
 	sbConfig := r.sandboxConfig(c.Pod, sb)
+	if err := r.starting.enter(ctx, forContainer); err != nil {
+		return nil, err
+	}
+	defer r.starting.leave()
 	created, err := r.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.ID, Config: config, SandboxConfig: sbConfig})
 	if err != nil {
 		return nil, fmt.Errorf("CreateContainer: %w", r.unavailable(err))

@@ -139,6 +139,10 @@ func TestSuite(t *testing.T) {
 	if err := os.Symlink(bin, filepath.Join(binDir, network.CNIPluginName)); err != nil {
 		t.Fatal(err)
 	}
+	// loopback as the agent installs it: lo comes up with eth0.
+	if err := os.WriteFile(filepath.Join(binDir, "loopback"), []byte(network.LoopbackPluginScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sock := filepath.Join(dir, "cni", "agent.sock")
 	if len(sock) >= 100 {
 		sdir, err := os.MkdirTemp("/run", "hwsuite")

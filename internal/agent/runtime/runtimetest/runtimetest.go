@@ -279,7 +279,7 @@ func testSandbox(t *testing.T, s *suite) {
 	if again.IP != sb.IP || again.ID != sb.ID {
 		t.Errorf("RunSandbox again gave %s (%q), first %s (%q)", again.IP, again.ID, sb.IP, sb.ID)
 	}
-	e, out := s.run(t, sb, pod, "look", `hostname; ip -4 -o addr show eth0; cat /etc/hosts; echo ---; cat /etc/resolv.conf`)
+	e, out := s.run(t, sb, pod, "look", `hostname; ip -4 -o addr show eth0; ip -o link show lo; cat /etc/hosts; echo ---; cat /etc/resolv.conf`)
 	if e.Code != 0 {
 		t.Fatalf("exit %+v; output:\n%s", e, out)
 	}
@@ -289,6 +289,9 @@ func testSandbox(t *testing.T, s *suite) {
 	}
 	if !strings.Contains(out, "inet "+sb.IP.String()+"/") {
 		t.Errorf("eth0 lacks %s:\n%s", sb.IP, out)
+	}
+	if !regexp.MustCompile(`lo: <([^>]*,)?UP[,>]`).MatchString(out) {
+		t.Errorf("the pod's lo is not up:\n%s", out)
 	}
 	hosts, resolv, _ := strings.Cut(out, "---\n")
 	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sb.IP.String()) + `\s+sb-0\.suite\.default\.svc\.`).MatchString(hosts) {
