@@ -289,11 +289,13 @@ func TestWorkerCrashLoopBackOff(t *testing.T) {
 	e.process("c", 1).End(1)
 	second := e.process("c", 2) // the first restart is immediate
 	second.End(1)
+	// The status is checked as it was when it said CrashLoopBackOff: read
+	// again later, the back-off may have ended and the container restarted.
+	var cs corev1.ContainerStatus
 	e.eventually("CrashLoopBackOff", func() bool {
-		_, cs := e.status("crash")
+		_, cs = e.status("crash")
 		return workerWaitingReason(cs) == "CrashLoopBackOff"
 	})
-	_, cs := e.status("crash")
 	if lt := cs.LastTerminationState.Terminated; lt == nil || lt.ExitCode != 1 || lt.Reason != "Error" {
 		t.Errorf("lastState in CrashLoopBackOff: %+v; want exit 1, reason Error", cs.LastTerminationState)
 	}
