@@ -12,7 +12,7 @@ import (
 // zones go upstream, and ExternalName CNAMEs are followed.
 func (h *Handler) async(ctx context.Context, req []byte, src netip.Addr, udp bool) []byte {
 	var q query
-	if parse(req, &q) != 0 {
+	if parseQuery(req, &q) != 0 {
 		return nil
 	}
 	r := new(mdns.Msg)

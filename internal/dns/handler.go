@@ -102,7 +102,7 @@ func (h *Handler) Apply(objs ...any) { h.build.apply(objs) }
 // bytes alias it.
 func (h *Handler) serve(req, out []byte, src netip.Addr, udp bool) ([]byte, action) {
 	var q query
-	rc := parse(req, &q)
+	rc := parseQuery(req, &q)
 	if rc < 0 {
 		return nil, actDrop
 	}

@@ -136,7 +136,7 @@ func (s *Server) goAsync(ctx context.Context, req []byte, src netip.Addr, udp bo
 	case s.async <- struct{}{}:
 	default:
 		var q query
-		if parse(req, &q) == 0 {
+		if parseQuery(req, &q) == 0 {
 			write(s.h.reply(req, &q, out, rcodeServFail, false))
 		}
 		return
