@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cluster DNS benchmark: Headway's DNS against CoreDNS' kubernetes plugin,
 # both following one Headway API server. Installs what it needs when it can
-# (dnsperf from Debian, CoreDNS with go install), then runs bench/dns.
+# (dnsperf from Debian, CoreDNS with go install), then runs bench/dns and
+# bench/dnsparser.
 #
 #   bench/dns/run.sh [results.md]      (HEADWAY_BIN: the headway binary)
 set -euo pipefail
@@ -29,4 +30,15 @@ fi
 args=(-bin "$HEADWAY_BIN")
 [[ -n $coredns && -x $coredns ]] && args+=(-coredns "$coredns")
 [[ -n $out ]] && args+=(-out "$out")
-exec go run ./bench/dns "${args[@]}" ${BENCH_DNS_FLAGS:-}
+go run ./bench/dns "${args[@]}" ${BENCH_DNS_FLAGS:-}
+
+# The query parser: hand-written against miekg/dns Msg.Unpack in the same
+# server loop (bench/dnsparser; dnsperf when installed, else its Go load
+# generator), appended to the same figures.
+if [[ -n $out ]]; then
+	go run ./bench/dnsparser -out "$out.parser" ${BENCH_DNSPARSER_FLAGS:-}
+	cat "$out.parser" >>"$out"
+	rm -f "$out.parser"
+else
+	go run ./bench/dnsparser ${BENCH_DNSPARSER_FLAGS:-}
+fi

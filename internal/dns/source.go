@@ -42,11 +42,12 @@ func (q *eventQueue) drain() []event {
 	return evs
 }
 
-// Run keeps the index current from Services, EndpointSlices, Namespaces
+// run keeps the index current from Services, EndpointSlices, Namespaces
 // and (pod records mode verified) Pods of the API behind client, until ctx
-// ends. It works against any Kubernetes API server.
-func (h *Handler) Run(ctx context.Context, client kubernetes.Interface) error {
-	log := h.cfg.Logger
+// ends: informers push events, and the loop folds whatever is queued into
+// one index update. It works against any Kubernetes API server.
+func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
+	log := b.cfg.Logger
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	q := &eventQueue{notify: make(chan struct{}, 1)}
 	var synced atomic.Bool
@@ -89,7 +90,7 @@ func (h *Handler) Run(ctx context.Context, client kubernetes.Interface) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer factory.Shutdown()
-	if h.cfg.PodMode == PodsVerified {
+	if b.cfg.PodMode == PodsVerified {
 		if podsServed(ctx, client) {
 			if err := add(factory.Core().V1().Pods().Informer(), evPod); err != nil {
 				return err
@@ -142,37 +143,8 @@ func (h *Handler) Run(ctx context.Context, client kubernetes.Interface) error {
 		if len(evs) == 0 {
 			continue
 		}
-		start := time.Now()
-		ix := h.model.apply(evs)
-		h.idx.Store(ix)
-		h.metrics.IndexUpdate.Observe(time.Since(start).Seconds())
-		h.metrics.Names.Set(float64(ix.names))
+		b.update(evs)
 	}
-}
-
-// Apply folds Services, EndpointSlices, Namespaces and Pods into the index
-// directly, without informers (tests and benchmarks); a nil object list
-// entry is ignored. The index is marked synced.
-func (h *Handler) Apply(objs ...any) {
-	evs := make([]event, 0, len(objs)+1)
-	for _, o := range objs {
-		var kind eventKind
-		switch o.(type) {
-		case *corev1.Service:
-			kind = evService
-		case *discoveryv1.EndpointSlice:
-			kind = evSlice
-		case *corev1.Namespace:
-			kind = evNamespace
-		case *corev1.Pod:
-			kind = evPod
-		default:
-			continue
-		}
-		evs = append(evs, toEvent(kind, o, nil, false, time.Now()))
-	}
-	evs = append(evs, event{kind: evSynced})
-	h.idx.Store(h.model.apply(evs))
 }
 
 func toEvent(kind eventKind, obj, old any, deleted bool, at time.Time) event {
