@@ -119,6 +119,11 @@ func (l *Loop[K]) Run(ctx context.Context, workers int, synced ...cache.Informer
 	wg.Wait()
 }
 
+// ShutDown stops the queue (and its timers) without running it: for a
+// controller whose Run fails before it runs the loop. Run shuts the queue
+// down itself.
+func (l *Loop[K]) ShutDown() { l.queue.ShutDown() }
+
 // next syncs one key; it returns false once the queue is shut down.
 func (l *Loop[K]) next(ctx context.Context) bool {
 	key, quit := l.queue.Get()
