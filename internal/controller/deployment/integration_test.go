@@ -31,8 +31,8 @@ import (
 
 	"github.com/headway/headway/internal/controller/deployment"
 	"github.com/headway/headway/internal/controller/replicaset"
-	"github.com/headway/headway/internal/controller/statefulset/kubeletsim"
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {

@@ -71,7 +71,7 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		Burst:   32,
 		now:     time.Now,
 	}
-	c.queue = workloop.New("statefulset", c.log, c.sync)
+	c.queue = workloop.NewAfter("statefulset", c.log, c.Sync)
 	setInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
 		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
@@ -148,16 +148,6 @@ func (c *Controller) enqueueSelecting(obj any) {
 // Run syncs sets until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	c.queue.Run(ctx, c.Workers, c.synced...)
-}
-
-// sync is Sync as the queue runs it: a set that asks to be looked at again
-// later is queued again after that time.
-func (c *Controller) sync(ctx context.Context, key string) error {
-	after, err := c.Sync(ctx, key)
-	if err == nil && after > 0 {
-		c.queue.AddAfter(key, after)
-	}
-	return err
 }
 
 // Sync brings one set (namespace/name) a step closer to its spec and

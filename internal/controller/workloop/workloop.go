@@ -32,7 +32,8 @@
 //     logged at Debug (see LogRetriesAt);
 //   - a sync that returns nil has its key's backoff forgotten. To look at a
 //     key again later whatever happens (a deadline, minReadySeconds, a cache
-//     known to lag a write), the sync calls AddAfter and returns nil;
+//     known to lag a write), the sync returns the delay (NewAfter) or calls
+//     AddAfter itself, and returns nil;
 //   - when the context ends the queue shuts down, the syncs in flight see
 //     their context cancelled, what they return then is not retried, keys
 //     still queued are not synced, and Run returns once every worker has
@@ -52,6 +53,10 @@ import (
 // SyncFunc brings what key names to its desired state. It returns an error
 // to have the key retried with backoff.
 type SyncFunc[K comparable] func(ctx context.Context, key K) error
+
+// SyncAfterFunc is a SyncFunc that also returns when it wants its key
+// synced again whatever happens (0: only on events).
+type SyncAfterFunc[K comparable] func(ctx context.Context, key K) (time.Duration, error)
 
 // Loop is a rate-limited queue of keys and the workers that drain it.
 // Its methods are safe for concurrent use.
@@ -77,6 +82,21 @@ func New[K comparable](name string, log *slog.Logger, sync SyncFunc[K]) *Loop[K]
 		log:   log,
 		level: slog.LevelDebug,
 	}
+}
+
+// NewAfter is New for a sync that returns when to look at its key again:
+// after a nil error and a positive delay the key is queued again after
+// that delay (an error is retried with backoff as with New).
+func NewAfter[K comparable](name string, log *slog.Logger, sync SyncAfterFunc[K]) *Loop[K] {
+	l := New[K](name, log, nil)
+	l.sync = func(ctx context.Context, key K) error {
+		after, err := sync(ctx, key)
+		if err == nil && after > 0 {
+			l.queue.AddAfter(key, after)
+		}
+		return err
+	}
+	return l
 }
 
 // LogRetriesAt sets the level at which failed syncs are logged (Debug by

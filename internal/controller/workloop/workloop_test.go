@@ -146,6 +146,41 @@ func TestAddAfter(t *testing.T) {
 	}
 }
 
+func TestNewAfter(t *testing.T) {
+	var mu sync.Mutex
+	var times []time.Time
+	l := NewAfter("test", nil, func(_ context.Context, key string) (time.Duration, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		switch len(times) {
+		case 1:
+			return 80 * time.Millisecond, nil // look again later
+		case 2:
+			return 10 * time.Millisecond, errors.New("boom") // an error wins: backoff, not the delay
+		}
+		return 0, nil
+	})
+	l.Add("k")
+	start(t, l, 1)
+	waitFor(t, "three syncs", func() bool { mu.Lock(); defer mu.Unlock(); return len(times) == 3 })
+	time.Sleep(150 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 3 {
+		t.Fatalf("%d syncs, want 3 (the last asked for no more)", len(times))
+	}
+	if d := times[1].Sub(times[0]); d < 80*time.Millisecond {
+		t.Errorf("synced again after %v, want the 80ms asked for", d)
+	}
+	if d := times[2].Sub(times[1]); d > 60*time.Millisecond {
+		t.Errorf("retry after the error took %v, want the first backoff step (5ms)", d)
+	}
+	if n := l.queue.NumRequeues("k"); n != 0 {
+		t.Errorf("%d requeues left after success", n)
+	}
+}
+
 func TestWaitsForCaches(t *testing.T) {
 	var ready atomic.Bool
 	var early atomic.Bool
