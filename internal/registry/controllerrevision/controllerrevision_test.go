@@ -3,29 +3,12 @@ package controllerrevision
 import (
 	"testing"
 
+	"github.com/headway/headway/internal/registry/registrytest"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func rev(n int64, data string) *appsv1.ControllerRevision {
 	return &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: "web-abc", Namespace: "default"},
@@ -37,13 +20,13 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		obj  *appsv1.ControllerRevision
-		want []fieldErr
+		want []string
 	}{
 		{"revision 1", rev(1, `{"spec":{}}`), nil},
 		{"revision 0", rev(0, `{}`), nil},
-		{"negative revision", rev(-1, `{}`), []fieldErr{{field.ErrorTypeInvalid, "revision"}}},
+		{"negative revision", rev(-1, `{}`), []string{"revision: Invalid value"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { check(t, r.Validate(tc.obj), tc.want) })
+		t.Run(tc.name, func(t *testing.T) { registrytest.Errors(t, r.Validate(tc.obj), tc.want...) })
 	}
 }
 
@@ -52,13 +35,13 @@ func TestValidateUpdate(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		old, obj *appsv1.ControllerRevision
-		want     []fieldErr
+		want     []string
 	}{
 		// Rollout undo renumbers a revision: allowed.
 		{"renumbered", rev(1, `{"a":1}`), rev(5, `{"a":1}`), nil},
-		{"data changed", rev(1, `{"a":1}`), rev(1, `{"a":2}`), []fieldErr{{field.ErrorTypeInvalid, "data"}}},
+		{"data changed", rev(1, `{"a":1}`), rev(1, `{"a":2}`), []string{"data: Invalid value"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { check(t, r.ValidateUpdate(tc.obj, tc.old), tc.want) })
+		t.Run(tc.name, func(t *testing.T) { registrytest.Errors(t, r.ValidateUpdate(tc.obj, tc.old), tc.want...) })
 	}
 }
 

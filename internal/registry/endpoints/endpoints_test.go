@@ -5,25 +5,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func endpoints(subsets ...corev1.EndpointSubset) *corev1.Endpoints {
 	return &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}, Subsets: subsets}
@@ -55,29 +39,29 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		obj  *corev1.Endpoints
-		want []fieldErr
+		want []string
 	}{
 		{"none", endpoints(), nil},
 		{"good", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1", "fd00::1"), NotReadyAddresses: addrs("10.0.0.2"), Ports: ports}), nil},
 		{"bad address", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1", "not-an-ip"), Ports: ports}),
-			[]fieldErr{{field.ErrorTypeInvalid, "subsets[0].addresses[1].ip"}}},
+			[]string{"subsets[0].addresses[1].ip: Invalid value"}},
 		// kube-apiserver names the list the address is in; the not-ready
 		// ones were reported as addresses[len(addresses)+i].
 		{"bad not-ready address", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), NotReadyAddresses: addrs("10.0.0.2", "bogus"), Ports: ports}),
-			[]fieldErr{{field.ErrorTypeInvalid, "subsets[0].notReadyAddresses[1].ip"}}},
+			[]string{"subsets[0].notReadyAddresses[1].ip: Invalid value"}},
 		{"bad hostname", endpoints(corev1.EndpointSubset{Addresses: []corev1.EndpointAddress{{IP: "10.0.0.1", Hostname: "Web_0"}}, Ports: ports}),
-			[]fieldErr{{field.ErrorTypeInvalid, "subsets[0].addresses[0].hostname"}}},
+			[]string{"subsets[0].addresses[0].hostname: Invalid value"}},
 		{"bad not-ready hostname", endpoints(corev1.EndpointSubset{NotReadyAddresses: []corev1.EndpointAddress{{IP: "10.0.0.1", Hostname: "a.b"}}, Ports: ports}),
-			[]fieldErr{{field.ErrorTypeInvalid, "subsets[0].notReadyAddresses[0].hostname"}}},
+			[]string{"subsets[0].notReadyAddresses[0].hostname: Invalid value"}},
 		{"port 0 in the second subset", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), Ports: ports},
 			corev1.EndpointSubset{Addresses: addrs("10.0.0.2"), Ports: []corev1.EndpointPort{{Port: 80}, {Port: 0}}}),
-			[]fieldErr{{field.ErrorTypeInvalid, "subsets[1].ports[1].port"}}},
+			[]string{"subsets[1].ports[1].port: Invalid value"}},
 		{"port above 65535", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), Ports: []corev1.EndpointPort{{Port: 70000}}}),
-			[]fieldErr{{field.ErrorTypeInvalid, "subsets[0].ports[0].port"}}},
+			[]string{"subsets[0].ports[0].port: Invalid value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check(t, r.Validate(tc.obj), tc.want)
-			check(t, r.ValidateUpdate(tc.obj, endpoints()), tc.want)
+			registrytest.Errors(t, r.Validate(tc.obj), tc.want...)
+			registrytest.Errors(t, r.ValidateUpdate(tc.obj, endpoints()), tc.want...)
 		})
 	}
 }

@@ -7,26 +7,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func slice(at discoveryv1.AddressType, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
 	return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-abc", Namespace: "default"}, AddressType: at, Endpoints: eps,
@@ -56,27 +40,27 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		obj  *discoveryv1.EndpointSlice
-		want []fieldErr
+		want []string
 	}{
 		{"IPv4", slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"), ep("10.0.0.2")), nil},
 		{"IPv6", slice(discoveryv1.AddressTypeIPv6, ep("fd00::1")), nil},
 		{"FQDN", slice(discoveryv1.AddressTypeFQDN, ep("db.example.com")), nil},
 		{"no endpoints", slice(discoveryv1.AddressTypeIPv4), nil},
-		{"unknown address type", slice("IPv5", ep("10.0.0.1")), []fieldErr{{field.ErrorTypeNotSupported, "addressType"}}},
+		{"unknown address type", slice("IPv5", ep("10.0.0.1")), []string{"addressType: Unsupported value"}},
 		{"IPv6 address in an IPv4 slice", slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"), ep("fd00::1")),
-			[]fieldErr{{field.ErrorTypeInvalid, "endpoints[1].addresses[0]"}}},
-		{"IPv4 address in an IPv6 slice", slice(discoveryv1.AddressTypeIPv6, ep("10.0.0.1")), []fieldErr{{field.ErrorTypeInvalid, "endpoints[0].addresses[0]"}}},
-		{"bad FQDN", slice(discoveryv1.AddressTypeFQDN, ep("not_a_name")), []fieldErr{{field.ErrorTypeInvalid, "endpoints[0].addresses[0]"}}},
-		{"endpoint without addresses", slice(discoveryv1.AddressTypeIPv4, ep()), []fieldErr{{field.ErrorTypeInvalid, "endpoints[0].addresses"}}},
-		{"endpoint with 101 addresses", slice(discoveryv1.AddressTypeIPv4, ep(hundredOne...)), []fieldErr{{field.ErrorTypeInvalid, "endpoints[0].addresses"}}},
-		{"too many endpoints", slice(discoveryv1.AddressTypeIPv4, many...), []fieldErr{{field.ErrorTypeTooMany, "endpoints"}}},
+			[]string{"endpoints[1].addresses[0]: Invalid value"}},
+		{"IPv4 address in an IPv6 slice", slice(discoveryv1.AddressTypeIPv6, ep("10.0.0.1")), []string{"endpoints[0].addresses[0]: Invalid value"}},
+		{"bad FQDN", slice(discoveryv1.AddressTypeFQDN, ep("not_a_name")), []string{"endpoints[0].addresses[0]: Invalid value"}},
+		{"endpoint without addresses", slice(discoveryv1.AddressTypeIPv4, ep()), []string{"endpoints[0].addresses: Invalid value"}},
+		{"endpoint with 101 addresses", slice(discoveryv1.AddressTypeIPv4, ep(hundredOne...)), []string{"endpoints[0].addresses: Invalid value"}},
+		{"too many endpoints", slice(discoveryv1.AddressTypeIPv4, many...), []string{"endpoints: Too many"}},
 		{"bad hostname", slice(discoveryv1.AddressTypeIPv4, discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, Hostname: ptr.To("web.0")}),
-			[]fieldErr{{field.ErrorTypeInvalid, "endpoints[0].hostname"}}},
+			[]string{"endpoints[0].hostname: Invalid value"}},
 		{"bad port name", func() *discoveryv1.EndpointSlice {
 			s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
 			s.Ports[0].Name = ptr.To("HTTP_PORT")
 			return s
-		}(), []fieldErr{{field.ErrorTypeInvalid, "ports[0].name"}}},
+		}(), []string{"ports[0].name: Invalid value"}},
 		{"empty port name and no port", func() *discoveryv1.EndpointSlice {
 			s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
 			s.Ports = []discoveryv1.EndpointPort{{Name: ptr.To("")}}
@@ -86,11 +70,11 @@ func TestValidate(t *testing.T) {
 			s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
 			s.Ports = append(s.Ports, discoveryv1.EndpointPort{Port: ptr.To[int32](0)})
 			return s
-		}(), []fieldErr{{field.ErrorTypeInvalid, "ports[1].port"}}},
+		}(), []string{"ports[1].port: Invalid value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check(t, Validate(tc.obj), tc.want)
-			check(t, Resource().Validate(tc.obj), tc.want)
+			registrytest.Errors(t, Validate(tc.obj), tc.want...)
+			registrytest.Errors(t, Resource().Validate(tc.obj), tc.want...)
 		})
 	}
 }
@@ -98,8 +82,8 @@ func TestValidate(t *testing.T) {
 func TestValidateUpdate(t *testing.T) {
 	r := Resource()
 	old := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
-	check(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.2")), old), nil)
-	check(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv6, ep("fd00::2")), old), []fieldErr{{field.ErrorTypeInvalid, "addressType"}})
+	registrytest.Errors(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.2")), old))
+	registrytest.Errors(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv6, ep("fd00::2")), old), []string{"addressType: Invalid value"}...)
 }
 
 func TestRow(t *testing.T) {

@@ -8,25 +8,9 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func event() *eventsv1.Event {
 	now := metav1.NewMicroTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -41,20 +25,20 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mod  func(*eventsv1.Event)
-		want []fieldErr
+		want []string
 	}{
 		{"good", func(*eventsv1.Event) {}, nil},
 		{"Warning", func(e *eventsv1.Event) { e.Type = corev1.EventTypeWarning }, nil},
-		{"no eventTime", func(e *eventsv1.Event) { e.EventTime = metav1.MicroTime{} }, []fieldErr{{field.ErrorTypeRequired, "eventTime"}}},
-		{"no reportingController", func(e *eventsv1.Event) { e.ReportingController = "" }, []fieldErr{{field.ErrorTypeRequired, "reportingController"}}},
-		{"unknown type", func(e *eventsv1.Event) { e.Type = "Info" }, []fieldErr{{field.ErrorTypeNotSupported, "type"}}},
+		{"no eventTime", func(e *eventsv1.Event) { e.EventTime = metav1.MicroTime{} }, []string{"eventTime: Required value"}},
+		{"no reportingController", func(e *eventsv1.Event) { e.ReportingController = "" }, []string{"reportingController: Required value"}},
+		{"unknown type", func(e *eventsv1.Event) { e.Type = "Info" }, []string{"type: Unsupported value"}},
 		{"everything missing", func(e *eventsv1.Event) { *e = eventsv1.Event{} },
-			[]fieldErr{{field.ErrorTypeRequired, "eventTime"}, {field.ErrorTypeRequired, "reportingController"}, {field.ErrorTypeNotSupported, "type"}}},
+			[]string{"eventTime: Required value", "reportingController: Required value", "type: Unsupported value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := event()
 			tc.mod(e)
-			check(t, r.Validate(e), tc.want)
+			registrytest.Errors(t, r.Validate(e), tc.want...)
 		})
 	}
 }

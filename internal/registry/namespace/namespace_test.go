@@ -5,27 +5,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/headway/headway/internal/registry/registrytest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func ns(name string, finalizers ...corev1.FinalizerName) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NamespaceSpec{Finalizers: finalizers}}
@@ -105,13 +88,13 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		obj  *corev1.Namespace
-		want []fieldErr
+		want []string
 	}{
 		{"no finalizers", ns("a"), nil},
 		{"finalizers", ns("a", corev1.FinalizerKubernetes, "example.com/x"), nil},
-		{"empty finalizer", ns("a", corev1.FinalizerKubernetes, ""), []fieldErr{{field.ErrorTypeRequired, "spec.finalizers[1]"}}},
+		{"empty finalizer", ns("a", corev1.FinalizerKubernetes, ""), []string{"spec.finalizers[1]: Required value"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { check(t, r.Validate(tc.obj), tc.want) })
+		t.Run(tc.name, func(t *testing.T) { registrytest.Errors(t, r.Validate(tc.obj), tc.want...) })
 	}
 	for _, tc := range []struct {
 		name string

@@ -7,25 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func pv() *corev1.PersistentVolume {
 	return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-1"}, Spec: corev1.PersistentVolumeSpec{
@@ -62,7 +46,7 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mod  func(*corev1.PersistentVolume)
-		want []fieldErr
+		want []string
 	}{
 		{"hostPath", func(*corev1.PersistentVolume) {}, nil},
 		{"local", func(p *corev1.PersistentVolume) {
@@ -71,14 +55,14 @@ func TestValidate(t *testing.T) {
 		{"csi", func(p *corev1.PersistentVolume) {
 			p.Spec.HostPath, p.Spec.CSI = nil, &corev1.CSIPersistentVolumeSource{Driver: "d", VolumeHandle: "h"}
 		}, nil},
-		{"no access modes", func(p *corev1.PersistentVolume) { p.Spec.AccessModes = nil }, []fieldErr{{field.ErrorTypeRequired, "spec.accessModes"}}},
-		{"no capacity", func(p *corev1.PersistentVolume) { p.Spec.Capacity = nil }, []fieldErr{{field.ErrorTypeRequired, "spec.capacity[storage]"}}},
-		{"no volume source", func(p *corev1.PersistentVolume) { p.Spec.HostPath = nil }, []fieldErr{{field.ErrorTypeRequired, "spec"}}},
+		{"no access modes", func(p *corev1.PersistentVolume) { p.Spec.AccessModes = nil }, []string{"spec.accessModes: Required value"}},
+		{"no capacity", func(p *corev1.PersistentVolume) { p.Spec.Capacity = nil }, []string{"spec.capacity[storage]: Required value"}},
+		{"no volume source", func(p *corev1.PersistentVolume) { p.Spec.HostPath = nil }, []string{"spec: Required value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := pv()
 			tc.mod(p)
-			check(t, r.Validate(p), tc.want)
+			registrytest.Errors(t, r.Validate(p), tc.want...)
 		})
 	}
 }

@@ -7,26 +7,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func claim() *corev1.PersistentVolumeClaim {
 	return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-web-0", Namespace: "default"}, Spec: corev1.PersistentVolumeClaimSpec{
@@ -61,29 +45,29 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mod  func(*corev1.PersistentVolumeClaim)
-		want []fieldErr
+		want []string
 	}{
 		{"good", func(*corev1.PersistentVolumeClaim) {}, nil},
 		{"all access modes", func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce, corev1.ReadOnlyMany, corev1.ReadWriteMany, corev1.ReadWriteOncePod}
 		}, nil},
-		{"no access mode", func(c *corev1.PersistentVolumeClaim) { c.Spec.AccessModes = nil }, []fieldErr{{field.ErrorTypeRequired, "spec.accessModes"}}},
+		{"no access mode", func(c *corev1.PersistentVolumeClaim) { c.Spec.AccessModes = nil }, []string{"spec.accessModes: Required value"}},
 		{"unknown access mode", func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.AccessModes = append(c.Spec.AccessModes, "ReadWriteSometimes")
-		}, []fieldErr{{field.ErrorTypeNotSupported, "spec.accessModes[1]"}}},
-		{"no storage request", func(c *corev1.PersistentVolumeClaim) { c.Spec.Resources.Requests = nil }, []fieldErr{{field.ErrorTypeRequired, "spec.resources[storage]"}}},
+		}, []string{"spec.accessModes[1]: Unsupported value"}},
+		{"no storage request", func(c *corev1.PersistentVolumeClaim) { c.Spec.Resources.Requests = nil }, []string{"spec.resources[storage]: Required value"}},
 		{"zero storage", func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("0")
-		}, []fieldErr{{field.ErrorTypeInvalid, "spec.resources.requests[storage]"}}},
+		}, []string{"spec.resources.requests[storage]: Invalid value"}},
 		{"negative storage", func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("-1Gi")
-		}, []fieldErr{{field.ErrorTypeInvalid, "spec.resources.requests[storage]"}}},
+		}, []string{"spec.resources.requests[storage]: Invalid value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := claim()
 			tc.mod(c)
-			check(t, r.Validate(c), tc.want)
-			check(t, Validate(c), tc.want)
+			registrytest.Errors(t, r.Validate(c), tc.want...)
+			registrytest.Errors(t, Validate(c), tc.want...)
 		})
 	}
 }
@@ -93,7 +77,7 @@ func TestValidateUpdate(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		old, mod func(*corev1.PersistentVolumeClaim)
-		want     []fieldErr
+		want     []string
 	}{
 		{"bound by the controller", func(*corev1.PersistentVolumeClaim) {}, func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = "pv-1" }, nil},
 		{"default class assigned", func(*corev1.PersistentVolumeClaim) {}, func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To("local-path") }, nil},
@@ -101,23 +85,23 @@ func TestValidateUpdate(t *testing.T) {
 			c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
 		}, nil},
 		{"rebound to another volume", func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = "pv-1" },
-			func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = "pv-2" }, []fieldErr{{field.ErrorTypeForbidden, "spec"}}},
+			func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = "pv-2" }, []string{"spec: Forbidden"}},
 		{"class changed", func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To("a") },
-			func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To("b") }, []fieldErr{{field.ErrorTypeForbidden, "spec"}}},
+			func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To("b") }, []string{"spec: Forbidden"}},
 		{"access modes changed", func(*corev1.PersistentVolumeClaim) {},
 			func(c *corev1.PersistentVolumeClaim) {
 				c.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
-			}, []fieldErr{{field.ErrorTypeForbidden, "spec"}}},
+			}, []string{"spec: Forbidden"}},
 		{"invalid and changed", func(*corev1.PersistentVolumeClaim) {},
 			func(c *corev1.PersistentVolumeClaim) { c.Spec.AccessModes = nil },
-			[]fieldErr{{field.ErrorTypeRequired, "spec.accessModes"}, {field.ErrorTypeForbidden, "spec"}}},
+			[]string{"spec.accessModes: Required value", "spec: Forbidden"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			old, up := claim(), claim()
 			tc.old(old)
 			tc.old(up)
 			tc.mod(up)
-			check(t, r.ValidateUpdate(up, old), tc.want)
+			registrytest.Errors(t, r.ValidateUpdate(up, old), tc.want...)
 		})
 	}
 }

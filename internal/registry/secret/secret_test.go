@@ -6,26 +6,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func secret(data map[string]string) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "default"}}
@@ -75,16 +59,16 @@ func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		obj  *corev1.Secret
-		want []fieldErr
+		want []string
 	}{
 		{"good", secret(map[string]string{"tls.crt": "x", "password": "y", "A_B-c": ""}), nil},
-		{"key with a slash", secret(map[string]string{"a/b": "x"}), []fieldErr{{field.ErrorTypeInvalid, "data[a/b]"}}},
-		{"key .", secret(map[string]string{".": "x"}), []fieldErr{{field.ErrorTypeInvalid, "data[.]"}}},
+		{"key with a slash", secret(map[string]string{"a/b": "x"}), []string{"data[a/b]: Invalid value"}},
+		{"key .", secret(map[string]string{".": "x"}), []string{"data[.]: Invalid value"}},
 		{"exactly 1 MiB of values", secret(map[string]string{"k": strings.Repeat("x", MaxSize)}), nil},
-		{"over 1 MiB", secret(map[string]string{"k": strings.Repeat("x", MaxSize), "l": "y"}), []fieldErr{{field.ErrorTypeTooLong, "data"}}},
+		{"over 1 MiB", secret(map[string]string{"k": strings.Repeat("x", MaxSize), "l": "y"}), []string{"data: Too long"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check(t, r.Validate(tc.obj), tc.want)
+			registrytest.Errors(t, r.Validate(tc.obj), tc.want...)
 		})
 	}
 }
@@ -100,22 +84,22 @@ func TestValidateUpdate(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		old, obj *corev1.Secret
-		want     []fieldErr
+		want     []string
 	}{
 		{"data changes", with(opaque, nil, map[string]string{"a": "1"}), with(opaque, nil, map[string]string{"a": "2"}), nil},
-		{"type changes", with(opaque, nil, nil), with(corev1.SecretTypeBasicAuth, nil, nil), []fieldErr{{field.ErrorTypeInvalid, "type"}}},
+		{"type changes", with(opaque, nil, nil), with(corev1.SecretTypeBasicAuth, nil, nil), []string{"type: Invalid value"}},
 		{"made immutable", with(opaque, nil, nil), with(opaque, ptr.To(true), nil), nil},
 		{"immutable, unchanged", with(opaque, ptr.To(true), map[string]string{"a": "1"}), with(opaque, ptr.To(true), map[string]string{"a": "1"}), nil},
-		{"immutable flag cleared", with(opaque, ptr.To(true), nil), with(opaque, nil, nil), []fieldErr{{field.ErrorTypeForbidden, "immutable"}}},
+		{"immutable flag cleared", with(opaque, ptr.To(true), nil), with(opaque, nil, nil), []string{"immutable: Forbidden"}},
 		// kube-apiserver forbids changing the data of an immutable Secret
 		// (the point of the flag); this was missing.
 		{"immutable, data changed", with(opaque, ptr.To(true), map[string]string{"a": "1"}), with(opaque, ptr.To(true), map[string]string{"a": "2"}),
-			[]fieldErr{{field.ErrorTypeForbidden, "data"}}},
+			[]string{"data: Forbidden"}},
 		{"immutable, key added", with(opaque, ptr.To(true), map[string]string{"a": "1"}), with(opaque, ptr.To(true), map[string]string{"a": "1", "b": "2"}),
-			[]fieldErr{{field.ErrorTypeForbidden, "data"}}},
+			[]string{"data: Forbidden"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check(t, r.ValidateUpdate(tc.obj, tc.old), tc.want)
+			registrytest.Errors(t, r.ValidateUpdate(tc.obj, tc.old), tc.want...)
 		})
 	}
 }

@@ -6,26 +6,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+
+	"github.com/headway/headway/internal/registry/registrytest"
 )
-
-type fieldErr struct {
-	typ  field.ErrorType
-	path string
-}
-
-func check(t *testing.T, errs field.ErrorList, want []fieldErr) {
-	t.Helper()
-	if len(errs) != len(want) {
-		t.Fatalf("got %v, want %v", errs, want)
-	}
-	for i, e := range errs {
-		if e.Type != want[i].typ || e.Field != want[i].path {
-			t.Errorf("error %d = %s %q, want %s %q", i, e.Type, e.Field, want[i].typ, want[i].path)
-		}
-	}
-}
 
 func class(provisioner string) *storagev1.StorageClass {
 	return &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "local-path"}, Provisioner: provisioner}
@@ -49,10 +33,10 @@ func TestDefault(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	r := Resource()
-	check(t, r.Validate(class("headway.dev/local-path")), nil)
-	check(t, r.Validate(class("")), []fieldErr{{field.ErrorTypeRequired, "provisioner"}})
-	check(t, r.ValidateUpdate(class("a"), class("a")), nil)
-	check(t, r.ValidateUpdate(class("b"), class("a")), []fieldErr{{field.ErrorTypeForbidden, "provisioner"}})
+	registrytest.Errors(t, r.Validate(class("headway.dev/local-path")))
+	registrytest.Errors(t, r.Validate(class("")), []string{"provisioner: Required value"}...)
+	registrytest.Errors(t, r.ValidateUpdate(class("a"), class("a")))
+	registrytest.Errors(t, r.ValidateUpdate(class("b"), class("a")), []string{"provisioner: Forbidden"}...)
 }
 
 func TestRow(t *testing.T) {
