@@ -1,7 +1,7 @@
 // Command statefulset benchmarks the StatefulSet and EndpointSlice
 // controllers: a StatefulSet of N replicas (default 500) with Parallel pod
 // management behind a headless Service, on a simulated node whose kubelet
-// (internal/controller/statefulset/kubeletsim, the "fake runtime") marks
+// (internal/testing/kubeletsim, the "fake runtime") marks
 // each pod Running and Ready as soon as it is bound. It reports the time
 // from creating the set until every pod is an endpoint marked ready in the
 // Service's EndpointSlices, the phases on the way, and the API writes per
@@ -38,8 +38,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/headway/headway/internal/app"
-	"github.com/headway/headway/internal/controller/statefulset/kubeletsim"
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
 func main() {

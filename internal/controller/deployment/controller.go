@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -15,14 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Controller runs Deployments.
@@ -32,7 +31,7 @@ type Controller struct {
 	sets        appslisters.ReplicaSetLister
 	pods        corelisters.PodLister
 	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *workloop.Loop[string]
 	log         *slog.Logger
 
 	// Workers is the number of Deployments synced at once.
@@ -56,12 +55,11 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		sets:        rsInf.Lister(),
 		pods:        podInf.Lister(),
 		synced:      []cache.InformerSynced{dInf.Informer().HasSynced, rsInf.Informer().HasSynced, podInf.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "deployment"}),
-		log:     log.With("controller", "deployment"),
-		Workers: 5,
-		now:     time.Now,
+		log:         log.With("controller", "deployment"),
+		Workers:     5,
+		now:         time.Now,
 	}
+	c.queue = workloop.NewAfter("deployment", c.log, c.Sync)
 	dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
 		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
@@ -186,39 +184,7 @@ func (c *Controller) deletePod(obj any) {
 
 // Run syncs Deployments until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < max(c.Workers, 1); i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); wait.UntilWithContext(ctx, c.worker, time.Second) }()
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		after, err := c.Sync(ctx, key)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			c.log.Debug("sync failed, retrying", "deployment", key, "err", err)
-			c.queue.AddRateLimited(key)
-		case after > 0:
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, after)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.queue.Run(ctx, c.Workers, c.synced...)
 }
 
 // Sync takes one Deployment (namespace/name) one step further and returns

@@ -23,8 +23,8 @@ import (
 	"k8s.io/kubectl/pkg/polymorphichelpers"
 
 	"github.com/headway/headway/internal/controller/deployment"
-	"github.com/headway/headway/internal/controller/statefulset/kubeletsim"
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {

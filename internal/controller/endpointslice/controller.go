@@ -20,13 +20,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Controller keeps EndpointSlices and Endpoints for Services.
@@ -37,7 +37,7 @@ type Controller struct {
 	slices    discoverylisters.EndpointSliceLister
 	endpoints corelisters.EndpointsLister
 	synced    []cache.InformerSynced
-	queue     workqueue.TypedRateLimitingInterface[string]
+	queue     *workloop.Loop[string]
 	log       *slog.Logger
 
 	// Workers is the number of services synced at once; MaxPerSlice the
@@ -78,14 +78,13 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		endpoints: epInf.Lister(),
 		synced: []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced,
 			sliceInf.Informer().HasSynced, epInf.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "endpointslice"}),
 		log:         log.With("controller", "endpointslice"),
 		Workers:     4,
 		MaxPerSlice: MaxEndpointsPerSlice,
 		triggers:    map[string]time.Time{},
 		written:     map[string]map[string]expectation{},
 	}
+	c.queue = workloop.New("endpointslice", c.log, c.sync)
 	svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.serviceChanged,
 		UpdateFunc: func(_, obj any) { c.serviceChanged(obj) },
@@ -184,42 +183,21 @@ func (c *Controller) sliceChanged(obj any) {
 
 // Run syncs services until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < c.Workers; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); wait.UntilWithContext(ctx, c.worker, time.Second) }()
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
+	c.queue.Run(ctx, c.Workers, c.synced...)
 }
 
 var errStale = errors.New("the slice cache is behind this controller's writes")
 
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		err := c.Sync(ctx, key)
-		switch {
-		case errors.Is(err, errStale):
-			// The slice informer's event for our write queues the key again.
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, 200*time.Millisecond)
-		case err != nil && ctx.Err() == nil:
-			c.log.Debug("sync failed, retrying", "service", key, "err", err)
-			c.queue.AddRateLimited(key)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
+// sync is Sync as the queue runs it: a cache behind our writes is not a
+// failure to back off from but a short wait (the slice informer's event for
+// our write queues the key again too).
+func (c *Controller) sync(ctx context.Context, key string) error {
+	err := c.Sync(ctx, key)
+	if errors.Is(err, errStale) {
+		c.queue.AddAfter(key, 200*time.Millisecond)
+		return nil
 	}
+	return err
 }
 
 // takeTrigger returns and clears the service's pending trigger time.

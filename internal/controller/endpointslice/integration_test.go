@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/headway/headway/internal/controller/statefulset/kubeletsim"
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {

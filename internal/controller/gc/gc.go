@@ -18,13 +18,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // node is one object in the ownership graph.
@@ -49,7 +49,7 @@ type Controller struct {
 	md        metadata.Interface
 	discovery discovery.DiscoveryInterface
 	log       *slog.Logger
-	queue     workqueue.TypedRateLimitingInterface[types.UID]
+	queue     *workloop.Loop[types.UID]
 
 	mu         sync.Mutex
 	nodes      map[types.UID]*node
@@ -59,19 +59,20 @@ type Controller struct {
 
 // New builds a garbage collector.
 func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Controller {
-	return &Controller{
+	c := &Controller{
 		md:         md,
 		discovery:  disc,
 		log:        log.With("controller", "garbage-collector"),
-		queue:      workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](), workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "gc"}),
 		nodes:      map[types.UID]*node{},
 		dependents: map[types.UID]map[types.UID]bool{},
 	}
+	c.queue = workloop.New("gc", c.log, c.process).LogRetriesAt(slog.LevelInfo)
+	return c
 }
 
 // Run watches every deletable resource and collects garbage until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
+	defer c.queue.ShutDown() // when discovery fails before the loop runs
 	groups, err := restmapper.GetAPIGroupResources(c.discovery)
 	if err != nil {
 		return fmt.Errorf("discovering resources: %w", err)
@@ -107,13 +108,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return nil
-	}
-	for i := 0; i < 2; i++ {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
+	c.queue.Run(ctx, 2, synced...)
 	return nil
 }
 
@@ -186,23 +181,6 @@ func (c *Controller) forget(obj any) {
 		for _, o := range n.owners {
 			c.queue.Add(o.UID)
 		}
-	}
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		uid, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		err := c.process(ctx, uid)
-		if err != nil && ctx.Err() == nil {
-			c.log.Info("garbage collection will retry", "uid", uid, "err", err)
-			c.queue.AddRateLimited(uid)
-		} else {
-			c.queue.Forget(uid)
-		}
-		c.queue.Done(uid)
 	}
 }
 

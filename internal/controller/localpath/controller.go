@@ -15,22 +15,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Controller provisions, binds and reclaims local-path volumes.
@@ -43,7 +41,7 @@ type Controller struct {
 	classes     storagelisters.StorageClassLister
 	pods        corelisters.PodLister
 	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *workloop.Loop[string]
 	recorder    record.EventRecorder
 	log         *slog.Logger
 }
@@ -60,11 +58,10 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 		claims: claimInf.Lister(), volumes: pvInf.Lister(), classes: classInf.Lister(), pods: podInf.Lister(),
 		synced: []cache.InformerSynced{claimInf.Informer().HasSynced, pvInf.Informer().HasSynced,
 			classInf.Informer().HasSynced, podInf.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "local-path"}),
 		recorder: recorder,
 		log:      log.With("controller", "local-path-provisioner"),
 	}
+	c.queue = workloop.New("local-path", c.log, c.sync)
 	claimKey := func(obj any) {
 		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			c.queue.Add("claim:" + k)
@@ -122,40 +119,18 @@ func (c *Controller) podChanged(obj any) {
 
 // Run provisions until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); wait.UntilWithContext(ctx, c.worker, time.Second) }()
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
+	c.queue.Run(ctx, 2, c.synced...)
 }
 
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		var err error
-		if k, ok := strings.CutPrefix(key, "claim:"); ok {
-			err = c.syncClaim(ctx, k)
-		} else if k, ok := strings.CutPrefix(key, "volume:"); ok {
-			err = c.syncVolume(ctx, k)
-		}
-		if err != nil && ctx.Err() == nil {
-			c.log.Debug("sync failed, retrying", "key", key, "err", err)
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
+// sync handles a key: "claim:namespace/name" or "volume:name".
+func (c *Controller) sync(ctx context.Context, key string) error {
+	if k, ok := strings.CutPrefix(key, "claim:"); ok {
+		return c.syncClaim(ctx, k)
 	}
+	if k, ok := strings.CutPrefix(key, "volume:"); ok {
+		return c.syncVolume(ctx, k)
+	}
+	return nil
 }
 
 func ignoreConflict(err error) error {

@@ -8,19 +8,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Controller finalizes deleted namespaces.
@@ -29,7 +28,7 @@ type Controller struct {
 	discovery discovery.DiscoveryInterface
 	metadata  metadata.Interface
 	informer  cache.SharedIndexInformer
-	queue     workqueue.TypedRateLimitingInterface[string]
+	queue     *workloop.Loop[string]
 	log       *slog.Logger
 }
 
@@ -40,9 +39,10 @@ func New(client kubernetes.Interface, md metadata.Interface, factory informers.S
 		discovery: client.Discovery(),
 		metadata:  md,
 		informer:  factory.Core().V1().Namespaces().Informer(),
-		queue:     workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "namespace"}),
 		log:       log.With("controller", "namespace"),
 	}
+	// A namespace not yet empty is retried; say so where operators look.
+	c.queue = workloop.New("namespace", c.log, c.sync).LogRetriesAt(slog.LevelInfo)
 	enqueue := func(obj any) {
 		if ns, ok := obj.(*corev1.Namespace); ok && ns.DeletionTimestamp != nil {
 			c.queue.Add(ns.Name)
@@ -57,31 +57,7 @@ func New(client kubernetes.Interface, md metadata.Interface, factory informers.S
 
 // Run processes namespaces until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
-		return
-	}
-	go wait.UntilWithContext(ctx, c.worker, time.Second)
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		name, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		err := c.sync(ctx, name)
-		switch {
-		case err == nil:
-			c.queue.Forget(name)
-		case ctx.Err() != nil:
-		default:
-			c.log.Info("namespace not yet empty, retrying", "namespace", name, "reason", err)
-			c.queue.AddRateLimited(name)
-		}
-		c.queue.Done(name)
-	}
+	c.queue.Run(ctx, 1, c.informer.HasSynced)
 }
 
 // remainingFinalizers is the decision: spec finalizers without ours.

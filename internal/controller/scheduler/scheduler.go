@@ -6,19 +6,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Workers is how many pods are bound at once.
@@ -33,7 +32,7 @@ type Controller struct {
 	pods     corelisters.PodLister
 	nodes    corelisters.NodeLister
 	synced   []cache.InformerSynced
-	queue    workqueue.TypedRateLimitingInterface[string]
+	queue    *workloop.Loop[string]
 	recorder record.EventRecorder
 	log      *slog.Logger
 }
@@ -47,10 +46,10 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, r
 		pods:     podInf.Lister(),
 		nodes:    nodeInf.Lister(),
 		synced:   []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced},
-		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"}),
 		recorder: recorder,
 		log:      log.With("controller", "scheduler"),
 	}
+	c.queue = workloop.New("scheduler", c.log, c.schedule)
 	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueuePod,
 		UpdateFunc: func(_, obj any) { c.enqueuePod(obj) },
@@ -82,32 +81,10 @@ func (c *Controller) enqueuePod(obj any) {
 	c.queue.Add(key)
 }
 
-// Run schedules until ctx ends.
+// Run schedules until ctx ends. Several workers, so that bindings of many
+// pods commit together.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	// Several workers, so that bindings of many pods commit together.
-	for i := 0; i < Workers; i++ {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.schedule(ctx, key); err != nil && ctx.Err() == nil {
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.queue.Run(ctx, Workers, c.synced...)
 }
 
 // Pick is the decision: the Ready, schedulable node with the fewest pods

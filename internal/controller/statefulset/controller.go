@@ -20,14 +20,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Controller runs StatefulSets.
@@ -38,7 +38,7 @@ type Controller struct {
 	revs   appslisters.ControllerRevisionLister
 	claims corelisters.PersistentVolumeClaimLister
 	synced []cache.InformerSynced
-	queue  workqueue.TypedRateLimitingInterface[string]
+	queue  *workloop.Loop[string]
 	log    *slog.Logger
 
 	// Workers is the number of sets synced at once; Burst the number of
@@ -66,13 +66,12 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		claims: claimInf.Lister(),
 		synced: []cache.InformerSynced{setInf.Informer().HasSynced, podInf.Informer().HasSynced,
 			revInf.Informer().HasSynced, claimInf.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "statefulset"}),
 		log:     log.With("controller", "statefulset"),
 		Workers: 4,
 		Burst:   32,
 		now:     time.Now,
 	}
+	c.queue = workloop.NewAfter("statefulset", c.log, c.Sync)
 	setInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
 		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
@@ -148,39 +147,7 @@ func (c *Controller) enqueueSelecting(obj any) {
 
 // Run syncs sets until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < c.Workers; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); wait.UntilWithContext(ctx, c.worker, time.Second) }()
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		after, err := c.Sync(ctx, key)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			c.log.Debug("sync failed, retrying", "statefulset", key, "err", err)
-			c.queue.AddRateLimited(key)
-		case after > 0:
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, after)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.queue.Run(ctx, c.Workers, c.synced...)
 }
 
 // Sync brings one set (namespace/name) a step closer to its spec and
@@ -298,60 +265,44 @@ func (c *Controller) ownedPods(ctx context.Context, set *appsv1.StatefulSet, sel
 	return out, nil
 }
 
-// revisions finds or records the update revision and finds the current
-// one; it returns the collision count to report.
+// revisions carries out ChooseRevisions: it stores the update revision
+// and returns it with the current one and the collision count to report.
 func (c *Controller) revisions(ctx context.Context, set *appsv1.StatefulSet, owned []*appsv1.ControllerRevision) (current, update *appsv1.ControllerRevision, collisions int32, err error) {
-	if set.Status.CollisionCount != nil {
-		collisions = *set.Status.CollisionCount
-	}
-	want, err := NewRevision(set, nextRevision(owned), &collisions)
+	ch, err := ChooseRevisions(set, owned)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	equal := equalRevisions(owned, want)
-	switch {
-	case len(equal) > 0 && equal[len(equal)-1] == owned[len(owned)-1]:
-		update = equal[len(equal)-1]
-	case len(equal) > 0:
-		// Going back to an older template (rollout undo): it becomes the
-		// newest revision again.
-		r := equal[len(equal)-1].DeepCopy()
-		r.Revision = want.Revision
-		if update, err = c.writer.UpdateRevision(ctx, r); err != nil {
+	collisions = ch.CollisionCount
+	update = ch.Update
+	switch ch.Write {
+	case RevisionRenumber:
+		if update, err = c.writer.UpdateRevision(ctx, ch.Update); err != nil {
 			return nil, nil, 0, err
 		}
-	default:
-		update, err = c.writer.CreateRevision(ctx, want)
+	case RevisionCreate:
+		update, err = c.writer.CreateRevision(ctx, ch.Update)
 		if apierrors.IsAlreadyExists(err) {
-			existing, gerr := c.writer.GetRevision(ctx, want.Namespace, want.Name)
+			existing, gerr := c.writer.GetRevision(ctx, ch.Update.Namespace, ch.Update.Name)
 			if gerr != nil {
 				return nil, nil, 0, gerr
 			}
-			// Ours, or released by the garbage collector while the set is
-			// being deleted with orphaning (our cache may not show that
-			// yet): the same data is the same revision, not a collision.
-			if ref := metav1.GetControllerOf(existing); (ref == nil || ref.UID == set.UID) && string(existing.Data.Raw) == string(want.Data.Raw) {
-				update, err = existing, nil
-				break
+			if !SameRevision(set, ch.Update, existing) {
+				// A hash collision: count it and try again under a new name.
+				next := collisions + 1
+				st := set.DeepCopy()
+				st.Status.CollisionCount = &next
+				if uerr := c.writer.UpdateStatus(ctx, st); uerr != nil {
+					return nil, nil, 0, uerr
+				}
+				return nil, nil, 0, fmt.Errorf("revision name %s collides; collision count now %d", ch.Update.Name, next)
 			}
-			// A hash collision: count it and try again under a new name.
-			collisions++
-			st := set.DeepCopy()
-			st.Status.CollisionCount = &collisions
-			if uerr := c.writer.UpdateStatus(ctx, st); uerr != nil {
-				return nil, nil, 0, uerr
-			}
-			return nil, nil, 0, fmt.Errorf("revision name %s collides; collision count now %d", want.Name, collisions)
+			update, err = existing, nil
 		}
 		if err != nil {
 			return nil, nil, 0, err
 		}
 	}
-	for _, r := range owned {
-		if r.Name == set.Status.CurrentRevision {
-			current = r
-		}
-	}
+	current = ch.Current
 	if current == nil {
 		current = update
 	}

@@ -337,17 +337,12 @@ func rollingParams(set *appsv1.StatefulSet, n int) (partition, maxUnavailable in
 	return partition, maxUnavailable
 }
 
-// newVersionedPod builds a replica at the revision it belongs to: below the
-// partition the current revision, else the update revision.
+// newVersionedPod builds a replica at the revision it belongs to.
 func newVersionedPod(in Input, ord int) *corev1.Pod {
-	set := in.Set
-	if set.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
-		partition, _ := rollingParams(set, replicaCount(set))
-		if ord < startOrdinal(set)+partition {
-			return NewPod(in.CurrentSet, in.CurrentRevision, ord)
-		}
+	if AtUpdateRevision(in.Set, ord) {
+		return NewPod(in.UpdateSet, in.UpdateRevision, ord)
 	}
-	return NewPod(in.UpdateSet, in.UpdateRevision, ord)
+	return NewPod(in.CurrentSet, in.CurrentRevision, ord)
 }
 
 // computeStatus counts the pods as they will be after the plan.

@@ -25,8 +25,8 @@ import (
 	"k8s.io/kubectl/pkg/polymorphichelpers"
 
 	"github.com/headway/headway/internal/controller/statefulset"
-	"github.com/headway/headway/internal/controller/statefulset/kubeletsim"
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
 // waitFor polls cond until it holds or the deadline passes.

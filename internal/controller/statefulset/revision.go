@@ -126,6 +126,99 @@ func nextRevision(revs []*appsv1.ControllerRevision) int64 {
 	return max + 1
 }
 
+// RevisionWrite says what must be written for the update revision to be
+// stored as ChooseRevisions decided.
+type RevisionWrite string
+
+const (
+	// RevisionStored: the update revision is the newest one the set owns;
+	// nothing to write.
+	RevisionStored RevisionWrite = ""
+	// RevisionRenumber: the set's template is that of an older revision
+	// (rollout undo); it is updated with the next revision number, which
+	// makes it the newest again.
+	RevisionRenumber RevisionWrite = "Renumber"
+	// RevisionCreate: no owned revision has the template; a new one is
+	// created (its name may be taken: see SameRevision).
+	RevisionCreate RevisionWrite = "Create"
+)
+
+// RevisionChoice is which revisions a sync works with.
+type RevisionChoice struct {
+	// Update is the revision of the set's template, the one pods are
+	// updated to, as it is to be stored (see Write).
+	Update *appsv1.ControllerRevision
+	Write  RevisionWrite
+	// Current is the revision pods below the partition stay at: the owned
+	// revision status.currentRevision names, or nil to mean Update (a new
+	// set, or one whose current revision is gone).
+	Current *appsv1.ControllerRevision
+	// CollisionCount is the set's hash collision count (status), the one
+	// Update's name is derived with.
+	CollisionCount int32
+}
+
+// ChooseRevisions decides, from the set and the revisions it owns (in any
+// order; neither is modified), which revision its template is and which
+// its pods are currently at. It has no side effects; the controller then
+// carries out Write.
+func ChooseRevisions(set *appsv1.StatefulSet, owned []*appsv1.ControllerRevision) (RevisionChoice, error) {
+	sorted := append([]*appsv1.ControllerRevision(nil), owned...)
+	sortRevisions(sorted)
+	var ch RevisionChoice
+	if set.Status.CollisionCount != nil {
+		ch.CollisionCount = *set.Status.CollisionCount
+	}
+	want, err := NewRevision(set, nextRevision(sorted), &ch.CollisionCount)
+	if err != nil {
+		return RevisionChoice{}, err
+	}
+	equal := equalRevisions(sorted, want)
+	switch {
+	case len(equal) > 0 && equal[len(equal)-1] == sorted[len(sorted)-1]:
+		ch.Update, ch.Write = equal[len(equal)-1], RevisionStored
+	case len(equal) > 0:
+		r := equal[len(equal)-1].DeepCopy()
+		r.Revision = want.Revision
+		ch.Update, ch.Write = r, RevisionRenumber
+	default:
+		ch.Update, ch.Write = want, RevisionCreate
+	}
+	for _, r := range sorted {
+		if r.Name == set.Status.CurrentRevision {
+			ch.Current = r
+		}
+	}
+	if ch.Current != nil && ch.Current.Name == ch.Update.Name {
+		ch.Current = nil // the update revision, as it is once written
+	}
+	return ch, nil
+}
+
+// SameRevision decides what it means that creating the update revision
+// want found its name taken by existing: true if existing is that revision
+// (the same data, and controlled by the set or by nothing: the garbage
+// collector releases revisions while a set is deleted with orphaning, and
+// the cache may not show that yet), false for a hash collision (the set's
+// collision count goes up and the next sync tries another name).
+func SameRevision(set *appsv1.StatefulSet, want, existing *appsv1.ControllerRevision) bool {
+	ref := metav1.GetControllerOf(existing)
+	return (ref == nil || ref.UID == set.UID) && bytes.Equal(existing.Data.Raw, want.Data.Raw)
+}
+
+// AtUpdateRevision reports whether the pod with the given ordinal is
+// created at the update revision rather than the current one: under
+// RollingUpdate the replicas from the partition up (the partition counted
+// from the set's start ordinal, and clamped to [0, replicas]); under
+// OnDelete every pod created from now on.
+func AtUpdateRevision(set *appsv1.StatefulSet, ordinal int) bool {
+	if set.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+		return true
+	}
+	partition, _ := rollingParams(set, replicaCount(set))
+	return ordinal >= startOrdinal(set)+partition
+}
+
 // RevisionsToDelete returns the oldest revisions beyond the history limit
 // that neither a live pod, the current nor the update revision uses.
 func RevisionsToDelete(revs []*appsv1.ControllerRevision, limit int, live map[string]bool) []*appsv1.ControllerRevision {

@@ -1,53 +1,63 @@
 package builtin
 
-import "testing"
+import (
+	"net/netip"
+	"reflect"
+	"testing"
 
-// TestUnconditionalUpdate checks each kind against its strategy's
-// AllowUnconditionalUpdate() in kube-apiserver (pkg/registry/*/strategy.go):
-// every kind Headway serves allows an update without resourceVersion except
-// coordination.k8s.io Leases, PodDisruptionBudgets and the webhook
-// configurations.
-func TestUnconditionalUpdate(t *testing.T) {
-	want := map[string]bool{
-		"namespaces": true, "pods": true, "services": true, "endpoints": true, "nodes": true,
-		"configmaps": true, "secrets": true, "serviceaccounts": true, "events": true,
-		"persistentvolumeclaims": true, "persistentvolumes": true,
-		"apps/statefulsets": true, "apps/controllerrevisions": true,
-		"discovery.k8s.io/endpointslices": true,
-		"coordination.k8s.io/leases":      false,
-		"storage.k8s.io/storageclasses":   true,
-		"events.k8s.io/events":            true,
-		"apps/deployments":                true, "apps/replicasets": true, "apps/daemonsets": true,
-		"batch/jobs": true, "batch/cronjobs": true,
-		"replicationcontrollers": true, "podtemplates": true, "resourcequotas": true, "limitranges": true,
-		"networking.k8s.io/networkpolicies": true, "networking.k8s.io/ingresses": true, "networking.k8s.io/ingressclasses": true,
-		"scheduling.k8s.io/priorityclasses":    true,
-		"autoscaling/horizontalpodautoscalers": true,
-		"rbac.authorization.k8s.io/roles":      true, "rbac.authorization.k8s.io/rolebindings": true,
-		"rbac.authorization.k8s.io/clusterroles": true, "rbac.authorization.k8s.io/clusterrolebindings": true,
-		"policy/poddisruptionbudgets":                                  false,
-		"admissionregistration.k8s.io/validatingwebhookconfigurations": false,
-		"admissionregistration.k8s.io/mutatingwebhookconfigurations":   false,
+	"github.com/headway/headway/internal/registry"
+	"github.com/headway/headway/internal/registry/service"
+)
+
+func resources(t *testing.T) []*registry.Resource {
+	t.Helper()
+	ip, err := service.NewIPAllocator(netip.MustParsePrefix("10.96.0.0/16"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	return Resources(Options{Services: service.Allocators{IPs: ip, Ports: service.NewPortAllocator(30000, 2768)}})
+}
+
+// The table is consistent with the scheme and with itself: what discovery
+// and the REST machinery rely on.
+func TestResourceTable(t *testing.T) {
+	scheme := Scheme()
 	seen := map[string]bool{}
-	for _, r := range Resources(Options{}) {
-		key := r.Plural
-		if g := r.GroupVersion.Group; g != "" {
-			key = g + "/" + key
+	for _, r := range resources(t) {
+		gvr := r.GroupVersionResource().String()
+		if seen[gvr] {
+			t.Errorf("%s listed twice", gvr)
 		}
-		seen[key] = true
-		w, ok := want[key]
-		if !ok {
-			t.Errorf("%s: not in the table; look up its strategy's AllowUnconditionalUpdate() and add it", key)
+		seen[gvr] = true
+		obj, list := r.New(), r.NewList()
+		kinds, _, err := scheme.ObjectKinds(obj)
+		if err != nil {
+			t.Errorf("%s: %T not in the scheme: %v", gvr, obj, err)
 			continue
 		}
-		if r.AllowUnconditionalUpdate != w {
-			t.Errorf("%s: AllowUnconditionalUpdate = %v, kube-apiserver's strategy says %v", key, r.AllowUnconditionalUpdate, w)
+		if r.SharedStorage == nil && kinds[0] != r.GroupVersionKind() {
+			t.Errorf("%s: New() is a %v, want %v", gvr, kinds[0], r.GroupVersionKind())
+		}
+		if reflect.TypeOf(obj).Elem().Name() != r.Kind || reflect.TypeOf(list).Elem().Name() != r.ListKind {
+			t.Errorf("%s: types %T %T, want %s %s", gvr, obj, list, r.Kind, r.ListKind)
+		}
+		if _, _, err := scheme.ObjectKinds(list); err != nil {
+			t.Errorf("%s: %T not in the scheme", gvr, list)
+		}
+		if r.Plural == "" || r.Singular == "" {
+			t.Errorf("%s: plural %q singular %q", gvr, r.Plural, r.Singular)
+		}
+		if (r.Columns == nil) != (r.Row == nil) {
+			t.Errorf("%s: columns and row go together", gvr)
+		}
+		if r.Validate == nil && r.ValidateUpdate != nil {
+			t.Errorf("%s: update validated but not create", gvr)
 		}
 	}
-	for key := range want {
-		if !seen[key] {
-			t.Errorf("%s: in the table but not served", key)
+	for _, want := range []string{"/v1, Resource=pods", "/v1, Resource=namespaces", "apps/v1, Resource=statefulsets",
+		"discovery.k8s.io/v1, Resource=endpointslices", "events.k8s.io/v1, Resource=events", "/v1, Resource=events"} {
+		if !seen[want] {
+			t.Errorf("%s not served", want)
 		}
 	}
 }

@@ -58,19 +58,26 @@ func validate(e *corev1.Endpoints) field.ErrorList {
 	var errs field.ErrorList
 	for i, ss := range e.Subsets {
 		p := field.NewPath("subsets").Index(i)
-		for j, a := range append(append([]corev1.EndpointAddress{}, ss.Addresses...), ss.NotReadyAddresses...) {
-			if _, err := netip.ParseAddr(a.IP); err != nil {
-				errs = append(errs, field.Invalid(p.Child("addresses").Index(j).Child("ip"), a.IP, "must be a valid IP address"))
-			}
-			if a.Hostname != "" {
-				for _, msg := range validation.IsDNS1123Label(a.Hostname) {
-					errs = append(errs, field.Invalid(p.Child("addresses").Index(j).Child("hostname"), a.Hostname, msg))
-				}
-			}
-		}
+		errs = append(errs, validateAddresses(p.Child("addresses"), ss.Addresses)...)
+		errs = append(errs, validateAddresses(p.Child("notReadyAddresses"), ss.NotReadyAddresses)...)
 		for j, port := range ss.Ports {
 			for _, msg := range validation.IsValidPortNum(int(port.Port)) {
 				errs = append(errs, field.Invalid(p.Child("ports").Index(j).Child("port"), port.Port, msg))
+			}
+		}
+	}
+	return errs
+}
+
+func validateAddresses(p *field.Path, addrs []corev1.EndpointAddress) field.ErrorList {
+	var errs field.ErrorList
+	for j, a := range addrs {
+		if _, err := netip.ParseAddr(a.IP); err != nil {
+			errs = append(errs, field.Invalid(p.Index(j).Child("ip"), a.IP, "must be a valid IP address"))
+		}
+		if a.Hostname != "" {
+			for _, msg := range validation.IsDNS1123Label(a.Hostname) {
+				errs = append(errs, field.Invalid(p.Index(j).Child("hostname"), a.Hostname, msg))
 			}
 		}
 	}

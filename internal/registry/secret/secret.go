@@ -50,8 +50,13 @@ func Resource() *registry.Resource {
 			if n.Type != o.Type {
 				errs = append(errs, field.Invalid(field.NewPath("type"), n.Type, "field is immutable"))
 			}
-			if o.Immutable != nil && *o.Immutable && (n.Immutable == nil || !*n.Immutable) {
-				errs = append(errs, field.Forbidden(field.NewPath("immutable"), "field is immutable when `immutable` is set"))
+			if o.Immutable != nil && *o.Immutable {
+				if n.Immutable == nil || !*n.Immutable {
+					errs = append(errs, field.Forbidden(field.NewPath("immutable"), "field is immutable when `immutable` is set"))
+				}
+				if !equalData(n.Data, o.Data) {
+					errs = append(errs, field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set"))
+				}
 			}
 			return errs
 		},
@@ -69,6 +74,18 @@ func Resource() *registry.Resource {
 			return fields.Set{"type": string(obj.(*corev1.Secret).Type)}
 		},
 	}
+}
+
+func equalData(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || string(w) != string(v) {
+			return false
+		}
+	}
+	return true
 }
 
 func validate(s *corev1.Secret) field.ErrorList {

@@ -9,17 +9,16 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/headway/headway/internal/controller/workloop"
 )
 
 // Kubelet is a simulated node.
@@ -36,7 +35,7 @@ type Kubelet struct {
 	Writes atomic.Int64
 
 	mu     sync.Mutex
-	queue  workqueue.TypedRateLimitingInterface[string]
+	queue  *workloop.Loop[string]
 	nextIP int
 	ips    map[string]string
 }
@@ -79,8 +78,17 @@ func (k *Kubelet) Run(ctx context.Context) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.Node).String()
 	}))
 	inf := factory.Core().V1().Pods()
-	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
-	defer queue.ShutDown()
+	queue := workloop.New("kubeletsim", nil, func(ctx context.Context, key string) error {
+		ns, name, _ := cache.SplitMetaNamespaceKey(key)
+		pod, err := inf.Lister().Pods(ns).Get(name)
+		if err == nil {
+			err = k.sync(ctx, pod)
+		}
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
 	k.mu.Lock()
 	k.queue = queue
 	k.mu.Unlock()
@@ -92,42 +100,11 @@ func (k *Kubelet) Run(ctx context.Context) {
 	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }})
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
-		return
-	}
 	workers := k.Workers
 	if workers <= 0 {
 		workers = 8
 	}
-	var wg sync.WaitGroup
-	for i := 0; i < workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wait.UntilWithContext(ctx, func(ctx context.Context) {
-				for {
-					key, quit := queue.Get()
-					if quit {
-						return
-					}
-					ns, name, _ := cache.SplitMetaNamespaceKey(key)
-					pod, err := inf.Lister().Pods(ns).Get(name)
-					if err == nil {
-						err = k.sync(ctx, pod)
-					}
-					if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
-						queue.AddRateLimited(key)
-					} else {
-						queue.Forget(key)
-					}
-					queue.Done(key)
-				}
-			}, time.Second)
-		}()
-	}
-	<-ctx.Done()
-	queue.ShutDown()
-	wg.Wait()
+	queue.Run(ctx, workers, inf.Informer().HasSynced)
 }
 
 func condition(pod *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
