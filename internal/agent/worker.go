@@ -111,6 +111,9 @@ func newWorker(a *Agent, pod *corev1.Pod) *worker {
 	for i := range pod.Spec.Containers {
 		add(pod.Spec.Containers[i], false)
 	}
+	// The worker knows its pod before it first runs: a sync without one
+	// would take the pod for deleted and end the worker for good.
+	w.pod = pod
 	return w
 }
 

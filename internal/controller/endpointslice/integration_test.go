@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -139,10 +140,14 @@ func TestPublishNotReadyAndMinimalUpdates(t *testing.T) {
 			t.Fatalf("named port resolved to %d", *sl[0].Ports[0].Port)
 		}
 	}
-	e, err := client.CoreV1().Endpoints("default").Get(ctx, "nginx-headless", metav1.GetOptions{})
-	if err != nil || len(e.Subsets) != 1 || len(e.Subsets[0].Addresses) != 1 || len(e.Subsets[0].NotReadyAddresses) != 2 {
-		t.Fatalf("legacy Endpoints: %+v %v", e, err)
-	}
+	// The legacy Endpoints are written after the slices, in the same sync.
+	waitFor(t, 20*time.Second, "legacy Endpoints with one ready and two not-ready addresses", func() (bool, error) {
+		e, err := client.CoreV1().Endpoints("default").Get(ctx, "nginx-headless", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil && len(e.Subsets) == 1 && len(e.Subsets[0].Addresses) == 1 && len(e.Subsets[0].NotReadyAddresses) == 2, err
+	})
 
 	// web-1 becomes Ready: one slice rewritten, its generation +1, the
 	// trigger time moves forward.
