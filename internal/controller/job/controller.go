@@ -255,4 +255,3 @@ func (e *expectations) forget(key string) {
 	defer e.mu.Unlock()
 	delete(e.m, key)
 }
-
