@@ -248,4 +248,3 @@ func NewJob(cj *batchv1.CronJob, scheduled time.Time) *batchv1.Job {
 		Spec: t.Spec,
 	}
 }
-
