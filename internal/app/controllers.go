@@ -12,9 +12,11 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/controller/cronjob"
 	"github.com/headway/headway/internal/controller/deployment"
 	"github.com/headway/headway/internal/controller/endpointslice"
 	"github.com/headway/headway/internal/controller/gc"
+	"github.com/headway/headway/internal/controller/job"
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
 	"github.com/headway/headway/internal/controller/replicaset"
@@ -45,6 +47,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	slices := endpointslice.New(client, factory, log)
 	replicasets := replicaset.New(client, factory, recorder("replicaset-controller"), log)
 	deployments := deployment.New(client, factory, recorder("deployment-controller"), log)
+	jobs := job.New(client, factory, recorder("job-controller"), log)
+	cronjobs := cronjob.New(client, factory, recorder("cronjob-controller"), log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -55,6 +59,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			sts.Run,
 			replicasets.Run,
 			deployments.Run,
+			jobs.Run,
+			cronjobs.Run,
 			slices.Run,
 			volumes.Run,
 			func(ctx context.Context) {
