@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/headway/headway/internal/controller/deployment"
+	"github.com/headway/headway/internal/controller/disruption"
 	"github.com/headway/headway/internal/controller/endpointslice"
 	"github.com/headway/headway/internal/controller/gc"
 	"github.com/headway/headway/internal/controller/localpath"
@@ -45,6 +46,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	slices := endpointslice.New(client, factory, log)
 	replicasets := replicaset.New(client, factory, recorder("replicaset-controller"), log)
 	deployments := deployment.New(client, factory, recorder("deployment-controller"), log)
+	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -55,6 +57,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			sts.Run,
 			replicasets.Run,
 			deployments.Run,
+			disruptions.Run,
 			slices.Run,
 			volumes.Run,
 			func(ctx context.Context) {
