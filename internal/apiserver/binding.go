@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,31 +31,6 @@ func (res *resource) handleBinding(w http.ResponseWriter, r *http.Request, info 
 		return out, nil
 	}, nil)
 	if err != nil {
-		return err
-	}
-	res.s.writeObject(w, f, http.StatusCreated, &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated})
-	return nil
-}
-
-// handleEviction serves POST pods/<name>/eviction: a delete with the
-// Eviction's options (no disruption budgets exist to refuse it).
-func (res *resource) handleEviction(w http.ResponseWriter, r *http.Request, info requestInfo) error {
-	f, opts, body, err := writeRequest(r, false)
-	if err != nil {
-		return err
-	}
-	ev := &policyv1.Eviction{}
-	if _, err := res.decodeBody(r, body, opts, ev, policyv1.SchemeGroupVersion.WithKind("Eviction")); err != nil {
-		return err
-	}
-	var del metav1.DeleteOptions
-	if ev.DeleteOptions != nil {
-		del = *ev.DeleteOptions
-	}
-	if opts.dryRun {
-		del.DryRun = []string{metav1.DryRunAll}
-	}
-	if _, _, err := res.deleteObject(r.Context(), info.Namespace, info.Name, del); err != nil {
 		return err
 	}
 	res.s.writeObject(w, f, http.StatusCreated, &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/headway/headway/internal/controller/cronjob"
 	"github.com/headway/headway/internal/controller/deployment"
+	"github.com/headway/headway/internal/controller/disruption"
 	"github.com/headway/headway/internal/controller/endpointslice"
 	"github.com/headway/headway/internal/controller/gc"
 	"github.com/headway/headway/internal/controller/job"
@@ -49,6 +50,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	deployments := deployment.New(client, factory, recorder("deployment-controller"), log)
 	jobs := job.New(client, factory, recorder("job-controller"), log)
 	cronjobs := cronjob.New(client, factory, recorder("cronjob-controller"), log)
+	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -61,6 +63,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			deployments.Run,
 			jobs.Run,
 			cronjobs.Run,
+			disruptions.Run,
 			slices.Run,
 			volumes.Run,
 			func(ctx context.Context) {

@@ -1,0 +1,313 @@
+package disruption_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/kubectl/pkg/drain"
+
+	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/kubeletsim"
+)
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok && err == nil {
+			return
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
+}
+
+func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
+	t.Helper()
+	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
+	if err := k.RegisterNode(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	kctx, cancel := context.WithCancel(ctx)
+	go func() { defer close(done); k.Run(kctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// readyPods returns the Ready pods of app=web not being deleted.
+func readyPods(t *testing.T, ctx context.Context, client kubernetes.Interface, ns string) []corev1.Pod {
+	t.Helper()
+	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// waitBudget waits for the controller to have observed the budget's
+// generation with the given healthy counts and allowed disruptions.
+func waitBudget(t *testing.T, ctx context.Context, client kubernetes.Interface, ns string, expected, current, desired, allowed int32) *policyv1.PodDisruptionBudget {
+	t.Helper()
+	var pdb *policyv1.PodDisruptionBudget
+	waitFor(t, 30*time.Second, "the budget's status", func() (bool, error) {
+		var err error
+		pdb, err = client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		st := pdb.Status
+		return st.ObservedGeneration == pdb.Generation && st.ExpectedPods == expected && st.CurrentHealthy == current &&
+			st.DesiredHealthy == desired && st.DisruptionsAllowed == allowed, nil
+	})
+	reason := policyv1.InsufficientPodsReason
+	if allowed > 0 {
+		reason = policyv1.SufficientPodsReason
+	}
+	if c := apimeta.FindStatusCondition(pdb.Status.Conditions, policyv1.DisruptionAllowedCondition); c == nil || c.Reason != reason {
+		t.Fatalf("DisruptionAllowed %+v, want reason %s", c, reason)
+	}
+	return pdb
+}
+
+func evict(ctx context.Context, client kubernetes.Interface, ns, name string) error {
+	return client.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func drainer(ctx context.Context, client kubernetes.Interface, timeout time.Duration, errOut io.Writer) *drain.Helper {
+	return &drain.Helper{
+		Ctx: ctx, Client: client, Force: true, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true,
+		GracePeriodSeconds: -1, Timeout: timeout, EvictErrorRetryDelay: 100 * time.Millisecond,
+		Out: io.Discard, ErrOut: errOut,
+	}
+}
+
+// TestEvictionHonoursBudget: a Deployment of 2 and a budget of minAvailable
+// 2 — the eviction API answers 429 with the budget's reason and kubectl's
+// drain waits; scaled to 3, an eviction goes through (taking the budget's
+// one disruption) and the drain completes.
+func TestEvictionHonoursBudget(t *testing.T) {
+	c := cluster.Start(t, cluster.WithoutDNS())
+	ctx := t.Context()
+	client := c.Client
+	ns := "default"
+	startKubelet(t, ctx, client)
+
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.27"}}},
+			},
+		},
+	}
+	if _, err := client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "2 ready pods", func() (bool, error) { return len(readyPods(t, ctx, client, ns)) == 2, nil })
+
+	two := intstr.FromInt32(2)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	}
+	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitBudget(t, ctx, client, ns, 2, 2, 2, 0)
+
+	victim := readyPods(t, ctx, client, ns)[0]
+	err := evict(ctx, client, ns, victim.Name)
+	if !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("eviction blocked by the budget: %v, want 429", err)
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		t.Fatalf("%T is not a Status", err)
+	}
+	st := status.Status()
+	if st.Message != "Cannot evict pod as it would violate the pod's disruption budget." || st.Details == nil || len(st.Details.Causes) != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if cause := st.Details.Causes[0]; cause.Type != policyv1.DisruptionBudgetCause || cause.Message != "The disruption budget web needs 2 healthy pods and has 2 currently" {
+		t.Fatalf("cause %+v", cause)
+	}
+	if p, err := client.CoreV1().Pods(ns).Get(ctx, victim.Name, metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
+		t.Fatalf("refused eviction touched the pod: %v %v", err, p.DeletionTimestamp)
+	}
+
+	// kubectl drain retries on 429: with a short timeout it gives up.
+	errOut := &syncBuffer{}
+	if err := drain.RunNodeDrain(drainer(ctx, client, time.Second, errOut), "node-1"); err == nil {
+		t.Fatal("drain went through a budget allowing no disruption")
+	}
+	if !strings.Contains(errOut.String(), "Cannot evict pod as it would violate the pod's disruption budget") {
+		t.Fatalf("drain output %q", errOut.String())
+	}
+	if n := len(readyPods(t, ctx, client, ns)); n != 2 {
+		t.Fatalf("%d ready pods after a blocked drain, want 2", n)
+	}
+
+	// Scaled to 3, the budget allows one disruption.
+	scale, err := client.AppsV1().Deployments(ns).GetScale(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 3
+	if _, err := client.AppsV1().Deployments(ns).UpdateScale(ctx, "web", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitBudget(t, ctx, client, ns, 3, 3, 2, 1)
+	victim = readyPods(t, ctx, client, ns)[0]
+	if err := evict(ctx, client, ns, victim.Name); err != nil {
+		t.Fatalf("eviction the budget allows: %v", err)
+	}
+	// The budget took the disruption: a second eviction at once is refused
+	// (the replacement cannot be Ready yet).
+	if err := evict(ctx, client, ns, readyPods(t, ctx, client, ns)[1].Name); err != nil && !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("second eviction: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the evicted pod gone", func() (bool, error) {
+		_, err := client.CoreV1().Pods(ns).Get(ctx, victim.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	// The replacement makes the budget allow one disruption again.
+	waitBudget(t, ctx, client, ns, 3, 3, 2, 1)
+
+	// A drain now evicts every pod of the node one at a time, waiting on
+	// the budget between them.
+	errOut = &syncBuffer{}
+	if err := drain.RunNodeDrain(drainer(ctx, client, 60*time.Second, errOut), "node-1"); err != nil {
+		t.Fatalf("drain: %v\n%s", err, errOut.String())
+	}
+}
+
+// TestEvictionStaleBudget: a budget whose status has not observed its
+// generation refuses evictions with the "still being processed" cause.
+func TestEvictionStaleBudget(t *testing.T) {
+	c := cluster.Start(t, cluster.WithoutDNS())
+	ctx := t.Context()
+	client := c.Client
+	ns := "default"
+
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns, Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: "node-x", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
+	}
+	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Make it Running and Ready (no kubelet here), retrying on a conflict
+	// with the scheduler's writes.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := client.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status.Phase = corev1.PodRunning
+		cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
+		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := intstr.FromInt32(0)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &zero,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	}
+	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitBudget(t, ctx, client, ns, 1, 1, 0, 1)
+
+	// A second budget selecting the pod: kube-apiserver's 500.
+	other := pdb.DeepCopy()
+	other.Name = "other"
+	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = evict(ctx, client, ns, "p")
+	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.") {
+		t.Fatalf("eviction with two budgets: %v", err)
+	}
+	if err := client.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, "other", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Write a status that has not observed the generation (as if the
+	// controller lagged a spec change).
+	cur, err := client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Status.ObservedGeneration = cur.Generation - 1
+	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = evict(ctx, client, ns, "p")
+	var status apierrors.APIStatus
+	if !apierrors.IsTooManyRequests(err) || !errors.As(err, &status) {
+		// The controller may already have corrected the status: only a
+		// 429 or a success are acceptable answers.
+		if err != nil {
+			t.Fatalf("eviction with a stale budget: %v", err)
+		}
+		return
+	}
+	if d := status.Status().Details; d == nil || len(d.Causes) != 1 || d.Causes[0].Message != "The disruption budget web is still being processed by the server." {
+		t.Fatalf("status %+v", status.Status())
+	}
+}
