@@ -189,7 +189,7 @@ func TestPodAddr(t *testing.T) {
 func TestReverseName(t *testing.T) {
 	for _, c := range []struct{ addr, want string }{
 		{"198.18.0.5", "5.0.18.198.in-addr.arpa."},
-		{"10.0.0.10", "10.0.0.10.in-addr.arpa."},
+		{"198.19.0.11", "11.0.19.198.in-addr.arpa."},
 		{"fd00::5", "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa."},
 	} {
 		if got := reverseName(netip.MustParseAddr(c.addr)); got != c.want {

@@ -21,7 +21,7 @@ import (
 	"time"
 )
 
-var hosts = []string{"localhost", "127.0.0.1", "kubernetes.default.svc", "10.96.0.1"}
+var hosts = []string{"localhost", "127.0.0.1", "kubernetes.default.svc", "198.19.0.1"}
 
 func leaf(t *testing.T, c tls.Certificate) *x509.Certificate {
 	t.Helper()
@@ -182,7 +182,7 @@ func writeServing(t *testing.T, b *Bundle, ca *x509.Certificate, caKey *ecdsa.Pr
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "kube-apiserver"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{"localhost", "kubernetes.default.svc"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}}
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("198.19.0.1")}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)

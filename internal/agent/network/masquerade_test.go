@@ -23,7 +23,7 @@ func TestIntervalElements(t *testing.T) {
 		{[]string{"198.18.0.0/16", "198.19.0.0/16"}, "end 0.0.0.0, 198.18.0.0, end 198.20.0.0"},
 		{[]string{"198.19.0.0/16", "198.18.0.0/16"}, "end 0.0.0.0, 198.18.0.0, end 198.20.0.0"},
 		// A range inside another disappears.
-		{[]string{"10.0.0.0/8", "10.96.0.0/12"}, "end 0.0.0.0, 10.0.0.0, end 11.0.0.0"},
+		{[]string{"198.18.0.0/15", "198.19.96.0/20"}, "end 0.0.0.0, 198.18.0.0, end 198.20.0.0"},
 		// Unmasked prefixes count from their network.
 		{[]string{"198.18.0.7/16"}, "end 0.0.0.0, 198.18.0.0, end 198.19.0.0"},
 		// The edges of the address space.

@@ -11,7 +11,7 @@ import (
 
 func resources(t *testing.T) []*registry.Resource {
 	t.Helper()
-	ip, err := service.NewIPAllocator(netip.MustParsePrefix("10.96.0.0/16"))
+	ip, err := service.NewIPAllocator(netip.MustParsePrefix("198.19.0.0/16"))
 	if err != nil {
 		t.Fatal(err)
 	}

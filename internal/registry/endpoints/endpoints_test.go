@@ -42,21 +42,21 @@ func TestValidate(t *testing.T) {
 		want []string
 	}{
 		{"none", endpoints(), nil},
-		{"good", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1", "fd00::1"), NotReadyAddresses: addrs("10.0.0.2"), Ports: ports}), nil},
-		{"bad address", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1", "not-an-ip"), Ports: ports}),
+		{"good", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1", "fd00::1"), NotReadyAddresses: addrs("198.18.0.2"), Ports: ports}), nil},
+		{"bad address", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1", "not-an-ip"), Ports: ports}),
 			[]string{"subsets[0].addresses[1].ip: Invalid value"}},
 		// kube-apiserver names the list the address is in; the not-ready
 		// ones were reported as addresses[len(addresses)+i].
-		{"bad not-ready address", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), NotReadyAddresses: addrs("10.0.0.2", "bogus"), Ports: ports}),
+		{"bad not-ready address", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1"), NotReadyAddresses: addrs("198.18.0.2", "bogus"), Ports: ports}),
 			[]string{"subsets[0].notReadyAddresses[1].ip: Invalid value"}},
-		{"bad hostname", endpoints(corev1.EndpointSubset{Addresses: []corev1.EndpointAddress{{IP: "10.0.0.1", Hostname: "Web_0"}}, Ports: ports}),
+		{"bad hostname", endpoints(corev1.EndpointSubset{Addresses: []corev1.EndpointAddress{{IP: "198.18.0.1", Hostname: "Web_0"}}, Ports: ports}),
 			[]string{"subsets[0].addresses[0].hostname: Invalid value"}},
-		{"bad not-ready hostname", endpoints(corev1.EndpointSubset{NotReadyAddresses: []corev1.EndpointAddress{{IP: "10.0.0.1", Hostname: "a.b"}}, Ports: ports}),
+		{"bad not-ready hostname", endpoints(corev1.EndpointSubset{NotReadyAddresses: []corev1.EndpointAddress{{IP: "198.18.0.1", Hostname: "a.b"}}, Ports: ports}),
 			[]string{"subsets[0].notReadyAddresses[0].hostname: Invalid value"}},
-		{"port 0 in the second subset", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), Ports: ports},
-			corev1.EndpointSubset{Addresses: addrs("10.0.0.2"), Ports: []corev1.EndpointPort{{Port: 80}, {Port: 0}}}),
+		{"port 0 in the second subset", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1"), Ports: ports},
+			corev1.EndpointSubset{Addresses: addrs("198.18.0.2"), Ports: []corev1.EndpointPort{{Port: 80}, {Port: 0}}}),
 			[]string{"subsets[1].ports[1].port: Invalid value"}},
-		{"port above 65535", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), Ports: []corev1.EndpointPort{{Port: 70000}}}),
+		{"port above 65535", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1"), Ports: []corev1.EndpointPort{{Port: 70000}}}),
 			[]string{"subsets[0].ports[0].port: Invalid value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,11 +74,11 @@ func TestRow(t *testing.T) {
 		want string
 	}{
 		{"none", endpoints(), "<none>"},
-		{"not ready only", endpoints(corev1.EndpointSubset{NotReadyAddresses: addrs("10.0.0.1"), Ports: []corev1.EndpointPort{{Port: 80}}}), "<none>"},
-		{"address and port", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), Ports: []corev1.EndpointPort{{Port: 80}}}), "10.0.0.1:80"},
-		{"no ports", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1")}), "10.0.0.1"},
-		{"more than three", endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1", "10.0.0.2"), Ports: []corev1.EndpointPort{{Port: 80}, {Port: 443}}}),
-			"10.0.0.1:80,10.0.0.1:443,10.0.0.2:80 + 1 more..."},
+		{"not ready only", endpoints(corev1.EndpointSubset{NotReadyAddresses: addrs("198.18.0.1"), Ports: []corev1.EndpointPort{{Port: 80}}}), "<none>"},
+		{"address and port", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1"), Ports: []corev1.EndpointPort{{Port: 80}}}), "198.18.0.1:80"},
+		{"no ports", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1")}), "198.18.0.1"},
+		{"more than three", endpoints(corev1.EndpointSubset{Addresses: addrs("198.18.0.1", "198.18.0.2"), Ports: []corev1.EndpointPort{{Port: 80}, {Port: 443}}}),
+			"198.18.0.1:80,198.18.0.1:443,198.18.0.2:80 + 1 more..."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			row, err := r.Row(tc.obj)

@@ -42,32 +42,32 @@ func TestValidate(t *testing.T) {
 		obj  *discoveryv1.EndpointSlice
 		want []string
 	}{
-		{"IPv4", slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"), ep("10.0.0.2")), nil},
+		{"IPv4", slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1"), ep("198.18.0.2")), nil},
 		{"IPv6", slice(discoveryv1.AddressTypeIPv6, ep("fd00::1")), nil},
 		{"FQDN", slice(discoveryv1.AddressTypeFQDN, ep("db.example.com")), nil},
 		{"no endpoints", slice(discoveryv1.AddressTypeIPv4), nil},
-		{"unknown address type", slice("IPv5", ep("10.0.0.1")), []string{"addressType: Unsupported value"}},
-		{"IPv6 address in an IPv4 slice", slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"), ep("fd00::1")),
+		{"unknown address type", slice("IPv5", ep("198.18.0.1")), []string{"addressType: Unsupported value"}},
+		{"IPv6 address in an IPv4 slice", slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1"), ep("fd00::1")),
 			[]string{"endpoints[1].addresses[0]: Invalid value"}},
-		{"IPv4 address in an IPv6 slice", slice(discoveryv1.AddressTypeIPv6, ep("10.0.0.1")), []string{"endpoints[0].addresses[0]: Invalid value"}},
+		{"IPv4 address in an IPv6 slice", slice(discoveryv1.AddressTypeIPv6, ep("198.18.0.1")), []string{"endpoints[0].addresses[0]: Invalid value"}},
 		{"bad FQDN", slice(discoveryv1.AddressTypeFQDN, ep("not_a_name")), []string{"endpoints[0].addresses[0]: Invalid value"}},
 		{"endpoint without addresses", slice(discoveryv1.AddressTypeIPv4, ep()), []string{"endpoints[0].addresses: Invalid value"}},
 		{"endpoint with 101 addresses", slice(discoveryv1.AddressTypeIPv4, ep(hundredOne...)), []string{"endpoints[0].addresses: Invalid value"}},
 		{"too many endpoints", slice(discoveryv1.AddressTypeIPv4, many...), []string{"endpoints: Too many"}},
-		{"bad hostname", slice(discoveryv1.AddressTypeIPv4, discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, Hostname: ptr.To("web.0")}),
+		{"bad hostname", slice(discoveryv1.AddressTypeIPv4, discoveryv1.Endpoint{Addresses: []string{"198.18.0.1"}, Hostname: ptr.To("web.0")}),
 			[]string{"endpoints[0].hostname: Invalid value"}},
 		{"bad port name", func() *discoveryv1.EndpointSlice {
-			s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
+			s := slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1"))
 			s.Ports[0].Name = ptr.To("HTTP_PORT")
 			return s
 		}(), []string{"ports[0].name: Invalid value"}},
 		{"empty port name and no port", func() *discoveryv1.EndpointSlice {
-			s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
+			s := slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1"))
 			s.Ports = []discoveryv1.EndpointPort{{Name: ptr.To("")}}
 			return s
 		}(), nil},
 		{"port 0", func() *discoveryv1.EndpointSlice {
-			s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
+			s := slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1"))
 			s.Ports = append(s.Ports, discoveryv1.EndpointPort{Port: ptr.To[int32](0)})
 			return s
 		}(), []string{"ports[1].port: Invalid value"}},
@@ -81,16 +81,16 @@ func TestValidate(t *testing.T) {
 
 func TestValidateUpdate(t *testing.T) {
 	r := Resource()
-	old := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1"))
-	registrytest.Errors(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.2")), old))
+	old := slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1"))
+	registrytest.Errors(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.2")), old))
 	registrytest.Errors(t, r.ValidateUpdate(slice(discoveryv1.AddressTypeIPv6, ep("fd00::2")), old), []string{"addressType: Invalid value"}...)
 }
 
 func TestRow(t *testing.T) {
-	s := slice(discoveryv1.AddressTypeIPv4, ep("10.0.0.1", "10.0.0.2"), ep("10.0.0.3"), ep("10.0.0.4"))
+	s := slice(discoveryv1.AddressTypeIPv4, ep("198.18.0.1", "198.18.0.2"), ep("198.18.0.3"), ep("198.18.0.4"))
 	s.Ports = append(s.Ports, discoveryv1.EndpointPort{})
 	row, err := Resource().Row(s)
-	if err != nil || row[1] != "IPv4" || row[2] != "80,<unset>" || row[3] != "10.0.0.1,10.0.0.2,10.0.0.3 + 1 more..." {
+	if err != nil || row[1] != "IPv4" || row[2] != "80,<unset>" || row[3] != "198.18.0.1,198.18.0.2,198.18.0.3 + 1 more..." {
 		t.Fatalf("row %v (%v)", row, err)
 	}
 	row, _ = Resource().Row(&discoveryv1.EndpointSlice{AddressType: discoveryv1.AddressTypeIPv4})

@@ -173,13 +173,13 @@ func validateIPBlock(b *networkingv1.IPBlock, path *field.Path) field.ErrorList 
 	}
 	cidr, err := netip.ParsePrefix(b.CIDR)
 	if err != nil {
-		return field.ErrorList{field.Invalid(path.Child("cidr"), b.CIDR, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")}
+		return field.ErrorList{field.Invalid(path.Child("cidr"), b.CIDR, "must be a valid CIDR value, (e.g. 198.18.8.0/24 or 2001:db8::/64)")}
 	}
 	var errs field.ErrorList
 	for i, e := range b.Except {
 		ex, err := netip.ParsePrefix(e)
 		if err != nil {
-			errs = append(errs, field.Invalid(path.Child("except").Index(i), e, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+			errs = append(errs, field.Invalid(path.Child("except").Index(i), e, "must be a valid CIDR value, (e.g. 198.18.8.0/24 or 2001:db8::/64)"))
 			continue
 		}
 		if ex.Addr().Is4() != cidr.Addr().Is4() || ex.Bits() <= cidr.Bits() || !cidr.Contains(ex.Addr()) {
