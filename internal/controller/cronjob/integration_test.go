@@ -19,21 +19,6 @@ import (
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -97,7 +82,7 @@ func TestCronJobFakeClock(t *testing.T) {
 	}
 
 	first := "tick-" + strconv.FormatInt(minuteOf(clk.now()).Unix()/60, 10)
-	waitFor(t, 20*time.Second, "the first Job "+first, func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "the first Job "+first, func() (bool, error) {
 		got, err := client.BatchV1().CronJobs(ns).Get(ctx, "tick", metav1.GetOptions{})
 		return err == nil && jobNames()[first] != nil && len(got.Status.Active) == 1 && got.Status.LastScheduleTime != nil, err
 	})
@@ -128,7 +113,7 @@ func TestCronJobFakeClock(t *testing.T) {
 	}
 	// The clock is past the next minute already: it runs at once.
 	second := "tick-" + strconv.FormatInt(minuteOf(clk.now()).Unix()/60, 10)
-	waitFor(t, 20*time.Second, "lastSuccessfulTime and the second Job "+second, func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "lastSuccessfulTime and the second Job "+second, func() (bool, error) {
 		got, err := client.BatchV1().CronJobs(ns).Get(ctx, "tick", metav1.GetOptions{})
 		return err == nil && got.Status.LastSuccessfulTime != nil && len(got.Status.Active) == 1 && got.Status.Active[0].Name == second &&
 			jobNames()[second] != nil, err
@@ -139,7 +124,7 @@ func TestCronJobFakeClock(t *testing.T) {
 	if _, err := client.BatchV1().Jobs(ns).UpdateStatus(ctx, j2, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the older finished Job deleted", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "the older finished Job deleted", func() (bool, error) {
 		names := jobNames()
 		return names[first] == nil && names[second] != nil, nil
 	})

@@ -27,21 +27,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
 func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
 	t.Helper()
 	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
@@ -80,7 +65,7 @@ func rolledOut(t *testing.T, ctx context.Context, client kubernetes.Interface, n
 func waitRolledOut(t *testing.T, ctx context.Context, client kubernetes.Interface, ns, name string) {
 	t.Helper()
 	var msg string
-	waitFor(t, 30*time.Second, "rollout status: successfully rolled out", func() (bool, error) {
+	cluster.WaitFor(t, 30*time.Second, "rollout status: successfully rolled out", func() (bool, error) {
 		m, done, err := rolledOut(t, ctx, client, ns, name)
 		msg = m
 		return done, err
@@ -232,7 +217,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 		if _, err := client.AppsV1().Deployments(ns).Patch(ctx, "web", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "a second set", func() (bool, error) { return len(sets(t, ctx, client, ns)) == 2, nil })
+		cluster.WaitFor(t, 10*time.Second, "a second set", func() (bool, error) { return len(sets(t, ctx, client, ns)) == 2, nil })
 		waitRolledOut(t, ctx, client, ns, "web")
 		for name, rs := range sets(t, ctx, client, ns) {
 			switch name {
@@ -278,7 +263,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 		if err != nil || msg != "rolled back" {
 			t.Fatalf("rollout undo: %q %v", msg, err)
 		}
-		waitFor(t, 10*time.Second, "the undo observed", func() (bool, error) {
+		cluster.WaitFor(t, 10*time.Second, "the undo observed", func() (bool, error) {
 			d := getDeployment(t, ctx, client, ns, "web")
 			return d.Status.ObservedGeneration == d.Generation, nil
 		})
@@ -307,7 +292,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 		if _, err := client.AppsV1().Deployments(ns).Patch(ctx, "web", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "paused condition", func() (bool, error) {
+		cluster.WaitFor(t, 10*time.Second, "paused condition", func() (bool, error) {
 			d := getDeployment(t, ctx, client, ns, "web")
 			c := deployment.Condition(d.Status, appsv1.DeploymentProgressing)
 			return d.Status.ObservedGeneration == d.Generation && c != nil && c.Reason == deployment.ReasonPaused, nil
@@ -320,7 +305,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 		}
 		waitRolledOut(t, ctx, client, ns, "web")
 		// revisionHistoryLimit 2: the oldest of three old sets is gone.
-		waitFor(t, 10*time.Second, "history cut to 2 old sets", func() (bool, error) { return len(sets(t, ctx, client, ns)) == 3, nil })
+		cluster.WaitFor(t, 10*time.Second, "history cut to 2 old sets", func() (bool, error) { return len(sets(t, ctx, client, ns)) == 3, nil })
 	})
 
 	t.Run("scale", func(t *testing.T) {
@@ -340,14 +325,14 @@ func TestDeploymentLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitRolledOut(t, ctx, client, ns, "web")
-		waitFor(t, 10*time.Second, "one pod", func() (bool, error) { return len(livePods(t, ctx, client, ns)) == 1, nil })
+		cluster.WaitFor(t, 10*time.Second, "one pod", func() (bool, error) { return len(livePods(t, ctx, client, ns)) == 1, nil })
 	})
 
 	t.Run("delete", func(t *testing.T) {
 		if err := client.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "sets and pods collected", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "sets and pods collected", func() (bool, error) {
 			if _, err := client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				return false, err
 			}
@@ -406,7 +391,7 @@ func TestReplicaSetAlone(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, 20*time.Second, "3 ready pods, the stray adopted", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "3 ready pods, the stray adopted", func() (bool, error) {
 		got, err := client.AppsV1().ReplicaSets(ns).Get(ctx, "solo", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -427,7 +412,7 @@ func TestReplicaSetAlone(t *testing.T) {
 	if _, err := client.CoreV1().Pods(ns).Patch(ctx, "stray", types.MergePatchType, []byte(`{"metadata":{"labels":{"app":"elsewhere"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "stray released and replaced", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "stray released and replaced", func() (bool, error) {
 		p, err := client.CoreV1().Pods(ns).Get(ctx, "stray", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -439,7 +424,7 @@ func TestReplicaSetAlone(t *testing.T) {
 	if _, err := client.AppsV1().ReplicaSets(ns).Patch(ctx, "solo", types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "one pod", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "one pod", func() (bool, error) {
 		got, err := client.AppsV1().ReplicaSets(ns).Get(ctx, "solo", metav1.GetOptions{})
 		if err != nil {
 			return false, err

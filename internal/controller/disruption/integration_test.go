@@ -25,21 +25,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
 func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
 	t.Helper()
 	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
@@ -78,7 +63,7 @@ func readyPods(t *testing.T, ctx context.Context, client kubernetes.Interface, n
 func waitBudget(t *testing.T, ctx context.Context, client kubernetes.Interface, ns string, expected, current, desired, allowed int32) *policyv1.PodDisruptionBudget {
 	t.Helper()
 	var pdb *policyv1.PodDisruptionBudget
-	waitFor(t, 30*time.Second, "the budget's status", func() (bool, error) {
+	cluster.WaitFor(t, 30*time.Second, "the budget's status", func() (bool, error) {
 		var err error
 		pdb, err = client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
@@ -153,7 +138,7 @@ func TestEvictionHonoursBudget(t *testing.T) {
 	if _, err := client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "2 ready pods", func() (bool, error) { return len(readyPods(t, ctx, client, ns)) == 2, nil })
+	cluster.WaitFor(t, 30*time.Second, "2 ready pods", func() (bool, error) { return len(readyPods(t, ctx, client, ns)) == 2, nil })
 
 	two := intstr.FromInt32(2)
 	pdb := &policyv1.PodDisruptionBudget{
@@ -217,7 +202,7 @@ func TestEvictionHonoursBudget(t *testing.T) {
 	if err := evict(ctx, client, ns, readyPods(t, ctx, client, ns)[1].Name); err != nil && !apierrors.IsTooManyRequests(err) {
 		t.Fatalf("second eviction: %v", err)
 	}
-	waitFor(t, 30*time.Second, "the evicted pod gone", func() (bool, error) {
+	cluster.WaitFor(t, 30*time.Second, "the evicted pod gone", func() (bool, error) {
 		_, err := client.CoreV1().Pods(ns).Get(ctx, victim.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})

@@ -18,21 +18,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
 type readiness struct {
 	mu       sync.Mutex
 	notReady map[string]bool
@@ -119,11 +104,11 @@ func TestPublishNotReadyAndMinimalUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]bool{"web-0": true, "web-1": false, "web-2": false}
-	waitFor(t, 20*time.Second, "not-ready pods in nginx-headless as not ready", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "not-ready pods in nginx-headless as not ready", func() (bool, error) {
 		got, err := conditions(ctx, client, "nginx-headless")
 		return len(got) == 3 && got["web-0"] == want["web-0"] && got["web-1"] == want["web-1"] && got["web-2"] == want["web-2"], err
 	})
-	waitFor(t, 20*time.Second, "every pod ready in nginx-all (publishNotReadyAddresses)", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "every pod ready in nginx-all (publishNotReadyAddresses)", func() (bool, error) {
 		got, err := conditions(ctx, client, "nginx-all")
 		return len(got) == 3 && got["web-0"] && got["web-1"] && got["web-2"], err
 	})
@@ -141,7 +126,7 @@ func TestPublishNotReadyAndMinimalUpdates(t *testing.T) {
 		}
 	}
 	// The legacy Endpoints are written after the slices, in the same sync.
-	waitFor(t, 20*time.Second, "legacy Endpoints with one ready and two not-ready addresses", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "legacy Endpoints with one ready and two not-ready addresses", func() (bool, error) {
 		e, err := client.CoreV1().Endpoints("default").Get(ctx, "nginx-headless", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
@@ -157,7 +142,7 @@ func TestPublishNotReadyAndMinimalUpdates(t *testing.T) {
 	}
 	r.set("web-1", false)
 	k.Touch("default", "web-1")
-	waitFor(t, 20*time.Second, "web-1 ready in the slice", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "web-1 ready in the slice", func() (bool, error) {
 		got, err := conditions(ctx, client, "nginx-headless")
 		return got["web-1"], err
 	})
@@ -176,7 +161,7 @@ func TestPublishNotReadyAndMinimalUpdates(t *testing.T) {
 	if err := client.CoreV1().Services("default").Delete(ctx, "nginx-all", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "nginx-all's Endpoints and slices gone", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "nginx-all's Endpoints and slices gone", func() (bool, error) {
 		_, err := client.CoreV1().Endpoints("default").Get(ctx, "nginx-all", metav1.GetOptions{})
 		sl, lerr := slicesOf(ctx, client, "nginx-all")
 		return err != nil && len(sl) == 0, lerr
@@ -193,7 +178,7 @@ func TestServiceWithoutPodsGetsPlaceholder(t *testing.T) {
 	if _, err := c.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "one empty slice", func() (bool, error) {
+	cluster.WaitFor(t, 10*time.Second, "one empty slice", func() (bool, error) {
 		sl, err := slicesOf(ctx, c.Client, "empty")
 		return len(sl) == 1 && len(sl[0].Endpoints) == 0, err
 	})

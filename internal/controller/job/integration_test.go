@@ -17,21 +17,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
 func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
 	t.Helper()
 	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
@@ -100,7 +85,7 @@ func TestJobs(t *testing.T) {
 		}
 		most := 0
 		var got *batchv1.Job
-		waitFor(t, 30*time.Second, "Job complete", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "Job complete", func() (bool, error) {
 			n, err := finishPods(ctx, client, ns, "pi", corev1.PodSucceeded)
 			most = max(most, n)
 			if err != nil {
@@ -138,7 +123,7 @@ func TestJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got *batchv1.Job
-		waitFor(t, 30*time.Second, "Job failed", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "Job failed", func() (bool, error) {
 			if _, err := finishPods(ctx, client, ns, "fails", corev1.PodFailed); err != nil {
 				return false, err
 			}
@@ -170,7 +155,7 @@ func TestJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "two indexed pods", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "two indexed pods", func() (bool, error) {
 			pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=idx"})
 			if err != nil || len(pods.Items) != 2 {
 				return false, err
@@ -181,14 +166,14 @@ func TestJobs(t *testing.T) {
 			}
 			return hosts["idx-0"] && hosts["idx-1"], nil
 		})
-		waitFor(t, 20*time.Second, "Job complete", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "Job complete", func() (bool, error) {
 			if _, err := finishPods(ctx, client, ns, "idx", corev1.PodSucceeded); err != nil {
 				return false, err
 			}
 			got, err := jobs.Get(ctx, "idx", metav1.GetOptions{})
 			return err == nil && complete(got) && got.Status.CompletedIndexes == "0-1", err
 		})
-		waitFor(t, 20*time.Second, "Job deleted after its TTL", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "Job deleted after its TTL", func() (bool, error) {
 			got, err := jobs.Get(ctx, "idx", metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return true, nil
@@ -204,7 +189,7 @@ func TestJobs(t *testing.T) {
 		if _, err := jobs.Create(ctx, j, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "Suspended condition", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "Suspended condition", func() (bool, error) {
 			got, err := jobs.Get(ctx, "later", metav1.GetOptions{})
 			if err != nil {
 				return false, err

@@ -29,22 +29,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
-}
-
 // podLog records pod watch events in order.
 type podLog struct {
 	mu     sync.Mutex
@@ -269,7 +253,7 @@ func TestSeedStatefulSet(t *testing.T) {
 
 	t.Run("web-0..2 in order, trusted by DNS", func(t *testing.T) {
 		want := []string{"web-0", "web-1", "web-2"}
-		waitFor(t, 20*time.Second, "web-0..2 ready in the slices", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "web-0..2 ready in the slices", func() (bool, error) {
 			eps, err := readyEndpoints(ctx, client, ns, "nginx-headless")
 			return slices.Equal(eps, want), err
 		})
@@ -288,7 +272,7 @@ func TestSeedStatefulSet(t *testing.T) {
 				t.Fatalf("%s identity: labels %v hostname %q subdomain %q owner %+v", name, p.Labels, p.Spec.Hostname, p.Spec.Subdomain, ref)
 			}
 		}
-		waitFor(t, 10*time.Second, "status", func() (bool, error) {
+		cluster.WaitFor(t, 10*time.Second, "status", func() (bool, error) {
 			s := getSet(t, ctx, client, ns, "web")
 			st := s.Status
 			return st.ObservedGeneration == s.Generation && st.Replicas == 3 && st.ReadyReplicas == 3 && st.AvailableReplicas == 3 &&
@@ -335,20 +319,20 @@ func TestSeedStatefulSet(t *testing.T) {
 
 	t.Run("scale to 5 and back to 2 in reverse", func(t *testing.T) {
 		scale(t, ctx, client, ns, 5)
-		waitFor(t, 20*time.Second, "5 ready endpoints", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "5 ready endpoints", func() (bool, error) {
 			eps, err := readyEndpoints(ctx, client, ns, "nginx-headless")
 			return len(eps) == 5, err
 		})
 		before := len(log.deletions())
 		scale(t, ctx, client, ns, 2)
-		waitFor(t, 20*time.Second, "2 pods", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "2 pods", func() (bool, error) {
 			return slices.Equal(podNames(t, ctx, client, ns), []string{"web-0", "web-1"}) && len(log.deletions()) >= before+3, nil
 		})
 		if got := log.deletions()[before:]; !slices.Equal(got, []string{"web-4", "web-3", "web-2"}) {
 			t.Fatalf("scale-down deleted %v, want web-4, web-3, web-2", got)
 		}
 		log.checkOrdered(t)
-		waitFor(t, 10*time.Second, "2 ready endpoints", func() (bool, error) {
+		cluster.WaitFor(t, 10*time.Second, "2 ready endpoints", func() (bool, error) {
 			eps, err := readyEndpoints(ctx, client, ns, "nginx-headless")
 			return slices.Equal(eps, []string{"web-0", "web-1"}), err
 		})
@@ -356,7 +340,7 @@ func TestSeedStatefulSet(t *testing.T) {
 
 	t.Run("rolling update, history and undo", func(t *testing.T) {
 		scale(t, ctx, client, ns, 3)
-		waitFor(t, 20*time.Second, "3 ready", func() (bool, error) {
+		cluster.WaitFor(t, 20*time.Second, "3 ready", func() (bool, error) {
 			s := getSet(t, ctx, client, ns, "web")
 			return s.Status.ReadyReplicas == 3 && s.Status.ObservedGeneration == s.Generation, nil
 		})
@@ -369,7 +353,7 @@ func TestSeedStatefulSet(t *testing.T) {
 		if msg, done := rolledOut(t, ctx, client, set); done {
 			t.Fatalf("rollout reported done at once: %s", msg)
 		}
-		waitFor(t, 30*time.Second, "rollout complete", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "rollout complete", func() (bool, error) {
 			_, done := rolledOut(t, ctx, client, set)
 			return done, nil
 		})
@@ -405,7 +389,7 @@ func TestSeedStatefulSet(t *testing.T) {
 		if err != nil || msg != "rolled back" {
 			t.Fatalf("rollout undo: %q %v", msg, err)
 		}
-		waitFor(t, 30*time.Second, "undo rolled out", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "undo rolled out", func() (bool, error) {
 			s := getSet(t, ctx, client, ns, "web")
 			_, done := rolledOut(t, ctx, client, set)
 			return done && s.Status.CurrentRevision == old, nil
@@ -434,7 +418,7 @@ func TestSeedStatefulSet(t *testing.T) {
 		if _, err := client.AppsV1().StatefulSets(ns).Patch(ctx, "web", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "partitioned rollout", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "partitioned rollout", func() (bool, error) {
 			msg, done := rolledOut(t, ctx, client, set)
 			return done && strings.Contains(msg, "partitioned roll out complete: 1 new pods"), nil
 		})
@@ -481,7 +465,7 @@ func TestDeletedPodKeepsNameAndClaim(t *testing.T) {
 	if _, err := client.AppsV1().StatefulSets(ns).Create(ctx, set, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "3 ready, claims bound", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "3 ready, claims bound", func() (bool, error) {
 		s := getSet(t, ctx, client, ns, "web")
 		if s.Status.ReadyReplicas != 3 {
 			return false, nil
@@ -524,7 +508,7 @@ func TestDeletedPodKeepsNameAndClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back *corev1.Pod
-	waitFor(t, 20*time.Second, "web-1 back and ready", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "web-1 back and ready", func() (bool, error) {
 		p, err := client.CoreV1().Pods(ns).Get(ctx, "web-1", metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -555,7 +539,7 @@ func TestDeletedPodKeepsNameAndClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone, _ := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "www-web-2", metav1.GetOptions{})
-	waitFor(t, 20*time.Second, "www-web-2 and its volume deleted", func() (bool, error) {
+	cluster.WaitFor(t, 20*time.Second, "www-web-2 and its volume deleted", func() (bool, error) {
 		_, err1 := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "www-web-2", metav1.GetOptions{})
 		_, err2 := client.CoreV1().PersistentVolumes().Get(ctx, gone.Spec.VolumeName, metav1.GetOptions{})
 		return err1 != nil && err2 != nil, nil

@@ -130,3 +130,21 @@ func (c *Cluster) Stop() error {
 	c.stop = nil
 	return c.Running.Wait()
 }
+
+// WaitFor polls cond (every 20ms) until it holds without error, or fails
+// the test when timeout passes, naming what it waited for and the last
+// error.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok && err == nil {
+			return
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+	t.Fatalf("timed out waiting for %s (last error: %v)", what, last)
+}
