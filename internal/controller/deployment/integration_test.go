@@ -27,18 +27,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
-	t.Helper()
-	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
-	if err := k.RegisterNode(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	kctx, cancel := context.WithCancel(ctx)
-	go func() { defer close(done); k.Run(kctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
 func getDeployment(t *testing.T, ctx context.Context, client kubernetes.Interface, ns, name string) *appsv1.Deployment {
 	t.Helper()
 	d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
@@ -113,7 +101,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 	ctx := t.Context()
 	client := c.Client
 	ns := "default"
-	startKubelet(t, ctx, client)
+	kubeletsim.Start(t, ctx, client)
 
 	surge, unavailable := intstr.FromInt32(1), intstr.FromInt32(0)
 	replicas, history := int32(3), int32(2)
@@ -353,7 +341,7 @@ func TestReplicaSetAlone(t *testing.T) {
 	ctx := t.Context()
 	client := c.Client
 	ns := "default"
-	startKubelet(t, ctx, client)
+	kubeletsim.Start(t, ctx, client)
 
 	orphan := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "stray", Namespace: ns, Labels: map[string]string{"app": "solo"}},

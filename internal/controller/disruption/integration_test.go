@@ -25,18 +25,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
-	t.Helper()
-	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
-	if err := k.RegisterNode(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	kctx, cancel := context.WithCancel(ctx)
-	go func() { defer close(done); k.Run(kctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
 // readyPods returns the Ready pods of app=web not being deleted.
 func readyPods(t *testing.T, ctx context.Context, client kubernetes.Interface, ns string) []corev1.Pod {
 	t.Helper()
@@ -121,7 +109,7 @@ func TestEvictionHonoursBudget(t *testing.T) {
 	ctx := t.Context()
 	client := c.Client
 	ns := "default"
-	startKubelet(t, ctx, client)
+	kubeletsim.Start(t, ctx, client)
 
 	replicas := int32(2)
 	d := &appsv1.Deployment{

@@ -17,18 +17,6 @@ import (
 	"github.com/headway/headway/internal/testing/kubeletsim"
 )
 
-func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) {
-	t.Helper()
-	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
-	if err := k.RegisterNode(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	kctx, cancel := context.WithCancel(ctx)
-	go func() { defer close(done); k.Run(kctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
 // finishPods ends the Running pods of a Job the way a container exiting
 // would (the simulated kubelet runs nothing), and returns the largest
 // number of pods it saw running at once.
@@ -76,7 +64,7 @@ func TestJobs(t *testing.T) {
 	ctx := t.Context()
 	client := c.Client
 	ns := "default"
-	startKubelet(t, ctx, client)
+	kubeletsim.Start(t, ctx, client)
 	jobs := client.BatchV1().Jobs(ns)
 
 	t.Run("completions 3 parallelism 2 completes", func(t *testing.T) {

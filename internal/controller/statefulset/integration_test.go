@@ -160,19 +160,6 @@ func seed() (*corev1.Service, *appsv1.StatefulSet) {
 	return svc, set
 }
 
-func startKubelet(t *testing.T, ctx context.Context, client kubernetes.Interface) *kubeletsim.Kubelet {
-	t.Helper()
-	k := &kubeletsim.Kubelet{Client: client, Node: "node-1"}
-	if err := k.RegisterNode(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	kctx, cancel := context.WithCancel(ctx)
-	go func() { defer close(done); k.Run(kctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return k
-}
-
 func getSet(t *testing.T, ctx context.Context, client kubernetes.Interface, ns, name string) *appsv1.StatefulSet {
 	t.Helper()
 	s, err := client.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
@@ -240,7 +227,7 @@ func TestSeedStatefulSet(t *testing.T) {
 	client := c.Client
 	ns := "default"
 	log := watchPods(t, ctx, client, ns)
-	startKubelet(t, ctx, client)
+	kubeletsim.Start(t, ctx, client)
 
 	svc, set := seed()
 	if _, err := client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
@@ -448,7 +435,7 @@ func TestDeletedPodKeepsNameAndClaim(t *testing.T) {
 	ctx := t.Context()
 	client := c.Client
 	ns := "default"
-	startKubelet(t, ctx, client)
+	kubeletsim.Start(t, ctx, client)
 	svc, set := seed()
 	set.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
 	set.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -178,4 +179,18 @@ func (k *Kubelet) Touch(ns, name string) {
 	if q != nil {
 		q.Add(ns + "/" + name)
 	}
+}
+
+// Start registers a kubelet for node-1 and runs it until the test ends.
+func Start(t testing.TB, ctx context.Context, client kubernetes.Interface) *Kubelet {
+	t.Helper()
+	k := &Kubelet{Client: client, Node: "node-1"}
+	if err := k.RegisterNode(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	kctx, cancel := context.WithCancel(ctx)
+	go func() { defer close(done); k.Run(kctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return k
 }
