@@ -6,7 +6,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -26,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/storage"
@@ -43,6 +43,12 @@ type Config struct {
 	// Token is the admin bearer token. Requests carrying it, or a client
 	// certificate the TLS layer verified against the CA, are authenticated.
 	Token string
+	// Authenticators are tried in order after the client certificate and
+	// the admin token (service-account tokens, for example).
+	Authenticators []Authenticator
+	// Authorizer decides whether an authenticated user may make a request;
+	// nil allows every authenticated request.
+	Authorizer authorizer.UnconditionalAuthorizer
 	// OpenAPI, when set, serves /openapi/v2 and /openapi/v3 (see package
 	// openapi); it is built from the same resource table.
 	OpenAPI http.Handler
@@ -169,7 +175,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.writeError(w, r, notFoundResource())
 	})
-	return s.recoverPanics(s.authenticate(s.limitBody(mux)))
+	return s.recoverPanics(s.authenticate(s.authorize(s.limitBody(mux))))
 }
 
 // recoverPanics turns a handler panic into a logged 500 Status.
@@ -195,29 +201,6 @@ func anonymousPath(p string) bool {
 		return true
 	}
 	return strings.HasPrefix(p, "/healthz/") || strings.HasPrefix(p, "/livez/") || strings.HasPrefix(p, "/readyz/")
-}
-
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.authenticated(r) || anonymousPath(r.URL.Path) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized"))
-	})
-}
-
-func (s *Server) authenticated(r *http.Request) bool {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return true
-	}
-	auth := r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if s.cfg.Token == "" || len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return false
-	}
-	token := strings.TrimSpace(auth[len(prefix):])
-	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Token)) == 1
 }
 
 // limitBody rejects request bodies over MaxRequestBodyBytes with 413.
