@@ -47,17 +47,18 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, ok, err := s.authenticateRequest(r)
 		switch {
-		case err != nil:
-			s.log.Debug("authentication failed", "path", r.URL.Path, "err", err)
-			s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized"))
-			return
-		case ok:
+		case err == nil && ok:
 			r = r.WithContext(request.WithUser(r.Context(), u))
 		case anonymousPath(r.URL.Path):
+			// Health and version stay readable whatever the credential.
+			// (kube-apiserver answers 401 to an invalid one even here.)
 			r = r.WithContext(request.WithUser(r.Context(), &user.DefaultInfo{
 				Name: user.Anonymous, Groups: []string{user.AllUnauthenticated},
 			}))
 		default:
+			if err != nil {
+				s.log.Debug("authentication failed", "path", r.URL.Path, "err", err)
+			}
 			s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized"))
 			return
 		}

@@ -101,7 +101,9 @@ func TestAuthenticationAndAuthorizationSeam(t *testing.T) {
 	}
 	// Health paths stay readable without credentials; the authorizer decides
 	// for system:anonymous.
-	authz.allow = func(a authorizer.Attributes) bool { return a.GetUser().GetName() == user.Anonymous && a.GetPath() == "/readyz" }
+	authz.allow = func(a authorizer.Attributes) bool {
+		return a.GetUser().GetName() == user.Anonymous && a.GetPath() == "/readyz"
+	}
 	srv.SetReady(true)
 	if code, _ := do("", "GET", "/readyz"); code != 200 {
 		t.Fatalf("anonymous readyz: %d", code)
