@@ -53,7 +53,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newServerCommand(), newDNSCommand(), newKubectlCommand(), newVersionCommand())
+	root.AddCommand(newServerCommand(), newDNSCommand(), newStoreCommand(), newKubectlCommand(), newVersionCommand())
 	return root
 }
 

@@ -118,6 +118,9 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 
 // deleteObject deletes an object, or marks it deleted while finalizers hold
 // it. deleted says whether it is gone from the store.
+//
+// An object that cannot be decoded is removed as it is (no finalizers, no
+// preconditions) when the options say ignoreStoreReadErrorWithClusterBreakingPotential.
 func (res *resource) deleteObject(ctx context.Context, ns, name string, opts metav1.DeleteOptions) (runtime.Object, bool, error) {
 	key := res.key(ns, name)
 	dryRun := len(opts.DryRun) > 0
@@ -133,6 +136,10 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 			return nil, false, err
 		}
 		cur, err := res.decode(kv)
+		var corrupt *corruptObjectError
+		if errors.As(err, &corrupt) && opts.IgnoreStoreReadErrorWithClusterBreakingPotential != nil && *opts.IgnoreStoreReadErrorWithClusterBreakingPotential {
+			return res.unsafeDelete(ctx, kv, name, dryRun)
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -312,4 +319,23 @@ func (res *resource) markDeleted(ctx context.Context, kv storage.KV, cur runtime
 	}
 	nacc.SetResourceVersion(formatRV(rev))
 	return next, false, nil
+}
+
+// unsafeDelete removes an undecodable object from the store as it is.
+func (res *resource) unsafeDelete(ctx context.Context, kv storage.KV, name string, dryRun bool) (runtime.Object, bool, error) {
+	obj := res.reg.New()
+	if acc, err := meta.Accessor(obj); err == nil {
+		acc.SetName(name)
+	}
+	if dryRun {
+		return obj, true, nil
+	}
+	if _, _, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			return nil, false, apierrors.NewConflict(res.reg.GroupResource(), name, fmt.Errorf("the object changed while it was being deleted; try again"))
+		}
+		return nil, false, err
+	}
+	res.s.log.Warn("unsafe deletion of an undecodable object", "key", kv.Key)
+	return obj, true, nil
 }

@@ -177,6 +177,8 @@ type listResult struct {
 	rev       int64
 	cont      string
 	remaining *int64
+	// warnings name objects skipped because they cannot be decoded.
+	warnings []string
 }
 
 // list runs a list request's options against the store.
@@ -259,6 +261,12 @@ func (res *resource) list(ctx context.Context, ns string, q map[string][]string,
 			last = kv.Key
 			consumed++
 			obj, err := res.decode(kv)
+			var corrupt *corruptObjectError
+			if errors.As(err, &corrupt) {
+				res.s.log.Error("list: skipping an object that cannot be decoded", "key", kv.Key, "err", err)
+				out.warnings = append(out.warnings, corrupt.ErrStatus.Message)
+				continue
+			}
 			if err != nil {
 				return listResult{}, err
 			}
@@ -321,5 +329,5 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 	if err := meta.SetList(list, result.items); err != nil {
 		return err
 	}
-	return res.respond(w, r, f, http.StatusOK, list, nil)
+	return res.respond(w, r, f, http.StatusOK, list, result.warnings)
 }

@@ -23,6 +23,10 @@ var (
 		Help:    "API request latency by verb and resource (watches excluded).",
 		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 	}, []string{"verb", "group", "resource"})
+	undecodableObjects = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "headway_apiserver_undecodable_objects_total",
+		Help: "Stored objects that could not be decoded when read (skipped in lists and watches).",
+	}, []string{"group", "resource"})
 )
 
 // statusRecorder remembers the response code.

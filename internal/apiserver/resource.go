@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -161,11 +163,11 @@ func (res *resource) decode(kv storage.KV) (runtime.Object, error) {
 	if ss := res.reg.SharedStorage; ss != nil {
 		stored := ss.NewStored()
 		if _, _, err := res.s.codecs.proto.Decode(kv.Value, nil, stored); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
+			return nil, res.corrupt(kv.Key, err)
 		}
 		obj = ss.FromStored(stored)
 	} else if _, _, err := res.s.codecs.proto.Decode(kv.Value, nil, obj); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", kv.Key, err)
+		return nil, res.corrupt(kv.Key, err)
 	}
 	acc, err := meta.Accessor(obj)
 	if err != nil {
@@ -174,6 +176,23 @@ func (res *resource) decode(kv storage.KV) (runtime.Object, error) {
 	acc.SetResourceVersion(formatRV(kv.ModRevision))
 	obj.GetObjectKind().SetGroupVersionKind(res.gvk)
 	return obj, nil
+}
+
+// corruptObjectError is a stored value that does not decode. Lists and
+// watches skip such objects; a get answers 500 StoreReadError; a delete with
+// ignoreStoreReadErrorWithClusterBreakingPotential removes it.
+type corruptObjectError struct {
+	*apierrors.StatusError
+	key string
+}
+
+func (res *resource) corrupt(key string, err error) error {
+	undecodableObjects.WithLabelValues(res.reg.GroupVersion.Group, res.reg.Plural).Inc()
+	msg := fmt.Sprintf("the stored %s %q cannot be decoded (%v); it can only be deleted, with DeleteOptions ignoreStoreReadErrorWithClusterBreakingPotential: true (this skips finalizers and the garbage collector's checks)",
+		res.reg.GroupResource(), strings.TrimPrefix(key, res.prefix), err)
+	return &corruptObjectError{key: key, StatusError: &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusInternalServerError, Reason: metav1.StatusReasonStoreReadError, Message: msg,
+	}}}
 }
 
 // encode serialises an object for storage (without its resourceVersion).

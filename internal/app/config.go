@@ -40,6 +40,10 @@ type Options struct {
 	LogLevel string
 	// ProxyMode is the Service proxy: auto, nftables, userspace or none.
 	ProxyMode string
+	// BackupInterval is how often the bolt store is copied into
+	// <data-dir>/backups (0: never); BackupKeep how many copies stay.
+	BackupInterval time.Duration
+	BackupKeep     int
 
 	// Logger overrides the logger built from LogLevel (tests).
 	Logger *slog.Logger
@@ -103,6 +107,9 @@ func DefaultOptions() Options {
 		LogLevel:   "info",
 		ProxyMode:  proxy.ModeAuto,
 		Agent:      DefaultAgentOptions(),
+
+		BackupInterval: 10 * time.Minute,
+		BackupKeep:     6,
 	}
 }
 
@@ -134,6 +141,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.DNSOptions.AddFlags(fs)
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "Service proxy on this node: auto (nftables when root and available, else the userspace forwarder), nftables, userspace or none; it runs unless --runtime none")
+	fs.DurationVar(&o.BackupInterval, "backup-interval", o.BackupInterval, "how often the bolt store is copied, while serving, into <data-dir>/backups (0: never); `headway store restore` puts a copy back")
+	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
 	o.Agent.AddFlags(fs)
 }
 
@@ -184,6 +193,9 @@ type Config struct {
 	Store     string
 	Runtime   string
 	ProxyMode string
+	// BackupInterval and BackupKeep are --backup-interval, --backup-keep.
+	BackupInterval time.Duration
+	BackupKeep     int
 	// KubernetesIP is the kubernetes Service's ClusterIP: the first
 	// address of ServiceCIDR (198.19.0.1).
 	KubernetesIP netip.Addr
@@ -221,6 +233,10 @@ func (o *Options) Config() (Config, error) {
 	c := Config{
 		DNSConfig: dc, DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
 		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS,
+		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep,
+	}
+	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
+		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))

@@ -72,6 +72,11 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	background := []func(context.Context){func(ctx context.Context) {
 		storage.RunCompactor(ctx, store, 5*time.Minute, 100000)
 	}}
+	if b, ok := store.(*bolt.Store); ok && cfg.BackupInterval > 0 {
+		background = append(background, func(ctx context.Context) {
+			b.BackupEvery(ctx, BackupDir(cfg.DataDir), cfg.BackupInterval, cfg.BackupKeep, log.With("component", "store"))
+		})
+	}
 	if !cfg.NoControllers {
 		run, err := newControllers(ctx, cfg, a, log)
 		if err != nil {
@@ -96,6 +101,12 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	return r, nil
 }
 
+// StorePath is the bolt store file in a data dir.
+func StorePath(dataDir string) string { return filepath.Join(dataDir, "headway.db") }
+
+// BackupDir is where the server keeps copies of the store.
+func BackupDir(dataDir string) string { return filepath.Join(dataDir, "backups") }
+
 // openStore makes the data dir and opens the state store in it.
 func openStore(cfg Config) (storage.Interface, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -104,7 +115,7 @@ func openStore(cfg Config) (storage.Interface, error) {
 	if cfg.Store == "memory" {
 		return memory.New(), nil
 	}
-	b, err := bolt.Open(filepath.Join(cfg.DataDir, "headway.db"), bolt.Options{Timeout: 2 * time.Second})
+	b, err := bolt.Open(StorePath(cfg.DataDir), bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}

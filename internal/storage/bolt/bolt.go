@@ -125,6 +125,11 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("storage/bolt: %w", err)
 		}
 	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		if err := verifyPages(path, timeout); err != nil {
+			return nil, openError(path, timeout, err)
+		}
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: timeout,
 		// The free list is rebuilt by scanning at open instead of being
@@ -133,11 +138,8 @@ func Open(path string, opts Options) (*Store, error) {
 		FreelistType:    bbolt.FreelistMapType,
 		InitialMmapSize: opts.InitialMmapSize,
 	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("storage/bolt: %s is locked by another process using it (waited %v): %w", path, timeout, err)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("storage/bolt: open %s: %w", path, err)
+		return nil, openError(path, timeout, err)
 	}
 	s := &Store{
 		db:         db,
@@ -154,6 +156,18 @@ func Open(path string, opts Options) (*Store, error) {
 	s.bc = storage.NewBroadcaster(s.rev.Load(), opts.WatchBuffer, s.history)
 	go s.writer()
 	return s, nil
+}
+
+func openError(path string, timeout time.Duration, err error) error {
+	switch {
+	case errors.Is(err, ErrDamaged):
+		return err
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("storage/bolt: %s is locked by another process using it (waited %v): %w", path, timeout, err)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return &DamagedError{Path: path, Detail: err.Error()}
+	}
+	return fmt.Errorf("storage/bolt: open %s: %w", path, err)
 }
 
 // init creates the buckets of a new file, or checks an existing one and
@@ -322,7 +336,32 @@ func (s *Store) commit(batch []*request) {
 	base := s.rev.Load()
 	rev := base
 	var events []storage.Event
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := guard(s.path, func() error { return s.commitTx(batch, base, &rev, &events) })
+	if errors.Is(err, errNoWrites) {
+		err = nil
+	}
+	if err != nil {
+		if !errors.Is(err, ErrDamaged) {
+			err = fmt.Errorf("storage/bolt: commit to %s: %w", s.path, err)
+		}
+		for _, r := range batch {
+			r.err, r.rev, r.prev = err, 0, storage.KV{}
+			close(r.done)
+		}
+		return
+	}
+	s.rev.Store(rev)
+	s.bc.Publish(events...)
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// commitTx is commit's transaction.
+func (s *Store) commitTx(batch []*request, base int64, revp *int64, eventsp *[]storage.Event) error {
+	rev, events := base, *eventsp
+	defer func() { *revp, *eventsp = rev, events }()
+	return s.db.Update(func(tx *bbolt.Tx) error {
 		kvb, logb := tx.Bucket(bucketKV), tx.Bucket(bucketLog)
 		logb.FillPercent = 1 // the log is appended to in key order
 		for _, r := range batch {
@@ -351,22 +390,6 @@ func (s *Store) commit(batch []*request) {
 		}
 		return tx.Bucket(bucketMeta).Put(metaRevision, encodeUint(rev))
 	})
-	if errors.Is(err, errNoWrites) {
-		err = nil
-	}
-	if err != nil {
-		err = fmt.Errorf("storage/bolt: commit to %s: %w", s.path, err)
-		for _, r := range batch {
-			r.err, r.rev, r.prev = err, 0, storage.KV{}
-			close(r.done)
-		}
-		return
-	}
-	s.rev.Store(rev)
-	s.bc.Publish(events...)
-	for _, r := range batch {
-		close(r.done)
-	}
 }
 
 var errNoWrites = errors.New("no writes in batch")
@@ -431,7 +454,7 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
-	err := s.db.View(fn)
+	err := guard(s.path, func() error { return s.db.View(fn) })
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return storage.ErrClosed
 	}
@@ -676,30 +699,14 @@ func (s *Store) Compact(ctx context.Context, revision int64) error {
 	first := true
 	for {
 		done := false
-		err := s.db.Update(func(tx *bbolt.Tx) error {
-			if first {
-				if err := tx.Bucket(bucketMeta).Put(metaCompacted, encodeUint(revision)); err != nil {
-					return err
-				}
-			}
-			logb := tx.Bucket(bucketLog)
-			var keys [][]byte
-			c := logb.Cursor()
-			for k, _ := c.First(); k != nil && keyRev(k) <= revision && len(keys) < compactChunk; k, _ = c.Next() {
-				keys = append(keys, bytes.Clone(k))
-			}
-			done = len(keys) < compactChunk
-			for _, k := range keys {
-				if err := logb.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err := guard(s.path, func() error { return s.compactTx(revision, first, &done) })
 		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			return storage.ErrClosed
 		}
 		if err != nil {
+			if errors.Is(err, ErrDamaged) {
+				return err
+			}
 			return fmt.Errorf("storage/bolt: compact %s: %w", s.path, err)
 		}
 		if first {
@@ -716,6 +723,30 @@ func (s *Store) Compact(ctx context.Context, revision int64) error {
 			return storage.ErrClosed
 		}
 	}
+}
+
+// compactTx deletes one chunk of log entries up to revision.
+func (s *Store) compactTx(revision int64, first bool, done *bool) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		if first {
+			if err := tx.Bucket(bucketMeta).Put(metaCompacted, encodeUint(revision)); err != nil {
+				return err
+			}
+		}
+		logb := tx.Bucket(bucketLog)
+		var keys [][]byte
+		c := logb.Cursor()
+		for k, _ := c.First(); k != nil && keyRev(k) <= revision && len(keys) < compactChunk; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		*done = len(keys) < compactChunk
+		for _, k := range keys {
+			if err := logb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Revision implements storage.Interface: the revision readers see, so that
