@@ -55,6 +55,14 @@ type Controller struct {
 	nodes      map[types.UID]*node
 	dependents map[types.UID]map[types.UID]bool
 	mapper     meta.RESTMapper
+	// monitored are the resources the collector watches, and whether each
+	// is namespaced (set once in Run).
+	monitored []monitoredResource
+}
+
+type monitoredResource struct {
+	gvr        schema.GroupVersionResource
+	namespaced bool
 }
 
 // New builds a garbage collector.
@@ -97,6 +105,7 @@ func (c *Controller) Run(ctx context.Context) error {
 				continue // high churn, never owned by anything that matters here
 			}
 			gvr := gv.WithResource(r.Name)
+			c.monitored = append(c.monitored, monitoredResource{gvr: gvr, namespaced: r.Namespaced})
 			inf := factory.ForResource(gvr).Informer()
 			inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 				AddFunc:    func(obj any) { c.observe(gvr, obj) },
@@ -218,6 +227,13 @@ func (c *Controller) process(ctx context.Context, uid types.UID) error {
 			c.queue.AddAfter(uid, wait)
 			return nil
 		}
+		// Dependents created just before the deletion may not have reached
+		// the informers yet (under load, longer than the settle period):
+		// release them from a live read before the owner goes, or they
+		// would be collected as the dependents of an absent owner.
+		if err := c.releaseLive(ctx, n); err != nil {
+			return err
+		}
 		return c.removeFinalizer(ctx, n, metav1.FinalizerOrphanDependents)
 	}
 	if n.deleting && slices.Contains(n.finalizers, metav1.FinalizerDeleteDependents) {
@@ -322,6 +338,38 @@ func (c *Controller) removeOwner(ctx context.Context, n *node, owner types.UID) 
 		}
 	}
 	return c.patchMeta(ctx, n, map[string]any{"ownerReferences": refs, "uid": n.uid})
+}
+
+// releaseLive removes the owner reference to n from every object that
+// still has one, as the API server has them now.
+func (c *Controller) releaseLive(ctx context.Context, n *node) error {
+	for _, m := range c.monitored {
+		ns := ""
+		if m.namespaced && n.namespace != "" {
+			ns = n.namespace
+		} else if !m.namespaced && n.namespace != "" {
+			continue // a cluster-scoped object cannot have a namespaced owner
+		}
+		list, err := c.md.Resource(m.gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+				continue
+			}
+			return fmt.Errorf("listing %s to release the dependents of %s/%s: %w", m.gvr.Resource, n.gvr.Resource, n.name, err)
+		}
+		for i := range list.Items {
+			item := &list.Items[i]
+			if !slices.ContainsFunc(item.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == n.uid }) {
+				continue
+			}
+			d := &node{gvr: m.gvr, namespace: item.Namespace, name: item.Name, uid: item.UID, owners: item.OwnerReferences}
+			c.log.Info("releasing a dependent the informers had not shown yet", "owner", n.name, "resource", m.gvr.Resource, "namespace", d.namespace, "name", d.name)
+			if err := c.removeOwner(ctx, d, n.uid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (c *Controller) removeFinalizer(ctx context.Context, n *node, f string) error {
