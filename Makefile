@@ -11,7 +11,7 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 PKG := github.com/headway/headway/internal/version
 LDFLAGS := -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).BuildDate=$(BUILD_DATE)
 
-.PHONY: build run test test-short bench ldflags lint deps deps-test
+.PHONY: build run test test-short bench reliability ldflags lint deps deps-test
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/headway ./cmd/headway
@@ -40,6 +40,11 @@ lint:
 
 test-short:
 	$(GO) test -count=1 ./internal/...
+
+# The reliability suite, long form (make test runs a short one): kill -9
+# rounds under 16 writers, store faults and their recovery, bad input.
+reliability: build
+	HEADWAY_BIN=$(CURDIR)/bin/headway HEADWAY_RELIABILITY=full $(GO) test -count=1 -v -run 'TestReliability$$' ./test/e2e/ 2>&1 | grep -E -A4 'reliability summary|^(--- |FAIL|ok)'
 
 bench: build
 	HEADWAY_BIN=$(CURDIR)/bin/headway ./bench/run.sh
