@@ -44,6 +44,8 @@ type Options struct {
 	// <data-dir>/backups (0: never); BackupKeep how many copies stay.
 	BackupInterval time.Duration
 	BackupKeep     int
+	// Etcd configures --store etcd.
+	Etcd EtcdOptions
 
 	// Logger overrides the logger built from LogLevel (tests).
 	Logger *slog.Logger
@@ -53,6 +55,15 @@ type Options struct {
 	NoDNS bool
 	// Agent configures the node agent (unless --runtime none).
 	Agent AgentOptions
+}
+
+// EtcdOptions are the flags of --store etcd.
+type EtcdOptions struct {
+	Endpoints []string
+	CAFile    string
+	CertFile  string
+	KeyFile   string
+	Prefix    string
 }
 
 // DNSOptions are the flags of the cluster DNS server, shared by `headway
@@ -110,6 +121,7 @@ func DefaultOptions() Options {
 
 		BackupInterval: 10 * time.Minute,
 		BackupKeep:     6,
+		Etcd:           EtcdOptions{Prefix: "/headway"},
 	}
 }
 
@@ -136,7 +148,12 @@ func DefaultAgentOptions() AgentOptions {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the store, certificates, token and kubeconfig ($HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else ~/.local/share/headway)")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "address the Kubernetes API (HTTPS) listens on")
-	fs.StringVar(&o.Store, "store", o.Store, "state store: bolt (one durable file in the data dir) or memory (gone on exit)")
+	fs.StringVar(&o.Store, "store", o.Store, "state store: bolt (one durable file in the data dir), etcd (an etcd cluster at --etcd-endpoints) or memory (gone on exit)")
+	fs.StringSliceVar(&o.Etcd.Endpoints, "etcd-endpoints", o.Etcd.Endpoints, "etcd client URLs for --store etcd, e.g. https://127.0.0.1:2379 (comma-separated)")
+	fs.StringVar(&o.Etcd.CAFile, "etcd-cafile", o.Etcd.CAFile, "CA bundle that signs the etcd servers' certificates (--store etcd over TLS)")
+	fs.StringVar(&o.Etcd.CertFile, "etcd-certfile", o.Etcd.CertFile, "client certificate for etcd")
+	fs.StringVar(&o.Etcd.KeyFile, "etcd-keyfile", o.Etcd.KeyFile, "client key for etcd")
+	fs.StringVar(&o.Etcd.Prefix, "etcd-prefix", o.Etcd.Prefix, "key prefix of this cluster's objects in etcd (several clusters may share one etcd with different prefixes)")
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "how the node agent runs pods: auto (cri when root and containerd, containerd-shim-runc-v2 and runc are installed, else process), cri (OCI images through containerd), process (namespaced processes from the host's files) or none (API only, no node)")
 	o.DNSOptions.AddFlags(fs)
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
@@ -196,6 +213,8 @@ type Config struct {
 	// BackupInterval and BackupKeep are --backup-interval, --backup-keep.
 	BackupInterval time.Duration
 	BackupKeep     int
+	// Etcd is --store etcd's connection.
+	Etcd EtcdOptions
 	// KubernetesIP is the kubernetes Service's ClusterIP: the first
 	// address of ServiceCIDR (198.19.0.1).
 	KubernetesIP netip.Addr
@@ -233,7 +252,7 @@ func (o *Options) Config() (Config, error) {
 	c := Config{
 		DNSConfig: dc, DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
 		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS,
-		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep,
+		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
 	}
 	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
 		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))
@@ -246,8 +265,12 @@ func (o *Options) Config() (Config, error) {
 	}
 	switch c.Store {
 	case "bolt", "memory":
+	case "etcd":
+		if len(c.Etcd.Endpoints) == 0 {
+			errs = append(errs, errors.New("--store etcd needs --etcd-endpoints (e.g. http://127.0.0.1:2379)"))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("--store %q: want bolt or memory", c.Store))
+		errs = append(errs, fmt.Errorf("--store %q: want bolt, etcd or memory", c.Store))
 	}
 	switch c.Runtime {
 	case "auto", "cri", "process", "none":

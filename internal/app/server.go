@@ -112,8 +112,11 @@ func openStore(cfg Config) (storage.Interface, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir %s: %w", cfg.DataDir, err)
 	}
-	if cfg.Store == "memory" {
+	switch cfg.Store {
+	case "memory":
 		return memory.New(), nil
+	case "etcd":
+		return openEtcd(cfg.Etcd)
 	}
 	b, err := bolt.Open(StorePath(cfg.DataDir), bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
