@@ -96,12 +96,12 @@ func (a *applier) resource(ctx context.Context, u *unstructured.Unstructured) (d
 // documents separated by ---) in order, by server-side apply with
 // FieldManager (forcing conflicts), and returns them as the server stored
 // them. Namespaced objects without a namespace go to "default". It fails
-// the test on any error.
+// the test on any error (panics outside a test, see StartE).
 func (c *Cluster) Apply(manifest string) []*unstructured.Unstructured {
-	c.t.Helper()
+	c.helper()
 	objs, err := c.ApplyE(context.Background(), manifest)
 	if err != nil {
-		c.t.Fatalf("headwaytest: Apply: %v", err)
+		c.fatalf("headwaytest: Apply: %v", err)
 	}
 	return objs
 }
@@ -156,7 +156,7 @@ func (c *Cluster) ApplyE(ctx context.Context, manifest string) ([]*unstructured.
 // DNS answers come from those); any other object once it exists. obj may
 // be a typed object (from Client) or one Apply returned.
 func (c *Cluster) WaitReady(obj runtime.Object) {
-	c.t.Helper()
+	c.helper()
 	timeout := c.opts.WaitTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -164,7 +164,7 @@ func (c *Cluster) WaitReady(obj runtime.Object) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := c.WaitReadyE(ctx, obj); err != nil {
-		c.t.Fatalf("headwaytest: WaitReady: %v", err)
+		c.fatalf("headwaytest: WaitReady: %v", err)
 	}
 }
 

@@ -152,13 +152,36 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatalf("headwaytest: starting a cluster: %v", err)
 	}
+	t.Cleanup(func() {
+		if err := c.stop(); err != nil {
+			t.Errorf("headwaytest: the cluster stopped with an error: %v", err)
+		}
+	})
 	return c
 }
 
-func start(t testing.TB, opts Options) (*Cluster, error) {
+// StartE starts a cluster outside a test (examples, benchmarks, TestMain):
+// the caller stops it with Stop, which also removes its data directory.
+// Without a test, Apply and WaitReady panic where they would fail the test
+// (use ApplyE and WaitReadyE), and logs are dropped unless Options.Logger
+// is set.
+func StartE(opts Options) (*Cluster, error) { return start(nil, opts) }
+
+func start(t testing.TB, opts Options) (c *Cluster, err error) {
 	begin := time.Now()
 	o := app.DefaultOptions()
-	o.DataDir = t.TempDir()
+	if t != nil {
+		o.DataDir = t.TempDir()
+	} else {
+		if o.DataDir, err = os.MkdirTemp("", "headwaytest-"); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				os.RemoveAll(o.DataDir)
+			}
+		}()
+	}
 	o.Listen = "127.0.0.1:0"
 	o.Store = "memory"
 	o.Runtime = "none"
@@ -174,6 +197,9 @@ func start(t testing.TB, opts Options) (*Cluster, error) {
 	}
 	var logs *testLog
 	o.Logger = opts.Logger
+	if o.Logger == nil && t == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.Logger == nil {
 		logs = &testLog{t: t}
 		level := slog.LevelWarn
@@ -188,28 +214,32 @@ func start(t testing.TB, opts Options) (*Cluster, error) {
 		cancel()
 		return nil, err
 	}
-	c := &Cluster{
+	c = &Cluster{
 		URL: r.URL, RestConfig: rest.CopyConfig(r.RestConfig), Kubeconfig: r.Kubeconfig, DNSAddr: r.DNSAddr,
 		ClusterDomain: strings.TrimSuffix(strings.ToLower(o.ClusterDomain), "."),
 		t:             t, opts: opts,
 	}
 	var kubeletDone chan struct{}
+	dataDir := o.DataDir
 	c.stop = sync.OnceValue(func() error {
 		cancel()
 		if kubeletDone != nil {
 			<-kubeletDone
 		}
-		return r.Wait()
-	})
-	t.Cleanup(func() {
-		err := c.stop()
+		err := r.Wait()
 		if logs != nil {
 			logs.stop()
 		}
-		if err != nil {
-			t.Errorf("headwaytest: the cluster stopped with an error: %v", err)
+		if t == nil {
+			os.RemoveAll(dataDir)
 		}
+		return err
 	})
+	defer func() {
+		if err != nil {
+			c.stop()
+		}
+	}()
 	if c.Client, err = kubernetes.NewForConfig(c.RestConfig); err != nil {
 		return nil, err
 	}
@@ -260,10 +290,25 @@ func (c *Cluster) waitDNS(ctx context.Context) error {
 	}
 }
 
-// Stop stops the cluster now rather than at the end of the test (to test
-// what a client does when the API goes away). Calling it twice is fine.
-// Its error, if any, fails the test at cleanup.
-func (c *Cluster) Stop() { _ = c.stop() }
+// Stop stops the cluster and waits until everything it started has ended:
+// at once rather than at the end of the test (to test what a client does
+// when the API goes away), or a cluster from StartE. Calling it twice is
+// fine; it returns the same error.
+func (c *Cluster) Stop() error { return c.stop() }
+
+func (c *Cluster) helper() {
+	if c.t != nil {
+		c.t.Helper()
+	}
+}
+
+func (c *Cluster) fatalf(format string, args ...any) {
+	if c.t == nil {
+		panic(fmt.Sprintf(format, args...))
+	}
+	c.t.Helper()
+	c.t.Fatalf(format, args...)
+}
 
 // testLog writes log lines to t.Log until the cluster has stopped (t.Log
 // after the test ended would panic).
