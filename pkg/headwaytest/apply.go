@@ -151,9 +151,10 @@ func (c *Cluster) ApplyE(ctx context.Context, manifest string) ([]*unstructured.
 // Options.WaitTimeout: a Pod Ready; a Deployment, ReplicaSet or
 // StatefulSet with every replica updated and ready and its status
 // observed for its generation; a DaemonSet with a ready pod on every node
-// it wants; a Job Complete; a Namespace Active; a Service with ready
-// endpoints for each pod it selects that is ready (a headless Service's
-// DNS answers come from those); any other object once it exists. obj may
+// it wants; a Job Complete; a Namespace Active; a Service once each ready
+// pod it selects is a ready endpoint and the cluster DNS answers its name
+// (a headless Service's with those pods' addresses); any other object once
+// it exists. obj may
 // be a typed object (from Client) or one Apply returned.
 func (c *Cluster) WaitReady(obj runtime.Object) {
 	c.helper()
@@ -332,5 +333,42 @@ func (c *Cluster) serviceReady(ctx context.Context, svc *unstructured.Unstructur
 			}
 		}
 	}
-	return have >= len(want), fmt.Sprintf("%d of %d ready pods are ready endpoints", have, len(want)), nil
+	if have < len(want) {
+		return false, fmt.Sprintf("%d of %d ready pods are ready endpoints", have, len(want)), nil
+	}
+	return c.serviceInDNS(ctx, svc, want)
+}
+
+// serviceInDNS says whether the cluster DNS answers for the Service: with
+// the addresses of ready (a headless Service's ready pods), or with its
+// cluster IP. The DNS follows the API through informers of its own, so it
+// may trail the EndpointSlices by a moment.
+func (c *Cluster) serviceInDNS(ctx context.Context, svc *unstructured.Unstructured, ready map[string]bool) (bool, string, error) {
+	if c.Resolver == nil {
+		return true, "", nil
+	}
+	name := svc.GetName() + "." + svc.GetNamespace() + ".svc." + c.ClusterDomain + "."
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ips, err := c.Resolver.LookupNetIP(qctx, "ip", name)
+	clusterIP, _, _ := unstructured.NestedString(svc.Object, "spec", "clusterIP")
+	if clusterIP != corev1.ClusterIPNone {
+		if err != nil {
+			return false, "the DNS does not answer " + name + ": " + err.Error(), nil
+		}
+		return true, "", nil
+	}
+	if len(ready) == 0 {
+		return true, "", nil
+	}
+	got := map[string]bool{}
+	for _, ip := range ips {
+		got[ip.Unmap().String()] = true
+	}
+	for ip := range ready {
+		if !got[ip] {
+			return false, fmt.Sprintf("the DNS answers %s with %v, without %s yet", name, ips, ip), nil
+		}
+	}
+	return true, "", nil
 }

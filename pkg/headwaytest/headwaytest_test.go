@@ -144,9 +144,17 @@ spec:
 				}
 				// The pod's a-b-c-d name resolves in this cluster's DNS only.
 				dashed := netip.MustParseAddr(pod.Status.PodIP).String()
-				ips, err := c.Resolver.LookupNetIP(ctx, "ip4", dashedName(dashed, name))
-				if err != nil || len(ips) != 1 || ips[0].String() != pod.Status.PodIP {
-					t.Errorf("pod name %s: %v %v", dashedName(dashed, name), ips, err)
+				// (The DNS follows the API through its own informers: poll.)
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					ips, err := c.Resolver.LookupNetIP(ctx, "ip4", dashedName(dashed, name))
+					if err == nil && len(ips) == 1 && ips[0].String() == pod.Status.PodIP {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("pod name %s: %v %v", dashedName(dashed, name), ips, err)
+					}
+					time.Sleep(10 * time.Millisecond) // polling interval
 				}
 				results <- result{c.URL, c.DNSAddr, c.StartedIn}
 			})
