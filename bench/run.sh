@@ -26,6 +26,7 @@ SECTIONS=(
 	"statefulset|StatefulSet and EndpointSlice controllers"
 	"dns|Cluster DNS (Headway vs CoreDNS)"
 	"proxy|Service proxy (nftables and userspace)"
+	"discovery|Client-side discovery: headwaytest start, resolver vs DNS update latency"
 )
 
 run_apiserver() {
@@ -59,6 +60,10 @@ run_proxy() {
 		return 0
 	fi
 	go run ./bench/proxy -out "$1"
+}
+
+run_discovery() {
+	go run ./bench/discovery -out "$1"
 }
 
 machine_info() {

@@ -9,6 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -65,9 +68,9 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, err
 	}
-	docs, err := openapi.Build(openAPIResources(resources), version.Kubernetes)
+	docs, err := openAPIDocuments(openAPIResources(resources), version.Kubernetes)
 	if err != nil {
-		return nil, fmt.Errorf("building OpenAPI documents: %w", err)
+		return nil, err
 	}
 	agentTLS, err := bundle.ClientTLS("kube-apiserver-kubelet-client", []string{"system:masters"})
 	if err != nil {
@@ -209,6 +212,50 @@ func writeKubeconfig(path, url string, bundle *pki.Bundle) error {
 		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
 	}
 	return nil
+}
+
+// builtOpenAPI keeps the OpenAPI documents built in this process by their
+// input: they are read-only once built and take tens of milliseconds to
+// build, so servers started one after another in one process (tests,
+// pkg/headwaytest) share them.
+var builtOpenAPI struct {
+	sync.Mutex
+	docs map[string]*openapi.Documents
+}
+
+// openAPIDocuments builds the documents for resources, or returns those
+// built before for the same input.
+func openAPIDocuments(resources []openapi.Resource, serverVersion string) (*openapi.Documents, error) {
+	var key strings.Builder
+	key.WriteString(serverVersion)
+	for _, r := range resources {
+		fmt.Fprintf(&key, "|%s/%s %s %s %s %v %s %s %v %v", r.Group, r.Version, r.Kind, r.ListKind, r.Resource, r.Namespaced,
+			typeName(r.Object), typeName(r.List), r.Verbs, r.Subresources)
+	}
+	builtOpenAPI.Lock()
+	defer builtOpenAPI.Unlock()
+	if d, ok := builtOpenAPI.docs[key.String()]; ok {
+		return d, nil
+	}
+	d, err := openapi.Build(resources, serverVersion)
+	if err != nil {
+		return nil, fmt.Errorf("building OpenAPI documents: %w", err)
+	}
+	if builtOpenAPI.docs == nil {
+		builtOpenAPI.docs = map[string]*openapi.Documents{}
+	}
+	builtOpenAPI.docs[key.String()] = d
+	return d, nil
+}
+
+func typeName(t reflect.Type) string {
+	if t == nil {
+		return ""
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.PkgPath() + "." + t.Name()
 }
 
 func openAPIResources(resources []*registry.Resource) []openapi.Resource {

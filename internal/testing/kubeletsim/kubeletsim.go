@@ -7,9 +7,11 @@ package kubeletsim
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,8 +29,17 @@ type Kubelet struct {
 	Client kubernetes.Interface
 	// Node is the node's name.
 	Node string
-	// Ready decides whether a pod becomes Ready (nil: every pod does).
+	// Ready decides whether a pod becomes Ready (nil: every pod does). It
+	// gets a copy of the pod with its IP (status.podIP) already chosen.
 	Ready func(*corev1.Pod) bool
+	// PodCIDR is where pod IPs come from, the first two addresses left out
+	// (the zero value: 198.18.0.0/16, as 198.18.N.M with M from 2 to 251).
+	// A range inside 127.0.0.0/8 lets simulated pods serve on loopback.
+	PodCIDR netip.Prefix
+	// TerminationDelay is how long a deleted pod stays terminating (its
+	// status unchanged, as a pod shutting down gracefully serves on) before
+	// the kubelet finishes the deletion; 0 finishes it at once.
+	TerminationDelay time.Duration
 	// Workers is how many pods are handled at once (default 8).
 	Workers int
 
@@ -39,6 +50,8 @@ type Kubelet struct {
 	queue  *workloop.Loop[string]
 	nextIP int
 	ips    map[string]string
+	// deleted is when each deleted pod (by UID) was first seen deleted.
+	deleted map[string]time.Time
 }
 
 // RegisterNode creates the node and marks it Ready.
@@ -69,6 +82,13 @@ func (k *Kubelet) ip(pod *corev1.Pod) string {
 	}
 	k.nextIP++
 	ip := fmt.Sprintf("198.18.%d.%d", k.nextIP/250, k.nextIP%250+2)
+	if k.PodCIDR.IsValid() {
+		a := k.PodCIDR.Masked().Addr()
+		for range k.nextIP + 1 {
+			a = a.Next()
+		}
+		ip = a.String()
+	}
 	k.ips[key] = ip
 	return ip
 }
@@ -108,6 +128,25 @@ func (k *Kubelet) Run(ctx context.Context) {
 	queue.Run(ctx, workers, inf.Informer().HasSynced)
 }
 
+// terminating is how much longer a deleted pod stays terminating: the
+// delay from when this kubelet first saw it deleted.
+func (k *Kubelet) terminating(pod *corev1.Pod) time.Duration {
+	if k.TerminationDelay <= 0 {
+		return 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.deleted == nil {
+		k.deleted = map[string]time.Time{}
+	}
+	seen, ok := k.deleted[string(pod.UID)]
+	if !ok {
+		seen = time.Now()
+		k.deleted[string(pod.UID)] = seen
+	}
+	return time.Until(seen.Add(k.TerminationDelay))
+}
+
 func condition(pod *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == t {
@@ -119,6 +158,10 @@ func condition(pod *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatu
 
 func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) error {
 	if pod.DeletionTimestamp != nil {
+		if left := k.terminating(pod); left > 0 {
+			k.queue.AddAfter(cache.MetaObjectToName(pod).String(), left)
+			return nil
+		}
 		uid := pod.UID
 		zero := int64(0)
 		k.Writes.Add(1)
@@ -131,7 +174,10 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) error {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
-	ready := k.Ready == nil || k.Ready(pod)
+	p := pod.DeepCopy()
+	ip := k.ip(pod)
+	p.Status.PodIP = ip
+	ready := k.Ready == nil || k.Ready(p)
 	want := corev1.ConditionFalse
 	if ready {
 		want = corev1.ConditionTrue
@@ -140,8 +186,6 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	now := metav1.Now()
-	p := pod.DeepCopy()
-	ip := k.ip(pod)
 	p.Status.Phase = corev1.PodRunning
 	p.Status.PodIP = ip
 	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
