@@ -29,12 +29,16 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Arg0 is argv[0] of a container's init process.
-const Arg0 = "headway-container-init"
+// Arg0 is argv[0] of a container's init process, InitName its name in ps.
+const (
+	Arg0     = "headway-container-init"
+	InitName = "headway-init"
+)
 
 // Config is what the agent tells a container's init (as JSON on fd 3).
 type Config struct {
@@ -114,6 +118,10 @@ func run() int {
 	}
 	// Nothing in the container may open /proc/1/exe or /proc/1/mem.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// `ps` in the container shows this name for PID 1 (not "exe").
+	if name, err := unix.BytePtrFromString(InitName); err == nil {
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+	}
 	if err := setupFS(&cfg); err != nil {
 		return fail(err)
 	}
