@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -148,6 +150,8 @@ func (g *cgroups) container(uid, name string, res corev1.ResourceRequirements) (
 			return nil, err
 		}
 		if g.v2limits {
+			// The parent may have been removed and made again meanwhile.
+			enableControllers(filepath.Join(g.unified, g.parent), []string{"+memory", "+cpu"})
 			if err := enableControllers(pod, []string{"+memory", "+cpu"}); err != nil {
 				return nil, fmt.Errorf("enabling controllers in %s: %w", pod, err)
 			}
@@ -227,26 +231,26 @@ func (cg *ctrCgroup) fd() int {
 	return fd
 }
 
-// joinThread moves the calling thread into the v1 cgroups (v1 places
-// threads, so a thread about to fork a container's process can go alone).
-func (cg *ctrCgroup) joinThread() error {
+// addProcess moves pid into the container's cgroups. The init is moved
+// before it is sent its configuration, so the program it starts is born
+// inside; a command exec'd into the container is moved right after it
+// starts. (The agent's own threads never enter a container's cgroup: in
+// v1 a process with one thread in a cgroup is listed, charged and killed
+// with it.)
+func (cg *ctrCgroup) addProcess(pid int) error {
 	if cg == nil {
 		return nil
 	}
-	tid := strconv.Itoa(unix.Gettid())
-	for _, dir := range cg.v1 {
-		if err := os.WriteFile(filepath.Join(dir, "tasks"), []byte(tid), 0o644); err != nil {
-			return fmt.Errorf("joining %s: %w", dir, err)
+	var errs []error
+	for _, dir := range append(slices.Collect(maps.Values(cg.v1)), cg.unified) {
+		if dir == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("moving process %d into %s: %w", pid, dir, err))
 		}
 	}
-	return nil
-}
-
-// addProcess moves pid into the unified cgroup.
-func (cg *ctrCgroup) addProcess(pid int) {
-	if cg != nil && cg.unified != "" {
-		os.WriteFile(filepath.Join(cg.unified, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
-	}
+	return errors.Join(errs...)
 }
 
 // oomKills is the number of processes the kernel's OOM killer ended in the
@@ -317,11 +321,12 @@ func killCgroup(dir string) {
 	}
 }
 
+// procs lists the processes in the cgroup dir, never the agent itself.
 func procs(dir string) []int {
 	data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	var out []int
 	for _, f := range strings.Fields(string(data)) {
-		if n, err := strconv.Atoi(f); err == nil {
+		if n, err := strconv.Atoi(f); err == nil && n != os.Getpid() {
 			out = append(out, n)
 		}
 	}
@@ -334,14 +339,7 @@ func (g *cgroups) removePod(uid string) error {
 		return nil
 	}
 	var errs []error
-	roots := []string{}
-	if g.unified != "" {
-		roots = append(roots, g.unified)
-	}
-	for _, m := range g.v1 {
-		roots = append(roots, m)
-	}
-	for _, root := range roots {
+	for _, root := range g.hierarchies() {
 		errs = append(errs, removeTree(g.podDir(root, uid)))
 	}
 	return errors.Join(errs...)
@@ -354,14 +352,7 @@ func (g *cgroups) removeAll(final bool) error {
 		return nil
 	}
 	var errs []error
-	roots := []string{}
-	if g.unified != "" {
-		roots = append(roots, g.unified)
-	}
-	for _, m := range g.v1 {
-		roots = append(roots, m)
-	}
-	for _, root := range roots {
+	for _, root := range g.hierarchies() {
 		pods, _ := filepath.Glob(filepath.Join(root, g.parent, "pod*"))
 		for _, p := range pods {
 			errs = append(errs, removeTree(p))
@@ -373,6 +364,29 @@ func (g *cgroups) removeAll(final bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeParent removes the parent in each hierarchy if it is empty
+// (another agent's pods may still be in it).
+func (g *cgroups) removeParent() {
+	if g == nil {
+		return
+	}
+	for _, root := range g.hierarchies() {
+		unix.Rmdir(filepath.Join(root, g.parent))
+	}
+}
+
+// hierarchies are the mounts of every hierarchy in use.
+func (g *cgroups) hierarchies() []string {
+	var out []string
+	if g.unified != "" {
+		out = append(out, g.unified)
+	}
+	for _, m := range g.v1 {
+		out = append(out, m)
+	}
+	return out
 }
 
 // removeTree removes a cgroup directory and its children, deepest first,

@@ -337,22 +337,11 @@ func TestMemoryLimitOOMKills(t *testing.T) {
 	if err := r.RemoveSandbox(context.Background(), string(pod.UID), true); err != nil {
 		t.Fatal(err)
 	}
-	for _, root := range append(valuesOf(r.cgroups.v1), r.cgroups.unified) {
-		if root == "" {
-			continue
-		}
+	for _, root := range r.cgroups.hierarchies() {
 		if _, err := os.Stat(r.cgroups.podDir(root, string(pod.UID))); !os.IsNotExist(err) {
 			t.Errorf("the pod's cgroup in %s is left: %v", root, err)
 		}
 	}
-}
-
-func valuesOf(m map[string]string) []string {
-	var out []string
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // TestRunAsUserBusybox: a busybox-image pod with runAsUser 1001 starts

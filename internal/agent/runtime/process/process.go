@@ -82,6 +82,13 @@ func New(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// Close removes the pods' cgroup parent when no pod is left in it (the
+// agent calls it when it stops).
+func (r *Runtime) Close() error {
+	r.cgroups.removeParent()
+	return nil
+}
+
 // EnforcesLimits implements runtime.LimitEnforcer: containers' memory and
 // cpu limits are their cgroups' where the host lets Headway make cgroups.
 func (r *Runtime) EnforcesLimits() bool { return r.cgroups.enforces() }

@@ -239,9 +239,10 @@ func (r *Runtime) ownsPath(path string) bool {
 // spawnNew runs on a locked thread that is discarded afterwards: it joins
 // the pod's network and IPC namespaces, makes new UTS and mount
 // namespaces, sets the host name, mounts the pod's files and volumes
-// privately, joins the container's v1 cgroups, and starts the container's
-// init in a new PID namespace (and its unified cgroup); the init finishes
-// the container's view and confinement (see containerinit).
+// privately, and starts the container's init in a new PID namespace (and
+// its unified cgroup); the init is moved into the v1 cgroups, then sent
+// its configuration, and finishes the container's view and confinement
+// (see containerinit).
 func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p *proc) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_FS); err != nil {
 		return fmt.Errorf("making the container's namespaces: %w", err)
@@ -300,9 +301,6 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 			return fmt.Errorf("mounting %s at %s: %w", m.Source, m.Target, err)
 		}
 	}
-	if err := p.cg.joinThread(); err != nil {
-		return fmt.Errorf("joining the container's cgroup: %w", err)
-	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -335,6 +333,11 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 	}
 	p.cmd, p.started = cmd, time.Now()
 	p.statusFile, p.status = statusR, bufio.NewReader(statusR)
+	// The init waits for its configuration: moved now, everything it
+	// starts is inside the cgroups (v2 placed it there at clone already).
+	if err := p.cg.addProcess(cmd.Process.Pid); err != nil {
+		r.log.Warn("the container is not in all its cgroups: its limits may not be enforced", "container", c.Name, "err", err)
+	}
 	dir := c.WorkingDir
 	if dir == "" {
 		dir = "/"
@@ -502,20 +505,20 @@ func (r *Runtime) startExec(target hwruntime.Process, c *hwruntime.ContainerSpec
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // discarded with the goroutine
-		errc <- enter(pid, cmd, conf, cg)
+		errc <- enter(pid, cmd, conf)
 	}()
 	if err := <-errc; err != nil {
 		return nil, err
 	}
-	// v2 places whole processes: the command joins once started.
+	// The command joins the container's cgroups once started.
 	cg.addProcess(cmd.Process.Pid)
 	return cmd, nil
 }
 
-// enter joins the namespaces, root and cgroups of the container whose init
-// is pid on this (locked, discarded) thread, confines the thread as the
+// enter joins the namespaces and root of the container whose init is pid
+// on this (locked, discarded) thread, confines the thread as the
 // container is confined, and starts cmd there.
-func enter(pid int, cmd *exec.Cmd, conf confinement, cg *ctrCgroup) error {
+func enter(pid int, cmd *exec.Cmd, conf confinement) error {
 	open := func(what string) (int, error) {
 		return unix.Open(fmt.Sprintf("/proc/%d/%s", pid, what), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	}
@@ -544,10 +547,6 @@ func enter(pid int, cmd *exec.Cmd, conf confinement, cg *ctrCgroup) error {
 		return err
 	}
 	fds = append(fds, rootfd)
-	// While the host's file system is still in view.
-	if err := cg.joinThread(); err != nil {
-		return fmt.Errorf("exec: %w", err)
-	}
 	// A thread may only change its mount namespace when it has its own
 	// file-system information.
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
