@@ -387,11 +387,11 @@ func TestLimitsEnforcedOrSaid(t *testing.T) {
 	createPod(t, c.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "limited"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "60"},
 			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}}}}})
+	waitFor(t, 10*time.Second, "limited running", func() (bool, error) {
+		p := getPod(t, c.Client, "limited")
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil, nil
+	})
 	if enf, ok := c.Running.Agent.Runtime().(hwruntime.LimitEnforcer); ok && enf.EnforcesLimits() {
-		waitFor(t, 10*time.Second, "limited running", func() (bool, error) {
-			p := getPod(t, c.Client, "limited")
-			return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil, nil
-		})
 		if got := memoryLimit(t, containerPID(t, getPod(t, c.Client, "limited"))); got != 64<<20 {
 			t.Fatalf("the container's memory limit is %d, want 64Mi", got)
 		}

@@ -219,18 +219,6 @@ func (g *cgroups) container(uid, name string, res corev1.ResourceRequirements) (
 	return cg, errors.Join(errs...)
 }
 
-// fd opens the unified cgroup for clone3's CLONE_INTO_CGROUP (-1 without).
-func (cg *ctrCgroup) fd() int {
-	if cg == nil || cg.unified == "" {
-		return -1
-	}
-	fd, err := unix.Open(cg.unified, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1
-	}
-	return fd
-}
-
 // addProcess moves pid into the container's cgroups. The init is moved
 // before it is sent its configuration, so the program it starts is born
 // inside; a command exec'd into the container is moved right after it

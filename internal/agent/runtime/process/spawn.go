@@ -212,7 +212,10 @@ func (r *Runtime) awaitStart(p *proc) error {
 	if err == nil && kind == containerinit.StatusStarted {
 		return nil
 	}
-	p.cmd.Process.Kill()
+	if err == nil {
+		p.cmd.Process.Kill() // it said something else: make sure it is gone
+	}
+	// Otherwise the status pipe closed: the init has ended.
 	p.cmd.Wait()
 	p.statusFile.Close()
 	p.cg.kill()
@@ -239,9 +242,8 @@ func (r *Runtime) ownsPath(path string) bool {
 // spawnNew runs on a locked thread that is discarded afterwards: it joins
 // the pod's network and IPC namespaces, makes new UTS and mount
 // namespaces, sets the host name, mounts the pod's files and volumes
-// privately, and starts the container's init in a new PID namespace (and
-// its unified cgroup); the init is moved into the v1 cgroups, then sent
-// its configuration, and finishes the container's view and confinement
+// privately, and starts the container's init in a new PID namespace; the
+// init is moved into the container's cgroups, then sent its configuration, and finishes the container's view and confinement
 // (see containerinit).
 func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p *proc) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_FS); err != nil {
@@ -320,10 +322,6 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 	if !p.conf.hostPID {
 		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID
 	}
-	if fd := p.cg.fd(); fd >= 0 {
-		defer unix.Close(fd)
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-	}
 	err = cmd.Start()
 	cfgR.Close()
 	statusW.Close()
@@ -334,7 +332,9 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 	p.cmd, p.started = cmd, time.Now()
 	p.statusFile, p.status = statusR, bufio.NewReader(statusR)
 	// The init waits for its configuration: moved now, everything it
-	// starts is inside the cgroups (v2 placed it there at clone already).
+	// starts is inside the cgroups. (Not clone3's CLONE_INTO_CGROUP: on
+	// recent kernels a child cloned into a cgroup that cgroup.kill was
+	// once written to is killed at birth.)
 	if err := p.cg.addProcess(cmd.Process.Pid); err != nil {
 		r.log.Warn("the container is not in all its cgroups: its limits may not be enforced", "container", c.Name, "err", err)
 	}
