@@ -210,6 +210,8 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 	}
 	p, err := process.New(process.Config{
 		PodsDir: filepath.Join(a.cfg.DataDir, "pods"), DataDir: a.cfg.DataDir, Network: n, Log: a.log, DNS: dns,
+		// hostNetwork pods have the node's address as their pod IP.
+		HostIP: a.hostIP,
 	})
 	if err != nil {
 		return err

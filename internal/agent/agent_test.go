@@ -22,12 +22,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/headway/headway/internal/agent/network"
+	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
@@ -377,13 +379,24 @@ func TestGracefulDeletion(t *testing.T) {
 	}
 }
 
-// TestLimitsNotEnforcedIsSaid: resources.limits are not enforced by the
-// process runtime, and the pod's events say so.
-func TestLimitsNotEnforcedIsSaid(t *testing.T) {
+// TestLimitsEnforcedOrSaid: resources.limits are the container's cgroup's
+// where the host lets the process runtime make cgroups; where it does not,
+// the pod's events say they are not enforced.
+func TestLimitsEnforcedOrSaid(t *testing.T) {
 	c := startCluster(t)
 	createPod(t, c.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "limited"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "60"},
 			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}}}}})
+	waitFor(t, 10*time.Second, "limited running", func() (bool, error) {
+		p := getPod(t, c.Client, "limited")
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil, nil
+	})
+	if enf, ok := c.Running.Agent.Runtime().(hwruntime.LimitEnforcer); ok && enf.EnforcesLimits() {
+		if got := memoryLimit(t, containerPID(t, getPod(t, c.Client, "limited"))); got != 64<<20 {
+			t.Fatalf("the container's memory limit is %d, want 64Mi", got)
+		}
+		return
+	}
 	waitFor(t, 10*time.Second, "a LimitsNotEnforced event", func() (bool, error) {
 		evs, err := c.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
 		if err != nil {
@@ -396,4 +409,95 @@ func TestLimitsNotEnforcedIsSaid(t *testing.T) {
 		}
 		return false, nil
 	})
+}
+
+// memoryLimit is the memory limit of pid's cgroup (v2 memory.max, else
+// the v1 memory controller's limit).
+func memoryLimit(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		var file string
+		switch {
+		case f[1] == "memory":
+			file = filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.limit_in_bytes")
+		case f[0] == "0" && f[1] == "":
+			file = filepath.Join("/sys/fs/cgroup", f[2], "memory.max")
+		}
+		if b, err := os.ReadFile(file); file != "" && err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no memory limit found for process %d:\n%s", pid, data)
+	return 0
+}
+
+// TestPostStartHooks: an exec postStart hook runs in the container (the
+// readiness probe sees its file); an httpGet hook that fails kills the
+// container, which is restarted, with a FailedPostStartHook event.
+func TestPostStartHooks(t *testing.T) {
+	c := startCluster(t, cluster.WithBackoff(100*time.Millisecond))
+	vol := []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	createPod(t, c.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hooked"},
+		Spec: corev1.PodSpec{
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			Containers: []corev1.Container{{
+				Name: "exec", Image: "busybox", Command: []string{"sleep", "1000"}, VolumeMounts: vol,
+				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+					Command: []string{"sh", "-c", "echo $HOSTNAME > /data/hooked"}}}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"grep", "-q", "hooked", "/data/hooked"}}},
+					PeriodSeconds: 1, FailureThreshold: 1},
+			}, {
+				Name: "http", Image: "busybox", Command: []string{"sleep", "1000"},
+				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{
+					Path: "/", Port: intstr.FromInt32(1), Scheme: corev1.URISchemeHTTP}}},
+			}},
+		}})
+	waitFor(t, 20*time.Second, "the exec container Ready and the http container restarted", func() (bool, error) {
+		p := getPod(t, c.Client, "hooked")
+		ready, restarted := false, false
+		for _, cs := range p.Status.ContainerStatuses {
+			ready = ready || (cs.Name == "exec" && cs.Ready)
+			restarted = restarted || (cs.Name == "http" && cs.RestartCount >= 1)
+		}
+		return ready && restarted, nil
+	})
+	for _, cs := range getPod(t, c.Client, "hooked").Status.ContainerStatuses {
+		if cs.Name == "exec" && cs.RestartCount != 0 {
+			t.Errorf("the exec container restarted %d times: its hook succeeded", cs.RestartCount)
+		}
+	}
+	waitFor(t, 10*time.Second, "a FailedPostStartHook event", func() (bool, error) {
+		evs, err := c.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "hooked" && e.Reason == "FailedPostStartHook" && strings.Contains(e.Message, `Container "http"`) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// TestHostNetworkPodHasTheNodeIP: a hostNetwork pod's IP is the node's.
+func TestHostNetworkPodHasTheNodeIP(t *testing.T) {
+	c := startCluster(t)
+	createPod(t, c.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hostnet"},
+		Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "60"}}}}})
+	waitFor(t, 10*time.Second, "hostnet running with an IP", func() (bool, error) {
+		p := getPod(t, c.Client, "hostnet")
+		return p.Status.PodIP != "" && p.Status.HostIP != "" && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil, nil
+	})
+	p := getPod(t, c.Client, "hostnet")
+	if p.Status.PodIP != p.Status.HostIP || len(p.Status.PodIPs) != 1 || p.Status.PodIPs[0].IP != p.Status.HostIP {
+		t.Fatalf("hostNetwork pod: podIP %s podIPs %v, want the node's %s", p.Status.PodIP, p.Status.PodIPs, p.Status.HostIP)
+	}
 }

@@ -432,14 +432,16 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	if err != nil {
 		return configError{err}
 	}
-	if _, images := w.a.rt.(hwruntime.ImageService); !images {
+	_, images := w.a.rt.(hwruntime.ImageService)
+	enforcer, ok := w.a.rt.(hwruntime.LimitEnforcer)
+	if !images && !(ok && enforcer.EnforcesLimits()) {
 		if lim := c.spec.Resources.Limits; len(lim) > 0 {
 			var names []string
 			for r, q := range lim {
 				names = append(names, string(r)+"="+q.String())
 			}
 			sort.Strings(names)
-			w.warnOnce(pod, "LimitsNotEnforced", fmt.Sprintf("container %s: resources.limits (%s) are not enforced: the process runtime runs containers without cgroup limits",
+			w.warnOnce(pod, "LimitsNotEnforced", fmt.Sprintf("container %s: resources.limits (%s) are not enforced: the process runtime cannot make cgroups with limits on this host (see the agent's log)",
 				c.spec.Name, strings.Join(names, ", ")))
 		}
 	}
@@ -459,7 +461,39 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	}
 	w.event(pod, corev1.EventTypeNormal, "Created", "Created container "+c.spec.Name)
 	w.started(pod, c, spec, proc)
+	w.postStart(ctx, pod, c, proc)
 	return nil
+}
+
+// postStart runs the container's postStart hook, as the kubelet does right
+// after the start (the pod's sync waits for it); when it fails the
+// container is killed, and restarted as its restart policy says.
+func (w *worker) postStart(ctx context.Context, pod *corev1.Pod, c *ctr, proc hwruntime.Process) {
+	lc := c.spec.Lifecycle
+	if lc == nil || lc.PostStart == nil {
+		return
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-proc.Done(): // a hook never outlives its container
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
+	err := w.runHandler(hctx, pod, c, proc, lc.PostStart)
+	if err == nil {
+		return
+	}
+	kind := "HTTP"
+	if lc.PostStart.Exec != nil {
+		kind = fmt.Sprintf("Exec (%v)", lc.PostStart.Exec.Command)
+	}
+	w.event(pod, corev1.EventTypeWarning, "FailedPostStartHook", fmt.Sprintf("%s lifecycle hook for Container %q in Pod %q failed - error: %v",
+		kind, c.spec.Name, pod.Namespace+"/"+pod.Name, err))
+	w.event(pod, corev1.EventTypeNormal, "Killing", fmt.Sprintf("FailedPostStartHook: container %s will be restarted as its restart policy says", c.spec.Name))
+	go stopProcess(proc, gracePeriod(pod, nil))
 }
 
 // logDir is the pod's log directory, as the kubelet names it.

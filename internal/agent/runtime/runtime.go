@@ -201,6 +201,13 @@ type Cleaner interface {
 	ForgetPods(ctx context.Context, keep map[string]bool)
 }
 
+// LimitEnforcer is a runtime that can say whether it enforces
+// containers' resource limits (the process runtime does where the host
+// lets it make cgroups; a CRI runtime always does).
+type LimitEnforcer interface {
+	EnforcesLimits() bool
+}
+
 // Versioned reports the runtime's version for the Node status
 // (containerRuntimeVersion, e.g. containerd://1.6.20).
 type Versioned interface {

@@ -15,6 +15,10 @@ import (
 // applet (this binary, by name), because newer busybox releases no longer
 // print the name of each address.
 
+// busyboxTarget is where containers see the applet directory (which is in
+// the data dir, hidden from them): a path any user can read.
+const busyboxTarget = "/run/headway/busybox"
+
 // isBusyboxImage reports whether image is busybox (any tag or registry).
 func isBusyboxImage(image string) bool {
 	name := image
@@ -27,8 +31,8 @@ func isBusyboxImage(image string) bool {
 	return name == "busybox" || strings.HasSuffix(name, "/busybox")
 }
 
-// busyboxBin makes (once) and returns the applet directory, or "" when the
-// host has no busybox.
+// busyboxBin makes (once) and returns the applet directory on the host, or
+// "" when the host has no busybox.
 func (r *Runtime) busyboxBin() string {
 	r.busyboxOnce.Do(func() {
 		bb, err := exec.LookPath("busybox")
@@ -44,6 +48,8 @@ func (r *Runtime) busyboxBin() string {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return
 		}
+		// Containers see it bind-mounted at busyboxTarget, as any user.
+		os.Chmod(dir, 0o755)
 		self, _ := os.Executable()
 		for _, applet := range strings.Fields(string(out)) {
 			target := bb

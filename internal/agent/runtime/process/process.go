@@ -1,8 +1,13 @@
 // Package process is the process runtime: each pod gets a network namespace
-// (from agent/network), each container is a process in that namespace with
-// its own UTS namespace (the pod's host name) and mount namespace (the pod's
-// /etc/hosts, /etc/resolv.conf and volumes). There are no images: a
-// container runs its command from the host's file system.
+// (from agent/network) and an IPC namespace, each container is a process
+// tree in those with its own PID namespace (an init of Headway's as PID 1,
+// see containerinit), UTS namespace (the pod's host name), mount namespace
+// (the pod's /etc/hosts, /etc/resolv.conf and volumes, a fresh /proc and
+// /dev, Headway's data directory hidden) and cgroup (its limits), with a
+// container runtime's default capabilities, no_new_privs and a
+// RuntimeDefault-like seccomp filter. The pod spec can ask for the host's
+// network, PID and IPC namespaces and for privileges. There are no images:
+// a container runs its command from the host's file system.
 package process
 
 import (
@@ -13,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,10 +41,14 @@ type Config struct {
 	// Network gives pods their network; nil runs pods in the host's
 	// network namespace (no isolation, the pod IP is the node's).
 	Network *network.Network
-	// HostIP is the pod IP when Network is nil.
+	// HostIP is the pod IP of hostNetwork pods (and of every pod when
+	// Network is nil): the node's address.
 	HostIP netip.Addr
 	DNS    network.DNSSettings
 	Log    *slog.Logger
+	// CgroupParent is the cgroup (in each hierarchy) holding the pods'
+	// cgroups; "" is "headway-process".
+	CgroupParent string
 }
 
 // Runtime is the process runtime.
@@ -51,6 +61,8 @@ type Runtime struct {
 
 	busyboxOnce sync.Once
 	busyboxDir  string
+
+	cgroups *cgroups
 }
 
 // New makes the runtime; call Cleanup before use to end what a previous
@@ -62,8 +74,24 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.PodsDir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Runtime{cfg: cfg, log: cfg.Log, sandboxes: map[string]*hwruntime.Sandbox{}}, nil
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "headway-process"
+	}
+	r := &Runtime{cfg: cfg, log: cfg.Log, sandboxes: map[string]*hwruntime.Sandbox{}}
+	r.cgroups = detectCgroups(cfg.CgroupParent, cfg.Log)
+	return r, nil
 }
+
+// Close removes the pods' cgroup parent when no pod is left in it (the
+// agent calls it when it stops).
+func (r *Runtime) Close() error {
+	r.cgroups.removeParent()
+	return nil
+}
+
+// EnforcesLimits implements runtime.LimitEnforcer: containers' memory and
+// cpu limits are their cgroups' where the host lets Headway make cgroups.
+func (r *Runtime) EnforcesLimits() bool { return r.cgroups.enforces() }
 
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return "headway-process" }
@@ -128,6 +156,12 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (*hwruntime.S
 			return nil, err
 		}
 	}
+	if !pod.Spec.HostIPC {
+		if err := createNS(ipcPath(dir), unix.CLONE_NEWIPC); err != nil {
+			r.removePodState(uid)
+			return nil, fmt.Errorf("making the pod's IPC namespace: %w", err)
+		}
+	}
 	r.mu.Lock()
 	r.sandboxes[uid] = sb
 	r.mu.Unlock()
@@ -140,9 +174,9 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, uid string, final bool) err
 	r.mu.Lock()
 	delete(r.sandboxes, uid)
 	r.mu.Unlock()
-	var err error
+	err := r.removePodState(uid)
 	if r.cfg.Network != nil {
-		err = r.cfg.Network.RemovePod(uid, final)
+		err = errors.Join(err, r.cfg.Network.RemovePod(uid, final))
 	}
 	if final {
 		err = errors.Join(err, os.RemoveAll(r.podDir(uid)))
@@ -167,6 +201,15 @@ func (r *Runtime) Cleanup() error {
 		}
 		os.Remove(f)
 	}
+	ipcs, _ := filepath.Glob(ipcPath(filepath.Join(r.cfg.PodsDir, "*")))
+	for _, f := range ipcs {
+		if err := removeNS(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.cgroups.removeAll(false); err != nil {
+		errs = append(errs, err)
+	}
 	if r.cfg.Network != nil {
 		for _, uid := range r.cfg.Network.PodNamespaces() {
 			if err := r.cfg.Network.RemovePod(uid, false); err != nil {
@@ -183,6 +226,7 @@ func (r *Runtime) ForgetPods(_ context.Context, keep map[string]bool) {
 	entries, _ := os.ReadDir(r.cfg.PodsDir)
 	for _, e := range entries {
 		if !keep[e.Name()] {
+			r.removePodState(e.Name())
 			os.RemoveAll(filepath.Join(r.cfg.PodsDir, e.Name()))
 		}
 	}
@@ -193,6 +237,66 @@ func (r *Runtime) ForgetPods(_ context.Context, keep map[string]bool) {
 			}
 		}
 	}
+}
+
+// removePodState removes the pod's IPC namespace and cgroups.
+func (r *Runtime) removePodState(uid string) error {
+	return errors.Join(removeNS(ipcPath(r.podDir(uid))), r.cgroups.removePod(uid))
+}
+
+// ipcPath is the pod's IPC namespace file.
+func ipcPath(podDir string) string { return filepath.Join(podDir, "ipc-ns") }
+
+// createNS makes a namespace of the kind flag and keeps it alive by bind
+// mounting it on path, from a thread of its own that is thrown away.
+func createNS(path string, flag int) error {
+	if isNSMount(path) {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Unshare(flag); err != nil {
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		kind := map[int]string{unix.CLONE_NEWIPC: "ipc"}[flag]
+		src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), unix.Gettid(), kind)
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("bind mounting the namespace on %s: %w", path, err)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+func removeNS(path string) error {
+	if isNSMount(path) {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("unmounting %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+const nsfsMagic = 0x6e736673
+
+func isNSMount(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == nsfsMagic
 }
 
 func readPIDFile(path string) (pid int, start uint64, ok bool) {

@@ -3,6 +3,7 @@ package process
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -47,14 +48,22 @@ func newTestRuntime(t *testing.T) *Runtime {
 		n.Teardown()
 		t.Fatal(err)
 	}
-	r, err := New(Config{PodsDir: filepath.Join(dir, "pods"), Network: n,
+	r, err := New(Config{PodsDir: filepath.Join(dir, "pods"), DataDir: dir, Network: n, CgroupParent: testCgroupParent(),
 		DNS: network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Whatever a failed test left: processes (by their pid files),
+		// namespaces, cgroups, then the bridge.
+		if err := r.Cleanup(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 		for _, uid := range n.PodNamespaces() {
 			r.RemoveSandbox(context.Background(), uid, true)
+		}
+		if err := r.cgroups.removeAll(true); err != nil {
+			t.Errorf("removing the test's cgroups: %v", err)
 		}
 		if err := n.Teardown(); err != nil {
 			t.Error(err)
@@ -62,6 +71,10 @@ func newTestRuntime(t *testing.T) *Runtime {
 	})
 	return r
 }
+
+// testCgroupParent is a cgroup parent of this test process's own, so
+// concurrent test runs never share one.
+func testCgroupParent() string { return fmt.Sprintf("headway-test-%d", os.Getpid()) }
 
 func testPod(name string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + name)},
@@ -177,7 +190,7 @@ func TestCleanupEndsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{Name: "c", Argv: []string{"sleep", "60"}, LogPath: filepath.Join(sb.Dir, "logs", "c", "0.log")})
-	r2, err := New(Config{PodsDir: r.cfg.PodsDir, Network: r.cfg.Network})
+	r2, err := New(Config{PodsDir: r.cfg.PodsDir, DataDir: r.cfg.DataDir, Network: r.cfg.Network, CgroupParent: r.cfg.CgroupParent})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 package process
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,17 +12,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
 
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
+	"github.com/headway/headway/internal/agent/runtime/process/containerinit"
 )
 
-// proc is a started container process.
+// proc is a started container process: the container's init (see
+// containerinit), PID 1 of the container's PID namespace, which runs the
+// container's program.
 type proc struct {
 	stdio   *stdio
 	cmd     *exec.Cmd
@@ -28,8 +36,13 @@ type proc struct {
 	pidFile string
 	id      string
 	done    chan struct{}
-	mu      sync.Mutex
-	exit    hwruntime.Exit
+	// status is the init's report (fd 4): how the program ended.
+	status     *bufio.Reader
+	statusFile *os.File
+	cg         *ctrCgroup
+	conf       confinement
+	mu         sync.Mutex
+	exit       hwruntime.Exit
 }
 
 func (p *proc) ID() string            { return p.id }
@@ -42,14 +55,20 @@ func (p *proc) Attach(ctx context.Context, in io.Reader, out, errw io.Writer, re
 	return p.stdio.attach(ctx, in, out, errw, resize)
 }
 func (p *proc) Exit() hwruntime.Exit { p.mu.Lock(); defer p.mu.Unlock(); return p.exit }
+
+// Signal signals the init, which passes the signal on to the program's
+// process group; SIGKILL ends the init, and with it every process of the
+// container's PID namespace and cgroup.
 func (p *proc) Signal(s syscall.Signal) error {
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	// The whole group: a shell's children go too.
 	err := syscall.Kill(-p.cmd.Process.Pid, s)
+	if s == syscall.SIGKILL {
+		p.cg.kill()
+	}
 	if errors.Is(err, syscall.ESRCH) {
 		return nil
 	}
@@ -58,19 +77,29 @@ func (p *proc) Signal(s syscall.Signal) error {
 
 func (p *proc) wait() {
 	err := p.cmd.Wait()
-	// Whatever the leader left in its group goes with it.
+	// Whatever the init left in its group or cgroup goes with it.
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	p.cg.kill()
 	e := hwruntime.Exit{Finished: time.Now()}
-	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case st.Signaled():
-			e.Signal = int32(st.Signal())
-			e.Code = 128 + int32(st.Signal())
-		default:
-			e.Code = int32(st.ExitStatus())
+	st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if kind, arg, rerr := readStatus(p.status); rerr == nil && kind == containerinit.StatusExit {
+		// How the program ended, as its init saw it.
+		if v, err := strconv.ParseUint(arg, 10, 32); err == nil {
+			st, ok = syscall.WaitStatus(v), true
 		}
-	} else if err != nil {
+	}
+	p.statusFile.Close()
+	switch {
+	case ok && st.Signaled():
+		e.Signal = int32(st.Signal())
+		e.Code = 128 + int32(st.Signal())
+	case ok:
+		e.Code = int32(st.ExitStatus())
+	case err != nil:
 		e.Code = 128
+	}
+	if p.cg.oomKilled() {
+		e.Reason = "OOMKilled"
 	}
 	if p.pidFile != "" {
 		os.Remove(p.pidFile)
@@ -90,16 +119,50 @@ func (p *proc) wait() {
 	close(p.done)
 }
 
+// readStatus reads one line of the init's report: its kind and argument.
+func readStatus(r *bufio.Reader) (kind, arg string, err error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", "", err
+	}
+	kind, arg, _ = strings.Cut(strings.TrimSpace(line), " ")
+	return kind, arg, nil
+}
+
 // Start implements runtime.Runtime.
 func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec) (hwruntime.Process, error) {
 	if len(c.Argv) == 0 {
 		return nil, hwruntime.ErrNoCommand
 	}
+	conf, err := confinementOf(c)
+	if err != nil {
+		return nil, err
+	}
 	if isBusyboxImage(c.Image) {
 		if dir := r.busyboxBin(); dir != "" {
 			// The spec is the container's for exec and probes too.
-			c.Env = withBusyboxPath(c.Env, dir)
+			c.Env = withBusyboxPath(c.Env, busyboxTarget)
+			if !slices.ContainsFunc(c.Mounts, func(m hwruntime.Mount) bool { return m.Target == busyboxTarget }) {
+				c.Mounts = append(slices.Clone(c.Mounts), hwruntime.Mount{Source: dir, Target: busyboxTarget, ReadOnly: true})
+			}
 		}
+	}
+	if c.Pod != nil && c.Pod.Spec.SecurityContext != nil && c.Pod.Spec.SecurityContext.FSGroup != nil {
+		for _, m := range c.Mounts {
+			if r.ownsPath(m.Source) && m.Target != busyboxTarget {
+				if err := applyFSGroup(m.Source, *c.Pod.Spec.SecurityContext.FSGroup, m.ReadOnly); err != nil {
+					return nil, fmt.Errorf("giving volume %s the pod's fsGroup: %w", m.Target, err)
+				}
+			}
+		}
+	}
+	var res corev1.ResourceRequirements
+	if c.Container != nil {
+		res = c.Container.Resources
+	}
+	cg, err := r.cgroups.container(sb.UID, c.Name, res)
+	if err != nil {
+		r.log.Warn("the container's cgroup is incomplete: its limits may not be enforced", "pod", sb.Namespace+"/"+sb.Name, "container", c.Name, "err", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o700); err != nil {
 		return nil, err
@@ -113,7 +176,7 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 		logf.Close()
 		return nil, fmt.Errorf("making the container's stdio: %w", err)
 	}
-	p := &proc{stdio: sio, done: make(chan struct{}), pidFile: filepath.Join(sb.Dir, "containers", c.Name+".pid")}
+	p := &proc{stdio: sio, done: make(chan struct{}), pidFile: filepath.Join(sb.Dir, "containers", c.Name+".pid"), cg: cg, conf: conf}
 	errc := make(chan error, 1)
 	go func() {
 		// This thread enters the pod's namespaces and is thrown away
@@ -123,6 +186,9 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	}()
 	err = <-errc
 	sio.closeChildEnds()
+	if err == nil {
+		err = r.awaitStart(p)
+	}
 	if err != nil {
 		for _, f := range []*os.File{sio.master, sio.stdinW, sio.outR, sio.errR} {
 			if f != nil {
@@ -139,23 +205,76 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	return p, nil
 }
 
+// awaitStart reads the init's first report: the program started, or why
+// it did not (then the init has ended).
+func (r *Runtime) awaitStart(p *proc) error {
+	kind, arg, err := readStatus(p.status)
+	if err == nil && kind == containerinit.StatusStarted {
+		return nil
+	}
+	if err == nil {
+		p.cmd.Process.Kill() // it said something else: make sure it is gone
+	}
+	// Otherwise the status pipe closed: the init has ended.
+	p.cmd.Wait()
+	p.statusFile.Close()
+	p.cg.kill()
+	switch {
+	case err != nil:
+		return fmt.Errorf("the container's init ended before starting the program (%v)", p.cmd.ProcessState)
+	case kind == containerinit.StatusError:
+		return errors.New(arg)
+	}
+	return fmt.Errorf("the container's init said %q", kind+" "+arg)
+}
+
+// ownsPath says whether path is in Headway's data dir (a pod volume, a
+// claim's directory), not a host path.
+func (r *Runtime) ownsPath(path string) bool {
+	for _, d := range []string{r.cfg.DataDir, r.cfg.PodsDir} {
+		if d != "" && (path == d || strings.HasPrefix(path, filepath.Clean(d)+"/")) {
+			return true
+		}
+	}
+	return false
+}
+
 // spawnNew runs on a locked thread that is discarded afterwards: it joins
-// the pod's network namespace, makes new UTS and mount namespaces, sets
-// the host name, mounts the pod's files and volumes privately, and starts
-// the process, which inherits all of it.
+// the pod's network and IPC namespaces, makes new UTS and mount
+// namespaces, sets the host name, mounts the pod's files and volumes
+// privately, and starts the container's init in a new PID namespace; the
+// init is moved into the container's cgroups, then sent its configuration, and finishes the container's view and confinement
+// (see containerinit).
 func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p *proc) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_FS); err != nil {
 		return fmt.Errorf("making the container's namespaces: %w", err)
 	}
-	if sb.NetNS != "" {
-		fd, err := unix.Open(sb.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	join := func(path string, flag int, what string) error {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("opening the pod network namespace: %w", err)
+			return fmt.Errorf("opening the pod %s namespace: %w", what, err)
 		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		err = unix.Setns(fd, flag)
 		unix.Close(fd)
 		if err != nil {
-			return fmt.Errorf("joining the pod network namespace: %w", err)
+			return fmt.Errorf("joining the pod %s namespace: %w", what, err)
+		}
+		return nil
+	}
+	if sb.NetNS != "" {
+		if err := join(sb.NetNS, unix.CLONE_NEWNET, "network"); err != nil {
+			return err
+		}
+	}
+	switch {
+	case p.conf.hostIPC:
+	case isNSMount(ipcPath(sb.Dir)):
+		if err := join(ipcPath(sb.Dir), unix.CLONE_NEWIPC, "IPC"); err != nil {
+			return err
+		}
+	default: // a sandbox made without one: the container gets its own
+		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
+			return fmt.Errorf("making the container's IPC namespace: %w", err)
 		}
 	}
 	if err := unix.Sethostname([]byte(sb.Hostname)); err != nil {
@@ -184,24 +303,74 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 			return fmt.Errorf("mounting %s at %s: %w", m.Source, m.Target, err)
 		}
 	}
-	cmd := command(c)
-	cmd.Stdout, cmd.Stderr = p.stdio.childOut, p.stdio.childErr
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer cfgW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return err
+	}
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{containerinit.Arg0}, Env: []string{},
+		Stdout: p.stdio.childOut, Stderr: p.stdio.childErr, ExtraFiles: []*os.File{cfgR, statusW}}
 	if p.stdio.childIn != nil {
 		cmd.Stdin = p.stdio.childIn
 	}
-	cmd.SysProcAttr.Chroot = v.root
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", c.Argv[0], err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !p.conf.hostPID {
+		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID
+	}
+	err = cmd.Start()
+	cfgR.Close()
+	statusW.Close()
+	if err != nil {
+		statusR.Close()
+		return fmt.Errorf("starting the container's init: %w", err)
 	}
 	p.cmd, p.started = cmd, time.Now()
+	p.statusFile, p.status = statusR, bufio.NewReader(statusR)
+	// The init waits for its configuration: moved now, everything it
+	// starts is inside the cgroups. (Not clone3's CLONE_INTO_CGROUP: on
+	// recent kernels a child cloned into a cgroup that cgroup.kill was
+	// once written to is killed at birth.)
+	if err := p.cg.addProcess(cmd.Process.Pid); err != nil {
+		r.log.Warn("the container is not in all its cgroups: its limits may not be enforced", "container", c.Name, "err", err)
+	}
+	dir := c.WorkingDir
+	if dir == "" {
+		dir = "/"
+	}
+	cfg := containerinit.Config{Root: v.root, Proc: !p.conf.hostPID, Sysfs: sb.NetNS != "", Mqueue: !p.conf.hostIPC,
+		Hide: r.hidden(), Path: r.lookPath(c.Argv[0], c.Env), Argv: c.Argv, Env: c.Env, Dir: dir, TTY: c.TTY,
+		Cred: p.conf.cred, Confinement: p.conf.Confinement}
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		// The init reads nothing and ends; awaitStart reports it.
+		r.log.Warn("sending the container's configuration to its init", "err", err)
+	}
 	return nil
 }
 
-func command(c *hwruntime.ContainerSpec) *exec.Cmd {
-	cmd := &exec.Cmd{Path: c.Argv[0], Args: c.Argv, Env: c.Env, Dir: c.WorkingDir}
-	if !strings.Contains(c.Argv[0], "/") {
-		cmd.Path = lookPath(c.Argv[0], c.Env)
+// hidden are the host paths no container sees: Headway's data directory
+// (PKI, tokens, the store, other pods' volumes and logs).
+func (r *Runtime) hidden() []string {
+	var out []string
+	for _, d := range []string{r.cfg.DataDir, r.cfg.PodsDir} {
+		if d == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(d); err == nil && !slices.Contains(out, abs) {
+			out = append(out, abs)
+		}
 	}
+	return out
+}
+
+// command is a process started directly in a running container (exec,
+// probes): the container's user and groups, environment and directory.
+func command(c *hwruntime.ContainerSpec, cred containerinit.Cred, path string) *exec.Cmd {
+	cmd := &exec.Cmd{Path: path, Args: c.Argv, Env: c.Env, Dir: c.WorkingDir}
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
 	}
@@ -210,22 +379,17 @@ func command(c *hwruntime.ContainerSpec) *exec.Cmd {
 		// A session of its own with the terminal (stdin) as controlling tty.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	}
-	if c.UID != nil || c.GID != nil {
-		cred := &syscall.Credential{NoSetGroups: false}
-		if c.UID != nil {
-			cred.Uid = uint32(*c.UID)
-		}
-		if c.GID != nil {
-			cred.Gid = uint32(*c.GID)
-		}
-		cmd.SysProcAttr.Credential = cred
-	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups}
 	return cmd
 }
 
 // lookPath finds name in the container's PATH (its env), else the
-// default one.
-func lookPath(name string, env []string) string {
+// default one, as the container will see it: the busybox applet directory
+// is at busyboxTarget in containers, at r.busyboxDir on the host.
+func (r *Runtime) lookPath(name string, env []string) string {
+	if strings.Contains(name, "/") {
+		return name
+	}
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	for _, e := range env {
 		if v, ok := strings.CutPrefix(e, "PATH="); ok {
@@ -233,9 +397,12 @@ func lookPath(name string, env []string) string {
 		}
 	}
 	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p
+		host := dir
+		if dir == busyboxTarget && r.busyboxDir != "" {
+			host = r.busyboxDir
+		}
+		if st, err := os.Stat(filepath.Join(host, name)); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return filepath.Join(dir, name)
 		}
 	}
 	return name
@@ -318,26 +485,40 @@ func (r *Runtime) startExec(target hwruntime.Process, c *hwruntime.ContainerSpec
 		return nil, errors.New("exec: the container is not running")
 	default:
 	}
+	// The container's confinement: as it was started, else as its spec says.
+	var conf confinement
+	var cg *ctrCgroup
+	if p, ok := target.(*proc); ok {
+		conf, cg = p.conf, p.cg
+	} else {
+		var err error
+		if conf, err = confinementOf(c); err != nil {
+			return nil, err
+		}
+	}
 	spec := *c
 	spec.Argv = argv
 	spec.TTY = tty
 	spec.WorkingDir = c.WorkingDir
-	cmd := command(&spec)
+	cmd := command(&spec, conf.cred, r.lookPath(argv[0], c.Env))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // discarded with the goroutine
-		errc <- enter(pid, cmd)
+		errc <- enter(pid, cmd, conf)
 	}()
 	if err := <-errc; err != nil {
 		return nil, err
 	}
+	// The command joins the container's cgroups once started.
+	cg.addProcess(cmd.Process.Pid)
 	return cmd, nil
 }
 
-// enter joins the namespaces and root of pid on this (locked, discarded)
-// thread and starts cmd there.
-func enter(pid int, cmd *exec.Cmd) error {
+// enter joins the namespaces and root of the container whose init is pid
+// on this (locked, discarded) thread, confines the thread as the
+// container is confined, and starts cmd there.
+func enter(pid int, cmd *exec.Cmd, conf confinement) error {
 	open := func(what string) (int, error) {
 		return unix.Open(fmt.Sprintf("/proc/%d/%s", pid, what), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	}
@@ -350,7 +531,8 @@ func enter(pid int, cmd *exec.Cmd) error {
 	kinds := []struct {
 		path string
 		flag int
-	}{{"ns/net", unix.CLONE_NEWNET}, {"ns/uts", unix.CLONE_NEWUTS}, {"ns/mnt", unix.CLONE_NEWNS}}
+	}{{"ns/net", unix.CLONE_NEWNET}, {"ns/uts", unix.CLONE_NEWUTS}, {"ns/ipc", unix.CLONE_NEWIPC},
+		{"ns/pid", unix.CLONE_NEWPID}, {"ns/mnt", unix.CLONE_NEWNS}}
 	nsfds := make([]int, len(kinds))
 	for i, k := range kinds {
 		fd, err := open(k.path)
@@ -383,6 +565,9 @@ func enter(pid int, cmd *exec.Cmd) error {
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return err
+	}
+	if err := conf.Apply(); err != nil {
+		return fmt.Errorf("exec: %w", err)
 	}
 	return cmd.Start()
 }

@@ -42,7 +42,7 @@ func TestSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	dns := network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}
-	r, err := New(Config{PodsDir: filepath.Join(dir, "pods"), DataDir: dir, Network: n, DNS: dns})
+	r, err := New(Config{PodsDir: filepath.Join(dir, "pods"), DataDir: dir, Network: n, DNS: dns, CgroupParent: testCgroupParent() + "-suite"})
 	if err != nil {
 		n.Teardown()
 		t.Fatal(err)
@@ -56,6 +56,9 @@ func TestSuite(t *testing.T) {
 		for _, uid := range n.PodNamespaces() {
 			t.Errorf("pod namespace %s left", uid)
 			r.RemoveSandbox(context.Background(), uid, true)
+		}
+		if err := r.cgroups.removeAll(true); err != nil {
+			t.Errorf("removing the suite's cgroups: %v", err)
 		}
 		if err := n.Teardown(); err != nil {
 			t.Error(err)
