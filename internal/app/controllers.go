@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/headway/headway/internal/controller/cronjob"
+	"github.com/headway/headway/internal/controller/daemonset"
 	"github.com/headway/headway/internal/controller/deployment"
 	"github.com/headway/headway/internal/controller/disruption"
 	"github.com/headway/headway/internal/controller/endpointslice"
@@ -48,6 +49,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	slices := endpointslice.New(client, factory, log)
 	replicasets := replicaset.New(client, factory, recorder("replicaset-controller"), log)
 	deployments := deployment.New(client, factory, recorder("deployment-controller"), log)
+	daemonsets := daemonset.New(client, factory, recorder("daemonset-controller"), log)
 	jobs := job.New(client, factory, recorder("job-controller"), log)
 	cronjobs := cronjob.New(client, factory, recorder("cronjob-controller"), log)
 	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
@@ -61,6 +63,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			sts.Run,
 			replicasets.Run,
 			deployments.Run,
+			daemonsets.Run,
 			jobs.Run,
 			cronjobs.Run,
 			disruptions.Run,

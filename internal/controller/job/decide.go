@@ -1,8 +1,10 @@
 // Package job is the batch/v1 Job controller: it creates a Job's pods up to
 // its parallelism while completions remain (NonIndexed or Indexed), counts
 // the pods that succeeded and failed, fails the Job past its backoffLimit or
-// activeDeadlineSeconds, completes it, honours suspend, and deletes a
-// finished Job once its ttlSecondsAfterFinished has passed.
+// activeDeadlineSeconds or a podFailurePolicy FailJob rule (Ignore and
+// Count rules too), replaces failed pods after kube's back-off (10s
+// doubling, at most 6 minutes), completes it, honours suspend, and deletes
+// a finished Job once its ttlSecondsAfterFinished has passed.
 //
 // controller.go is the queue loop, decide.go the policy (a pure function),
 // seam.go the writes. Succeeded and failed pods are counted from the pods
@@ -11,6 +13,7 @@
 package job
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -30,6 +33,7 @@ const (
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
 	ReasonSuspended            = "JobSuspended"
 	ReasonResumed              = "JobResumed"
+	ReasonPodFailurePolicy     = "PodFailurePolicy"
 
 	MessageCompletionsReached   = "Reached expected number of succeeded pods"
 	MessageBackoffLimitExceeded = "Job has reached the specified backoff limit"
@@ -39,12 +43,22 @@ const (
 // BurstPods is the most pods one sync creates.
 const BurstPods = 500
 
+// The delay before a failed pod is replaced, as kube's Job controller
+// waits: BackoffBase after the first failure since the last success,
+// doubling with each further one, at most BackoffMax.
+const (
+	BackoffBase = 10 * time.Second
+	BackoffMax  = 6 * time.Minute
+)
+
 // Input is what a sync decides from. Nothing in it is modified.
 type Input struct {
 	Job *batchv1.Job
 	// Pods are the pods the Job controls, in every phase.
 	Pods []*corev1.Pod
 	Now  time.Time
+	// BackoffBase replaces the package's BackoffBase when set (tests).
+	BackoffBase time.Duration
 }
 
 // Plan is the outcome of Decide.
@@ -156,6 +170,9 @@ func Decide(in Input) Plan {
 
 	var active, terminating []*corev1.Pod
 	var succeeded, failed, ready int32
+	var failJob string // the message of the first pod matching a FailJob rule
+	var lastSuccess time.Time
+	var failures []time.Time // when counted failures finished
 	succeededIdx := map[int]bool{}
 	completions := -1
 	if j.Spec.Completions != nil {
@@ -164,6 +181,9 @@ func Decide(in Input) Plan {
 	for _, p := range in.Pods {
 		switch {
 		case p.Status.Phase == corev1.PodSucceeded:
+			if t := finishedAt(p); t.After(lastSuccess) {
+				lastSuccess = t
+			}
 			if indexed(j) {
 				if i := Index(p); i >= 0 && i < completions {
 					succeededIdx[i] = true
@@ -172,7 +192,17 @@ func Decide(in Input) Plan {
 				succeeded++
 			}
 		case p.Status.Phase == corev1.PodFailed:
+			action, msg := MatchPodFailurePolicy(j.Spec.PodFailurePolicy, p)
+			switch action {
+			case batchv1.PodFailurePolicyActionIgnore:
+				continue // neither counted nor backed off from: replaced at once
+			case batchv1.PodFailurePolicyActionFailJob:
+				if failJob == "" {
+					failJob = msg
+				}
+			}
 			failed++
+			failures = append(failures, finishedAt(p))
 		case p.DeletionTimestamp != nil:
 			terminating = append(terminating, p)
 		default:
@@ -216,6 +246,8 @@ func Decide(in Input) Plan {
 			backoff = *j.Spec.BackoffLimit
 		}
 		switch {
+		case failJob != "":
+			setCondition(&st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonPodFailurePolicy, failJob, now)
 		case st.Failed > backoff:
 			setCondition(&st, batchv1.JobFailureTarget, corev1.ConditionTrue, ReasonBackoffLimitExceeded, MessageBackoffLimitExceeded, now)
 		case !suspended && j.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil &&
@@ -267,6 +299,15 @@ func Decide(in Input) Plan {
 		plan.After = st.StartTime.Add(time.Duration(*j.Spec.ActiveDeadlineSeconds) * time.Second).Sub(now)
 	}
 
+	// Failed pods are replaced after a back-off.
+	if wait := backoffLeft(in, failures, lastSuccess); wait > 0 {
+		if plan.After == 0 || wait < plan.After {
+			plan.After = wait
+		}
+		plan.Status = st
+		return plan
+	}
+
 	// How many pods should run.
 	if indexed(j) {
 		running := map[int]bool{}
@@ -309,6 +350,101 @@ func Decide(in Input) Plan {
 	}
 	plan.Status = st
 	return plan
+}
+
+// finishedAt is when a finished pod ended: its containers' last
+// termination, else its Ready condition's last change, else its creation.
+func finishedAt(p *corev1.Pod) time.Time {
+	var t time.Time
+	for _, cs := range p.Status.ContainerStatuses {
+		if term := cs.State.Terminated; term != nil && term.FinishedAt.After(t) {
+			t = term.FinishedAt.Time
+		}
+	}
+	if t.IsZero() {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				t = c.LastTransitionTime.Time
+			}
+		}
+	}
+	if t.IsZero() {
+		t = p.CreationTimestamp.Time
+	}
+	return t
+}
+
+// backoffLeft is how long new pods still wait after the failures counted
+// since the last success: base·2^(n-1) from the last of them, at most
+// BackoffMax.
+func backoffLeft(in Input, failures []time.Time, lastSuccess time.Time) time.Duration {
+	base := in.BackoffBase
+	if base <= 0 {
+		base = BackoffBase
+	}
+	n := 0
+	var last time.Time
+	for _, t := range failures {
+		if !t.Before(lastSuccess) {
+			n++
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	delay := base
+	for i := 1; i < n && delay < BackoffMax; i++ {
+		delay *= 2
+	}
+	delay = min(delay, BackoffMax)
+	return last.Add(delay).Sub(in.Now)
+}
+
+// MatchPodFailurePolicy returns the action of the first rule of policy a
+// failed pod matches (Count when none does or there is no policy) and, for
+// FailJob, the message kube's Job controller writes.
+func MatchPodFailurePolicy(policy *batchv1.PodFailurePolicy, p *corev1.Pod) (batchv1.PodFailurePolicyAction, string) {
+	if policy == nil {
+		return batchv1.PodFailurePolicyActionCount, ""
+	}
+	for i, rule := range policy.Rules {
+		if req := rule.OnExitCodes; req != nil {
+			for _, cs := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+				term := cs.State.Terminated
+				if term == nil || (req.ContainerName != nil && *req.ContainerName != cs.Name) {
+					continue
+				}
+				in := false
+				for _, v := range req.Values {
+					in = in || v == term.ExitCode
+				}
+				match := in
+				if req.Operator == batchv1.PodFailurePolicyOnExitCodesOpNotIn {
+					match = !in && term.ExitCode != 0
+				}
+				if match {
+					return rule.Action, fmt.Sprintf("Container %s for pod %s/%s failed with exit code %d matching %s rule at index %d",
+						cs.Name, p.Namespace, p.Name, term.ExitCode, rule.Action, i)
+				}
+			}
+		}
+		for _, pat := range rule.OnPodConditions {
+			for _, c := range p.Status.Conditions {
+				status := pat.Status
+				if status == "" {
+					status = corev1.ConditionTrue
+				}
+				if c.Type == pat.Type && c.Status == status {
+					return rule.Action, fmt.Sprintf("Pod %s/%s has condition %s matching %s rule at index %d",
+						p.Namespace, p.Name, c.Type, rule.Action, i)
+				}
+			}
+		}
+	}
+	return batchv1.PodFailurePolicyActionCount, ""
 }
 
 // formatIndexes writes the indexes as Kubernetes does: sorted, runs of

@@ -184,3 +184,96 @@ func TestTTLExpiry(t *testing.T) {
 		t.Fatalf("expiry %v %v", at, ok)
 	}
 }
+
+// finishedPod is a pod whose container ended with exit code at t0-ago.
+func finishedPod(name string, ph corev1.PodPhase, exit int32, ago time.Duration) *corev1.Pod {
+	p := pod(name, ph, -1)
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: exit, FinishedAt: metav1.NewTime(t0.Add(-ago))}}}}
+	return p
+}
+
+func TestBackoffBeforeReplacingFailedPods(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pods   []*corev1.Pod
+		wait   time.Duration // 0: a pod is created now
+		create int
+	}{
+		{name: "first failure 4s ago: 10s back-off, 6s left",
+			pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 1, 4*time.Second)}, wait: 6 * time.Second},
+		{name: "first failure 11s ago: replaced", pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 1, 11*time.Second)}, create: 1},
+		{name: "second failure 15s ago: 20s back-off",
+			pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 1, 40*time.Second), finishedPod("b", corev1.PodFailed, 1, 15*time.Second)}, wait: 5 * time.Second},
+		{name: "failures before a success do not count",
+			pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 1, 40*time.Second), finishedPod("b", corev1.PodSucceeded, 0, 30*time.Second),
+				finishedPod("c", corev1.PodFailed, 1, 15*time.Second)}, create: 1},
+		{name: "capped at 6 minutes",
+			pods: func() []*corev1.Pod {
+				var ps []*corev1.Pod
+				for i := range 7 {
+					ps = append(ps, finishedPod(itoa(i), corev1.PodFailed, 1, time.Duration(7-i)*time.Second))
+				}
+				return ps
+			}(), wait: 6*time.Minute - time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := started(newJob(3, 1))
+			j.Spec.BackoffLimit = i32(10)
+			plan := Decide(Input{Job: j, Pods: tc.pods, Now: t0})
+			if len(plan.Create) != tc.create || (tc.wait > 0 && plan.After != tc.wait) {
+				t.Fatalf("create %v after %v; want %d pods, after %v", plan.Create, plan.After, tc.create, tc.wait)
+			}
+		})
+	}
+}
+
+func TestPodFailurePolicy(t *testing.T) {
+	policy := &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
+		{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+			ContainerName: ptr("c"), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{42}}},
+		{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
+			{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
+		{Action: batchv1.PodFailurePolicyActionCount, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+			Operator: batchv1.PodFailurePolicyOnExitCodesOpNotIn, Values: []int32{42}}},
+	}}
+	disrupted := finishedPod("evicted", corev1.PodFailed, 137, time.Second)
+	disrupted.Status.Conditions = []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}
+	for _, tc := range []struct {
+		name     string
+		pods     []*corev1.Pod
+		failed   int32
+		target   string
+		create   int
+		deletes  int
+		finished bool
+	}{
+		{name: "exit code 42: FailJob, the running pod is deleted", pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 42, time.Second), pod("b", corev1.PodRunning, -1)},
+			failed: 1, target: "True/PodFailurePolicy", deletes: 1},
+		{name: "disrupted: ignored, replaced at once without back-off", pods: []*corev1.Pod{disrupted}, failed: 0, create: 1},
+		{name: "exit code 1: counted, backs off", pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 1, time.Second)}, failed: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := started(newJob(1, 1))
+			j.Spec.PodFailurePolicy = policy
+			plan := Decide(Input{Job: j, Pods: tc.pods, Now: t0})
+			if plan.Status.Failed != tc.failed || condStatus(plan.Status, batchv1.JobFailureTarget) != tc.target ||
+				len(plan.Create) != tc.create || len(plan.Delete) != tc.deletes {
+				t.Fatalf("failed %d target %q create %v delete %d", plan.Status.Failed, condStatus(plan.Status, batchv1.JobFailureTarget), plan.Create, len(plan.Delete))
+			}
+		})
+	}
+	action, msg := MatchPodFailurePolicy(policy, finishedPod("a", corev1.PodFailed, 42, 0))
+	if action != batchv1.PodFailurePolicyActionFailJob || msg != "Container c for pod default/a failed with exit code 42 matching FailJob rule at index 0" {
+		t.Fatalf("%s %q", action, msg)
+	}
+	// The Job fails once the deleted pod is gone.
+	j := started(newJob(1, 1))
+	j.Spec.PodFailurePolicy = policy
+	plan := Decide(Input{Job: j, Pods: []*corev1.Pod{finishedPod("a", corev1.PodFailed, 42, time.Second)}, Now: t0})
+	if c := Condition(plan.Status, batchv1.JobFailed); c == nil || c.Reason != ReasonPodFailurePolicy || !plan.Finished || plan.FailedReason != ReasonPodFailurePolicy {
+		t.Fatalf("Failed condition %+v finished %v", c, plan.Finished)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
