@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/controller/history"
 	"github.com/headway/headway/internal/controller/workloop"
 )
 
@@ -65,7 +66,7 @@ type pending struct {
 
 // New builds the controller on a shared informer factory.
 func New(client kubernetes.Interface, factory informers.SharedInformerFactory, recorder record.EventRecorder, log *slog.Logger) *Controller {
-	return NewWithWriter(&ClientWriter{Client: client, Recorder: recorder}, factory, log)
+	return NewWithWriter(&ClientWriter{Client: history.Client{Interface: client}, Recorder: recorder}, factory, log)
 }
 
 // NewWithWriter builds the controller with another seam (tests).

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/controller/history"
 	"github.com/headway/headway/internal/controller/workloop"
 )
 
@@ -49,7 +50,7 @@ type Controller struct {
 
 // New builds the controller on a shared informer factory.
 func New(client kubernetes.Interface, factory informers.SharedInformerFactory, recorder record.EventRecorder, log *slog.Logger) *Controller {
-	return NewWithWriter(&ClientWriter{Client: client, Recorder: recorder}, factory, log)
+	return NewWithWriter(&ClientWriter{Client: history.Client{Interface: client}, Recorder: recorder}, factory, log)
 }
 
 // NewWithWriter builds the controller with another seam (tests).
@@ -184,7 +185,7 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 			owned = append(owned, r)
 		}
 	}
-	sortRevisions(owned)
+	history.Sort(owned)
 	current, update, collisions, err := c.revisions(ctx, set, owned)
 	if err != nil {
 		return 0, err

@@ -10,8 +10,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/headway/headway/internal/controller/history"
 )
 
 // Writer is the controller's side-effect seam: every change it makes to the
@@ -33,7 +34,9 @@ type Writer interface {
 
 // ClientWriter is the Writer on a Kubernetes client.
 type ClientWriter struct {
-	Client   kubernetes.Interface
+	// Client (the embedded history.Client) is the API client; it writes
+	// the ControllerRevisions too.
+	history.Client
 	Recorder record.EventRecorder
 }
 
@@ -125,26 +128,6 @@ func (w *ClientWriter) UpdateClaim(ctx context.Context, set *appsv1.StatefulSet,
 		return fmt.Errorf("updating the owners of claim %s: %w", claim.Name, err)
 	}
 	return nil
-}
-
-func (w *ClientWriter) CreateRevision(ctx context.Context, rev *appsv1.ControllerRevision) (*appsv1.ControllerRevision, error) {
-	return w.Client.AppsV1().ControllerRevisions(rev.Namespace).Create(ctx, rev, metav1.CreateOptions{})
-}
-
-func (w *ClientWriter) GetRevision(ctx context.Context, namespace, name string) (*appsv1.ControllerRevision, error) {
-	return w.Client.AppsV1().ControllerRevisions(namespace).Get(ctx, name, metav1.GetOptions{})
-}
-
-func (w *ClientWriter) UpdateRevision(ctx context.Context, rev *appsv1.ControllerRevision) (*appsv1.ControllerRevision, error) {
-	return w.Client.AppsV1().ControllerRevisions(rev.Namespace).Update(ctx, rev, metav1.UpdateOptions{})
-}
-
-func (w *ClientWriter) DeleteRevision(ctx context.Context, rev *appsv1.ControllerRevision) error {
-	err := w.Client.AppsV1().ControllerRevisions(rev.Namespace).Delete(ctx, rev.Name, metav1.DeleteOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
 }
 
 func (w *ClientWriter) UpdateStatus(ctx context.Context, set *appsv1.StatefulSet) error {
