@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/agent/nsfile"
 )
 
 // TestIntervalElements: the set elements are what nft makes of the same
@@ -54,10 +57,10 @@ func TestIntervalElements(t *testing.T) {
 func TestMasqueradeTable(t *testing.T) {
 	needRoot(t)
 	ns := filepath.Join(t.TempDir(), "ns")
-	if err := createNetNS(ns); err != nil {
+	if err := nsfile.Create(ns, unix.CLONE_NEWNET); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeNetNS(ns) })
+	t.Cleanup(func() { nsfile.Remove(ns) })
 	pods, svc := netip.MustParsePrefix("198.18.250.0/24"), netip.MustParsePrefix("198.19.250.0/24")
 	const bridge = "hwt-masq"
 	tables := func() []string {

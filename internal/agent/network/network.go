@@ -19,12 +19,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/agent/nsfile"
 )
 
 // Config says which ranges and names the node network uses.
@@ -264,14 +265,14 @@ func (n *Network) AddPod(owner, name string) (*PodNetwork, error) {
 		return nil, err
 	}
 	pn := &PodNetwork{NetNS: n.nsPath(owner), IP: ip, Gateway: n.gateway}
-	if isNSMount(pn.NetNS) {
+	if nsfile.IsMount(pn.NetNS) {
 		return pn, nil
 	}
-	if err := createNetNS(pn.NetNS); err != nil {
+	if err := nsfile.Create(pn.NetNS, unix.CLONE_NEWNET); err != nil {
 		return nil, fmt.Errorf("creating the network namespace: %w", err)
 	}
 	if err := n.configurePod(pn, vethName(owner)); err != nil {
-		removeNetNS(pn.NetNS)
+		nsfile.Remove(pn.NetNS)
 		return nil, err
 	}
 	return pn, nil
@@ -405,7 +406,7 @@ func (n *Network) RemovePod(owner string, release bool) error {
 			err = fmt.Errorf("removing veth %s: %w", vethName(owner), derr)
 		}
 	}
-	err = errors.Join(err, removeNetNS(n.nsPath(owner)))
+	err = errors.Join(err, nsfile.Remove(n.nsPath(owner)))
 	if release {
 		err = errors.Join(err, n.ipam.Release(owner))
 	}
@@ -420,55 +421,6 @@ func (n *Network) PodNamespaces() []string {
 		out = append(out, e.Name())
 	}
 	return out
-}
-
-// createNetNS makes a new network namespace and keeps it alive by bind
-// mounting it on path. The unshare happens on a thread of its own that is
-// thrown away afterwards, so no other goroutine ever runs in it.
-func createNetNS(path string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind mounting the namespace on %s: %w", path, err)
-			return
-		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return err
-	}
-	return nil
-}
-
-func removeNetNS(path string) error {
-	if isNSMount(path) {
-		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("unmounting %s: %w", path, err)
-		}
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-const nsfsMagic = 0x6e736673
-
-func isNSMount(path string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == nsfsMagic
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

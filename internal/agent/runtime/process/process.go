@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/headway/headway/internal/agent/network"
+	"github.com/headway/headway/internal/agent/nsfile"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 )
 
@@ -157,7 +157,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (*hwruntime.S
 		}
 	}
 	if !pod.Spec.HostIPC {
-		if err := createNS(ipcPath(dir), unix.CLONE_NEWIPC); err != nil {
+		if err := nsfile.Create(ipcPath(dir), unix.CLONE_NEWIPC); err != nil {
 			r.removePodState(uid)
 			return nil, fmt.Errorf("making the pod's IPC namespace: %w", err)
 		}
@@ -203,7 +203,7 @@ func (r *Runtime) Cleanup() error {
 	}
 	ipcs, _ := filepath.Glob(ipcPath(filepath.Join(r.cfg.PodsDir, "*")))
 	for _, f := range ipcs {
-		if err := removeNS(f); err != nil {
+		if err := nsfile.Remove(f); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -241,63 +241,11 @@ func (r *Runtime) ForgetPods(_ context.Context, keep map[string]bool) {
 
 // removePodState removes the pod's IPC namespace and cgroups.
 func (r *Runtime) removePodState(uid string) error {
-	return errors.Join(removeNS(ipcPath(r.podDir(uid))), r.cgroups.removePod(uid))
+	return errors.Join(nsfile.Remove(ipcPath(r.podDir(uid))), r.cgroups.removePod(uid))
 }
 
 // ipcPath is the pod's IPC namespace file.
 func ipcPath(podDir string) string { return filepath.Join(podDir, "ipc-ns") }
-
-// createNS makes a namespace of the kind flag and keeps it alive by bind
-// mounting it on path, from a thread of its own that is thrown away.
-func createNS(path string, flag int) error {
-	if isNSMount(path) {
-		return nil
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := unix.Unshare(flag); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		kind := map[int]string{unix.CLONE_NEWIPC: "ipc"}[flag]
-		src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), unix.Gettid(), kind)
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind mounting the namespace on %s: %w", path, err)
-			return
-		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return err
-	}
-	return nil
-}
-
-func removeNS(path string) error {
-	if isNSMount(path) {
-		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("unmounting %s: %w", path, err)
-		}
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-const nsfsMagic = 0x6e736673
-
-func isNSMount(path string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == nsfsMagic
-}
 
 func readPIDFile(path string) (pid int, start uint64, ok bool) {
 	data, err := os.ReadFile(path)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/headway/headway/internal/agent/nsfile"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/agent/runtime/process/containerinit"
 )
@@ -268,7 +269,7 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 	}
 	switch {
 	case p.conf.hostIPC:
-	case isNSMount(ipcPath(sb.Dir)):
+	case nsfile.IsMount(ipcPath(sb.Dir)):
 		if err := join(ipcPath(sb.Dir), unix.CLONE_NEWIPC, "IPC"); err != nil {
 			return err
 		}
