@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -385,20 +386,8 @@ func equalEndpoints(a, b []Endpoint) bool {
 		return x.Address == y.Address && slices.Equal(x.Addresses, y.Addresses) && x.AddressType == y.AddressType &&
 			x.Hostname == y.Hostname && x.DNSName == y.DNSName && x.Ready == y.Ready && x.Serving == y.Serving &&
 			x.Terminating == y.Terminating && x.Zone == y.Zone && x.NodeName == y.NodeName && x.Pod == y.Pod &&
-			equalPorts(x.Ports, y.Ports)
+			maps.Equal(x.Ports, y.Ports)
 	})
-}
-
-func equalPorts(a, b map[string]Port) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func deref[T any](p *T) T {

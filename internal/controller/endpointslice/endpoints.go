@@ -1,6 +1,7 @@
 package endpointslice
 
 import (
+	"maps"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,7 +101,7 @@ func DesiredEndpoints(svc *corev1.Service, pods []*corev1.Pod, triggerTime strin
 
 // endpointsEqual compares what the controller manages, not the trigger time.
 func endpointsEqual(a, b *corev1.Endpoints) bool {
-	if !labelsEqual(a.Labels, b.Labels) || a.Annotations[OverCapacityAnnotation] != b.Annotations[OverCapacityAnnotation] {
+	if !maps.Equal(a.Labels, b.Labels) || a.Annotations[OverCapacityAnnotation] != b.Annotations[OverCapacityAnnotation] {
 		return false
 	}
 	if len(a.Subsets) == 0 && len(b.Subsets) == 0 {

@@ -1,6 +1,7 @@
 package endpointslice
 
 import (
+	"maps"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -71,18 +72,6 @@ func sortedPorts(ports []discoveryv1.EndpointPort) []discoveryv1.EndpointPort {
 	return out
 }
 
-func labelsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 // Reconcile computes the minimal slice changes for a service: endpoints stay
 // in the slice that holds them; a changed endpoint rewrites only its slice;
 // new endpoints go first into slices being rewritten anyway, then into the
@@ -121,7 +110,7 @@ func Reconcile(svc *corev1.Service, pods []*corev1.Pod, existing []*discoveryv1.
 		for _, s := range sorted {
 			if keep == nil && len(s.Endpoints) == 0 && len(s.Ports) == 0 && s.AddressType == ats[0] {
 				keep = s
-				if !labelsEqual(s.Labels, labels) {
+				if !maps.Equal(s.Labels, labels) {
 					u := s.DeepCopy()
 					u.Labels = labels
 					ch.Update = append(ch.Update, stamp(u))
@@ -149,7 +138,7 @@ func Reconcile(svc *corev1.Service, pods []*corev1.Pod, existing []*discoveryv1.
 		placed := map[string]bool{}
 		var updating, unchanged []*discoveryv1.EndpointSlice
 		for _, s := range byGroup[g.key()] {
-			changed := !labelsEqual(s.Labels, labels)
+			changed := !maps.Equal(s.Labels, labels)
 			eps := make([]discoveryv1.Endpoint, 0, len(s.Endpoints))
 			for i := range s.Endpoints {
 				k := keyOf(&s.Endpoints[i])
