@@ -122,6 +122,9 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 // An object that cannot be decoded is removed as it is (no finalizers, no
 // preconditions) when the options say ignoreStoreReadErrorWithClusterBreakingPotential.
 func (res *resource) deleteObject(ctx context.Context, ns, name string, opts metav1.DeleteOptions) (runtime.Object, bool, error) {
+	if err := res.checkDeletable(name); err != nil {
+		return nil, false, err
+	}
 	key := res.key(ns, name)
 	dryRun := len(opts.DryRun) > 0
 	for attempt := 0; attempt < maxAttempts; attempt++ {

@@ -30,6 +30,9 @@ func (res *resource) handleGet(w http.ResponseWriter, r *http.Request, info requ
 	if !ok {
 		return notAcceptable(r.Header.Get("Accept"))
 	}
+	if err := checkResourceVersion("resourceVersion", r.URL.Query().Get("resourceVersion")); err != nil {
+		return err
+	}
 	obj, err := res.get(r.Context(), info.Namespace, info.Name)
 	if err != nil {
 		return err
@@ -164,9 +167,12 @@ func (s *Server) waitForRevision(ctx context.Context, rev int64) error {
 }
 
 func parseRV(s string) (int64, error) {
+	if err := checkResourceVersion("resourceVersion", s); err != nil {
+		return 0, err
+	}
 	rv, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || rv < 0 {
-		return 0, badRequest("invalid resource version %q: must be a non-negative integer", s)
+	if err != nil {
+		return 0, badRequest("resourceVersion: Invalid value: %q: %v", s, err)
 	}
 	return rv, nil
 }

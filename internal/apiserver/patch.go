@@ -100,6 +100,9 @@ func applyPatch(pt string, doc, patch []byte, schemaObj runtime.Object) ([]byte,
 		if err != nil {
 			return nil, badRequest("the JSON patch could not be decoded: %v", err)
 		}
+		if err := checkJSONPatchLength(p); err != nil {
+			return nil, err
+		}
 		out, err := p.Apply(doc)
 		if err != nil {
 			return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity,

@@ -5,15 +5,18 @@
 package apiserver
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -61,6 +64,9 @@ type Config struct {
 	// AgentTransport reaches node agents for pod logs, exec, attach and
 	// port-forward (TLS with the server's client certificate).
 	AgentTransport *http.Transport
+	// Limits bound connections, requests in flight and request timeouts
+	// (zero fields: DefaultServingLimits).
+	Limits ServingLimits
 }
 
 // Server is the API server.
@@ -73,7 +79,17 @@ type Server struct {
 	byGV      map[schema.GroupVersion][]*resource
 	groups    []string // API groups in order, "" first
 	versions  map[string][]string
-	ready     atomic.Bool
+
+	// bootstrapped: the caller has created the built-in objects
+	// (SetReady); shuttingDown: Serve is stopping.
+	bootstrapped atomic.Bool
+	shuttingDown atomic.Bool
+	checksMu     sync.Mutex
+	extraChecks  []ReadyCheck
+
+	inflight *inflight
+	connsMu  sync.Mutex
+	conns    *connLimiter
 
 	watchers sync.WaitGroup
 }
@@ -92,6 +108,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.BookmarkInterval == 0 {
 		cfg.BookmarkInterval = time.Minute
 	}
+	limitJSONPatchCopies()
+	cfg.Limits.defaults()
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -100,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 		resources: map[string]*resource{},
 		byGV:      map[schema.GroupVersion][]*resource{},
 		versions:  map[string][]string{},
+		inflight:  newInflight(cfg.Limits),
 	}
 	for _, reg := range cfg.Resources {
 		res, err := newResource(s, reg)
@@ -175,7 +194,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.writeError(w, r, notFoundResource())
 	})
-	return s.recoverPanics(s.authenticate(s.authorize(s.limitBody(mux))))
+	// As kube-apiserver orders its filters: authentication, the in-flight
+	// limit, then authorization.
+	return s.recoverPanics(s.authenticate(s.limitInflight(s.authorize(s.limitBody(mux)))))
 }
 
 // recoverPanics turns a handler panic into a logged 500 Status.
@@ -212,6 +233,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBodyBytes)
+			s.bodyDeadline(w, r)
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -232,6 +254,9 @@ func readBody(r *http.Request) ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, tooLarge()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, apierrors.NewTimeoutError(fmt.Sprintf("the request body did not arrive within %v", bodyTimeoutOf(r)), 0)
+		}
 		return nil, badRequest("unable to read request body: %v", err)
 	}
 	return data, nil
@@ -241,16 +266,6 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	io.WriteString(w, "ok")
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if !s.ready.Load() {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, "not ready")
-		return
-	}
-	s.health(w, r)
 }
 
 func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
@@ -271,19 +286,31 @@ func (s *Server) serveRootPaths(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, metav1.RootPaths{Paths: paths})
 }
 
-// SetReady marks the server ready (GET /readyz answers ok) once the caller
-// has finished bootstrapping.
-func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+// SetReady marks the server bootstrapped (the /readyz check "bootstrap"
+// passes) once the caller has created the built-in objects.
+func (s *Server) SetReady(ready bool) { s.bootstrapped.Store(ready) }
 
 // Serve serves HTTPS on ln until ctx ends, then shuts down gracefully
-// (open watches are ended).
+// (open watches are ended). Connections are capped and time out as
+// Config.Limits says.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	lim := s.cfg.Limits
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          log.New(serverLog{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if lim.MaxConnections > 0 {
+		cl := &connLimiter{max: lim.MaxConnections, conns: list.New()}
+		s.connsMu.Lock()
+		s.conns = cl
+		s.connsMu.Unlock()
+		ln = &limitListener{Listener: ln, l: cl}
+		srv.ConnState = cl.setState
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -295,11 +322,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 	}()
 	select {
 	case err := <-errc:
-		s.ready.Store(false)
+		s.shuttingDown.Store(true)
 		return err
 	case <-ctx.Done():
 	}
-	s.ready.Store(false)
+	s.shuttingDown.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)

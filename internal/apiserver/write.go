@@ -272,7 +272,7 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 	if opts.dryRun {
 		return obj, nil
 	}
-	data, err := res.encode(obj)
+	data, err := res.encodeForStore(res.key(ns, acc.GetName()), obj, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +398,9 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 		return nil, false, badRequest("the namespace of the provided object does not match the namespace sent on the request")
 	}
 	acc.SetNamespace(curAcc.GetNamespace())
+	if err := checkResourceVersion("metadata.resourceVersion", acc.GetResourceVersion()); err != nil {
+		return nil, false, err
+	}
 	switch rv := acc.GetResourceVersion(); {
 	case rv == "" && mode != modeSubresource && !res.reg.AllowUnconditionalUpdate:
 		return nil, false, res.resourceVersionRequired(name)
@@ -498,7 +501,7 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 			return nil, false, err
 		}
 	}
-	data, err := res.encode(obj)
+	data, err := res.encodeForStore(kv.Key, obj, opts)
 	if err != nil {
 		return nil, false, err
 	}

@@ -17,7 +17,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -26,6 +26,7 @@ import (
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/apiserver/openapi"
 	"github.com/headway/headway/internal/atomicfile"
+	"github.com/headway/headway/internal/controller/systemservices"
 	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/registry/builtin"
@@ -40,6 +41,7 @@ type api struct {
 	srv        *apiserver.Server
 	bundle     *pki.Bundle
 	url        string
+	port       int // the API's port (the kubernetes Service's target)
 	kubeconfig string
 	// restConfig and client authenticate as the admin.
 	restConfig *rest.Config
@@ -85,6 +87,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Token:          bundle.Token,
 		OpenAPI:        docs,
 		Logger:         log.With("component", "apiserver"),
+		Limits:         cfg.Serving,
 	})
 	if err != nil {
 		return nil, err
@@ -99,6 +102,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	go func() { a.serveErr <- srv.Serve(serveCtx, ln, tlsConfig) }()
 
 	port := ln.Addr().(*net.TCPAddr).Port
+	a.port = port
 	host := listenHost
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
@@ -158,7 +162,9 @@ func Resources(serviceCIDR netip.Prefix) ([]*registry.Resource, error) {
 }
 
 // bootstrap creates what every cluster has: the four namespaces, the
-// kubernetes Service and the default local-path StorageClass.
+// kubernetes Service and the default local-path StorageClass. The
+// systemservices controller then keeps the kubernetes and kube-dns
+// Services (systemServices).
 func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int) error {
 	opts := metav1.CreateOptions{FieldManager: "headway"}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
@@ -167,13 +173,7 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 			return err
 		}
 	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: kubernetesIP.String(),
-			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(apiPort))}},
-		},
-	}
+	svc := systemservices.KubernetesService(kubernetesIP.String(), int32(apiPort))
 	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("the kubernetes Service: %w", err)
 	}
@@ -277,4 +277,21 @@ func openAPIResources(resources []*registry.Resource) []openapi.Resource {
 		})
 	}
 	return out
+}
+
+// systemServices is the controller that keeps the kubernetes Service and,
+// when the cluster DNS runs, kube-system/kube-dns, as kube-apiserver's
+// bootstrap controller does: it runs with the API, --no-controllers or not.
+func systemServices(cfg Config, a *api, log *slog.Logger) func(context.Context) {
+	services := []*corev1.Service{systemservices.KubernetesService(cfg.KubernetesIP.String(), int32(a.port))}
+	if !cfg.NoDNS && cfg.DNSServiceIP.IsValid() {
+		services = append(services, systemservices.KubeDNSService(cfg.DNSServiceIP.String()))
+	}
+	factory := informers.NewSharedInformerFactory(a.client, 0)
+	c := systemservices.New(a.client, factory, log, services...)
+	return func(ctx context.Context) {
+		factory.Start(ctx.Done())
+		c.Run(ctx)
+		factory.Shutdown()
+	}
 }

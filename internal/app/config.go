@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	netutils "k8s.io/utils/net"
 
+	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/dns"
 	"github.com/headway/headway/internal/proxy"
 )
@@ -55,6 +56,9 @@ type Options struct {
 	NoDNS bool
 	// Agent configures the node agent (unless --runtime none).
 	Agent AgentOptions
+	// Serving bounds the API server's connections, requests in flight and
+	// timeouts (zero fields: apiserver.DefaultServingLimits).
+	Serving apiserver.ServingLimits
 }
 
 // EtcdOptions are the flags of --store etcd.
@@ -118,6 +122,7 @@ func DefaultOptions() Options {
 		LogLevel:   "info",
 		ProxyMode:  proxy.ModeAuto,
 		Agent:      DefaultAgentOptions(),
+		Serving:    apiserver.DefaultServingLimits(),
 
 		BackupInterval: 10 * time.Minute,
 		BackupKeep:     6,
@@ -161,6 +166,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.BackupInterval, "backup-interval", o.BackupInterval, "how often the bolt store is copied, while serving, into <data-dir>/backups (0: never); `headway store restore` puts a copy back")
 	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
 	o.Agent.AddFlags(fs)
+	fs.IntVar(&o.Serving.MaxRequestsInFlight, "max-requests-inflight", o.Serving.MaxRequestsInFlight, "the most read requests the API serves at once; past it they are answered 429 with Retry-After (watches and streams are not counted; as kube-apiserver's flag)")
+	fs.IntVar(&o.Serving.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", o.Serving.MaxMutatingRequestsInFlight, "the most write requests the API serves at once; past it they are answered 429 with Retry-After (as kube-apiserver's flag)")
+	fs.IntVar(&o.Serving.MaxConnections, "max-connections", o.Serving.MaxConnections, "the most client connections the API holds open; past it a new connection closes the oldest idle one (keep it well below the open-files limit)")
 }
 
 // AddFlags registers the DNS flags: the same ones, with the same help, in
@@ -234,6 +242,8 @@ type Config struct {
 	Logger        *slog.Logger
 	NoControllers bool
 	NoDNS         bool
+	// Serving bounds the API server's connections, requests and timeouts.
+	Serving apiserver.ServingLimits
 }
 
 // Validate checks the options and says what to fix.
@@ -253,6 +263,7 @@ func (o *Options) Config() (Config, error) {
 		DNSConfig: dc, DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
 		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS,
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
+		Serving: o.Serving,
 	}
 	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
 		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))

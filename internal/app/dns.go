@@ -11,9 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -43,9 +40,6 @@ type DNS struct {
 	srv    *dns.Server
 	client kubernetes.Interface
 	log    *slog.Logger
-	// ServiceIP, when valid, is the ClusterIP of the kube-system/kube-dns
-	// Service Run makes sure exists.
-	ServiceIP netip.Addr
 }
 
 // ListenDNS binds the DNS server's UDP and TCP sockets.
@@ -84,76 +78,31 @@ func (d *DNS) Run(ctx context.Context) {
 		defer wg.Done()
 		d.srv.Serve(ctx)
 	}()
-	if d.ServiceIP.IsValid() {
-		wg.Add(1)
-		go func() { defer wg.Done(); ensureKubeDNS(ctx, d.client, d.ServiceIP, d.log) }()
-	}
 	d.log.Info("cluster DNS listening", "addr", d.Addr())
 	wg.Wait()
 }
 
-// listenDNS is the DNS server of `headway server`: it also keeps the
-// kube-dns Service in kube-system, as Kubernetes clusters have it.
+// listenDNS is the DNS server of `headway server` (its kube-dns Service
+// is kept by the systemservices controller). An address it cannot bind is
+// an error that names it: a server whose cluster DNS cannot answer is not
+// a working cluster.
 func listenDNS(cfg Config, client kubernetes.Interface, log *slog.Logger) (*DNS, error) {
 	d, err := ListenDNS(cfg.DNSConfig, client, log)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cluster DNS cannot listen on %s: %w (pick a free address with --dns-listen)", cfg.DNSConfig.Listen, err)
 	}
-	d.ServiceIP = cfg.DNSServiceIP
 	if cfg.DNSServiceIPError != nil {
 		log.Error("no kube-dns Service", "err", cfg.DNSServiceIPError)
 	}
 	return d, nil
 }
 
-// ensureKubeDNS creates kube-system/kube-dns with ip as its ClusterIP when
-// it does not exist, retrying while the API is not ready for it.
-func ensureKubeDNS(ctx context.Context, client kubernetes.Interface, ip netip.Addr, log *slog.Logger) {
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: "kube-dns", Namespace: metav1.NamespaceSystem,
-			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "Headway", "kubernetes.io/cluster-service": "true"},
-		},
-		Spec: corev1.ServiceSpec{
-			ClusterIP:  ip.String(),
-			ClusterIPs: []string{ip.String()},
-			Ports: []corev1.ServicePort{
-				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
-				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP},
-			},
-		},
-	}
-	backoff := 100 * time.Millisecond
-	for {
-		got, err := client.CoreV1().Services(metav1.NamespaceSystem).Get(ctx, "kube-dns", metav1.GetOptions{})
-		if err == nil {
-			if got.Spec.ClusterIP != ip.String() {
-				log.Warn("kube-system/kube-dns exists with another ClusterIP; pods are told to use "+ip.String(),
-					"clusterIP", got.Spec.ClusterIP)
-			}
-			return
-		}
-		if apierrors.IsNotFound(err) {
-			_, err = client.CoreV1().Services(metav1.NamespaceSystem).Create(ctx, svc, metav1.CreateOptions{FieldManager: "headway-dns"})
-			switch {
-			case err == nil:
-				log.Info("created the kube-dns Service", "clusterIP", ip)
-				return
-			case apierrors.IsAlreadyExists(err):
-				continue
-			case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err):
-				log.Error("cannot create kube-system/kube-dns with ClusterIP "+ip.String()+
-					"; cluster DNS still answers on its listen address", "err", err)
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+// Ready is the /readyz check "dns": the server answers a query for its
+// zone's SOA over UDP (SERVFAIL until it has listed the cluster).
+func (d *DNS) Ready(r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	return d.srv.Probe(ctx)
 }
 
 // RunDNS is `headway dns`: the cluster DNS server alone, against the API

@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/headway/headway/internal/agent"
+	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/proxy"
 )
@@ -41,13 +42,15 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 		})
 	}
 	if !cfg.NoDNS {
-		// A DNS port already in use leaves the API up, with a clear error.
-		if d, err := listenDNS(cfg, a.client, log.With("component", "dns")); err != nil {
-			log.Error("cluster DNS is not running", "err", err, "fix", "pick a free address with --dns-listen")
-		} else {
-			n.dnsAddr = d.Addr()
-			n.run = append(n.run, d.Run)
+		// A DNS port already in use stops the server with an error that
+		// names the address; once listening, /readyz checks it answers.
+		d, err := listenDNS(cfg, a.client, log.With("component", "dns"))
+		if err != nil {
+			return nil, err
 		}
+		n.dnsAddr = d.Addr()
+		n.run = append(n.run, d.Run)
+		a.srv.AddReadyCheck(apiserver.ReadyCheck{Name: "dns", Check: d.Ready})
 	}
 	if cfg.Runtime != "none" {
 		ag, err := newAgent(cfg, a.client, n.dnsAddr, a.bundle, log.With("component", "agent"))

@@ -71,7 +71,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	}
 	background := []func(context.Context){func(ctx context.Context) {
 		storage.RunCompactor(ctx, store, 5*time.Minute, 100000)
-	}}
+	}, systemServices(cfg, a, log)}
 	if b, ok := store.(*bolt.Store); ok && cfg.BackupInterval > 0 {
 		background = append(background, func(ctx context.Context) {
 			b.BackupEvery(ctx, BackupDir(cfg.DataDir), cfg.BackupInterval, cfg.BackupKeep, log.With("component", "store"))

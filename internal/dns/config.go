@@ -47,6 +47,12 @@ type Config struct {
 	RecursionFrom []netip.Prefix
 	// UpstreamTimeout bounds one forwarded exchange (default 2 s).
 	UpstreamTimeout time.Duration
+	// MaxTCPConns caps the open TCP connections (default 4096): past it a
+	// new connection closes the oldest.
+	MaxTCPConns int
+	// TCPIdleTimeout closes a TCP connection that sends no query for that
+	// long (default 10 s).
+	TCPIdleTimeout time.Duration
 	// Logger receives one line per event that matters.
 	Logger *slog.Logger
 	// Metrics receive the counters and histograms (default: DefaultMetrics,
@@ -80,6 +86,12 @@ func (c *Config) defaults() error {
 	}
 	if c.UpstreamTimeout <= 0 {
 		c.UpstreamTimeout = 2 * time.Second
+	}
+	if c.MaxTCPConns <= 0 {
+		c.MaxTCPConns = 4096
+	}
+	if c.TCPIdleTimeout <= 0 {
+		c.TCPIdleTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

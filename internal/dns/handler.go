@@ -98,8 +98,8 @@ func (h *Handler) Run(ctx context.Context, client kubernetes.Interface) error {
 // entry is ignored. The index is marked synced.
 func (h *Handler) Apply(objs ...any) { h.build.apply(objs) }
 
-// serve answers one packet. out must have capacity 65535; the returned
-// bytes alias it.
+// serve answers one packet into out (at least 12 bytes of capacity; it
+// grows as the answer needs); the returned bytes alias it when it fits.
 func (h *Handler) serve(req, out []byte, src netip.Addr, udp bool) ([]byte, action) {
 	var q query
 	rc := parseQuery(req, &q)

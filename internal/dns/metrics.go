@@ -55,6 +55,8 @@ type Metrics struct {
 	Names prometheus.Gauge
 	// Forwarded counts queries sent to the upstream resolvers, by result.
 	Forwarded *prometheus.CounterVec
+	// tcpShed counts TCP connections closed to make room (MaxTCPConns).
+	tcpShed prometheus.Counter
 }
 
 // NewMetrics returns unregistered metrics.
@@ -79,6 +81,10 @@ func NewMetrics() *Metrics {
 			Name: "headway_dns_forward_requests_total",
 			Help: "Queries for names outside the cluster zones sent upstream, by result (ok, error, refused, busy).",
 		}, []string{"result"}),
+		tcpShed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "headway_dns_tcp_connections_shed_total",
+			Help: "TCP connections closed because the connection limit was reached.",
+		}),
 	}
 }
 
@@ -89,6 +95,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.IndexUpdate.Describe(ch)
 	m.Names.Describe(ch)
 	m.Forwarded.Describe(ch)
+	m.tcpShed.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -104,6 +111,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.IndexUpdate.Collect(ch)
 	m.Names.Collect(ch)
 	m.Forwarded.Collect(ch)
+	m.tcpShed.Collect(ch)
 }
 
 // Count returns how many queries of qtype were answered with rcode.

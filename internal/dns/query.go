@@ -133,13 +133,19 @@ func parse(req []byte, q *query) int {
 	return 0
 }
 
+// MaxUDPAnswer is the largest answer sent over UDP, whatever EDNS size
+// the client advertises: DNS flag day 2020's 1232 bytes, which fit an IPv6
+// packet without fragmentation. Larger answers are truncated (TC) and the
+// client retries over TCP, as CoreDNS and BIND do by default.
+const MaxUDPAnswer = 1232
+
 // limit is the largest answer the client takes over this transport.
 func (q *query) limit(udp bool) int {
 	if !udp {
 		return 65535
 	}
 	if q.edns && q.udpSize > 512 {
-		return q.udpSize
+		return min(q.udpSize, MaxUDPAnswer)
 	}
 	return 512
 }

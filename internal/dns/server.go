@@ -2,6 +2,7 @@ package dns
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,7 +25,8 @@ type Server struct {
 	async chan struct{} // bounds the goroutines answering through the network
 
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]*list.Element // open TCP connections, in order (oldest first)
+	order *list.List
 	wg    sync.WaitGroup
 }
 
@@ -34,7 +36,7 @@ func (h *Handler) Listen(addr string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DNS listen address %q: want ip:port", addr)
 	}
-	s := &Server{h: h, async: make(chan struct{}, 1024), conns: map[net.Conn]struct{}{}}
+	s := &Server{h: h, async: make(chan struct{}, 1024), conns: map[net.Conn]*list.Element{}, order: list.New()}
 	n := runtime.GOMAXPROCS(0)
 	if !reusePortSupported {
 		n = 1
@@ -168,23 +170,41 @@ func (s *Server) acceptLoop(ctx context.Context) {
 			c.Close()
 			return
 		}
-		s.conns[c] = struct{}{}
+		var oldest net.Conn
+		if len(s.conns) >= s.h.cfg.MaxTCPConns {
+			// At the cap the oldest connection makes room: a client
+			// holding connections open cannot lock others out.
+			e := s.order.Front()
+			oldest = e.Value.(net.Conn)
+			s.order.Remove(e)
+			delete(s.conns, oldest)
+		}
+		s.conns[c] = s.order.PushBack(c)
 		s.mu.Unlock()
+		if oldest != nil {
+			s.h.metrics.tcpShed.Inc()
+			oldest.Close()
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.tcpConn(ctx, c)
 			s.mu.Lock()
-			delete(s.conns, c)
+			if e, ok := s.conns[c]; ok {
+				s.order.Remove(e)
+				delete(s.conns, c)
+			}
 			s.mu.Unlock()
 			c.Close()
 		}()
 	}
 }
 
-const tcpIdle = 10 * time.Second
-
+// tcpConn answers the queries of one TCP connection until it is idle for
+// TCPIdleTimeout. Its buffers start small and grow to the largest query
+// and answer it has seen (a connection costs little until it asks much).
 func (s *Server) tcpConn(ctx context.Context, c net.Conn) {
+	idle := s.h.cfg.TCPIdleTimeout
 	var src netip.Addr
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		src = ta.AddrPort().Addr().Unmap()
@@ -195,18 +215,23 @@ func (s *Server) tcpConn(ctx context.Context, c net.Conn) {
 		defer wmu.Unlock()
 		frame := make([]byte, 2, 2+len(b))
 		binary.BigEndian.PutUint16(frame, uint16(len(b)))
-		c.SetWriteDeadline(time.Now().Add(tcpIdle))
+		c.SetWriteDeadline(time.Now().Add(idle))
 		c.Write(append(frame, b...))
 	}
-	buf := make([]byte, 65535)
-	out := make([]byte, 0, 65535)
+	var buf, out []byte
 	var lenb [2]byte
 	for ctx.Err() == nil {
-		c.SetReadDeadline(time.Now().Add(tcpIdle))
+		c.SetReadDeadline(time.Now().Add(idle))
 		if _, err := io.ReadFull(c, lenb[:]); err != nil {
 			return
 		}
 		n := int(binary.BigEndian.Uint16(lenb[:]))
+		if cap(buf) < n {
+			buf = make([]byte, max(n, 512))
+		}
+		if out == nil {
+			out = make([]byte, 0, 512)
+		}
 		if _, err := io.ReadFull(c, buf[:n]); err != nil {
 			return
 		}
