@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
+	"github.com/headway/headway/internal/apiserver/admission"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/storage"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	// AgentTransport reaches node agents for pod logs, exec, attach and
 	// port-forward (TLS with the server's client certificate).
 	AgentTransport *http.Transport
+	// Admission is the chain of mutating and validating steps client writes
+	// go through (see package admission); empty admits everything.
+	Admission admission.Chain
 }
 
 // Server is the API server.
