@@ -85,7 +85,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Token:          bundle.Token,
 		OpenAPI:        docs,
 		Logger:         log.With("component", "apiserver"),
-		Admission:      admissionChain(),
+		Admission:      admissionChain(log),
 	})
 	if err != nil {
 		return nil, err
