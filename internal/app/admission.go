@@ -5,6 +5,7 @@ import (
 
 	"github.com/headway/headway/internal/apiserver/admission"
 	"github.com/headway/headway/internal/apiserver/admission/limitranger"
+	"github.com/headway/headway/internal/apiserver/admission/priority"
 	"github.com/headway/headway/internal/apiserver/admission/resourcequota"
 	"github.com/headway/headway/internal/apiserver/admission/webhook"
 )
@@ -16,6 +17,7 @@ func admissionChain(log *slog.Logger) admission.Chain {
 	hooks := webhook.Options{Log: log.With("component", "admission-webhook")}
 	return admission.Chain{
 		limitranger.New(),
+		priority.New(),
 		webhook.NewMutating(hooks),
 		webhook.NewValidating(hooks),
 		resourcequota.New(),
