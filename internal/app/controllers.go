@@ -21,6 +21,7 @@ import (
 	"github.com/headway/headway/internal/controller/job"
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
+	"github.com/headway/headway/internal/controller/networkpolicy"
 	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/resourcequota"
 	"github.com/headway/headway/internal/controller/scheduler"
@@ -55,6 +56,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	cronjobs := cronjob.New(client, factory, recorder("cronjob-controller"), log)
 	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
 	quotas := resourcequota.New(client, md, client.Discovery(), factory, log)
+	policies := networkpolicy.New(client, factory, log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -70,6 +72,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			cronjobs.Run,
 			disruptions.Run,
 			quotas.Run,
+			policies.Run,
 			slices.Run,
 			volumes.Run,
 			func(ctx context.Context) {
