@@ -95,7 +95,7 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 	if err != nil {
 		return err
 	}
-	obj, deleted, err := res.deleteObject(r.Context(), info.Namespace, info.Name, opts)
+	obj, deleted, err := res.deleteObjectAdmitted(r.Context(), info.Namespace, info.Name, opts, res.s.admissionFor(r, info))
 	if err != nil {
 		return err
 	}
@@ -122,6 +122,12 @@ func (res *resource) handleDelete(w http.ResponseWriter, r *http.Request, info r
 // An object that cannot be decoded is removed as it is (no finalizers, no
 // preconditions) when the options say ignoreStoreReadErrorWithClusterBreakingPotential.
 func (res *resource) deleteObject(ctx context.Context, ns, name string, opts metav1.DeleteOptions) (runtime.Object, bool, error) {
+	return res.deleteObjectAdmitted(ctx, ns, name, opts, nil)
+}
+
+// deleteObjectAdmitted is deleteObject for a client's request: adm, when
+// set, has the admission chain accept the delete first.
+func (res *resource) deleteObjectAdmitted(ctx context.Context, ns, name string, opts metav1.DeleteOptions, adm *admissionInfo) (runtime.Object, bool, error) {
 	if err := res.checkDeletable(name); err != nil {
 		return nil, false, err
 	}
@@ -156,6 +162,9 @@ func (res *resource) deleteObject(ctx context.Context, ns, name string, opts met
 				return nil, false, apierrors.NewConflict(res.reg.GroupResource(), name,
 					fmt.Errorf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, acc.GetResourceVersion()))
 			}
+		}
+		if err := res.admitDelete(ctx, adm, ns, name, cur, opts); err != nil {
+			return nil, false, err
 		}
 		if acc.GetDeletionTimestamp() == nil || opts.GracePeriodSeconds != nil {
 			if res.reg.GracefulDelete != nil {
@@ -245,9 +254,10 @@ func (res *resource) handleDeleteCollection(w http.ResponseWriter, r *http.Reque
 		return err
 	}
 	var deleted []runtime.Object
+	adm := res.s.admissionFor(r, info)
 	for _, obj := range result.items {
 		acc, _ := meta.Accessor(obj)
-		out, _, err := res.deleteObject(r.Context(), acc.GetNamespace(), acc.GetName(), opts)
+		out, _, err := res.deleteObjectAdmitted(r.Context(), acc.GetNamespace(), acc.GetName(), opts, adm)
 		if apierrors.IsNotFound(err) {
 			continue
 		}

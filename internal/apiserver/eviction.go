@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/headway/headway/internal/apiserver/admission"
 )
 
 // maxDisruptedPods bounds status.disruptedPods: evictions the disruption
@@ -29,6 +31,9 @@ func (res *resource) handleEviction(w http.ResponseWriter, r *http.Request, info
 	}
 	ev := &policyv1.Eviction{}
 	if _, err := res.decodeBody(r, body, opts, ev, policyv1.SchemeGroupVersion.WithKind("Eviction")); err != nil {
+		return err
+	}
+	if _, err := res.admitSubresource(r.Context(), res.s.admissionFor(r, info), admission.Create, policyv1.SchemeGroupVersion.WithKind("Eviction"), info.Namespace, info.Name, ev, nil, opts); err != nil {
 		return err
 	}
 	var del metav1.DeleteOptions

@@ -139,7 +139,8 @@ func servedKinds() []kindCase {
 		{"priorityclasses", func(ctx context.Context, cs kubernetes.Interface) (runtime.Object, error) {
 			return cs.SchedulingV1().PriorityClasses().Create(ctx, &schedulingv1.PriorityClass{ObjectMeta: om("high"), Value: 1000}, co)
 		}, func(ctx context.Context, cs kubernetes.Interface) (runtime.Object, error) {
-			return cs.SchedulingV1().PriorityClasses().List(ctx, lo)
+			// The system classes exist from the start, as on Kubernetes.
+			return cs.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=high"})
 		}},
 		{"horizontalpodautoscalers", func(ctx context.Context, cs kubernetes.Interface) (runtime.Object, error) {
 			return cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: om("web"),

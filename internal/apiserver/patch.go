@@ -31,6 +31,7 @@ func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info re
 	if info.Subresource == "status" {
 		mode, sub = modeStatus, "status"
 	}
+	opts.admission = res.s.admissionFor(r, info)
 	var warnings []string
 	var fn updateFunc
 	var create func() (runtime.Object, error)

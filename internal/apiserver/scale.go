@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/headway/headway/internal/apiserver/admission"
 )
 
 // scaleOf builds the autoscaling/v1 Scale of an object.
@@ -77,6 +79,11 @@ func (res *resource) handleScale(w http.ResponseWriter, r *http.Request, info re
 				return nil, badRequest("Scale in version \"v1\" cannot be handled as a Scale: %v", err)
 			}
 		}
+		admitted, err := res.admitSubresource(r.Context(), res.s.admissionFor(r, info), admission.Update, autoscalingV1Scale, info.Namespace, info.Name, want, sc, opts)
+		if err != nil {
+			return nil, err
+		}
+		want = admitted.(*autoscalingv1.Scale)
 		if want.Spec.Replicas < 0 {
 			return nil, apierrors.NewInvalid(autoscalingV1Scale.GroupKind(), info.Name,
 				field.ErrorList{field.Invalid(field.NewPath("spec", "replicas"), want.Spec.Replicas, "must be greater than or equal to 0")})

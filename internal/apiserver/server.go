@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
+	"github.com/headway/headway/internal/apiserver/admission"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/storage"
 )
@@ -67,6 +68,9 @@ type Config struct {
 	// Limits bound connections, requests in flight and request timeouts
 	// (zero fields: DefaultServingLimits).
 	Limits ServingLimits
+	// Admission is the chain of mutating and validating steps client writes
+	// go through (see package admission); empty admits everything.
+	Admission admission.Chain
 }
 
 // Server is the API server.

@@ -25,6 +25,7 @@ import (
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/headway/headway/internal/apiserver/admission"
 	"github.com/headway/headway/internal/storage"
 )
 
@@ -41,6 +42,7 @@ func (res *resource) handleCreate(w http.ResponseWriter, r *http.Request, info r
 	if res.reg.Namespaced && info.Namespace == "" {
 		return badRequest("the server could not find the requested resource: %s is namespaced; create it in a namespace", res.reg.Plural)
 	}
+	opts.admission = res.s.admissionFor(r, info)
 	out, err := res.createObject(r.Context(), info.Namespace, obj, opts)
 	if err != nil {
 		return err
@@ -69,6 +71,7 @@ func (res *resource) handleUpdate(w http.ResponseWriter, r *http.Request, info r
 	case "finalize":
 		mode = modeFinalize
 	}
+	opts.admission = res.s.admissionFor(r, info)
 	out, _, err := res.updateObject(r.Context(), info.Namespace, info.Name, mode, opts, func(runtime.Object) (runtime.Object, error) {
 		return obj.DeepCopyObject(), nil
 	}, nil)
@@ -102,6 +105,9 @@ type writeOptions struct {
 	// managedFieldsDone: the caller (server-side apply) already updated
 	// managedFields; the pipeline must not record an Update on top.
 	managedFieldsDone bool
+	// admission: a client's write, admitted by the chain (admission.go);
+	// nil for the server's own writes.
+	admission *admissionInfo
 }
 
 func parseWriteOptions(r *http.Request) (writeOptions, error) {
@@ -240,6 +246,10 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 	if res.reg.Default != nil {
 		res.reg.Default(obj)
 	}
+	if obj, err = res.admitWrite(ctx, admission.Create, opts, ns, acc.GetName(), obj, nil); err != nil {
+		return nil, err
+	}
+	acc, _ = meta.Accessor(obj)
 	if res.reg.PrepareForCreate != nil {
 		res.reg.PrepareForCreate(ctx, obj)
 	}
@@ -254,6 +264,9 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 		if err := res.s.checkNamespace(ctx, ns); err != nil {
 			return nil, err
 		}
+	}
+	if err := res.validateWrite(ctx, admission.Create, opts, ns, acc.GetName(), obj, nil); err != nil {
+		return nil, err
 	}
 	if fm := res.fieldManagers[""]; fm != nil && opts.fieldManager != "" && !opts.managedFieldsDone {
 		obj = fm.UpdateNoErrors(res.reg.New(), obj, opts.fieldManager)
@@ -422,6 +435,10 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	acc.SetDeletionGracePeriodSeconds(curAcc.GetDeletionGracePeriodSeconds())
 	acc.SetGeneration(curAcc.GetGeneration())
 	acc.SetSelfLink("")
+	if obj, err = res.admitWrite(ctx, admission.Update, opts, curAcc.GetNamespace(), name, obj, cur); err != nil {
+		return nil, false, err
+	}
+	acc, _ = meta.Accessor(obj)
 
 	switch mode {
 	case modeStatus:
@@ -460,6 +477,9 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 		if res.reg.Generation && !specEqual(obj, cur) {
 			acc.SetGeneration(curAcc.GetGeneration() + 1)
 		}
+	}
+	if err := res.validateWrite(ctx, admission.Update, opts, curAcc.GetNamespace(), name, obj, cur); err != nil {
+		return nil, false, err
 	}
 	sub := ""
 	if mode == modeStatus {

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,6 +89,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		OpenAPI:        docs,
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
+		Admission:      admissionChain(log),
 	})
 	if err != nil {
 		return nil, err
@@ -162,9 +164,9 @@ func Resources(serviceCIDR netip.Prefix) ([]*registry.Resource, error) {
 }
 
 // bootstrap creates what every cluster has: the four namespaces, the
-// kubernetes Service and the default local-path StorageClass. The
-// systemservices controller then keeps the kubernetes and kube-dns
-// Services (systemServices).
+// kubernetes Service, the default local-path StorageClass and the system
+// PriorityClasses. The systemservices controller then keeps the kubernetes
+// and kube-dns Services (systemServices).
 func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int) error {
 	opts := metav1.CreateOptions{FieldManager: "headway"}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
@@ -188,7 +190,23 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 	if _, err := client.StorageV1().StorageClasses().Create(ctx, sc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("the %s StorageClass: %w", LocalPathClass, err)
 	}
+	for _, pc := range systemPriorityClasses() {
+		if _, err := client.SchedulingV1().PriorityClasses().Create(ctx, pc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("the %s PriorityClass: %w", pc.Name, err)
+		}
+	}
 	return nil
+}
+
+// systemPriorityClasses are the PriorityClasses every Kubernetes cluster
+// has, as kube-apiserver creates them.
+func systemPriorityClasses() []*schedulingv1.PriorityClass {
+	return []*schedulingv1.PriorityClass{
+		{ObjectMeta: metav1.ObjectMeta{Name: "system-node-critical"}, Value: 2000001000,
+			Description: "Used for system critical pods that must not be moved from their current node."},
+		{ObjectMeta: metav1.ObjectMeta{Name: "system-cluster-critical"}, Value: 2000000000,
+			Description: "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."},
+	}
 }
 
 // The default StorageClass: volumes are directories under the data dir.

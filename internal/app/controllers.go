@@ -21,7 +21,9 @@ import (
 	"github.com/headway/headway/internal/controller/job"
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
+	"github.com/headway/headway/internal/controller/networkpolicy"
 	"github.com/headway/headway/internal/controller/replicaset"
+	"github.com/headway/headway/internal/controller/resourcequota"
 	"github.com/headway/headway/internal/controller/scheduler"
 	"github.com/headway/headway/internal/controller/statefulset"
 	"github.com/headway/headway/internal/registry/builtin"
@@ -53,6 +55,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	jobs := job.New(client, factory, recorder("job-controller"), log)
 	cronjobs := cronjob.New(client, factory, recorder("cronjob-controller"), log)
 	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
+	quotas := resourcequota.New(client, md, client.Discovery(), factory, log)
+	policies := networkpolicy.New(client, factory, log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -67,6 +71,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			jobs.Run,
 			cronjobs.Run,
 			disruptions.Run,
+			quotas.Run,
+			policies.Run,
 			slices.Run,
 			volumes.Run,
 			func(ctx context.Context) {

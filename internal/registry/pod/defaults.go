@@ -33,11 +33,13 @@ func Default(p *corev1.Pod) {
 	if p.Spec.DeprecatedServiceAccount == "" {
 		p.Spec.DeprecatedServiceAccount = p.Spec.ServiceAccountName
 	}
-	if p.Spec.Priority == nil {
+	// A pod naming a PriorityClass gets its priority and preemption policy
+	// from the class, in admission (which refuses others stated here).
+	if p.Spec.Priority == nil && p.Spec.PriorityClassName == "" {
 		p.Spec.Priority = ptr.To[int32](0)
 	}
 	p.Spec.Tolerations = withDefaultTolerations(p.Spec.Tolerations)
-	if p.Spec.PreemptionPolicy == nil {
+	if p.Spec.PreemptionPolicy == nil && p.Spec.PriorityClassName == "" {
 		p.Spec.PreemptionPolicy = ptr.To(corev1.PreemptLowerPriority)
 	}
 }

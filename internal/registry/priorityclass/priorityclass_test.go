@@ -21,6 +21,9 @@ func TestDefaultsAndValidation(t *testing.T) {
 	}{
 		{"user", schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "high"}, Value: 1000}, nil},
 		{"system", schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "system-node-critical"}, Value: 2000001000}, nil},
+		{"system cluster", schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "system-cluster-critical"}, Value: 2000000000}, nil},
+		{"system name, another value", schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "system-cluster-critical"}, Value: 5},
+			[]string{"metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only"}},
 		{"never preempts", schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "batch"}, Value: 1, PreemptionPolicy: &never}, nil},
 		{"too high", schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "huge"}, Value: 2000000000},
 			[]string{"value: Forbidden: maximum allowed value of a user defined priority is 1000000000"}},
