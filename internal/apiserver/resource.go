@@ -37,6 +37,8 @@ type resource struct {
 	fieldManagers map[string]*managedfields.FieldManager // by subresource
 	// selectableFields are the field selector labels the resource supports.
 	selectableFields fields.Set
+	// custom is set for a custom resource (see customresource.go).
+	custom *customResource
 }
 
 type subresourceInfo struct {
@@ -159,6 +161,9 @@ func (res *resource) notFound(name string) error {
 
 // decode turns a stored value into an object with its resourceVersion.
 func (res *resource) decode(kv storage.KV) (runtime.Object, error) {
+	if res.custom != nil {
+		return res.custom.decodeStored(kv)
+	}
 	obj := res.reg.New()
 	if ss := res.reg.SharedStorage; ss != nil {
 		stored := ss.NewStored()
@@ -197,6 +202,9 @@ func (res *resource) corrupt(key string, err error) error {
 
 // encode serialises an object for storage (without its resourceVersion).
 func (res *resource) encode(obj runtime.Object) ([]byte, error) {
+	if res.custom != nil {
+		return res.custom.encodeStored(obj)
+	}
 	acc, err := meta.Accessor(obj)
 	if err != nil {
 		return nil, err
