@@ -728,3 +728,51 @@ func doRaw(t *testing.T, c *cluster.Cluster, req *http.Request) string {
 	}
 	return string(b)
 }
+
+// TestCustomResourcesCollected checks that the garbage collector and the
+// namespace controller, which find resources through discovery, handle
+// custom resources defined after they started.
+func TestCustomResourcesCollected(t *testing.T) {
+	c := cluster.Start(t, cluster.WithoutDNS())
+	ctx := ctxT(t)
+	home := t.TempDir()
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	mustKubectl(t, c, home, widgetCRD, "apply", "-f", "-")
+
+	// Owned by a ConfigMap: deleting the owner deletes the widget.
+	owner, err := c.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "owner"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := widget("owned", map[string]any{})
+	w.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(owner, corev1.SchemeGroupVersion.WithKind("ConfigMap"))})
+	ws := dyn.Resource(widgetsV1).Namespace("default")
+	if _, err := ws.Create(ctx, w, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.CoreV1().ConfigMaps("default").Delete(ctx, "owner", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 20*time.Second, "the garbage collector to delete the owned widget", func() (bool, error) {
+		_, err := ws.Get(ctx, "owned", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+
+	// In a deleted namespace.
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "doomed"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(widgetsV1).Namespace("doomed").Create(ctx, widget("inside", map[string]any{}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.CoreV1().Namespaces().Delete(ctx, "doomed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 30*time.Second, "the namespace and its widget to go", func() (bool, error) {
+		_, err := c.Client.CoreV1().Namespaces().Get(ctx, "doomed", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if l, err := dyn.Resource(widgetsV1).Namespace("doomed").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("widgets left in a deleted namespace: %v %v", err, l)
+	}
+}

@@ -282,23 +282,32 @@ func (cr *customResource) validate(u, old *unstructured.Unstructured) field.Erro
 	} else {
 		errs = apiservervalidation.ValidateCustomResourceUpdate(nil, u.UnstructuredContent(), old.UnstructuredContent(), cr.validator)
 	}
-	errs = append(errs, schemaobjectmeta.Validate(context.Background(), nil, u.Object, cr.structural, false)...)
-	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, cr.structural, u.Object)...)
-	if cr.cel != nil {
-		var oldObj interface{}
-		if old != nil {
-			oldObj = old.Object
-		}
-		celErrs, _ := cr.cel.Validate(context.Background(), nil, cr.structural, u.Object, oldObj, celconfig.RuntimeCELCostBudget)
-		errs = append(errs, celErrs...)
-	}
 	if cr.scale != nil {
 		errs = append(errs, replicasAt(u, cr.scale.SpecReplicasPath)...)
 		if cr.status {
 			errs = append(errs, replicasAt(u, cr.scale.StatusReplicasPath)...)
 		}
 	}
-	return errs
+	errs = append(errs, schemaobjectmeta.Validate(context.Background(), nil, u.Object, cr.structural, false)...)
+	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, cr.structural, u.Object)...)
+	if cr.cel == nil {
+		return errs
+	}
+	// CEL rules only see objects of the declared shape: after a wrong
+	// type, a missing required field, an unsupported value or a size limit,
+	// say they were not run.
+	for _, e := range errs {
+		switch e.Type {
+		case field.ErrorTypeTypeInvalid, field.ErrorTypeRequired, field.ErrorTypeNotSupported, field.ErrorTypeTooLong, field.ErrorTypeTooMany:
+			return append(errs, field.Invalid(nil, nil, "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"))
+		}
+	}
+	var oldObj interface{}
+	if old != nil {
+		oldObj = old.Object
+	}
+	celErrs, _ := cr.cel.Validate(context.Background(), nil, cr.structural, u.Object, oldObj, celconfig.RuntimeCELCostBudget)
+	return append(errs, celErrs...)
 }
 
 // jsonPathFields splits ".spec.replicas" into its fields.
