@@ -227,7 +227,8 @@ func TestCustomResources(t *testing.T) {
 			c.Stop()
 		}
 	})
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	home := t.TempDir()
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 
@@ -242,7 +243,7 @@ func TestCustomResources(t *testing.T) {
 	mustKubectl(t, c, home, "", "get", "toys")
 	mustKubectl(t, c, home, "", "get", "gadgets")
 
-	cluster.WaitFor(t, 10*time.Second, "Established and NamesAccepted", func() (bool, error) {
+	cluster.WaitFor(t, 30*time.Second, "Established and NamesAccepted", func() (bool, error) {
 		u, err := dyn.Resource(crds).Get(ctx, "widgets.example.com", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -544,7 +545,7 @@ func TestCustomResources(t *testing.T) {
 			select {
 			case ev := <-wi.ResultChan():
 				got = append(got, string(ev.Type)+" "+ev.Object.(*unstructured.Unstructured).GetName())
-			case <-time.After(10 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatalf("watch events so far: %v", got)
 			}
 		}
@@ -622,7 +623,7 @@ func TestCustomResources(t *testing.T) {
 		// Names another definition in the group already has.
 		dup := strings.ReplaceAll(strings.ReplaceAll(gadgetCRD, "gadgets.tools", "gizmos.tools"), "plural: gadgets", "plural: gizmos")
 		mustKubectl(t, c, home, dup, "apply", "-f", "-")
-		cluster.WaitFor(t, 10*time.Second, "NamesAccepted=False", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "NamesAccepted=False", func() (bool, error) {
 			u, err := dyn.Resource(crds).Get(ctx, "gizmos.tools.example.org", metav1.GetOptions{})
 			return err == nil && crdCondition(u, "NamesAccepted") == "False", err
 		})
@@ -667,7 +668,7 @@ func TestCustomResources(t *testing.T) {
 		if err := dyn.Resource(crds).Delete(ctx, "widgets.example.com", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		cluster.WaitFor(t, 10*time.Second, "the widgets without finalizers to go", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "the widgets without finalizers to go", func() (bool, error) {
 			l, err := ws.List(ctx, metav1.ListOptions{})
 			return err == nil && len(l.Items) == 1 && l.Items[0].GetName() == "held", err
 		})
@@ -682,7 +683,7 @@ func TestCustomResources(t *testing.T) {
 		if _, err := ws.Patch(ctx, "held", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		cluster.WaitFor(t, 20*time.Second, "the definition to go", func() (bool, error) {
+		cluster.WaitFor(t, 30*time.Second, "the definition to go", func() (bool, error) {
 			_, err := dyn.Resource(crds).Get(ctx, "widgets.example.com", metav1.GetOptions{})
 			return apierrors.IsNotFound(err), nil
 		})
@@ -734,7 +735,8 @@ func doRaw(t *testing.T, c *cluster.Cluster, req *http.Request) string {
 // custom resources defined after they started.
 func TestCustomResourcesCollected(t *testing.T) {
 	c := cluster.Start(t, cluster.WithoutDNS())
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	home := t.TempDir()
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 	mustKubectl(t, c, home, widgetCRD, "apply", "-f", "-")
@@ -753,7 +755,7 @@ func TestCustomResourcesCollected(t *testing.T) {
 	if err := c.Client.CoreV1().ConfigMaps("default").Delete(ctx, "owner", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 20*time.Second, "the garbage collector to delete the owned widget", func() (bool, error) {
+	cluster.WaitFor(t, 30*time.Second, "the garbage collector to delete the owned widget", func() (bool, error) {
 		_, err := ws.Get(ctx, "owned", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})

@@ -122,7 +122,7 @@ func TestCustomResourceSchema(t *testing.T) {
 			want:    `{"spec":{"engine":"postgres","storage":{"size":"1Gi"}},"status":{"replicas":2}}`,
 			unknown: []string{"status.ready"}},
 		{name: "wrong type",
-			in:   `{"spec":{"replicas":"three"}}`,
+			in: `{"spec":{"replicas":"three"}}`,
 			errs: []string{`spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"`,
 				`spec.replicas: Invalid value: "three": should be an integer`, skipped}},
 		{name: "minimum",
@@ -150,7 +150,7 @@ func TestCustomResourceSchema(t *testing.T) {
 			in:   `{"spec":{"template":{"apiVersion":"v1"}}}`,
 			errs: []string{`spec.template.kind: Required value`, skipped}},
 		{name: "status replicas of the wrong type",
-			in:   `{"spec":{},"status":{"replicas":"x"}}`,
+			in: `{"spec":{},"status":{"replicas":"x"}}`,
 			errs: []string{`status.replicas: Invalid value: "string": status.replicas in body must be of type integer: "string"`,
 				`status.replicas: Invalid value: "x": should be an integer`, skipped}},
 	} {

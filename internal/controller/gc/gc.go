@@ -59,7 +59,8 @@ type Controller struct {
 	dependents map[types.UID]map[types.UID]bool
 	mapper     meta.RESTMapper
 	// monitors are the running informers, by resource.
-	monitors map[schema.GroupVersionResource]*monitor
+	monitors  map[schema.GroupVersionResource]*monitor
+	informers sync.WaitGroup
 }
 
 // monitor is the informer of one resource.
@@ -107,6 +108,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 		wg.Wait()
+		c.informers.Wait()
 	}()
 	wg.Add(1)
 	go func() {
@@ -180,7 +182,11 @@ func (c *Controller) resync(ctx context.Context) ([]cache.InformerSynced, error)
 		})
 		ictx, stop := context.WithCancel(ctx)
 		c.monitors[gvr] = &monitor{stop: stop, namespaced: namespaced}
-		go inf.RunWithContext(ictx)
+		c.informers.Add(1)
+		go func() {
+			defer c.informers.Done()
+			inf.RunWithContext(ictx)
+		}()
 		synced = append(synced, inf.HasSynced)
 	}
 	for gvr, m := range c.monitors {
