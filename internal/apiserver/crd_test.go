@@ -509,9 +509,14 @@ func TestCustomResources(t *testing.T) {
 		if !strings.Contains(out, "REPLICAS") || !strings.Contains(out, "AGE") || strings.Contains(out, "COLOR") || !strings.Contains(out, "w1") {
 			t.Errorf("kubectl get widgets:\n%s", out)
 		}
-		fields := strings.Fields(strings.Split(out, "\n")[1])
-		if fields[0] != "w1" || fields[1] != "4" {
-			t.Errorf("row: %q", fields)
+		var row []string
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == "w1" {
+				row = f
+			}
+		}
+		if len(row) < 2 || row[1] != "4" {
+			t.Errorf("row of w1 in:\n%s", out)
 		}
 		out = mustKubectl(t, c, home, "", "get", "widgets", "w1", "-o", "wide")
 		if !strings.Contains(out, "COLOR") || !strings.Contains(out, "green") {
