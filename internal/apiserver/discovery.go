@@ -42,15 +42,16 @@ func (s *Server) serveDiscoveryAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	obj := &metav1.APIVersions{
-		Versions:                   s.versions[""],
+		Versions:                   s.index().versions[""],
 		ServerAddressByClientCIDRs: []metav1.ServerAddressByClientCIDR{{ClientCIDR: "0.0.0.0/0", ServerAddress: r.Host}},
 	}
 	s.writeObject(w, outputFormat{mediaType: mediaJSON}, http.StatusOK, obj)
 }
 
 func (s *Server) serveDiscoveryAPIs(w http.ResponseWriter, r *http.Request) {
+	idx := s.index()
 	var groups []string
-	for _, g := range s.groups {
+	for _, g := range idx.groups {
 		if g != "" {
 			groups = append(groups, g)
 		}
@@ -61,14 +62,14 @@ func (s *Server) serveDiscoveryAPIs(w http.ResponseWriter, r *http.Request) {
 	}
 	list := &metav1.APIGroupList{}
 	for _, g := range groups {
-		list.Groups = append(list.Groups, s.apiGroup(g))
+		list.Groups = append(list.Groups, idx.apiGroup(g))
 	}
 	s.writeObject(w, outputFormat{mediaType: mediaJSON}, http.StatusOK, list)
 }
 
-func (s *Server) apiGroup(g string) metav1.APIGroup {
+func (idx *apiIndex) apiGroup(g string) metav1.APIGroup {
 	grp := metav1.APIGroup{Name: g}
-	for _, v := range s.versions[g] {
+	for _, v := range idx.versions[g] {
 		grp.Versions = append(grp.Versions, metav1.GroupVersionForDiscovery{GroupVersion: g + "/" + v, Version: v})
 	}
 	grp.PreferredVersion = grp.Versions[0]
@@ -83,8 +84,8 @@ func (s *Server) serveDiscoveryPath(w http.ResponseWriter, r *http.Request) {
 		s.writeResourceList(w, r, schema.GroupVersion{Version: parts[1]})
 		return
 	case len(parts) == 2 && parts[0] == "apis":
-		if _, ok := s.versions[parts[1]]; ok && parts[1] != "" {
-			grp := s.apiGroup(parts[1])
+		if idx := s.index(); idx.versions[parts[1]] != nil && parts[1] != "" {
+			grp := idx.apiGroup(parts[1])
 			s.writeObject(w, outputFormat{mediaType: mediaJSON}, http.StatusOK, &grp)
 			return
 		}
@@ -100,7 +101,7 @@ func (s *Server) writeResourceList(w http.ResponseWriter, r *http.Request, gv sc
 		s.writeError(w, r, notFoundResource())
 		return
 	}
-	ress, ok := s.byGV[gv]
+	ress, ok := s.index().byGV[gv]
 	if !ok {
 		s.writeError(w, r, notFoundResource())
 		return
@@ -116,7 +117,7 @@ func (s *Server) writeResourceList(w http.ResponseWriter, r *http.Request, gv sc
 			Verbs:              res.verbs(),
 			ShortNames:         reg.ShortNames,
 			Categories:         reg.Categories,
-			StorageVersionHash: storageVersionHash(gv, reg.Kind),
+			StorageVersionHash: res.storageVersionHash(),
 		})
 		for _, sub := range res.subresources() {
 			list.APIResources = append(list.APIResources, metav1.APIResource{
@@ -132,6 +133,15 @@ func (s *Server) writeResourceList(w http.ResponseWriter, r *http.Request, gv sc
 	s.writeObject(w, outputFormat{mediaType: mediaJSON}, http.StatusOK, list)
 }
 
+// storageVersionHash identifies how the resource is stored: a custom
+// resource's versions share their definition's storage version.
+func (res *resource) storageVersionHash() string {
+	if res.custom != nil {
+		return storageVersionHash(res.custom.storageGV, res.reg.Kind)
+	}
+	return storageVersionHash(res.reg.GroupVersion, res.reg.Kind)
+}
+
 func storageVersionHash(gv schema.GroupVersion, kind string) string {
 	sum := sha256.Sum256([]byte(gv.Group + "/" + gv.Version + "/" + kind))
 	return hex.EncodeToString(sum[:])[:11]
@@ -139,12 +149,13 @@ func storageVersionHash(gv schema.GroupVersion, kind string) string {
 
 func (s *Server) writeAggregated(w http.ResponseWriter, mediaType string, groups []string) {
 	list := &apidiscoveryv2.APIGroupDiscoveryList{}
+	idx := s.index()
 	for _, g := range groups {
 		item := apidiscoveryv2.APIGroupDiscovery{ObjectMeta: metav1.ObjectMeta{Name: g}}
-		for _, v := range s.versions[g] {
+		for _, v := range idx.versions[g] {
 			gv := schema.GroupVersion{Group: g, Version: v}
 			vd := apidiscoveryv2.APIVersionDiscovery{Version: v, Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent}
-			for _, res := range s.byGV[gv] {
+			for _, res := range idx.byGV[gv] {
 				reg := res.reg
 				scope := apidiscoveryv2.ScopeCluster
 				if reg.Namespaced {

@@ -26,6 +26,9 @@ func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info re
 	default:
 		return unsupportedMediaType(pt)
 	}
+	if pt == mediaStrategicPatch && res.custom != nil {
+		return strategicPatchUnsupported()
+	}
 	mode := modeMain
 	sub := ""
 	if info.Subresource == "status" {
@@ -128,6 +131,9 @@ func applyPatch(pt string, doc, patch []byte, schemaObj runtime.Object) ([]byte,
 
 // decodePatched decodes a patched JSON document with field validation.
 func (res *resource) decodePatched(data []byte, opts writeOptions, into runtime.Object) ([]string, error) {
+	if u, ok := into.(*unstructured.Unstructured); ok && res.custom != nil {
+		return res.custom.decodePatched(res, data, opts, u)
+	}
 	dec := res.s.codecs.json
 	if opts.fieldValidation != "Ignore" {
 		dec = res.s.codecs.jsonStrict

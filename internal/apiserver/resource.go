@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsapply "k8s.io/apiextensions-apiserver/pkg/client/applyconfiguration"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/applyconfigurations"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
 
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/storage"
@@ -37,6 +40,8 @@ type resource struct {
 	fieldManagers map[string]*managedfields.FieldManager // by subresource
 	// selectableFields are the field selector labels the resource supports.
 	selectableFields fields.Set
+	// custom is set for a custom resource (see customresource.go).
+	custom *customResource
 }
 
 type subresourceInfo struct {
@@ -159,6 +164,9 @@ func (res *resource) notFound(name string) error {
 
 // decode turns a stored value into an object with its resourceVersion.
 func (res *resource) decode(kv storage.KV) (runtime.Object, error) {
+	if res.custom != nil {
+		return res.custom.decodeStored(kv)
+	}
 	obj := res.reg.New()
 	if ss := res.reg.SharedStorage; ss != nil {
 		stored := ss.NewStored()
@@ -197,6 +205,9 @@ func (res *resource) corrupt(key string, err error) error {
 
 // encode serialises an object for storage (without its resourceVersion).
 func (res *resource) encode(obj runtime.Object) ([]byte, error) {
+	if res.custom != nil {
+		return res.custom.encodeStored(obj)
+	}
 	acc, err := meta.Accessor(obj)
 	if err != nil {
 		return nil, err
@@ -227,8 +238,30 @@ var (
 // typeConverter is the structured-merge-diff schema of the built-in types,
 // used by server-side apply and managedFields tracking.
 func typeConverter(scheme *runtime.Scheme) managedfields.TypeConverter {
-	typeConverterOnce.Do(func() { typeConverterVal = applyconfigurations.NewTypeConverter(scheme) })
+	typeConverterOnce.Do(func() {
+		typeConverterVal = builtinTypeConverter{
+			core:          applyconfigurations.NewTypeConverter(scheme),
+			apiextensions: apiextensionsapply.NewTypeConverter(scheme),
+		}
+	})
 	return typeConverterVal
+}
+
+// builtinTypeConverter joins client-go's schema of the Kubernetes types
+// and apiextensions-apiserver's of CustomResourceDefinition.
+type builtinTypeConverter struct {
+	core, apiextensions managedfields.TypeConverter
+}
+
+func (c builtinTypeConverter) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
+	if obj.GetObjectKind().GroupVersionKind().Group == apiextensionsv1.GroupName {
+		return c.apiextensions.ObjectToTyped(obj, opts...)
+	}
+	return c.core.ObjectToTyped(obj, opts...)
+}
+
+func (c builtinTypeConverter) TypedToObject(value *typed.TypedValue) (runtime.Object, error) {
+	return c.core.TypedToObject(value)
 }
 
 // invalid is the 422 Invalid answer for the object name.

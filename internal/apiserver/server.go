@@ -95,6 +95,8 @@ type Server struct {
 	connsMu  sync.Mutex
 	conns    *connLimiter
 
+	crds *crdServing
+
 	watchers sync.WaitGroup
 }
 
@@ -138,6 +140,10 @@ func New(cfg Config) (*Server, error) {
 			s.versions[gv.Group] = append(s.versions[gv.Group], gv.Version)
 		}
 		s.byGV[gv] = append(s.byGV[gv], res)
+	}
+	s.crds = newCRDServing(s)
+	if err := s.crds.sync(context.Background()); err != nil {
+		return nil, fmt.Errorf("restoring custom resource definitions: %w", err)
 	}
 	for _, res := range s.resources {
 		if res.reg.Restore == nil {
@@ -278,12 +284,13 @@ func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveRootPaths(w http.ResponseWriter, r *http.Request) {
 	paths := []string{"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"}
-	for _, g := range s.groups {
+	idx := s.index()
+	for _, g := range idx.groups {
 		if g == "" {
 			continue
 		}
 		paths = append(paths, "/apis/"+g)
-		for _, v := range s.versions[g] {
+		for _, v := range idx.versions[g] {
 			paths = append(paths, "/apis/"+g+"/"+v)
 		}
 	}
@@ -316,6 +323,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 		ln = &limitListener{Listener: ln, l: cl}
 		srv.ConnState = cl.setState
 	}
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		s.crds.run(ctx)
+	}()
 	errc := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {
@@ -351,7 +363,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.serveDiscoveryPath(w, r)
 		return
 	}
-	res := s.resources[info.Group+"/"+info.Version+"/"+info.Resource]
+	res := s.lookup(info.Group, info.Version, info.Resource)
 	if res == nil {
 		s.writeError(w, r, notFoundResource())
 		return
@@ -365,7 +377,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFoundResource())
 		return
 	}
-	instrument(w, info, func(w http.ResponseWriter) { res.serve(w, r, info) })
+	instrument(w, info, func(w http.ResponseWriter) { s.serveResource(res, w, r, info) })
 }
 
 // TLSConfig is the serving TLS configuration: the server certificate, and

@@ -28,13 +28,15 @@ func (res *resource) transform(r *http.Request, f outputFormat, obj runtime.Obje
 
 func (res *resource) partialMetadata(obj runtime.Object, isList bool) (runtime.Object, error) {
 	one := func(o runtime.Object) (*metav1.PartialObjectMetadata, error) {
-		ma, ok := o.(metav1.ObjectMetaAccessor)
+		om, ok := unstructuredMeta(o)
 		if !ok {
-			return nil, fmt.Errorf("%T has no object metadata", o)
-		}
-		om, ok := ma.GetObjectMeta().(*metav1.ObjectMeta)
-		if !ok {
-			return nil, fmt.Errorf("%T has no object metadata", o)
+			ma, ok := o.(metav1.ObjectMetaAccessor)
+			if !ok {
+				return nil, fmt.Errorf("%T has no object metadata", o)
+			}
+			if om, ok = ma.GetObjectMeta().(*metav1.ObjectMeta); !ok {
+				return nil, fmt.Errorf("%T has no object metadata", o)
+			}
 		}
 		pm := &metav1.PartialObjectMetadata{}
 		pm.ObjectMeta = *om.DeepCopy()

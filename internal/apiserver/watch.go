@@ -166,6 +166,10 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	initial := sendInitial || (!hasSendInitial && rv == 0)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if res.custom != nil {
+		// The watch ends when its definition stops being served.
+		defer context.AfterFunc(res.custom.ctx, cancel)()
+	}
 	res.s.watchers.Add(1)
 	defer res.s.watchers.Done()
 

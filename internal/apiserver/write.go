@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metavalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -150,6 +151,9 @@ func parseWriteOptions(r *http.Request) (writeOptions, error) {
 // decodeBody decodes a create/update body into a new object of the resource.
 // Unknown and duplicate fields follow fieldValidation; warnings are returned.
 func (res *resource) decodeBody(r *http.Request, body []byte, opts writeOptions, into runtime.Object, wantGVK schema.GroupVersionKind) ([]string, error) {
+	if u, ok := into.(*unstructured.Unstructured); ok && res.custom != nil {
+		return res.custom.decodeBody(res, r, body, opts, u)
+	}
 	mt := requestMediaType(r)
 	var dec runtime.Decoder
 	switch mt {
@@ -573,6 +577,9 @@ func (res *resource) validateMetaUpdate(obj, old runtime.Object) field.ErrorList
 // copyField copies the exported struct field name from src to dst (both
 // pointers to the same struct type), if it exists.
 func copyField(dst, src runtime.Object, name string) {
+	if copyUnstructuredField(dst, src, name) {
+		return
+	}
 	dv := reflect.ValueOf(dst).Elem()
 	sv := reflect.ValueOf(src).Elem()
 	f := dv.FieldByName(name)
@@ -584,6 +591,9 @@ func copyField(dst, src runtime.Object, name string) {
 
 // specEqual compares everything outside metadata and status.
 func specEqual(a, b runtime.Object) bool {
+	if equal, ok := unstructuredSpecEqual(a, b); ok {
+		return equal
+	}
 	av := reflect.ValueOf(a).Elem()
 	bv := reflect.ValueOf(b).Elem()
 	t := av.Type()

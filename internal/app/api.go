@@ -86,7 +86,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Resources:      resources,
 		Version:        version.Info(),
 		Token:          bundle.Token,
-		OpenAPI:        docs,
+		OpenAPI:        openapi.NewWithCustomResources(docs),
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
 		Admission:      admissionChain(log),

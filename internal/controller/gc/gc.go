@@ -50,20 +50,31 @@ type Controller struct {
 	discovery discovery.DiscoveryInterface
 	log       *slog.Logger
 	queue     *workloop.Loop[types.UID]
+	// rediscover is signalled when the served resources may have changed
+	// (a CustomResourceDefinition changed).
+	rediscover chan struct{}
 
 	mu         sync.Mutex
 	nodes      map[types.UID]*node
 	dependents map[types.UID]map[types.UID]bool
 	mapper     meta.RESTMapper
-	// monitored are the resources the collector watches, and whether each
-	// is namespaced (set once in Run).
-	monitored []monitoredResource
+	// monitors are the running informers, by resource.
+	monitors  map[schema.GroupVersionResource]*monitor
+	informers sync.WaitGroup
 }
 
-type monitoredResource struct {
-	gvr        schema.GroupVersionResource
+// monitor is the informer of one resource.
+type monitor struct {
+	stop       context.CancelFunc
 	namespaced bool
 }
+
+// ResyncPeriod is how often the collector looks for resources that
+// appeared or went (kube's garbage collector: 30s); a changed
+// CustomResourceDefinition makes it look at once.
+const ResyncPeriod = 30 * time.Second
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // New builds a garbage collector.
 func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Controller {
@@ -73,25 +84,70 @@ func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Log
 		log:        log.With("controller", "garbage-collector"),
 		nodes:      map[types.UID]*node{},
 		dependents: map[types.UID]map[types.UID]bool{},
+		monitors:   map[schema.GroupVersionResource]*monitor{},
+		rediscover: make(chan struct{}, 1),
 	}
 	c.queue = workloop.New("gc", c.log, c.process).LogRetriesAt(slog.LevelInfo)
 	return c
 }
 
 // Run watches every deletable resource and collects garbage until ctx ends.
+// The resources are discovered again every ResyncPeriod and whenever a
+// CustomResourceDefinition changes, so custom resources are collected too.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown() // when discovery fails before the loop runs
-	groups, err := restmapper.GetAPIGroupResources(c.discovery)
+	synced, err := c.resync(ctx)
 	if err != nil {
-		return fmt.Errorf("discovering resources: %w", err)
-	}
-	c.mapper = restmapper.NewDiscoveryRESTMapper(groups)
-	lists, err := c.discovery.ServerPreferredResources()
-	if err != nil && len(lists) == 0 {
 		return err
 	}
-	factory := metadatainformer.NewSharedInformerFactory(c.md, 0)
-	var synced []cache.InformerSynced
+	var wg sync.WaitGroup
+	defer func() {
+		c.mu.Lock()
+		for _, m := range c.monitors {
+			m.stop()
+		}
+		c.mu.Unlock()
+		wg.Wait()
+		c.informers.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(ResyncPeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-c.rediscover:
+			}
+			if _, err := c.resync(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("discovering resources failed; the collector keeps the resources it watches", "err", err)
+			}
+		}
+	}()
+	c.queue.Run(ctx, 2, synced...)
+	return nil
+}
+
+// resync discovers the deletable resources, starts an informer for each new
+// one and stops those of resources no longer served. It returns the
+// HasSynced of the informers it started.
+func (c *Controller) resync(ctx context.Context) ([]cache.InformerSynced, error) {
+	if cached, ok := c.discovery.(interface{ Invalidate() }); ok {
+		cached.Invalidate()
+	}
+	groups, err := restmapper.GetAPIGroupResources(c.discovery)
+	if err != nil {
+		return nil, fmt.Errorf("discovering resources: %w", err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	lists, err := c.discovery.ServerPreferredResources()
+	if err != nil && len(lists) == 0 {
+		return nil, err
+	}
+	want := map[schema.GroupVersionResource]bool{} // namespaced
 	for _, list := range lists {
 		gv, err := schema.ParseGroupVersion(list.GroupVersion)
 		if err != nil {
@@ -104,21 +160,43 @@ func (c *Controller) Run(ctx context.Context) error {
 			if r.Name == "events" || (gv.Group == "coordination.k8s.io" && r.Name == "leases") {
 				continue // high churn, never owned by anything that matters here
 			}
-			gvr := gv.WithResource(r.Name)
-			c.monitored = append(c.monitored, monitoredResource{gvr: gvr, namespaced: r.Namespaced})
-			inf := factory.ForResource(gvr).Informer()
-			inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				AddFunc:    func(obj any) { c.observe(gvr, obj) },
-				UpdateFunc: func(_, obj any) { c.observe(gvr, obj) },
-				DeleteFunc: func(obj any) { c.forget(obj) },
-			})
-			synced = append(synced, inf.HasSynced)
+			want[gv.WithResource(r.Name)] = r.Namespaced
 		}
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	c.queue.Run(ctx, 2, synced...)
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mapper = mapper
+	var synced []cache.InformerSynced
+	for gvr, namespaced := range want {
+		if c.monitors[gvr] != nil {
+			continue
+		}
+		inf := metadatainformer.NewFilteredMetadataInformer(c.md, gvr, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.observe(gvr, obj) },
+			UpdateFunc: func(_, obj any) { c.observe(gvr, obj) },
+			DeleteFunc: func(obj any) {
+				c.forget(obj)
+				c.resourcesChanged(gvr)
+			},
+		})
+		ictx, stop := context.WithCancel(ctx)
+		c.monitors[gvr] = &monitor{stop: stop, namespaced: namespaced}
+		c.informers.Add(1)
+		go func() {
+			defer c.informers.Done()
+			inf.RunWithContext(ictx)
+		}()
+		synced = append(synced, inf.HasSynced)
+	}
+	for gvr, m := range c.monitors {
+		if _, ok := want[gvr]; !ok {
+			m.stop()
+			delete(c.monitors, gvr)
+			c.log.Info("no longer watching a resource that is not served", "resource", gvr.String())
+		}
+	}
+	return synced, nil
 }
 
 func metaOf(obj any) (*metav1.PartialObjectMetadata, bool) {
@@ -135,6 +213,7 @@ func (c *Controller) observe(gvr schema.GroupVersionResource, obj any) {
 	if !ok {
 		return
 	}
+	c.resourcesChanged(gvr)
 	n := &node{gvr: gvr, namespace: m.Namespace, name: m.Name, uid: m.UID, owners: m.OwnerReferences,
 		deleting: m.DeletionTimestamp != nil, finalizers: m.Finalizers}
 	c.mu.Lock()
@@ -161,6 +240,18 @@ func (c *Controller) observe(gvr schema.GroupVersionResource, obj any) {
 	c.mu.Unlock()
 	if len(n.owners) > 0 || (n.deleting && (slices.Contains(n.finalizers, metav1.FinalizerOrphanDependents) || slices.Contains(n.finalizers, metav1.FinalizerDeleteDependents))) {
 		c.queue.Add(n.uid)
+	}
+}
+
+// resourcesChanged asks for discovery when a CustomResourceDefinition
+// changed (the resources it serves may have).
+func (c *Controller) resourcesChanged(gvr schema.GroupVersionResource) {
+	if gvr != crdResource {
+		return
+	}
+	select {
+	case c.rediscover <- struct{}{}:
+	default:
 	}
 }
 
@@ -288,6 +379,7 @@ func (c *Controller) process(ctx context.Context, uid types.UID) error {
 func (c *Controller) ownerState(ctx context.Context, n *node, ref metav1.OwnerReference) (exists, deletingForeground bool, err error) {
 	c.mu.Lock()
 	o := c.nodes[ref.UID]
+	mapper := c.mapper
 	c.mu.Unlock()
 	if o != nil {
 		return true, o.deleting && slices.Contains(o.finalizers, metav1.FinalizerDeleteDependents), nil
@@ -296,7 +388,7 @@ func (c *Controller) ownerState(ctx context.Context, n *node, ref metav1.OwnerRe
 	if err != nil {
 		return false, false, nil
 	}
-	mapping, err := c.mapper.RESTMapping(gv.WithKind(ref.Kind).GroupKind(), gv.Version)
+	mapping, err := mapper.RESTMapping(gv.WithKind(ref.Kind).GroupKind(), gv.Version)
 	if err != nil {
 		return false, false, nil // an owner of a kind the server does not serve is absent
 	}
@@ -343,7 +435,17 @@ func (c *Controller) removeOwner(ctx context.Context, n *node, owner types.UID) 
 // releaseLive removes the owner reference to n from every object that
 // still has one, as the API server has them now.
 func (c *Controller) releaseLive(ctx context.Context, n *node) error {
-	for _, m := range c.monitored {
+	type monitored struct {
+		gvr        schema.GroupVersionResource
+		namespaced bool
+	}
+	var resources []monitored
+	c.mu.Lock()
+	for gvr, m := range c.monitors {
+		resources = append(resources, monitored{gvr, m.namespaced})
+	}
+	c.mu.Unlock()
+	for _, m := range resources {
 		ns := ""
 		if m.namespaced && n.namespace != "" {
 			ns = n.namespace

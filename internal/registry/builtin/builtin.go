@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -28,6 +29,7 @@ import (
 	"github.com/headway/headway/internal/registry/configmap"
 	"github.com/headway/headway/internal/registry/controllerrevision"
 	"github.com/headway/headway/internal/registry/cronjob"
+	"github.com/headway/headway/internal/registry/customresourcedefinition"
 	"github.com/headway/headway/internal/registry/daemonset"
 	"github.com/headway/headway/internal/registry/deployment"
 	"github.com/headway/headway/internal/registry/endpoints"
@@ -70,7 +72,7 @@ func Scheme() *runtime.Scheme {
 		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, discoveryv1.AddToScheme,
 		coordinationv1.AddToScheme, eventsv1.AddToScheme, storagev1.AddToScheme, apidiscoveryv2.AddToScheme, policyv1.AddToScheme,
 		autoscalingv2.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, schedulingv1.AddToScheme,
-		admissionregistrationv1.AddToScheme, rbacv1.AddToScheme,
+		admissionregistrationv1.AddToScheme, rbacv1.AddToScheme, apiextensionsv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		utilruntime.Must(add(s))
@@ -141,5 +143,7 @@ func Resources(o Options) []*registry.Resource {
 		storageclass.Resource(),
 		// events.k8s.io/v1 (the same objects as core/v1 events)
 		eventsregistry.Resource(),
+		// apiextensions.k8s.io/v1 (the resources they define are served as they are created)
+		customresourcedefinition.Resource(),
 	}
 }

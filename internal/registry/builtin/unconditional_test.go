@@ -28,6 +28,7 @@ func TestUnconditionalUpdate(t *testing.T) {
 		"policy/poddisruptionbudgets":                                  false,
 		"admissionregistration.k8s.io/validatingwebhookconfigurations": false,
 		"admissionregistration.k8s.io/mutatingwebhookconfigurations":   false,
+		"apiextensions.k8s.io/customresourcedefinitions":               false,
 	}
 	seen := map[string]bool{}
 	for _, r := range Resources(Options{}) {
