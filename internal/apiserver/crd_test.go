@@ -23,26 +23,12 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/component-base/cli"
-	kubectlcmd "k8s.io/kubectl/pkg/cmd"
-	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
 // TestMain lets the test binary run as kubectl (the kubectl Headway embeds),
 // so tests drive the real kubectl as a separate process.
-func TestMain(m *testing.M) {
-	if os.Getenv("HEADWAY_TEST_KUBECTL") == "1" {
-		os.Args = append([]string{"kubectl"}, os.Args[1:]...)
-		if err := cli.RunNoErrOutput(kubectlcmd.NewDefaultKubectlCommand()); err != nil {
-			cmdutil.CheckErr(err)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
 // kubectl runs the embedded kubectl against c with its own cache dir.
 func kubectl(t *testing.T, c *cluster.Cluster, home, stdin string, args ...string) (string, error) {
 	t.Helper()

@@ -20,6 +20,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/component-base/cli"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/testing/cluster"
@@ -153,10 +156,19 @@ func TestIdleKeepAliveConnectionsClosed(t *testing.T) {
 // standard input closes (its own descriptors, not the server's).
 const floodEnv = "HEADWAY_TEST_FLOOD"
 
+// TestMain lets the test binary also be the flooding client (floodEnv) and
+// kubectl (HEADWAY_TEST_KUBECTL=1) for the tests that run it as a child.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(floodEnv); spec != "" {
 		flood(spec)
 		return
+	}
+	if os.Getenv("HEADWAY_TEST_KUBECTL") == "1" {
+		os.Args = append([]string{"kubectl"}, os.Args[1:]...)
+		if err := cli.RunNoErrOutput(kubectlcmd.NewDefaultKubectlCommand()); err != nil {
+			cmdutil.CheckErr(err)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
