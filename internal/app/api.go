@@ -89,9 +89,9 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, podAddr, err := listenAPI(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w (is another server running? pick another address with --listen)", cfg.Listen, err)
+		return nil, err
 	}
 	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
@@ -117,7 +117,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if a.client, err = kubernetes.NewForConfig(a.restConfig); err != nil {
 		return fail(err)
 	}
-	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port); err != nil {
+	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
 		return fail(fmt.Errorf("creating the built-in objects: %w", err))
 	}
 	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
@@ -138,7 +138,12 @@ func kubernetesHosts(cfg Config, listenHost string) []string {
 	} else if h, err := os.Hostname(); err == nil {
 		hosts = append(hosts, h)
 	}
-	return append(hosts, cfg.KubernetesIP.String())
+	hosts = append(hosts, cfg.KubernetesIP.String())
+	// Pods reach the API on the gateway (the kubernetes Service's endpoint).
+	if a := podAPIAddr(cfg, 0); a.IsValid() {
+		hosts = append(hosts, a.Addr().String())
+	}
+	return hosts
 }
 
 // NodePortBase and NodePortSize are the node port range, 30000-32767.
@@ -158,8 +163,9 @@ func Resources(serviceCIDR netip.Prefix) ([]*registry.Resource, error) {
 }
 
 // bootstrap creates what every cluster has: the four namespaces, the
-// kubernetes Service and the default local-path StorageClass.
-func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int) error {
+// kubernetes Service (with its endpoint where pods reach the API: podAddr,
+// when valid) and the default local-path StorageClass.
+func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int, podAddr netip.AddrPort) error {
 	opts := metav1.CreateOptions{FieldManager: "headway"}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
 		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, opts)
@@ -176,6 +182,9 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 	}
 	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("the kubernetes Service: %w", err)
+	}
+	if err := reconcileAPIEndpoints(ctx, client, podAddr); err != nil {
+		return fmt.Errorf("the kubernetes Service's endpoints: %w", err)
 	}
 	reclaim := corev1.PersistentVolumeReclaimDelete
 	binding := storagev1.VolumeBindingWaitForFirstConsumer
