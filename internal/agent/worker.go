@@ -424,7 +424,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 		c.imageRef = ref
 	}
 	p := w.podWithIPs(pod)
-	env, vars, err := containerEnv(ctx, w.a.objects, p, &c.spec, w.sb.Hostname)
+	env, vars, err := containerEnv(ctx, w.a.objects, p, &c.spec, w.sb.Hostname, w.a.serviceEnv(pod))
 	if err != nil {
 		return configError{err}
 	}
