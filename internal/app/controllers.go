@@ -22,7 +22,9 @@ import (
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
 	"github.com/headway/headway/internal/controller/replicaset"
+	"github.com/headway/headway/internal/controller/rootcacert"
 	"github.com/headway/headway/internal/controller/scheduler"
+	"github.com/headway/headway/internal/controller/serviceaccount"
 	"github.com/headway/headway/internal/controller/statefulset"
 	"github.com/headway/headway/internal/registry/builtin"
 )
@@ -53,12 +55,16 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	jobs := job.New(client, factory, recorder("job-controller"), log)
 	cronjobs := cronjob.New(client, factory, recorder("cronjob-controller"), log)
 	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
+	accounts := serviceaccount.New(client, factory, log)
+	rootCA := rootcacert.New(client, factory, a.bundle.CAPEM, log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
 		var wg sync.WaitGroup
 		for _, run := range []func(context.Context){
 			nsc.Run,
+			accounts.Run,
+			rootCA.Run,
 			sched.Run,
 			sts.Run,
 			replicasets.Run,
