@@ -64,7 +64,15 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
 	}
-	resources, err := Resources(cfg.ServiceCIDR)
+	id, err := newIdentity(cfg, bundle)
+	if err != nil {
+		return nil, err
+	}
+	resources, err := Resources(cfg.ServiceCIDR, id.options(!cfg.NoControllers))
+	if err != nil {
+		return nil, err
+	}
+	oidc, err := id.oidc()
 	if err != nil {
 		return nil, err
 	}
@@ -83,12 +91,16 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Resources:      resources,
 		Version:        version.Info(),
 		Token:          bundle.Token,
+		Authenticators: []apiserver.Authenticator{id.authenticator()},
+		APIAudiences:   id.audiences,
+		OIDC:           oidc,
 		OpenAPI:        docs,
 		Logger:         log.With("component", "apiserver"),
 	})
 	if err != nil {
 		return nil, err
 	}
+	id.srv = srv
 	ln, podAddr, err := listenAPI(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -119,6 +131,13 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	}
 	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
 		return fail(fmt.Errorf("creating the built-in objects: %w", err))
+	}
+	if !cfg.NoControllers {
+		// What the controllers keep in every namespace is there for the
+		// built-in ones from the start (the controllers see to new ones).
+		if err := bootstrapIdentity(ctx, a.client, bundle.CAPEM); err != nil {
+			return fail(fmt.Errorf("creating the built-in namespaces' service accounts: %w", err))
+		}
 	}
 	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
 	if err := writeKubeconfig(a.kubeconfig, a.url, bundle); err != nil {
@@ -152,14 +171,15 @@ const (
 	NodePortSize = 2768
 )
 
-// Resources is the resource table, with Service addresses from serviceCIDR.
-func Resources(serviceCIDR netip.Prefix) ([]*registry.Resource, error) {
+// Resources is the resource table, with Service addresses from
+// serviceCIDR and the rest of o (service accounts and tokens).
+func Resources(serviceCIDR netip.Prefix, o builtin.Options) ([]*registry.Resource, error) {
 	ips, err := service.NewIPAllocator(serviceCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("--service-cidr: %w", err)
 	}
-	alloc := service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
-	return builtin.Resources(builtin.Options{Services: alloc}), nil
+	o.Services = service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
+	return builtin.Resources(o), nil
 }
 
 // bootstrap creates what every cluster has: the four namespaces, the
@@ -270,6 +290,9 @@ func typeName(t reflect.Type) string {
 func openAPIResources(resources []*registry.Resource) []openapi.Resource {
 	out := make([]openapi.Resource, 0, len(resources))
 	for _, r := range resources {
+		if r.CreateOnly != nil {
+			continue // reviews have no list or stored objects to describe
+		}
 		var subs []string
 		if r.HasStatus {
 			subs = append(subs, "status")
