@@ -99,6 +99,8 @@ type Agent struct {
 	recorder record.EventRecorder
 	objects  objectSource
 	pods     corelisters.PodLister
+	// services are every Service, for the pods' Service variables.
+	services corelisters.ServiceLister
 
 	// containerd is the managed containerd (nil without one).
 	containerd *containerd.Containerd
@@ -389,6 +391,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()
 		}))
+	// Containers get the Service variables of the Services that exist when
+	// they start, as with the kubelet: know them before the first pod.
+	svcFactory := informers.NewSharedInformerFactory(a.cfg.Client, 0)
+	svcInf := svcFactory.Core().V1().Services()
+	a.services = svcInf.Lister()
+	svcInf.Informer()
+	svcFactory.Start(ctx.Done())
+	defer svcFactory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced) {
+		return ctx.Err()
+	}
 	inf := factory.Core().V1().Pods()
 	a.pods = inf.Lister()
 	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -486,4 +499,18 @@ func (a *Agent) worker(uid string) *worker {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.workers[uid]
+}
+
+// serviceEnv is the Service environment of the pod's containers (see
+// ServiceEnv).
+func (a *Agent) serviceEnv(pod *corev1.Pod) []corev1.EnvVar {
+	if a.services == nil {
+		return nil
+	}
+	svcs, err := a.services.List(labelsEverything())
+	if err != nil {
+		return nil
+	}
+	links := pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks
+	return ServiceEnv(svcs, pod.Namespace, links)
 }

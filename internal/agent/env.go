@@ -124,8 +124,9 @@ func formatMap(m map[string]string) string {
 
 // containerEnv resolves a container's environment in order (envFrom, then
 // env, later entries able to use earlier ones through $(VAR)), on top of
-// the defaults a process needs (PATH, HOSTNAME, HOME).
-func containerEnv(ctx context.Context, src objectSource, pod *corev1.Pod, c *corev1.Container, hostname string) ([]string, map[string]string, error) {
+// the defaults a process needs (PATH, HOSTNAME, HOME) and the pod's Service
+// variables (svcEnv, see ServiceEnv), which envFrom and env override.
+func containerEnv(ctx context.Context, src objectSource, pod *corev1.Pod, c *corev1.Container, hostname string, svcEnv []corev1.EnvVar) ([]string, map[string]string, error) {
 	vars := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -143,6 +144,9 @@ func containerEnv(ctx context.Context, src objectSource, pod *corev1.Pod, c *cor
 		home = "/"
 	}
 	set("HOME", home)
+	for _, e := range svcEnv {
+		set(e.Name, e.Value)
+	}
 	cms := map[string]*corev1.ConfigMap{}
 	secrets := map[string]*corev1.Secret{}
 	getCM := func(name string, optional *bool) (*corev1.ConfigMap, error) {

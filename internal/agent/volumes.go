@@ -7,12 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
+	"github.com/headway/headway/internal/atomicfile"
 )
 
 // prepareVolumes makes each pod volume a directory on the host and returns
@@ -20,8 +23,10 @@ import (
 // under the pod's directory; persistentVolumeClaim the PV's local path;
 // hostPath the host path, which must exist (nothing is created on the host
 // outside the data dir). Claims are bound by the local-path provisioner.
-func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, sb *hwruntime.Sandbox) (map[string]string, error) {
-	paths := map[string]string{}
+// refresh is when a service-account token in a projected volume is due
+// for renewal (zero without one); refreshTokens renews them.
+func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, sb *hwruntime.Sandbox) (paths map[string]string, refresh time.Time, err error) {
+	paths = map[string]string{}
 	for _, v := range pod.Spec.Volumes {
 		dir := filepath.Join(sb.Dir, "volumes", v.Name)
 		var err error
@@ -38,7 +43,9 @@ func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, sb *hwrunti
 		case v.DownwardAPI != nil:
 			err = writeDownwardAPI(pod, v.DownwardAPI, dir)
 		case v.Projected != nil:
-			err = a.writeProjected(ctx, pod, v.Projected, dir)
+			var at time.Time
+			at, err = a.writeProjected(ctx, pod, v.Projected, dir)
+			refresh = earliest(refresh, at)
 		case v.PersistentVolumeClaim != nil:
 			dir, err = a.claimPath(ctx, pod, v.PersistentVolumeClaim.ClaimName)
 		case v.HostPath != nil:
@@ -47,11 +54,85 @@ func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, sb *hwrunti
 			err = errors.New("this volume type is not supported by the process runtime (emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim and hostPath are)")
 		}
 		if err != nil {
-			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+			return nil, time.Time{}, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
 		paths[v.Name] = dir
 	}
-	return paths, nil
+	return paths, refresh, nil
+}
+
+// refreshTokens writes anew the projected volumes that hold a
+// service-account token (with a new token); it returns when the next is
+// due.
+func (a *Agent) refreshTokens(ctx context.Context, pod *corev1.Pod, sb *hwruntime.Sandbox) (time.Time, error) {
+	var next time.Time
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil || !hasToken(v.Projected) {
+			continue
+		}
+		at, err := a.writeProjected(ctx, pod, v.Projected, filepath.Join(sb.Dir, "volumes", v.Name))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("volume %q: %w", v.Name, err)
+		}
+		next = earliest(next, at)
+	}
+	return next, nil
+}
+
+func hasToken(s *corev1.ProjectedVolumeSource) bool {
+	for _, src := range s.Sources {
+		if src.ServiceAccountToken != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// earliest is the earlier of two times, a zero time being none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// Token refresh, as the kubelet's token manager does it: when 80% of a
+// token's lifetime has passed, or it is a day old.
+const (
+	tokenMaxAge    = 24 * time.Hour
+	tokenRefreshAt = 0.8
+)
+
+// podToken requests a token of the pod's service account bound to the
+// pod, for a projected volume; refresh is when to ask for a new one.
+func (a *Agent) podToken(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection) (token []byte, refresh time.Time, err error) {
+	exp := int64(3600)
+	if src.ExpirationSeconds != nil {
+		exp = *src.ExpirationSeconds
+	}
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: &exp,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID},
+	}}
+	if src.Audience != "" {
+		req.Spec.Audiences = []string{src.Audience}
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	tr, err := a.cfg.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("requesting a token of service account %s/%s: %w", pod.Namespace, sa, err)
+	}
+	ttl := time.Duration(exp) * time.Second
+	if tr.Spec.ExpirationSeconds != nil {
+		ttl = time.Duration(*tr.Spec.ExpirationSeconds) * time.Second
+	}
+	expiry := tr.Status.ExpirationTimestamp.Time
+	issued := expiry.Add(-ttl)
+	refresh = earliest(issued.Add(time.Duration(float64(ttl)*tokenRefreshAt)), issued.Add(tokenMaxAge))
+	return []byte(tr.Status.Token), refresh, nil
 }
 
 func hostPath(h *corev1.HostPathVolumeSource) (string, error) {
@@ -79,42 +160,10 @@ func hostPath(h *corev1.HostPathVolumeSource) (string, error) {
 	return h.Path, nil
 }
 
-// writeFiles replaces dir's content with files (relative path → data).
+// writeFiles replaces dir's content with files (relative path → data) in
+// one step, as the kubelet does: readers see the old set or the new.
 func writeFiles(dir string, files map[string][]byte, mode os.FileMode) error {
-	tmp := dir + ".new"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return err
-	}
-	for rel, data := range files {
-		rel = filepath.Clean(rel)
-		if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
-			return fmt.Errorf("path %q leaves the volume", rel)
-		}
-		p := filepath.Join(tmp, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, data, mode); err != nil {
-			return err
-		}
-		os.Chmod(p, mode)
-	}
-	// A mounted volume keeps its directory: update in place if it exists.
-	if _, err := os.Stat(dir); err == nil {
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
-		}
-		entries, _ = os.ReadDir(tmp)
-		for _, e := range entries {
-			if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-		return os.RemoveAll(tmp)
-	}
-	return os.Rename(tmp, dir)
+	return atomicfile.WriteDir(dir, files, mode)
 }
 
 func fileMode(item *int32, def *int32, fallback os.FileMode) os.FileMode {
@@ -218,12 +267,22 @@ func writeDownwardAPI(pod *corev1.Pod, s *corev1.DownwardAPIVolumeSource, dir st
 	return writeFiles(dir, files, fileMode(nil, s.DefaultMode, 0o644))
 }
 
-func (a *Agent) writeProjected(ctx context.Context, pod *corev1.Pod, s *corev1.ProjectedVolumeSource, dir string) error {
+// writeProjected writes a projected volume: configMap, secret,
+// downwardAPI and serviceAccountToken sources. refresh is when its token
+// is due for renewal (zero without a token).
+func (a *Agent) writeProjected(ctx context.Context, pod *corev1.Pod, s *corev1.ProjectedVolumeSource, dir string) (refresh time.Time, err error) {
 	files := map[string][]byte{}
 	for _, src := range s.Sources {
 		var add map[string][]byte
 		var err error
 		switch {
+		case src.ServiceAccountToken != nil:
+			token, at, terr := a.podToken(ctx, pod, src.ServiceAccountToken)
+			if terr != nil {
+				return time.Time{}, terr
+			}
+			refresh = earliest(refresh, at)
+			add = map[string][]byte{src.ServiceAccountToken.Path: token}
 		case src.ConfigMap != nil:
 			optional := src.ConfigMap.Optional != nil && *src.ConfigMap.Optional
 			cm, gerr := a.objects.configMap(ctx, pod.Namespace, src.ConfigMap.Name)
@@ -231,11 +290,14 @@ func (a *Agent) writeProjected(ctx context.Context, pod *corev1.Pod, s *corev1.P
 				if optional && apierrors.IsNotFound(gerr) {
 					continue
 				}
-				return gerr
+				return time.Time{}, fmt.Errorf("configmap %q: %w", src.ConfigMap.Name, gerr)
 			}
 			data := map[string][]byte{}
 			for k, v := range cm.Data {
 				data[k] = []byte(v)
+			}
+			for k, v := range cm.BinaryData {
+				data[k] = v
 			}
 			add, err = keyFiles(data, src.ConfigMap.Items, optional, "configmap "+src.ConfigMap.Name)
 		case src.Secret != nil:
@@ -245,20 +307,20 @@ func (a *Agent) writeProjected(ctx context.Context, pod *corev1.Pod, s *corev1.P
 				if optional && apierrors.IsNotFound(gerr) {
 					continue
 				}
-				return gerr
+				return time.Time{}, fmt.Errorf("secret %q: %w", src.Secret.Name, gerr)
 			}
 			add, err = keyFiles(sec.Data, src.Secret.Items, optional, "secret "+src.Secret.Name)
 		case src.DownwardAPI != nil:
 			add, err = downwardFiles(pod, src.DownwardAPI.Items)
 		}
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
 		for k, v := range add {
 			files[k] = v
 		}
 	}
-	return writeFiles(dir, files, fileMode(nil, s.DefaultMode, 0o644))
+	return refresh, writeFiles(dir, files, fileMode(nil, s.DefaultMode, 0o644))
 }
 
 // claimPath returns the directory of the PVC's volume, provisioning a

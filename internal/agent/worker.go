@@ -35,17 +35,20 @@ type worker struct {
 	gone bool
 
 	// Owned by the run goroutine.
-	ctx         context.Context
-	sb          *hwruntime.Sandbox
-	volumes     map[string]string
-	ctrs        []*ctr
-	startTime   metav1.Time
-	nextWake    time.Time
-	lastWritten *corev1.PodStatus
-	warned      map[string]bool
-	initFailed  bool
-	sandboxMsg  string
-	adoptTried  bool
+	ctx     context.Context
+	sb      *hwruntime.Sandbox
+	volumes map[string]string
+	// tokenRefresh is when the service-account tokens in the pod's
+	// projected volumes are due for renewal (zero: none).
+	tokenRefresh time.Time
+	ctrs         []*ctr
+	startTime    metav1.Time
+	nextWake     time.Time
+	lastWritten  *corev1.PodStatus
+	warned       map[string]bool
+	initFailed   bool
+	sandboxMsg   string
+	adoptTried   bool
 	// targets are the running containers, for exec (under mu).
 	targets map[string]*execTarget
 }
@@ -263,14 +266,26 @@ func (w *worker) reconcile(ctx context.Context, pod *corev1.Pod) {
 		w.sb, w.sandboxMsg = sb, ""
 	}
 	if w.volumes == nil {
-		vols, err := w.a.prepareVolumes(ctx, pod, w.sb)
+		vols, refresh, err := w.a.prepareVolumes(ctx, pod, w.sb)
 		if err != nil {
 			w.sandboxMsg = err.Error()
 			w.warnOnce(pod, "FailedMount", "MountVolume.SetUp failed: "+err.Error())
 			w.wakeAt(time.Now().Add(2 * time.Second))
 			return
 		}
-		w.volumes, w.sandboxMsg = vols, ""
+		w.volumes, w.sandboxMsg, w.tokenRefresh = vols, "", refresh
+	}
+	if !w.tokenRefresh.IsZero() {
+		if !time.Now().Before(w.tokenRefresh) {
+			next, err := w.a.refreshTokens(ctx, pod, w.sb)
+			if err != nil {
+				// The old token is still good for a while: try again soon.
+				w.warnOnce(pod, "FailedMount", "MountVolume.SetUp failed to refresh a service-account token: "+err.Error())
+				next = time.Now().Add(10 * time.Second)
+			}
+			w.tokenRefresh = next
+		}
+		w.wakeAt(w.tokenRefresh)
 	}
 	// Exits and probe verdicts.
 	for _, c := range w.ctrs {
@@ -424,7 +439,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 		c.imageRef = ref
 	}
 	p := w.podWithIPs(pod)
-	env, vars, err := containerEnv(ctx, w.a.objects, p, &c.spec, w.sb.Hostname)
+	env, vars, err := containerEnv(ctx, w.a.objects, p, &c.spec, w.sb.Hostname, w.a.serviceEnv(pod))
 	if err != nil {
 		return configError{err}
 	}
@@ -739,7 +754,7 @@ func (w *worker) removeSandbox(final bool) {
 			os.RemoveAll(d)
 		}
 	}
-	w.sb, w.volumes = nil, nil
+	w.sb, w.volumes, w.tokenRefresh = nil, nil, time.Time{}
 }
 
 // terminate finalises a graceful deletion: preStop, SIGTERM, grace,

@@ -6,6 +6,10 @@ import "net/http"
 
 // serve dispatches a resource request by verb and subresource.
 func (res *resource) serve(w http.ResponseWriter, r *http.Request, info requestInfo) {
+	if res.reg.CreateOnly != nil {
+		res.serveCreateOnly(w, r, info)
+		return
+	}
 	var err error
 	switch info.Subresource {
 	case "":
@@ -72,6 +76,12 @@ func (res *resource) serve(w http.ResponseWriter, r *http.Request, info requestI
 			break
 		}
 		err = res.handleBinding(w, r, info)
+	case "token":
+		if res.reg.Token == nil || info.Verb != "create" {
+			err = notFoundResource()
+			break
+		}
+		err = res.handleToken(w, r, info)
 	case "eviction":
 		if !res.reg.Evict || info.Verb != "create" {
 			err = notFoundResource()

@@ -189,7 +189,9 @@ func TestCRUDSemantics(t *testing.T) {
 }
 
 func TestListSelectorsAndPagination(t *testing.T) {
-	c := cluster.Start(t)
+	// Only the test's own ConfigMaps in default: no controller publishing
+	// kube-root-ca.crt there.
+	c := cluster.Start(t, cluster.WithoutControllers())
 	ctx := ctxT(t)
 	cms := c.Client.CoreV1().ConfigMaps("default")
 	for i := 0; i < 25; i++ {

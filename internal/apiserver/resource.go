@@ -73,6 +73,9 @@ func newResource(s *Server, reg *registry.Resource) (*resource, error) {
 	}
 	res.selectableFields = res.fieldSet(reg.New())
 	for _, sub := range []string{"", "status"} {
+		if reg.CreateOnly != nil {
+			break // nothing is stored: no fields to manage
+		}
 		if sub == "status" && !reg.HasStatus {
 			continue
 		}
@@ -112,6 +115,9 @@ func (res *resource) newFieldManager(subresource string) (*managedfields.FieldMa
 }
 
 func (res *resource) verbs() metav1.Verbs {
+	if res.reg.CreateOnly != nil {
+		return metav1.Verbs{"create"}
+	}
 	return metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 }
 
@@ -136,6 +142,9 @@ func (res *resource) subresources() []subresourceInfo {
 			subresourceInfo{name: "log", kind: coreV1.WithKind("Pod"), verbs: metav1.Verbs{"get"}},
 			subresourceInfo{name: "portforward", kind: coreV1.WithKind("PodPortForwardOptions"), verbs: metav1.Verbs{"create", "get"}},
 		)
+	}
+	if res.reg.Token != nil {
+		out = append(out, subresourceInfo{name: "token", kind: tokenRequestGVK, verbs: metav1.Verbs{"create"}})
 	}
 	if res.reg.Evict {
 		out = append(out, subresourceInfo{name: "eviction", kind: schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "Eviction"}, verbs: metav1.Verbs{"create"}})

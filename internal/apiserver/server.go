@@ -50,6 +50,12 @@ type Config struct {
 	// Authenticators are tried in order after the client certificate and
 	// the admin token (service-account tokens, for example).
 	Authenticators []Authenticator
+	// APIAudiences are the audiences a token must name to authenticate to
+	// the API (the service-account issuer's URL).
+	APIAudiences []string
+	// OIDC, when set, serves the service-account issuer's discovery
+	// documents to authenticated users.
+	OIDC *OIDCDiscovery
 	// Authorizer decides whether an authenticated user may make a request;
 	// nil allows every authenticated request.
 	Authorizer authorizer.UnconditionalAuthorizer
@@ -197,6 +203,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/openapi/v2", s.serveOpenAPI)
 	mux.HandleFunc("/openapi/v3", s.serveOpenAPI)
 	mux.HandleFunc("/openapi/v3/", s.serveOpenAPI)
+	mux.HandleFunc(OpenIDConfigurationPath, s.serveOIDC)
+	mux.HandleFunc(JWKSPath, s.serveOIDC)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" {
 			s.serveRootPaths(w, r)

@@ -67,7 +67,15 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
 	}
-	resources, err := Resources(cfg.ServiceCIDR)
+	id, err := newIdentity(cfg, bundle)
+	if err != nil {
+		return nil, err
+	}
+	resources, err := Resources(cfg.ServiceCIDR, id.options(!cfg.NoControllers))
+	if err != nil {
+		return nil, err
+	}
+	oidc, err := id.oidc()
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +94,9 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Resources:      resources,
 		Version:        version.Info(),
 		Token:          bundle.Token,
+		Authenticators: []apiserver.Authenticator{id.authenticator()},
+		APIAudiences:   id.audiences,
+		OIDC:           oidc,
 		OpenAPI:        openapi.NewWithCustomResources(docs),
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
@@ -94,9 +105,10 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	id.srv = srv
+	ln, podAddr, err := listenAPI(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w (is another server running? pick another address with --listen)", cfg.Listen, err)
+		return nil, err
 	}
 	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
@@ -123,8 +135,15 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if a.client, err = kubernetes.NewForConfig(a.restConfig); err != nil {
 		return fail(err)
 	}
-	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port); err != nil {
+	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
 		return fail(fmt.Errorf("creating the built-in objects: %w", err))
+	}
+	if !cfg.NoControllers {
+		// What the controllers keep in every namespace is there for the
+		// built-in ones from the start (the controllers see to new ones).
+		if err := bootstrapIdentity(ctx, a.client, bundle.CAPEM); err != nil {
+			return fail(fmt.Errorf("creating the built-in namespaces' service accounts: %w", err))
+		}
 	}
 	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
 	if err := writeKubeconfig(a.kubeconfig, a.url, bundle); err != nil {
@@ -144,7 +163,12 @@ func kubernetesHosts(cfg Config, listenHost string) []string {
 	} else if h, err := os.Hostname(); err == nil {
 		hosts = append(hosts, h)
 	}
-	return append(hosts, cfg.KubernetesIP.String())
+	hosts = append(hosts, cfg.KubernetesIP.String())
+	// Pods reach the API on the gateway (the kubernetes Service's endpoint).
+	if a := podAPIAddr(cfg, 0); a.IsValid() {
+		hosts = append(hosts, a.Addr().String())
+	}
+	return hosts
 }
 
 // NodePortBase and NodePortSize are the node port range, 30000-32767.
@@ -153,21 +177,23 @@ const (
 	NodePortSize = 2768
 )
 
-// Resources is the resource table, with Service addresses from serviceCIDR.
-func Resources(serviceCIDR netip.Prefix) ([]*registry.Resource, error) {
+// Resources is the resource table, with Service addresses from
+// serviceCIDR and the rest of o (service accounts and tokens).
+func Resources(serviceCIDR netip.Prefix, o builtin.Options) ([]*registry.Resource, error) {
 	ips, err := service.NewIPAllocator(serviceCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("--service-cidr: %w", err)
 	}
-	alloc := service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
-	return builtin.Resources(builtin.Options{Services: alloc}), nil
+	o.Services = service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
+	return builtin.Resources(o), nil
 }
 
 // bootstrap creates what every cluster has: the four namespaces, the
-// kubernetes Service, the default local-path StorageClass and the system
+// kubernetes Service (with its endpoint where pods reach the API: podAddr,
+// when valid), the default local-path StorageClass and the system
 // PriorityClasses. The systemservices controller then keeps the kubernetes
 // and kube-dns Services (systemServices).
-func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int) error {
+func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int, podAddr netip.AddrPort) error {
 	opts := metav1.CreateOptions{FieldManager: "headway"}
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
 		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, opts)
@@ -178,6 +204,9 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 	svc := systemservices.KubernetesService(kubernetesIP.String(), int32(apiPort))
 	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("the kubernetes Service: %w", err)
+	}
+	if err := reconcileAPIEndpoints(ctx, client, podAddr); err != nil {
+		return fmt.Errorf("the kubernetes Service's endpoints: %w", err)
 	}
 	reclaim := corev1.PersistentVolumeReclaimDelete
 	binding := storagev1.VolumeBindingWaitForFirstConsumer
@@ -279,6 +308,9 @@ func typeName(t reflect.Type) string {
 func openAPIResources(resources []*registry.Resource) []openapi.Resource {
 	out := make([]openapi.Resource, 0, len(resources))
 	for _, r := range resources {
+		if r.CreateOnly != nil {
+			continue // reviews have no list or stored objects to describe
+		}
 		var subs []string
 		if r.HasStatus {
 			subs = append(subs, "status")

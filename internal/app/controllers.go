@@ -24,7 +24,9 @@ import (
 	"github.com/headway/headway/internal/controller/networkpolicy"
 	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/resourcequota"
+	"github.com/headway/headway/internal/controller/rootcacert"
 	"github.com/headway/headway/internal/controller/scheduler"
+	"github.com/headway/headway/internal/controller/serviceaccount"
 	"github.com/headway/headway/internal/controller/statefulset"
 	"github.com/headway/headway/internal/registry/builtin"
 )
@@ -57,12 +59,16 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	disruptions := disruption.New(client, factory, recorder("disruption-controller"), log)
 	quotas := resourcequota.New(client, md, client.Discovery(), factory, log)
 	policies := networkpolicy.New(client, factory, log)
+	accounts := serviceaccount.New(client, factory, log)
+	rootCA := rootcacert.New(client, factory, a.bundle.CAPEM, log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
 		var wg sync.WaitGroup
 		for _, run := range []func(context.Context){
 			nsc.Run,
+			accounts.Run,
+			rootCA.Run,
 			sched.Run,
 			sts.Run,
 			replicasets.Run,

@@ -29,7 +29,9 @@ func TestUndecodableObjectIsSkippedAndDeletable(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c1, err := cluster.StartE(dir, cluster.WithBolt(dir))
+	// No controllers: only the test's own ConfigMaps in default (no
+	// kube-root-ca.crt published there).
+	c1, err := cluster.StartE(dir, cluster.WithBolt(dir), cluster.WithoutControllers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func TestUndecodableObjectIsSkippedAndDeletable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c2, err := cluster.StartE(dir, cluster.WithBolt(dir))
+	c2, err := cluster.StartE(dir, cluster.WithBolt(dir), cluster.WithoutControllers())
 	if err != nil {
 		t.Fatal(err)
 	}

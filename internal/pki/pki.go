@@ -3,6 +3,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -37,6 +38,9 @@ type Bundle struct {
 	Serving   tls.Certificate
 	Token     string
 	TokenFile string
+	// ServiceAccountKey signs service-account tokens (sa.key; made once,
+	// an ECDSA P-256 key, or an RSA key put there by hand).
+	ServiceAccountKey crypto.Signer
 }
 
 // File names inside the pki directory.
@@ -46,6 +50,8 @@ const (
 	servingCertFile = "apiserver.crt"
 	servingKeyFile  = "apiserver.key"
 	tokenFile       = "admin.token"
+	saKeyFile       = "sa.key"
+	saPubFile       = "sa.pub"
 )
 
 // LoadOrCreate loads the PKI from dir, creating what is missing. The serving
@@ -62,6 +68,9 @@ func LoadOrCreate(dir string, hosts []string) (*Bundle, error) {
 		return nil, err
 	}
 	if err := b.loadOrCreateToken(); err != nil {
+		return nil, err
+	}
+	if err := b.loadOrCreateServiceAccountKey(); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -198,6 +207,48 @@ func (b *Bundle) loadOrCreateToken() error {
 	}
 	b.Token = hex.EncodeToString(raw)
 	return atomicfile.Write(b.TokenFile, []byte(b.Token+"\n"), 0o600)
+}
+
+// loadOrCreateServiceAccountKey loads sa.key, or makes it (and sa.pub, its
+// public key) once: tokens stay valid across restarts as long as it stays.
+func (b *Bundle) loadOrCreateServiceAccountKey() error {
+	path := b.path(saKeyFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		k, err := keyutil.ParsePrivateKeyPEM(data)
+		if err != nil {
+			return fmt.Errorf("reading the service-account key %s: %w (remove it to have a new one made; tokens signed with it stop working)", path, err)
+		}
+		signer, ok := k.(crypto.Signer)
+		if !ok {
+			return fmt.Errorf("the service-account key %s is a %T; want an ECDSA or RSA private key", path, k)
+		}
+		b.ServiceAccountKey = signer
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading the service-account key %s: %w", path, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(b.path(saPubFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+		return err
+	}
+	b.ServiceAccountKey = key
+	return nil
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {

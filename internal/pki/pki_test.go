@@ -367,3 +367,38 @@ func TestAgentTLS(t *testing.T) {
 		t.Error("TLS below 1.2 allowed")
 	}
 }
+
+func TestServiceAccountKeyIsMadeOnceAndKept(t *testing.T) {
+	dir := t.TempDir()
+	b1, err := LoadOrCreate(dir, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, ok := b1.ServiceAccountKey.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("service-account key %T, want ECDSA", b1.ServiceAccountKey)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "sa.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("sa.key: %v %v, want mode 0600", st, err)
+	}
+	b2, err := LoadOrCreate(dir, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2, _ := b2.ServiceAccountKey.(*ecdsa.PrivateKey); k2 == nil || !k1.Equal(k2) {
+		t.Fatal("the service-account key changed across a reload: issued tokens would stop working")
+	}
+	pubPEM, err := os.ReadFile(filepath.Join(dir, "sa.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pubPEM)
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil || !k1.PublicKey.Equal(pub) {
+		t.Fatalf("sa.pub is not the key's public key (%v)", err)
+	}
+	os.WriteFile(filepath.Join(dir, "sa.key"), []byte("not a key"), 0o600)
+	if _, err := LoadOrCreate(dir, hosts); err == nil || !strings.Contains(err.Error(), "sa.key") {
+		t.Fatalf("a damaged sa.key: %v, want an error naming it", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"reflect"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -100,6 +101,16 @@ type Resource struct {
 	Bind func(obj runtime.Object, target string) (runtime.Object, error)
 	// Evict enables the "eviction" subresource (a delete through policy/v1 Eviction).
 	Evict bool
+
+	// Token, when set, serves the "token" subresource (serviceaccounts): a
+	// create of an authentication.k8s.io/v1 TokenRequest for obj, the
+	// stored object, answered with the request and its token.
+	Token func(ctx context.Context, obj runtime.Object, req *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error)
+
+	// CreateOnly, when set, makes the resource a review: nothing is
+	// stored, the only verb is create, and a create answers what
+	// CreateOnly returns for the decoded object (TokenReview).
+	CreateOnly func(ctx context.Context, obj runtime.Object) (runtime.Object, error)
 
 	// Streams enables the log, exec, attach and portforward subresources,
 	// proxied to the node agent that runs the object (pods).

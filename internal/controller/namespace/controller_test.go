@@ -111,7 +111,13 @@ func TestNamespaceDeletion(t *testing.T) {
 		if n, err := contents(ctx, cs, "doomed"); err != nil || n != 0 {
 			t.Fatalf("%d objects left in the removed namespace (%v)", n, err)
 		}
-		if n, err := contents(ctx, cs, "kept"); err != nil || n != 6 {
+		// Beside fill's six objects, "kept" holds the kube-root-ca.crt
+		// ConfigMap the root CA publisher keeps in every namespace.
+		waitFor(t, "kube-root-ca.crt in kept", func() (bool, error) {
+			_, err := cs.CoreV1().ConfigMaps("kept").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+			return err == nil, nil
+		})
+		if n, err := contents(ctx, cs, "kept"); err != nil || n-1 != 6 {
 			t.Fatalf("the other namespace has %d objects, want its 6 untouched (%v)", n, err)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -62,6 +63,7 @@ import (
 	"github.com/headway/headway/internal/registry/serviceaccount"
 	"github.com/headway/headway/internal/registry/statefulset"
 	"github.com/headway/headway/internal/registry/storageclass"
+	"github.com/headway/headway/internal/registry/tokenreview"
 	"github.com/headway/headway/internal/registry/validatingwebhookconfiguration"
 )
 
@@ -72,7 +74,7 @@ func Scheme() *runtime.Scheme {
 		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, discoveryv1.AddToScheme,
 		coordinationv1.AddToScheme, eventsv1.AddToScheme, storagev1.AddToScheme, apidiscoveryv2.AddToScheme, policyv1.AddToScheme,
 		autoscalingv2.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, schedulingv1.AddToScheme,
-		admissionregistrationv1.AddToScheme, rbacv1.AddToScheme, apiextensionsv1.AddToScheme,
+		admissionregistrationv1.AddToScheme, rbacv1.AddToScheme, apiextensionsv1.AddToScheme, authenticationv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		utilruntime.Must(add(s))
@@ -86,20 +88,27 @@ func Scheme() *runtime.Scheme {
 type Options struct {
 	// Services holds the cluster IP and node port allocators.
 	Services service.Allocators
+	// ServiceAccounts, when set, admits pods as kube's ServiceAccount
+	// admission does (the account must exist; the token volume is added).
+	ServiceAccounts pod.ServiceAccountLookup
+	// Tokens, when set, serves serviceaccounts/token (TokenRequest).
+	Tokens *serviceaccount.Tokens
+	// TokenReview, when set, serves authentication.k8s.io/v1 TokenReviews.
+	TokenReview tokenreview.Reviewer
 }
 
 // Resources returns the resource table, in discovery order.
 func Resources(o Options) []*registry.Resource {
-	return []*registry.Resource{
+	resources := []*registry.Resource{
 		// core/v1
 		namespace.Resource(),
-		pod.Resource(),
+		pod.ResourceWithServiceAccounts(o.ServiceAccounts),
 		service.Resource(o.Services),
 		endpoints.Resource(),
 		node.Resource(),
 		configmap.Resource(),
 		secret.Resource(),
-		serviceaccount.Resource(),
+		serviceaccount.ResourceWithTokens(o.Tokens),
 		event.Resource(),
 		persistentvolumeclaim.Resource(),
 		persistentvolume.Resource(),
@@ -146,4 +155,9 @@ func Resources(o Options) []*registry.Resource {
 		// apiextensions.k8s.io/v1 (the resources they define are served as they are created)
 		customresourcedefinition.Resource(),
 	}
+	if o.TokenReview != nil {
+		// authentication.k8s.io/v1
+		resources = append(resources, tokenreview.Resource(o.TokenReview))
+	}
+	return resources
 }

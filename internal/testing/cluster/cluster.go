@@ -50,6 +50,13 @@ func WithoutDNS() Option {
 	return func(o *app.Options) { o.NoDNS = true }
 }
 
+// WithoutControllers leaves the controllers out: an API with nothing else
+// writing to it (no default ServiceAccounts or kube-root-ca.crt ConfigMaps,
+// so pods are admitted without an account check).
+func WithoutControllers() Option {
+	return func(o *app.Options) { o.NoControllers = true }
+}
+
 // WithAgent runs the node agent with the process runtime (needs root; see
 // agent/network.Check). Its pod network gets its own bridge and ranges —
 // clusterCIDR inside 198.18.0.0/16, serviceCIDR inside 198.19.0.0/16, the

@@ -1,0 +1,134 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/headway/headway/internal/agent/network"
+	"github.com/headway/headway/internal/testing/cluster"
+)
+
+// inNetNSEnv marks the copy of the test binary that runs in a network
+// (and mount) namespace of its own.
+const inNetNSEnv = "HEADWAY_TEST_IN_NETNS"
+
+// runInOwnNetNS runs the calling test again in a new network and mount
+// namespace (a copy of this test binary) and reports its result; it
+// returns true in that copy, where the test goes on. Everything the test
+// makes there (bridge, routes, nftables, mounts) goes with the namespaces.
+func runInOwnNetNS(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(inNetNSEnv) == t.Name() {
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			t.Fatalf("bringing up lo in the test's network namespace: %v", err)
+		}
+		return true
+	}
+	if err := network.Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), inNetNSEnv+"="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s in its own network namespace: %v\n%s", t.Name(), err, out)
+	}
+	t.Logf("in its own network namespace:\n%s", out)
+	return false
+}
+
+// TestPodReachesTheAPIWithItsToken is the in-cluster identity path on the
+// process runtime: a busybox pod finds the API through its environment
+// and https://kubernetes.default.svc (cluster DNS, the kubernetes
+// Service's ClusterIP, the proxy's DNAT to the API's pod address), and its
+// mounted service-account token authenticates (a bad one does not); curl
+// verifies the API's certificate with the mounted ca.crt.
+func TestPodReachesTheAPIWithItsToken(t *testing.T) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("skipping: the pod runs busybox's sh and wget (apt-get install busybox)")
+	}
+	if !runInOwnNetNS(t) {
+		return
+	}
+	c := cluster.Start(t, cluster.WithAgent("hwt-identity", "198.18.248.0/24", "198.19.248.0/24"))
+	ctx := context.Background()
+	cluster.WaitFor(t, 30*time.Second, "the default ServiceAccount", func() (bool, error) {
+		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "client"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "c", Image: "busybox:1.28", Command: []string{"sleep", "3600"}}},
+	}}
+	if _, err := c.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 60*time.Second, "the client pod running", func() (bool, error) {
+		p, err := c.Client.CoreV1().Pods("default").Get(ctx, "client", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, err
+	})
+	run := func(script string) string {
+		t.Helper()
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		res, err := c.Running.Agent.Exec(ectx, "default", "client", "c", []string{"sh", "-c", script})
+		if err != nil {
+			t.Fatalf("exec %q: %v", script, err)
+		}
+		return string(res.Output)
+	}
+	const sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+	if got := run("cat " + sa + "/namespace"); got != "default" {
+		t.Errorf("the mounted namespace: %q", got)
+	}
+	if got := run("echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $KUBERNETES_PORT_443_TCP"); got != "198.19.248.1:443 tcp://198.19.248.1:443\n" {
+		t.Errorf("the API's environment: %q", got)
+	}
+	if got := run("cat " + sa + "/ca.crt"); got != string(c.Running.PKI.CAPEM) {
+		t.Errorf("the mounted ca.crt is not the cluster CA:\n%s", got)
+	}
+	if got := run("touch " + sa + "/x 2>&1 || echo read-only"); !strings.Contains(got, "read-only") {
+		t.Errorf("the token volume is writable: %q", got)
+	}
+
+	// With the token: the pods of its namespace (200 while nothing
+	// authorizes requests).
+	pods := run(`wget -q -O - --no-check-certificate --header "Authorization: Bearer $(cat ` + sa + `/token)" ` +
+		`https://kubernetes.default.svc/api/v1/namespaces/$(cat ` + sa + `/namespace)/pods 2>&1`)
+	if !strings.Contains(pods, `"kind":"PodList"`) || !strings.Contains(pods, `"name":"client"`) {
+		t.Errorf("listing pods with the mounted token:\n%s", pods)
+	}
+	// GET /api: 200 with the token, 401 with a bad one.
+	status := func(token string) string {
+		return run(`wget -S -q -O /dev/null --no-check-certificate --header "Authorization: Bearer ` + token + `" https://kubernetes.default.svc/api 2>&1 | grep -o 'HTTP/1.1 [0-9]*' | head -1`)
+	}
+	t.Logf("pods listed from the pod: %.120s...", pods)
+	if got := status("$(cat " + sa + "/token)"); !strings.Contains(got, "200") {
+		t.Errorf("GET /api with the mounted token: %q, want 200", got)
+	}
+	if got := status("not-a-token"); !strings.Contains(got, "401") {
+		t.Errorf("GET /api with a bad token: %q, want 401", got)
+	}
+	if _, err := exec.LookPath("curl"); err == nil {
+		// The certificate verifies against the mounted CA, by the name.
+		got := run(`curl -sS -o /dev/null -w '%{http_code}' --cacert ` + sa + `/ca.crt -H "Authorization: Bearer $(cat ` + sa + `/token)" https://kubernetes.default.svc/api 2>&1`)
+		t.Logf("curl --cacert from the pod: %s", got)
+		if got != "200" {
+			t.Errorf("curl --cacert ca.crt https://kubernetes.default.svc/api: %q, want 200", got)
+		}
+	}
+}
