@@ -31,7 +31,6 @@ var fullAuthority = []rbacv1.PolicyRule{
 	{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
 }
 
-
 func forbidden(resource, name string, err error) error {
 	return apierrors.NewForbidden(rbacv1.Resource(resource), name, err)
 }
