@@ -6,6 +6,12 @@ import "net/http"
 
 // serve dispatches a resource request by verb and subresource.
 func (res *resource) serve(w http.ResponseWriter, r *http.Request, info requestInfo) {
+	if res.reg.CreateOnly != nil {
+		if err := res.serveCreateOnly(w, r, info); err != nil {
+			res.s.writeError(w, r, err)
+		}
+		return
+	}
 	var err error
 	switch info.Subresource {
 	case "":

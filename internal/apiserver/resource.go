@@ -68,6 +68,9 @@ func newResource(s *Server, reg *registry.Resource) (*resource, error) {
 	}
 	res.selectableFields = res.fieldSet(reg.New())
 	for _, sub := range []string{"", "status"} {
+		if reg.CreateOnly != nil {
+			break // never stored: no managed fields
+		}
 		if sub == "status" && !reg.HasStatus {
 			continue
 		}
@@ -107,6 +110,9 @@ func (res *resource) newFieldManager(subresource string) (*managedfields.FieldMa
 }
 
 func (res *resource) verbs() metav1.Verbs {
+	if res.reg.CreateOnly != nil {
+		return metav1.Verbs{"create"}
+	}
 	return metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 }
 

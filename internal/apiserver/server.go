@@ -47,8 +47,13 @@ type Config struct {
 	// the admin token (service-account tokens, for example).
 	Authenticators []Authenticator
 	// Authorizer decides whether an authenticated user may make a request;
-	// nil allows every authenticated request.
+	// nil allows every authenticated request. It also answers the access
+	// reviews and authorizes impersonation.
 	Authorizer authorizer.UnconditionalAuthorizer
+	// RuleResolver lists what a user may do (SelfSubjectRulesReview); nil
+	// answers everything without an Authorizer, and an incomplete empty
+	// list with one.
+	RuleResolver authorizer.RuleResolver
 	// OpenAPI, when set, serves /openapi/v2 and /openapi/v3 (see package
 	// openapi); it is built from the same resource table.
 	OpenAPI http.Handler
@@ -101,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		byGV:      map[schema.GroupVersion][]*resource{},
 		versions:  map[string][]string{},
 	}
-	for _, reg := range cfg.Resources {
+	for _, reg := range append(cfg.Resources[:len(cfg.Resources):len(cfg.Resources)], s.reviewResources()...) {
 		res, err := newResource(s, reg)
 		if err != nil {
 			return nil, err
@@ -175,7 +180,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.writeError(w, r, notFoundResource())
 	})
-	return s.recoverPanics(s.authenticate(s.authorize(s.limitBody(mux))))
+	return s.recoverPanics(s.authenticate(s.impersonate(s.authorize(s.limitBody(mux)))))
 }
 
 // recoverPanics turns a handler panic into a logged 500 Status.

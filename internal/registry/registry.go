@@ -45,6 +45,17 @@ type Resource struct {
 	// ValidateStatusUpdate checks a write to the status subresource.
 	ValidateStatusUpdate func(obj, old runtime.Object) field.ErrorList
 
+	// Admit, when set, is asked after validation whether the request's user
+	// (in ctx) may write obj; old is nil on create. An error refuses the
+	// write, dry runs included. The RBAC kinds use it to prevent privilege
+	// escalation; internal/app sets it.
+	Admit func(ctx context.Context, obj, old runtime.Object) error
+
+	// CreateOnly, when set, makes the kind a create-only one that is never
+	// stored (the review APIs): a POST decodes the object and answers what
+	// CreateOnly returns with 201 Created; the kind has no other verb.
+	CreateOnly func(ctx context.Context, obj runtime.Object) (runtime.Object, error)
+
 	// Hooks is for resources whose writes hold something outside the object
 	// (an allocated IP or port). Nil for most.
 	Hooks Hooks
