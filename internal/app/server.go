@@ -156,6 +156,9 @@ func (r *Running) run(ctx context.Context, a *api, background []func(context.Con
 			err = e
 		}
 	}
+	if a.rbacInformers != nil {
+		a.rbacInformers.Shutdown()
+	}
 	if e := r.Store.Close(); err == nil {
 		err = e
 	}
