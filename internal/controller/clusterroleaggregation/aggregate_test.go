@@ -17,7 +17,9 @@ func r(verb, resource string) rbacv1.PolicyRule {
 }
 
 func TestAggregate(t *testing.T) {
-	sel := func(k string) metav1.LabelSelector { return metav1.LabelSelector{MatchLabels: map[string]string{k: "true"}} }
+	sel := func(k string) metav1.LabelSelector {
+		return metav1.LabelSelector{MatchLabels: map[string]string{k: "true"}}
+	}
 	view := cr("view", map[string]string{"to-edit": "true"})
 	view.AggregationRule = &rbacv1.AggregationRule{ClusterRoleSelectors: []metav1.LabelSelector{sel("to-view")}}
 	edit := cr("edit", nil, r("stale", "x"))
