@@ -97,7 +97,7 @@ func TestKubectlAuth(t *testing.T) {
 	}
 	// The default service account may not create pods ...
 	as := "--as=system:serviceaccount:default:default"
-	if out, code := kubectl(t, c, "auth", "can-i", "create", "pods", as); code != 1 || strings.TrimSpace(out) != "no" {
+	if out, code := kubectl(t, c, "auth", "can-i", "create", "pods", as); code != 1 || answer(out) != "no" {
 		t.Fatalf("can-i create pods as the default service account: exit %d %q, want no", code, out)
 	}
 	// ... until bound to edit (whose rules the aggregation controller gathers).
@@ -106,10 +106,10 @@ func TestKubectlAuth(t *testing.T) {
 	}
 	cluster.WaitFor(t, 20*time.Second, "can-i create pods to answer yes", func() (bool, error) {
 		out, code := kubectl(t, c, "auth", "can-i", "create", "pods", as)
-		return code == 0 && strings.TrimSpace(out) == "yes", nil
+		return code == 0 && answer(out) == "yes", nil
 	})
 	// In default only.
-	if out, code := kubectl(t, c, "auth", "can-i", "create", "pods", as, "-n", "kube-system"); code != 1 || strings.TrimSpace(out) != "no" {
+	if out, code := kubectl(t, c, "auth", "can-i", "create", "pods", as, "-n", "kube-system"); code != 1 || answer(out) != "no" {
 		t.Fatalf("can-i in kube-system: exit %d %q, want no", code, out)
 	}
 	// --list answers from SelfSubjectRulesReview.
