@@ -49,6 +49,9 @@ type api struct {
 	// restConfig and client authenticate as the admin.
 	restConfig *rest.Config
 	client     kubernetes.Interface
+	// componentConfigs are the configurations clientConfig handed out
+	// (their idle connections are closed at shutdown).
+	componentConfigs []*rest.Config
 	// rbacInformers feed the RBAC authorizer (nil with AlwaysAllow).
 	rbacInformers informers.SharedInformerFactory
 	// serveErr receives Serve's result; stopServe ends it.
@@ -74,11 +77,13 @@ func (a *api) clientConfig(user string, groups ...string) (*rest.Config, error) 
 	if err != nil {
 		return nil, fmt.Errorf("issuing a client certificate for %s: %w", user, err)
 	}
-	return &rest.Config{
+	cfg := &rest.Config{
 		Host:            a.url,
 		TLSClientConfig: rest.TLSClientConfig{CAData: a.bundle.CAPEM, CertData: certPEM, KeyData: keyPEM},
 		QPS:             -1,
-	}, nil
+	}
+	a.componentConfigs = append(a.componentConfigs, cfg)
+	return cfg, nil
 }
 
 // clientFor is a clientset on clientConfig(user, groups...).
