@@ -136,9 +136,10 @@ func requestAttributes(r *http.Request) authorizer.AttributesRecord {
 	attrs.Verb = info.Verb
 	attrs.APIGroup, attrs.APIVersion = info.Group, info.Version
 	attrs.Namespace, attrs.Resource, attrs.Subresource, attrs.Name = info.Namespace, info.Resource, info.Subresource, info.Name
-	if info.Resource == "namespaces" && info.Subresource == "" && info.Name == "" && info.Namespace != "" {
-		// /api/v1/namespaces/foo is the namespace object foo.
-		attrs.Name, attrs.Namespace = info.Namespace, ""
+	if info.Resource == "namespaces" && info.Name != "" {
+		// /api/v1/namespaces/foo[/status] is the namespace object foo, in
+		// the namespace foo for authorization, as kube-apiserver has it.
+		attrs.Namespace = info.Name
 	}
 	return attrs
 }

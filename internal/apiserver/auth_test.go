@@ -93,10 +93,12 @@ func TestAuthenticationAndAuthorizationSeam(t *testing.T) {
 	if code, _ := do("wrong-token", "GET", "/api/v1/namespaces/default/configmaps"); code != 401 {
 		t.Fatalf("unknown token: %d, want 401", code)
 	}
-	// The authorizer sees the namespace object's name, not a namespace.
+	// The authorizer sees the namespace object's name, and the namespace
+	// itself as the request's namespace, as kube-apiserver's request info
+	// has it (so a RoleBinding in a namespace can grant reading it).
 	authz.asked = nil
 	do("robot-token", "GET", "/api/v1/namespaces/kube-system")
-	if len(authz.asked) != 1 || authz.asked[0].GetName() != "kube-system" || authz.asked[0].GetNamespace() != "" || authz.asked[0].GetResource() != "namespaces" {
+	if len(authz.asked) != 1 || authz.asked[0].GetName() != "kube-system" || authz.asked[0].GetNamespace() != "kube-system" || authz.asked[0].GetResource() != "namespaces" {
 		t.Fatalf("namespace attributes: %+v", authz.asked)
 	}
 	// Health paths stay readable without credentials; the authorizer decides

@@ -7,7 +7,9 @@ import "net/http"
 // serve dispatches a resource request by verb and subresource.
 func (res *resource) serve(w http.ResponseWriter, r *http.Request, info requestInfo) {
 	if res.reg.CreateOnly != nil {
-		res.serveCreateOnly(w, r, info)
+		if err := res.serveCreateOnly(w, r, info); err != nil {
+			res.s.writeError(w, r, err)
+		}
 		return
 	}
 	var err error

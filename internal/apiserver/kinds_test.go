@@ -195,7 +195,12 @@ func servedKinds() []kindCase {
 // client-go (JSON) and lists it back (protobuf). The controllers stay off:
 // the test writes status and spec itself and checks what the API keeps.
 func TestServedKindsCreateAndList(t *testing.T) {
-	c := cluster.Start(t, cluster.WithoutDNS(), func(o *app.Options) { o.NoControllers = true })
+	// AlwaysAllow: without the default RBAC policy, every cluster-scoped
+	// kind starts empty, so each list holds just the object created here.
+	c := cluster.Start(t, cluster.WithoutDNS(), func(o *app.Options) {
+		o.NoControllers = true
+		o.AuthorizationMode = app.AuthorizationAlwaysAllow
+	})
 	ctx := ctxT(t)
 	pb := protobufClient(t, c)
 	for _, k := range servedKinds() {

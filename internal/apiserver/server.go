@@ -57,8 +57,13 @@ type Config struct {
 	// documents to authenticated users.
 	OIDC *OIDCDiscovery
 	// Authorizer decides whether an authenticated user may make a request;
-	// nil allows every authenticated request.
+	// nil allows every authenticated request. It also answers the access
+	// reviews and authorizes impersonation.
 	Authorizer authorizer.UnconditionalAuthorizer
+	// RuleResolver lists what a user may do (SelfSubjectRulesReview); nil
+	// answers everything without an Authorizer, and an incomplete empty
+	// list with one.
+	RuleResolver authorizer.RuleResolver
 	// OpenAPI, when set, serves /openapi/v2 and /openapi/v3 (see package
 	// openapi); it is built from the same resource table.
 	OpenAPI http.Handler
@@ -132,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 		versions:  map[string][]string{},
 		inflight:  newInflight(cfg.Limits),
 	}
-	for _, reg := range cfg.Resources {
+	for _, reg := range append(cfg.Resources[:len(cfg.Resources):len(cfg.Resources)], s.reviewResources()...) {
 		res, err := newResource(s, reg)
 		if err != nil {
 			return nil, err
@@ -213,8 +218,8 @@ func (s *Server) Handler() http.Handler {
 		s.writeError(w, r, notFoundResource())
 	})
 	// As kube-apiserver orders its filters: authentication, the in-flight
-	// limit, then authorization.
-	return s.recoverPanics(s.authenticate(s.limitInflight(s.authorize(s.limitBody(mux)))))
+	// limit, impersonation, then authorization.
+	return s.recoverPanics(s.authenticate(s.limitInflight(s.impersonate(s.authorize(s.limitBody(mux))))))
 }
 
 // recoverPanics turns a handler panic into a logged 500 Status.

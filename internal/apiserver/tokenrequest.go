@@ -71,36 +71,6 @@ func (res *resource) handleToken(w http.ResponseWriter, r *http.Request, info re
 	return nil
 }
 
-// serveCreateOnly serves a review resource: POST to the collection runs
-// the review; every other verb is 405.
-func (res *resource) serveCreateOnly(w http.ResponseWriter, r *http.Request, info requestInfo) {
-	err := func() error {
-		if info.Verb != "create" || info.Name != "" || info.Subresource != "" {
-			return methodNotSupported(res.reg.GroupResource(), info.Verb)
-		}
-		f, opts, body, err := writeRequest(r, false)
-		if err != nil {
-			return err
-		}
-		obj := res.reg.New()
-		warnings, err := res.decodeBody(r, body, opts, obj, res.gvk)
-		if err != nil {
-			return err
-		}
-		out, err := res.reg.CreateOnly(r.Context(), obj)
-		if err != nil {
-			return err
-		}
-		out.GetObjectKind().SetGroupVersionKind(res.gvk)
-		writeWarnings(w, warnings)
-		res.s.writeObject(w, f, http.StatusCreated, out)
-		return nil
-	}()
-	if err != nil {
-		res.s.writeError(w, r, err)
-	}
-}
-
 // Get reads one object from the store, as a GET of it answers (a NotFound
 // API error when it does not exist), without authorization: for the
 // service-account authenticator and admission hooks.

@@ -264,6 +264,11 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 	if len(errs) > 0 {
 		return nil, res.invalid(acc.GetName(), errs)
 	}
+	if res.reg.Admit != nil {
+		if err := res.reg.Admit(ctx, obj, nil); err != nil {
+			return nil, err
+		}
+	}
 	if res.reg.Namespaced {
 		if err := res.s.checkNamespace(ctx, ns); err != nil {
 			return nil, err
@@ -477,6 +482,11 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 		}
 		if len(errs) > 0 {
 			return nil, false, res.invalid(name, errs)
+		}
+		if res.reg.Admit != nil {
+			if err := res.reg.Admit(ctx, obj, cur); err != nil {
+				return nil, false, err
+			}
 		}
 		if res.reg.Generation && !specEqual(obj, cur) {
 			acc.SetGeneration(curAcc.GetGeneration() + 1)

@@ -14,19 +14,23 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/apiserver/openapi"
 	"github.com/headway/headway/internal/atomicfile"
+	"github.com/headway/headway/internal/auth/rbac"
 	"github.com/headway/headway/internal/controller/systemservices"
 	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/registry"
@@ -47,6 +51,11 @@ type api struct {
 	// restConfig and client authenticate as the admin.
 	restConfig *rest.Config
 	client     kubernetes.Interface
+	// componentConfigs are the configurations clientConfig handed out
+	// (their idle connections are closed at shutdown).
+	componentConfigs []*rest.Config
+	// rbacInformers feed the RBAC authorizer (nil with AlwaysAllow).
+	rbacInformers informers.SharedInformerFactory
 	// serveErr receives Serve's result; stopServe ends it.
 	serveErr  chan error
 	stopServe context.CancelFunc
@@ -55,12 +64,44 @@ type api struct {
 // stop stops serving and waits until it has.
 func (a *api) stop() error {
 	a.stopServe()
-	return <-a.serveErr
+	err := <-a.serveErr
+	if a.rbacInformers != nil {
+		a.rbacInformers.Shutdown()
+	}
+	return err
+}
+
+// clientConfig is a client configuration for a component of this process:
+// it authenticates with a fresh client certificate for user in groups, so
+// the component is authorized as that user (kept in memory only).
+func (a *api) clientConfig(user string, groups ...string) (*rest.Config, error) {
+	certPEM, keyPEM, err := a.bundle.IssueClient(user, groups)
+	if err != nil {
+		return nil, fmt.Errorf("issuing a client certificate for %s: %w", user, err)
+	}
+	cfg := &rest.Config{
+		Host:            a.url,
+		TLSClientConfig: rest.TLSClientConfig{CAData: a.bundle.CAPEM, CertData: certPEM, KeyData: keyPEM},
+		QPS:             -1,
+	}
+	a.componentConfigs = append(a.componentConfigs, cfg)
+	return cfg, nil
+}
+
+// clientFor is a clientset on clientConfig(user, groups...).
+func (a *api) clientFor(user string, groups ...string) (kubernetes.Interface, *rest.Config, error) {
+	cfg, err := a.clientConfig(user, groups...)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	return c, cfg, err
 }
 
 // startAPI loads the PKI, serves the Kubernetes API on cfg.Listen, creates
-// the built-in objects and writes the admin kubeconfig; the server is then
-// ready. It serves until stop, also after ctx ends.
+// the built-in objects and the default RBAC policy and writes the admin
+// kubeconfig; the server is then ready (with RBAC, once the authorizer has
+// read the roles and bindings). It serves until stop, also after ctx ends.
 func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger) (*api, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
 	bundle, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "pki"), kubernetesHosts(cfg, listenHost))
@@ -87,7 +128,28 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("issuing the API server's client certificate: %w", err)
 	}
-	srv, err := apiserver.New(apiserver.Config{
+	ln, podAddr, err := listenAPI(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	host := listenHost
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	a := &api{bundle: bundle, port: port, serveErr: make(chan error, 1), stopServe: func() {}}
+	a.url = "https://" + net.JoinHostPort(host, fmt.Sprint(port))
+	a.restConfig = &rest.Config{
+		Host:            a.url,
+		BearerToken:     bundle.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: bundle.CAPEM},
+		QPS:             -1,
+	}
+	if a.client, err = kubernetes.NewForConfig(a.restConfig); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srvCfg := apiserver.Config{
 		AgentTransport: &http.Transport{TLSClientConfig: agentTLS, ForceAttemptHTTP2: false},
 		Store:          store,
 		Scheme:         builtin.Scheme(),
@@ -101,42 +163,43 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
 		Admission:      admissionChain(log),
-	})
-	if err != nil {
+	}
+	if cfg.AuthorizationMode == AuthorizationRBAC {
+		// The authorizer reads roles and bindings through informers of the
+		// server's own admin (system:masters) client, as kube-apiserver's
+		// loopback client does.
+		a.rbacInformers = informers.NewSharedInformerFactory(a.client, 0)
+		authz := newRBACAuthorizer(a.rbacInformers)
+		guardRBAC(resources, authz)
+		srvCfg.Authorizer, srvCfg.RuleResolver = authz, authz
+	}
+	if a.srv, err = apiserver.New(srvCfg); err != nil {
+		ln.Close()
 		return nil, err
 	}
-	id.srv = srv
-	ln, podAddr, err := listenAPI(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
+	id.srv = a.srv
 	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
-	a := &api{srv: srv, bundle: bundle, serveErr: make(chan error, 1), stopServe: stopServe}
-	go func() { a.serveErr <- srv.Serve(serveCtx, ln, tlsConfig) }()
+	a.stopServe = stopServe
+	go func() { a.serveErr <- a.srv.Serve(serveCtx, ln, tlsConfig) }()
 
-	port := ln.Addr().(*net.TCPAddr).Port
-	a.port = port
-	host := listenHost
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	a.url = "https://" + net.JoinHostPort(host, fmt.Sprint(port))
-	a.restConfig = &rest.Config{
-		Host:            a.url,
-		BearerToken:     bundle.Token,
-		TLSClientConfig: rest.TLSClientConfig{CAData: bundle.CAPEM},
-		QPS:             -1,
-	}
 	fail := func(err error) (*api, error) {
 		a.stop()
 		return nil, err
 	}
-	if a.client, err = kubernetes.NewForConfig(a.restConfig); err != nil {
-		return fail(err)
-	}
 	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
 		return fail(fmt.Errorf("creating the built-in objects: %w", err))
+	}
+	if a.rbacInformers != nil {
+		if err := rbac.Reconcile(ctx, a.client, log.With("component", "rbac")); err != nil {
+			return fail(fmt.Errorf("creating the default roles and bindings: %w", err))
+		}
+		a.rbacInformers.Start(serveCtx.Done())
+		for typ, ok := range a.rbacInformers.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fail(fmt.Errorf("reading %v for the RBAC authorizer: %w", typ, context.Cause(ctx)))
+			}
+		}
 	}
 	if !cfg.NoControllers {
 		// What the controllers keep in every namespace is there for the
@@ -149,8 +212,45 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err := writeKubeconfig(a.kubeconfig, a.url, bundle); err != nil {
 		return fail(err)
 	}
-	srv.SetReady(true)
+	a.srv.SetReady(true)
 	return a, nil
+}
+
+// newRBACAuthorizer is the RBAC authorizer over informers of factory
+// (which the caller starts).
+func newRBACAuthorizer(factory informers.SharedInformerFactory) *rbac.Authorizer {
+	v1 := factory.Rbac().V1()
+	synced := []cache.InformerSynced{
+		v1.Roles().Informer().HasSynced, v1.RoleBindings().Informer().HasSynced,
+		v1.ClusterRoles().Informer().HasSynced, v1.ClusterRoleBindings().Informer().HasSynced,
+	}
+	return rbac.New(rbac.Listers{
+		Roles: v1.Roles().Lister(), RoleBindings: v1.RoleBindings().Lister(),
+		ClusterRoles: v1.ClusterRoles().Lister(), ClusterRoleBindings: v1.ClusterRoleBindings().Lister(),
+	}, func() bool {
+		for _, s := range synced {
+			if !s() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// guardRBAC makes writes of roles and bindings go through the authorizer's
+// escalation checks.
+func guardRBAC(resources []*registry.Resource, authz *rbac.Authorizer) {
+	admit := map[string]func(context.Context, runtime.Object, runtime.Object) error{
+		"roles": authz.AdmitRole, "clusterroles": authz.AdmitClusterRole,
+		"rolebindings": authz.AdmitRoleBinding, "clusterrolebindings": authz.AdmitClusterRoleBinding,
+	}
+	for _, r := range resources {
+		if r.GroupVersion.Group == rbacv1.GroupName {
+			if f := admit[r.Plural]; f != nil {
+				r.Admit = f
+			}
+		}
+	}
 }
 
 // kubernetesHosts are the names the serving certificate covers besides the

@@ -47,6 +47,8 @@ type Options struct {
 	BackupKeep     int
 	// Etcd configures --store etcd.
 	Etcd EtcdOptions
+	// AuthorizationMode is RBAC (the default) or AlwaysAllow.
+	AuthorizationMode string
 
 	// Logger overrides the logger built from LogLevel (tests).
 	Logger *slog.Logger
@@ -111,6 +113,12 @@ func DefaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "headway")
 }
 
+// Authorization modes (--authorization-mode).
+const (
+	AuthorizationRBAC        = "RBAC"
+	AuthorizationAlwaysAllow = "AlwaysAllow"
+)
+
 // DefaultOptions returns the documented defaults.
 func DefaultOptions() Options {
 	return Options{
@@ -124,9 +132,10 @@ func DefaultOptions() Options {
 		Agent:      DefaultAgentOptions(),
 		Serving:    apiserver.DefaultServingLimits(),
 
-		BackupInterval: 10 * time.Minute,
-		BackupKeep:     6,
-		Etcd:           EtcdOptions{Prefix: "/headway"},
+		BackupInterval:    10 * time.Minute,
+		BackupKeep:        6,
+		Etcd:              EtcdOptions{Prefix: "/headway"},
+		AuthorizationMode: AuthorizationRBAC,
 	}
 }
 
@@ -162,6 +171,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "how the node agent runs pods: auto (cri when root and containerd, containerd-shim-runc-v2 and runc are installed, else process), cri (OCI images through containerd), process (namespaced processes from the host's files) or none (API only, no node)")
 	o.DNSOptions.AddFlags(fs)
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&o.AuthorizationMode, "authorization-mode", o.AuthorizationMode, "how requests are authorized: RBAC (Roles and bindings; the admin kubeconfig is in system:masters) or AlwaysAllow (any authenticated client may do anything)")
 	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "Service proxy on this node: auto (nftables when root and available, else the userspace forwarder), nftables, userspace or none; it runs unless --runtime none")
 	fs.DurationVar(&o.BackupInterval, "backup-interval", o.BackupInterval, "how often the bolt store is copied, while serving, into <data-dir>/backups (0: never); `headway store restore` puts a copy back")
 	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
@@ -223,6 +233,8 @@ type Config struct {
 	BackupKeep     int
 	// Etcd is --store etcd's connection.
 	Etcd EtcdOptions
+	// AuthorizationMode is AuthorizationRBAC or AuthorizationAlwaysAllow.
+	AuthorizationMode string
 	// KubernetesIP is the kubernetes Service's ClusterIP: the first
 	// address of ServiceCIDR (198.19.0.1).
 	KubernetesIP netip.Addr
@@ -263,7 +275,8 @@ func (o *Options) Config() (Config, error) {
 		DNSConfig: dc, DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
 		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS,
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
-		Serving: o.Serving,
+		Serving:           o.Serving,
+		AuthorizationMode: o.AuthorizationMode,
 	}
 	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
 		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))
@@ -292,6 +305,11 @@ func (o *Options) Config() (Config, error) {
 	case proxy.ModeAuto, proxy.ModeNFTables, proxy.ModeUserspace, proxy.ModeNone:
 	default:
 		errs = append(errs, fmt.Errorf("--proxy-mode %q: want auto, nftables, userspace or none", c.ProxyMode))
+	}
+	switch c.AuthorizationMode {
+	case AuthorizationRBAC, AuthorizationAlwaysAllow:
+	default:
+		errs = append(errs, fmt.Errorf("--authorization-mode %q: want %s or %s", c.AuthorizationMode, AuthorizationRBAC, AuthorizationAlwaysAllow))
 	}
 	if n := len(c.Bridge); n == 0 || n > 15 || strings.ContainsAny(c.Bridge, "/ \t\n") {
 		errs = append(errs, fmt.Errorf("--bridge %q: want an interface name of 1 to 15 characters, e.g. %s", c.Bridge, DefaultBridge))

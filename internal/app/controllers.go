@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/headway/headway/internal/auth/rbac"
+	"github.com/headway/headway/internal/controller/clusterroleaggregation"
 	"github.com/headway/headway/internal/controller/cronjob"
 	"github.com/headway/headway/internal/controller/daemonset"
 	"github.com/headway/headway/internal/controller/deployment"
@@ -35,11 +37,21 @@ import (
 // returns runs them until its context ends. Events are recorded until ctx
 // ends.
 func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (func(context.Context), error) {
-	md, err := metadata.NewForConfig(a.restConfig)
+	// The controllers act as system:kube-controller-manager, the scheduler
+	// as system:kube-scheduler, each with the rights its default roles give
+	// (see internal/auth/rbac).
+	client, restConfig, err := a.clientFor(rbac.ControllerManagerUser)
 	if err != nil {
 		return nil, err
 	}
-	client := a.client
+	schedClient, _, err := a.clientFor(rbac.SchedulerUser)
+	if err != nil {
+		return nil, err
+	}
+	md, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		return nil, err
+	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -47,7 +59,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 		return broadcaster.NewRecorder(builtin.Scheme(), corev1.EventSource{Component: component})
 	}
 	nsc := namespace.New(client, md, factory, log)
-	sched := scheduler.New(client, factory, recorder("default-scheduler"), log)
+	sched := scheduler.New(schedClient, factory, recorder("default-scheduler"), log)
 	collector := gc.New(md, client.Discovery(), log)
 	sts := statefulset.New(client, factory, recorder("statefulset-controller"), log)
 	slices := endpointslice.New(client, factory, log)
@@ -61,6 +73,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	policies := networkpolicy.New(client, factory, log)
 	accounts := serviceaccount.New(client, factory, log)
 	rootCA := rootcacert.New(client, factory, a.bundle.CAPEM, log)
+	aggregation := clusterroleaggregation.New(client, factory, log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		factory.Start(ctx.Done())
@@ -81,6 +94,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			policies.Run,
 			slices.Run,
 			volumes.Run,
+			aggregation.Run,
 			func(ctx context.Context) {
 				if err := collector.Run(ctx); err != nil {
 					log.Error("garbage collector stopped", "err", err)

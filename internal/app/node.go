@@ -9,6 +9,7 @@ import (
 
 	"github.com/headway/headway/internal/agent"
 	"github.com/headway/headway/internal/apiserver"
+	"github.com/headway/headway/internal/auth/rbac"
 	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/proxy"
 )
@@ -26,11 +27,26 @@ type node struct {
 // server's sockets; they work once their functions run.
 func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 	n := &node{}
+	// Each component authenticates as itself (see internal/auth/rbac for
+	// what its roles allow): the proxy as system:kube-proxy, the DNS as
+	// system:headway:dns, the agent as the node system:node:<name>.
+	proxyClient, _, err := a.clientFor(rbac.ProxyUser)
+	if err != nil {
+		return nil, err
+	}
+	dnsClient, _, err := a.clientFor(rbac.DNSUser)
+	if err != nil {
+		return nil, err
+	}
+	nodeClient, _, err := a.clientFor(rbac.NodeUserPrefix+cfg.Agent.NodeName, rbac.NodesGroup)
+	if err != nil {
+		return nil, err
+	}
 	// The Service proxy is a node component: it runs where pods run. It
 	// owns the Service state of the node, the local route of the service
 	// range included, which it keeps with --proxy-mode none too.
 	if cfg.Runtime != "none" {
-		px, err := proxy.New(a.client, proxy.Config{Mode: cfg.ProxyMode, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.ClusterCIDR,
+		px, err := proxy.New(proxyClient, proxy.Config{Mode: cfg.ProxyMode, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.ClusterCIDR,
 			Bridge: cfg.Bridge, Table: proxyTable(cfg.Bridge), Log: log.With("component", "proxy")})
 		if err != nil {
 			return nil, fmt.Errorf("--proxy-mode: %w", err)
@@ -44,7 +60,7 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 	if !cfg.NoDNS {
 		// A DNS port already in use stops the server with an error that
 		// names the address; once listening, /readyz checks it answers.
-		d, err := listenDNS(cfg, a.client, log.With("component", "dns"))
+		d, err := listenDNS(cfg, dnsClient, log.With("component", "dns"))
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +69,7 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 		a.srv.AddReadyCheck(apiserver.ReadyCheck{Name: "dns", Check: d.Ready})
 	}
 	if cfg.Runtime != "none" {
-		ag, err := newAgent(cfg, a.client, n.dnsAddr, a.bundle, log.With("component", "agent"))
+		ag, err := newAgent(cfg, nodeClient, n.dnsAddr, a.bundle, log.With("component", "agent"))
 		if err != nil {
 			return nil, err
 		}

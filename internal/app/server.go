@@ -147,14 +147,19 @@ func (r *Running) run(ctx context.Context, a *api, background []func(context.Con
 	}
 	// Close our own idle client connections first, or the HTTP/2 server
 	// waits for them to go away before it can stop.
-	if rt, err := rest.TransportFor(a.restConfig); err == nil {
-		utilnet.CloseIdleConnectionsFor(rt)
+	for _, cfg := range append([]*rest.Config{a.restConfig}, a.componentConfigs...) {
+		if rt, err := rest.TransportFor(cfg); err == nil {
+			utilnet.CloseIdleConnectionsFor(rt)
+		}
 	}
 	a.stopServe()
 	if !served {
 		if e := <-a.serveErr; err == nil {
 			err = e
 		}
+	}
+	if a.rbacInformers != nil {
+		a.rbacInformers.Shutdown()
 	}
 	if e := r.Store.Close(); err == nil {
 		err = e

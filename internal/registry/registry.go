@@ -46,6 +46,17 @@ type Resource struct {
 	// ValidateStatusUpdate checks a write to the status subresource.
 	ValidateStatusUpdate func(obj, old runtime.Object) field.ErrorList
 
+	// Admit, when set, is asked after validation whether the request's user
+	// (in ctx) may write obj; old is nil on create. An error refuses the
+	// write, dry runs included. The RBAC kinds use it to prevent privilege
+	// escalation; internal/app sets it.
+	Admit func(ctx context.Context, obj, old runtime.Object) error
+
+	// CreateOnly, when set, makes the kind a create-only one that is never
+	// stored (the review APIs, TokenReview): a POST decodes the object and answers what
+	// CreateOnly returns with 201 Created; the kind has no other verb.
+	CreateOnly func(ctx context.Context, obj runtime.Object) (runtime.Object, error)
+
 	// Hooks is for resources whose writes hold something outside the object
 	// (an allocated IP or port). Nil for most.
 	Hooks Hooks
@@ -106,11 +117,6 @@ type Resource struct {
 	// create of an authentication.k8s.io/v1 TokenRequest for obj, the
 	// stored object, answered with the request and its token.
 	Token func(ctx context.Context, obj runtime.Object, req *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error)
-
-	// CreateOnly, when set, makes the resource a review: nothing is
-	// stored, the only verb is create, and a create answers what
-	// CreateOnly returns for the decoded object (TokenReview).
-	CreateOnly func(ctx context.Context, obj runtime.Object) (runtime.Object, error)
 
 	// Streams enables the log, exec, attach and portforward subresources,
 	// proxied to the node agent that runs the object (pods).

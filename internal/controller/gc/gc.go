@@ -39,9 +39,11 @@ type node struct {
 	finalizers []string
 }
 
-// settle is how long an orphaning owner keeps its finalizer after its
-// deletion began, so that dependents created just before (and not yet seen
-// by the informers) are released too rather than collected later.
+// settle is how long an orphaning or foreground-deleted owner keeps its
+// finalizer after its deletion began, so that dependents created just
+// before (and not yet seen by the informers) are released or deleted too.
+// Components now reach the API over connections of their own, so the
+// informers' view can trail a client's writes by a little.
 const settle = time.Second
 
 // Controller is the garbage collector.
@@ -329,6 +331,12 @@ func (c *Controller) process(ctx context.Context, uid types.UID) error {
 	}
 	if n.deleting && slices.Contains(n.finalizers, metav1.FinalizerDeleteDependents) {
 		if len(deps) == 0 {
+			// As for orphaning: dependents created just before the
+			// owner's delete may not have reached the informers yet.
+			if wait := time.Until(n.deletedAt.Add(settle)); wait > 0 {
+				c.queue.AddAfter(uid, wait)
+				return nil
+			}
 			return c.removeFinalizer(ctx, n, metav1.FinalizerDeleteDependents)
 		}
 		fg := metav1.DeletePropagationForeground
