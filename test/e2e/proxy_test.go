@@ -101,7 +101,15 @@ func startNetnsServer(t *testing.T, extra ...string) *netnsServer {
 	ipCmd(t, "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
-	s := &netnsServer{t: t, ns: ns, dataDir: t.TempDir(), log: &bytes.Buffer{}, done: make(chan struct{})}
+	return launchNetnsServer(t, ns, t.TempDir(), extra...)
+}
+
+// launchNetnsServer starts the server in the existing namespace ns on
+// dataDir and waits until it is ready; the test's cleanup stops it with
+// SIGTERM unless it has ended.
+func launchNetnsServer(t *testing.T, ns, dataDir string, extra ...string) *netnsServer {
+	t.Helper()
+	s := &netnsServer{t: t, ns: ns, dataDir: dataDir, log: &bytes.Buffer{}, done: make(chan struct{})}
 	// ip netns exec execs the server: the PID is the server's.
 	s.cmd = exec.Command("ip", "netns", "exec", ns, headwayBin, "server", "--data-dir", s.dataDir,
 		"--listen", "127.0.0.1:6443", "--store", "memory", "--dns-listen", "127.0.0.1:10053", "--dns-upstream", "none",
@@ -115,19 +123,7 @@ func startNetnsServer(t *testing.T, extra ...string) *netnsServer {
 		t.Fatal(err)
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(15 * time.Second):
-			t.Errorf("headway server ignored SIGTERM for 15s; killing it")
-			s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.log.String())
-		}
-	})
+	t.Cleanup(func() { s.stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if out, err := s.kubectl("", "get", "--raw", "/readyz"); err == nil && strings.TrimSpace(out) == "ok" {
@@ -142,6 +138,26 @@ func startNetnsServer(t *testing.T, extra ...string) *netnsServer {
 			t.Fatalf("headway server not ready after 30s:\n%s", s.log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends the server with SIGTERM (SIGKILL after 15 s) unless it has
+// ended, and waits.
+func (s *netnsServer) stop() {
+	select {
+	case <-s.done:
+	default:
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			s.t.Errorf("headway server ignored SIGTERM for 15s; killing it")
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	if s.t.Failed() {
+		s.t.Logf("server log:\n%s", s.log.String())
 	}
 }
 
