@@ -422,8 +422,13 @@ func TestInflightLimitAndBodyTimeout(t *testing.T) {
 func TestReadyzVerbose(t *testing.T) {
 	c := cluster.Start(t, cluster.WithoutDNS())
 	raw := newRaw(t, c)
+	// Anyone may read /readyz (system:public-info-viewer); one check's
+	// path is for authorized users (the admin here), as in kube-apiserver.
 	body := func(path string) (int, string) {
 		req, _ := http.NewRequest("GET", c.URL+path, nil)
+		if strings.HasPrefix(path, "/readyz/") {
+			req.Header.Set("Authorization", "Bearer "+raw.token)
+		}
 		resp, err := raw.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -442,6 +447,12 @@ func TestReadyzVerbose(t *testing.T) {
 	}
 	if code, out := body("/readyz/store"); code != 200 || out != "ok" {
 		t.Fatalf("/readyz/store: %d %q", code, out)
+	}
+	anon, _ := http.NewRequest("GET", c.URL+"/readyz/store", nil)
+	if resp, err := raw.http.Do(anon); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != 403 {
+		t.Fatalf("anonymous /readyz/store: %d, want 403 as kube-apiserver answers", resp.StatusCode)
 	}
 	if code, _ := body("/readyz/nope"); code != 404 {
 		t.Fatalf("/readyz/nope: %d", code)
