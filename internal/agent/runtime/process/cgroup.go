@@ -333,8 +333,8 @@ func (g *cgroups) removePod(uid string) error {
 	return errors.Join(errs...)
 }
 
-// removeAll removes every pod cgroup under the parent (what a previous
-// run left), and the parent itself when final.
+// removeAll removes every pod cgroup under the parent, and the parent
+// itself when final (tests, which have a parent of their own).
 func (g *cgroups) removeAll(final bool) error {
 	if g == nil {
 		return nil

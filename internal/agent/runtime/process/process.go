@@ -207,8 +207,15 @@ func (r *Runtime) Cleanup() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := r.cgroups.removeAll(false); err != nil {
-		errs = append(errs, err)
+	// Only this agent's pods: the cgroup parent is shared by every Headway
+	// server on the machine, and another one's pods are not ours to end.
+	pods, _ := os.ReadDir(r.cfg.PodsDir)
+	for _, e := range pods {
+		if e.IsDir() {
+			if err := r.cgroups.removePod(e.Name()); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	if r.cfg.Network != nil {
 		for _, uid := range r.cfg.Network.PodNamespaces() {

@@ -224,3 +224,45 @@ func logText(path string) []byte {
 	}
 	return out
 }
+
+// TestCleanupLeavesOtherAgentsPods: every Headway server on a machine
+// shares the cgroup parent; the start-up cleanup of one (its own pods dir)
+// must not end or remove another's running pod.
+func TestCleanupLeavesOtherAgentsPods(t *testing.T) {
+	r := newTestRuntime(t)
+	if !r.EnforcesLimits() {
+		t.Skip("skipping: this host gives Headway no cgroups")
+	}
+	sb, err := r.RunSandbox(context.Background(), testPod("web-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{
+		Name: "c", Argv: []string{"sleep", "600"}, Env: []string{"PATH=/usr/bin:/bin"},
+		LogPath: filepath.Join(sb.Dir, "logs", "c", "0.log"),
+	})
+	roots := r.cgroups.hierarchies()
+	if len(roots) == 0 {
+		t.Fatal("no cgroup hierarchy")
+	}
+	podCgroup := r.cgroups.podDir(roots[0], "uid-web-0")
+	if _, err := os.Stat(podCgroup); err != nil {
+		t.Fatalf("the pod's cgroup: %v", err)
+	}
+
+	other, err := New(Config{PodsDir: filepath.Join(t.TempDir(), "pods"), DataDir: t.TempDir(), CgroupParent: testCgroupParent()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Cleanup(); err != nil {
+		t.Fatalf("the other agent's cleanup: %v", err)
+	}
+	if _, err := os.Stat(podCgroup); err != nil {
+		t.Fatalf("another agent's cleanup removed this agent's pod cgroup: %v", err)
+	}
+	select {
+	case <-p.Done():
+		t.Fatalf("another agent's cleanup ended this agent's pod: %+v", p.Exit())
+	default:
+	}
+}
