@@ -52,42 +52,23 @@ func (res *resource) handleEviction(w http.ResponseWriter, r *http.Request, info
 	return nil
 }
 
-// evictionAttempts bounds the retries of an eviction that lost a race with
-// another write of the pod (kube-apiserver's EvictionsRetry).
-const evictionAttempts = 5
-
 // evict deletes the pod as an eviction: a pod that already caused its
 // disruption (terminal, pending, being deleted) goes at once; any other is
 // checked against its budget first. Each evicted pod is marked with the
 // DisruptionTarget condition just before its delete, as kube-apiserver does.
 func (res *resource) evict(ctx context.Context, ns, name string, del metav1.DeleteOptions) error {
 	clientVersion := del.Preconditions != nil && del.Preconditions.ResourceVersion != nil
-	var pod *corev1.Pod
-	for attempt := 1; ; attempt++ {
-		obj, err := res.get(ctx, ns, name)
-		if err != nil {
-			return err
-		}
-		p, ok := obj.(*corev1.Pod)
-		if !ok {
-			_, _, err := res.deleteObject(ctx, ns, name, del)
-			return err
-		}
-		pod = p
-		if !canIgnorePDB(pod) {
-			break
-		}
-		opts := del
-		if !clientVersion && pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
-			// A pending pod: it must not become Ready (and count for its
-			// budget) between this read and the delete.
-			opts = withResourceVersion(del, pod.ResourceVersion)
-		}
-		err = res.markAndDelete(ctx, pod, opts)
-		if apierrors.IsConflict(err) && !clientVersion && attempt < evictionAttempts {
-			continue
-		}
+	obj, err := res.get(ctx, ns, name)
+	if err != nil {
 		return err
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		_, _, err := res.deleteObject(ctx, ns, name, del)
+		return err
+	}
+	if canIgnorePDB(pod) {
+		return res.markAndDelete(ctx, pod, del)
 	}
 	opts := del
 	pdbName, unready, err := res.checkDisruptionBudget(ctx, pod, len(del.DryRun) > 0)
