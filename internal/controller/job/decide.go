@@ -158,6 +158,11 @@ func indexed(j *batchv1.Job) bool {
 func Decide(in Input) Plan {
 	j, now := in.Job, in.Now
 	st := *j.Status.DeepCopy()
+	if st.UncountedTerminatedPods == nil {
+		// Pods are tracked with the finalizer: Kubernetes shows the (empty,
+		// here: pods are counted before their finalizer goes) list.
+		st.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
+	}
 	var plan Plan
 	if c := Finished(st); c != nil {
 		plan.Finished = true

@@ -218,6 +218,13 @@ func TestJobs(t *testing.T) {
 			p := podsOf("tracked")
 			return err == nil && complete(got) && got.Status.Succeeded == 1 && len(p) == 1 && len(p[0].Finalizers) == 0, err
 		})
+		got, err := jobs.Get(ctx, "tracked", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := got.Status.UncountedTerminatedPods; u == nil || len(u.Succeeded)+len(u.Failed) != 0 {
+			t.Fatalf("uncountedTerminatedPods %+v, want {}", u)
+		}
 
 		// A Job deleted while its pod runs: the pod is deleted and not held
 		// by the finalizer.
