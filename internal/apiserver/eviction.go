@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -44,20 +45,113 @@ func (res *resource) handleEviction(w http.ResponseWriter, r *http.Request, info
 		del.DryRun = []string{metav1.DryRunAll}
 	}
 	ctx := r.Context()
-	obj, err := res.get(ctx, info.Namespace, info.Name)
-	if err != nil {
-		return err
-	}
-	if pod, ok := obj.(*corev1.Pod); ok && !canIgnorePDB(pod) {
-		if err := res.checkDisruptionBudget(ctx, pod, &del); err != nil {
-			return err
-		}
-	}
-	if _, _, err := res.deleteObject(ctx, info.Namespace, info.Name, del); err != nil {
+	if err := res.evict(ctx, info.Namespace, info.Name, del); err != nil {
 		return err
 	}
 	res.s.writeObject(w, f, http.StatusCreated, &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated})
 	return nil
+}
+
+// evict deletes the pod as an eviction: a pod that already caused its
+// disruption (terminal, pending, being deleted) goes at once; any other is
+// checked against its budget first. Each evicted pod is marked with the
+// DisruptionTarget condition just before its delete, as kube-apiserver does.
+func (res *resource) evict(ctx context.Context, ns, name string, del metav1.DeleteOptions) error {
+	clientVersion := del.Preconditions != nil && del.Preconditions.ResourceVersion != nil
+	obj, err := res.get(ctx, ns, name)
+	if err != nil {
+		return err
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		_, _, err := res.deleteObject(ctx, ns, name, del)
+		return err
+	}
+	if canIgnorePDB(pod) {
+		return res.markAndDelete(ctx, pod, del)
+	}
+	opts := del
+	pdbName, unready, err := res.checkDisruptionBudget(ctx, pod, len(del.DryRun) > 0)
+	if err != nil {
+		return err
+	}
+	if unready {
+		// The unready pod took no disruption: it must still be the pod
+		// read (not become Ready since).
+		opts = withResourceVersion(del, pod.ResourceVersion)
+	}
+	err = res.markAndDelete(ctx, pod, opts)
+	if apierrors.IsConflict(err) && unready && !clientVersion {
+		// The pod changed since: the client retries (429), as on kube.
+		return tooManyRequests(fmt.Sprintf("The disruption budget %s is still being processed by the server.", pdbName))
+	}
+	return err
+}
+
+// withResourceVersion is del with a resourceVersion precondition.
+func withResourceVersion(del metav1.DeleteOptions, rv string) metav1.DeleteOptions {
+	out := *del.DeepCopy()
+	if out.Preconditions == nil {
+		out.Preconditions = &metav1.Preconditions{}
+	}
+	out.Preconditions.ResourceVersion = &rv
+	return out
+}
+
+// markAndDelete adds the DisruptionTarget condition (reason
+// EvictionByEvictionAPI) to the current pod through its status, checking
+// del's preconditions against it, then deletes the pod. A dry run only
+// checks the delete.
+func (res *resource) markAndDelete(ctx context.Context, pod *corev1.Pod, del metav1.DeleteOptions) error {
+	if len(del.DryRun) == 0 {
+		out, _, err := res.updateObject(ctx, pod.Namespace, pod.Name, modeStatus, writeOptions{}, func(cur runtime.Object) (runtime.Object, error) {
+			p := cur.(*corev1.Pod)
+			if pre := del.Preconditions; pre != nil {
+				if pre.UID != nil && *pre.UID != "" && *pre.UID != p.UID {
+					return nil, apierrors.NewConflict(corev1.Resource("pods"), p.Name, fmt.Errorf("the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated", *pre.UID, p.UID))
+				}
+				if pre.ResourceVersion != nil && *pre.ResourceVersion != "" && *pre.ResourceVersion != p.ResourceVersion {
+					return nil, apierrors.NewConflict(corev1.Resource("pods"), p.Name, fmt.Errorf("the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s). The object might have been modified", *pre.ResourceVersion, p.ResourceVersion))
+				}
+			}
+			setDisruptionTarget(p, metav1.Now())
+			return p, nil
+		}, nil)
+		if err != nil {
+			return err
+		}
+		if del.Preconditions != nil && del.Preconditions.ResourceVersion != nil {
+			// The condition is this eviction's own write.
+			acc, _ := meta.Accessor(out)
+			del = withResourceVersion(del, acc.GetResourceVersion())
+		}
+	}
+	_, _, err := res.deleteObject(ctx, pod.Namespace, pod.Name, del)
+	return err
+}
+
+// setDisruptionTarget sets the pod's DisruptionTarget condition to True
+// with the eviction API's reason, moving lastTransitionTime only when the
+// status changes.
+func setDisruptionTarget(pod *corev1.Pod, now metav1.Time) {
+	want := corev1.PodCondition{
+		Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+		Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting",
+		LastTransitionTime: now,
+	}
+	for i := range pod.Status.Conditions {
+		c := &pod.Status.Conditions[i]
+		if c.Type != corev1.DisruptionTarget {
+			continue
+		}
+		if c.Status == want.Status {
+			want.LastTransitionTime = c.LastTransitionTime
+		}
+		want.LastProbeTime = c.LastProbeTime
+		*c = want
+		return
+	}
+	pod.Status.Conditions = append(pod.Status.Conditions, want)
 }
 
 // canIgnorePDB: pods that are not running, or already being deleted, are
@@ -81,15 +175,17 @@ func podReady(pod *corev1.Pod) bool {
 
 // checkDisruptionBudget lets the eviction of pod go ahead, taking one
 // disruption from its budget (status.disruptionsAllowed, recorded in
-// status.disruptedPods), or refuses it. It may add a precondition to del.
-func (res *resource) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod, del *metav1.DeleteOptions) error {
+// status.disruptedPods), or refuses it. It returns the budget's name, and
+// unready when the pod is evicted without taking a disruption (it is not
+// Ready): then its delete must be conditional on the version read.
+func (res *resource) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod, dryRun bool) (pdbName string, unready bool, err error) {
 	pdbRes := res.s.resources["policy/v1/poddisruptionbudgets"]
 	if pdbRes == nil {
-		return nil
+		return "", false, nil
 	}
 	list, err := pdbRes.list(ctx, pod.Namespace, nil, selection{labels: labels.Everything(), fields: fields.Everything()})
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	var pdbs []*policyv1.PodDisruptionBudget
 	for _, o := range list.items {
@@ -106,26 +202,17 @@ func (res *resource) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod,
 	}
 	switch {
 	case len(pdbs) > 1:
-		return apierrors.NewInternalError(fmt.Errorf("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
+		return "", false, apierrors.NewInternalError(fmt.Errorf("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
 	case len(pdbs) == 0:
-		return nil
+		return "", false, nil
 	}
 	pdb := pdbs[0]
-	dryRun := len(del.DryRun) > 0
 	if !podReady(pod) {
 		// An unhealthy pod does not count as healthy: evicting it takes no
 		// disruption when the policy says so or the budget is met anyway.
-		// The pod must still be the one read (not become ready since).
 		alwaysAllow := pdb.Spec.UnhealthyPodEvictionPolicy != nil && *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.AlwaysAllow
 		if alwaysAllow || (pdb.Status.CurrentHealthy >= pdb.Status.DesiredHealthy && pdb.Status.DesiredHealthy > 0) {
-			if del.Preconditions == nil {
-				del.Preconditions = &metav1.Preconditions{}
-			}
-			if del.Preconditions.ResourceVersion == nil {
-				rv := pod.ResourceVersion
-				del.Preconditions.ResourceVersion = &rv
-			}
-			return nil
+			return pdb.Name, true, nil
 		}
 	}
 	_, _, err = pdbRes.updateObject(ctx, pdb.Namespace, pdb.Name, modeStatus, writeOptions{dryRun: dryRun}, func(cur runtime.Object) (runtime.Object, error) {
@@ -151,9 +238,9 @@ func (res *resource) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod,
 		return p, nil
 	}, nil)
 	if apierrors.IsNotFound(err) {
-		return nil // the budget went away meanwhile
+		return pdb.Name, false, nil // the budget went away meanwhile
 	}
-	return err
+	return pdb.Name, false, err
 }
 
 // disruptionAllowed is kube-apiserver's check of a budget before an

@@ -24,12 +24,6 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// HEADWAY_HELM_SKIP_CRD=1 installs the test chart without its CRD
-// (crds/) and its custom resource (templates/backup.yaml), for servers
-// that do not serve CustomResourceDefinitions yet. Everything else in the
-// test is the same.
-const skipCRDEnv = "HEADWAY_HELM_SKIP_CRD"
-
 // netnsDial dials from inside the named network namespace: the socket is
 // made on a thread switched into it, then the thread switches back. A
 // thread that cannot switch back is left locked, so it ends with its
@@ -90,9 +84,9 @@ func (l *syncLog) printf(format string, v ...any) {
 	fmt.Fprintf(&l.buf, format+"\n", v...)
 }
 
-// loadTestChart loads test/e2e/testdata/charts/hwdb, without its CRD and
-// custom resource when HEADWAY_HELM_SKIP_CRD is set.
-func loadTestChart(t *testing.T, withCRD bool) *chart.Chart {
+// loadTestChart loads test/e2e/testdata/charts/hwdb, with its CRD
+// (crds/) and its custom resource (templates/backup.yaml).
+func loadTestChart(t *testing.T) *chart.Chart {
 	t.Helper()
 	ch, err := loader.Load(repoFile("test/e2e/testdata/charts/hwdb"))
 	if err != nil {
@@ -100,11 +94,6 @@ func loadTestChart(t *testing.T, withCRD bool) *chart.Chart {
 	}
 	if len(ch.CRDObjects()) != 1 || !slices.ContainsFunc(ch.Templates, func(f *chart.File) bool { return f.Name == "templates/backup.yaml" }) {
 		t.Fatalf("the test chart should have one CRD and the Backup template: %d CRDs", len(ch.CRDObjects()))
-	}
-	if !withCRD {
-		t.Logf("installing the chart without its CRD and custom resource (%s set, or the server does not serve apiextensions.k8s.io/v1 yet)", skipCRDEnv)
-		ch.Files = slices.DeleteFunc(ch.Files, func(f *chart.File) bool { return strings.HasPrefix(f.Name, "crds/") })
-		ch.Templates = slices.DeleteFunc(ch.Templates, func(f *chart.File) bool { return f.Name == "templates/backup.yaml" })
 	}
 	return ch
 }
@@ -141,7 +130,9 @@ func wantList(t *testing.T, step string, got []string, want ...string) {
 // per-pod name), status deployed, upgrade to 3 replicas --wait, rollback
 // to revision 1, uninstall; helm list at each step. Pods run under the
 // process runtime, as a non-root user, inside a network namespace the test
-// makes (HEADWAY_HELM_SKIP_CRD=1: without the chart's CRD).
+// makes. The chart's CRD (crds/) is installed first and its custom
+// resource with the release; a chart with a kind the server does not
+// serve fails naming that kind.
 func TestHelm(t *testing.T) {
 	needRoot(t)
 	s := startNetnsServer(t)
@@ -176,16 +167,29 @@ func TestHelm(t *testing.T) {
 	if err := cfg.Init(flags, ns, "secret", hlog.printf); err != nil {
 		t.Fatal(err)
 	}
-	// Until CustomResourceDefinitions are served (issue 14), the chart's CRD
-	// and custom resource are left out; the rest of the chart is checked.
-	withCRD := os.Getenv(skipCRDEnv) == "" && strings.Contains(s.mustKubectl(t, "api-versions"), "apiextensions.k8s.io/v1")
-	ch := loadTestChart(t, withCRD)
+	ch := loadTestChart(t)
 	ctx := t.Context()
 	const timeout = 3 * time.Minute
 	pods := []string{"get", "pods", "-n", ns, "-l", "app.kubernetes.io/instance=db,app.kubernetes.io/component=primary",
 		"-o", `jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`}
 
 	wantList(t, "nothing yet", listed(t, cfg, true))
+
+	// A chart with a kind the server does not serve: Helm names it, and
+	// nothing is installed.
+	bad := &chart.Chart{
+		Metadata: &chart.Metadata{APIVersion: chart.APIVersionV2, Name: "unknown", Version: "0.1.0"},
+		Templates: []*chart.File{{Name: "templates/widget.yaml",
+			Data: []byte("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n")}},
+	}
+	badInstall := action.NewInstall(cfg)
+	badInstall.ReleaseName = "unknown"
+	badInstall.Namespace = ns
+	if _, err := badInstall.RunWithContext(t.Context(), bad, nil); err == nil ||
+		!strings.Contains(err.Error(), `no matches for kind "Widget" in version "example.com/v1"`) {
+		t.Fatalf("helm install of a chart with an unknown kind: %v, want the kind named", err)
+	}
+	wantList(t, "a chart with an unknown kind", listed(t, cfg, true))
 
 	// install --wait
 	install := action.NewInstall(cfg)
@@ -224,11 +228,8 @@ func TestHelm(t *testing.T) {
 		"networkpolicy/db-hwdb", "pvc/data-db-hwdb-0", "pvc/data-db-hwdb-1"} {
 		s.mustKubectl(t, "get", "-n", ns, obj)
 	}
-	if withCRD {
-		out := s.mustKubectl(t, "get", "backups.hwdb.headway.dev", "-n", ns, "db-hwdb", "-o", "jsonpath={.spec.database} {.spec.schedule} {.spec.retention}")
-		if out != "db-hwdb 0 3 * * * 7" {
-			t.Fatalf("the Backup custom resource: %q", out)
-		}
+	if out := s.mustKubectl(t, "get", "backups.hwdb.headway.dev", "-n", ns, "db-hwdb", "-o", "jsonpath={.spec.database} {.spec.schedule} {.spec.retention}"); out != "db-hwdb 0 3 * * * 7" {
+		t.Fatalf("the Backup custom resource: %q", out)
 	}
 	// Non-root with the claim mounted: the member wrote its uid and
 	// config to its data directory and serves them.
@@ -294,13 +295,13 @@ func TestHelm(t *testing.T) {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	wantList(t, "uninstall", listed(t, cfg, true))
-	s.waitKubectl(t, regexp.MustCompile(`\ANo resources found`), 60*time.Second, "get", "statefulset,service,configmap,role,rolebinding,pdb,networkpolicy", "-n", ns)
+	// kube-root-ca.crt is every namespace's own (not the release's), as on Kubernetes.
+	s.waitKubectl(t, regexp.MustCompile(`\ANo resources found`), 60*time.Second, "get", "statefulset,service,configmap,role,rolebinding,pdb,networkpolicy", "-n", ns,
+		"--field-selector", "metadata.name!=kube-root-ca.crt")
 	if out := s.mustKubectl(t, "get", "secret", "-n", ns, "-o", "name"); strings.Contains(out, "db-hwdb") || strings.Contains(out, "sh.helm.release") {
 		t.Fatalf("secrets left after uninstall:\n%s", out)
 	}
 	s.mustKubectl(t, "get", "pvc", "-n", ns, "data-db-hwdb-0", "data-db-hwdb-1", "data-db-hwdb-2")
-	if withCRD {
-		s.mustKubectl(t, "get", "crd", "backups.hwdb.headway.dev")
-		s.waitKubectl(t, regexp.MustCompile(`\ANo resources found`), 30*time.Second, "get", "backups.hwdb.headway.dev", "-n", ns)
-	}
+	s.mustKubectl(t, "get", "crd", "backups.hwdb.headway.dev")
+	s.waitKubectl(t, regexp.MustCompile(`\ANo resources found`), 30*time.Second, "get", "backups.hwdb.headway.dev", "-n", ns)
 }

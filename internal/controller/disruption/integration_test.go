@@ -284,3 +284,127 @@ func TestEvictionStaleBudget(t *testing.T) {
 		t.Fatalf("status %+v", status.Status())
 	}
 }
+
+// disruptionTarget returns the pod's DisruptionTarget condition.
+func disruptionTarget(p *corev1.Pod) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == corev1.DisruptionTarget {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// TestEvictionMarksDisruptionTarget: an eviction the budget allows, and
+// one of a pending pod no budget guards, mark the pod with the
+// DisruptionTarget condition (EvictionByEvictionAPI) as they delete it; a
+// dry run and a refused eviction leave the pod untouched.
+func TestEvictionMarksDisruptionTarget(t *testing.T) {
+	c := cluster.Start(t, cluster.WithoutDNS())
+	ctx := t.Context()
+	client := c.Client
+	ns := "default"
+
+	// On a node with no kubelet, an evicted pod stays terminating, so its
+	// last status can be read.
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns, Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: "node-x", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
+	}
+	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := client.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status.Phase = corev1.PodRunning
+		cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
+		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	}
+	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitBudget(t, ctx, client, ns, 1, 1, 1, 0)
+
+	// Refused: no condition, no deletion.
+	if err := evict(ctx, client, ns, "p"); !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("eviction the budget forbids: %v, want 429", err)
+	}
+	// A dry run the budget allows: nothing written either.
+	pdb, err = client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := intstr.FromInt32(0)
+	pdb.Spec.MinAvailable = &zero
+	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).Update(ctx, pdb, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitBudget(t, ctx, client, ns, 1, 1, 0, 1)
+	dry := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns}, DeleteOptions: &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}}
+	if err := client.PolicyV1().Evictions(ns).Evict(ctx, dry); err != nil {
+		t.Fatalf("dry-run eviction: %v", err)
+	}
+	p, err := client.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DeletionTimestamp != nil || disruptionTarget(p) != nil {
+		t.Fatalf("refused or dry-run eviction changed the pod: deletionTimestamp %v, conditions %+v", p.DeletionTimestamp, p.Status.Conditions)
+	}
+
+	if err := evict(ctx, client, ns, "p"); err != nil {
+		t.Fatalf("eviction the budget allows: %v", err)
+	}
+	p, err = client.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cond := disruptionTarget(p)
+	if p.DeletionTimestamp == nil || cond == nil || cond.Status != corev1.ConditionTrue || cond.Reason != "EvictionByEvictionAPI" ||
+		cond.Message != "Eviction API: evicting" || cond.LastTransitionTime.IsZero() {
+		t.Fatalf("evicted pod: deletionTimestamp %v, DisruptionTarget %+v", p.DeletionTimestamp, cond)
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+			t.Fatalf("the eviction changed other conditions: %+v", p.Status.Conditions)
+		}
+	}
+
+	// A pending pod (never scheduled, held by a finalizer) needs no budget;
+	// it is marked too.
+	pending := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pending", Namespace: ns, Finalizers: []string{"example.com/hold"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "nginx"}},
+			NodeSelector: map[string]string{"no-such": "node"}},
+	}
+	if _, err := client.CoreV1().Pods(ns).Create(ctx, pending, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := evict(ctx, client, ns, "pending"); err != nil {
+		t.Fatalf("evicting a pending pod: %v", err)
+	}
+	p, err = client.CoreV1().Pods(ns).Get(ctx, "pending", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cond := disruptionTarget(p); p.DeletionTimestamp == nil || cond == nil || cond.Reason != "EvictionByEvictionAPI" {
+		t.Fatalf("evicted pending pod: deletionTimestamp %v, DisruptionTarget %+v", p.DeletionTimestamp, cond)
+	}
+	p.Finalizers = nil
+	if _, err := client.CoreV1().Pods(ns).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

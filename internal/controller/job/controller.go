@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,11 +90,22 @@ func (c *Controller) podEvent(obj any, added bool) {
 		return
 	}
 	ref := metav1.GetControllerOf(pod)
-	if ref == nil || ref.Kind != controllerKind.Kind || ref.APIVersion != controllerKind.GroupVersion().String() {
+	if ref == nil {
+		if HasTracking(pod.Finalizers) {
+			// Orphaned (its Job deleted with --cascade=orphan).
+			c.queue.Add(orphanPrefix + pod.Namespace + "/" + pod.Name)
+		}
+		return
+	}
+	if ref.Kind != controllerKind.Kind || ref.APIVersion != controllerKind.GroupVersion().String() {
 		return
 	}
 	j, err := c.jobs.Jobs(pod.Namespace).Get(ref.Name)
 	if err != nil || j.UID != ref.UID {
+		if HasTracking(pod.Finalizers) {
+			// Its Job is gone: nothing will count it, let it go.
+			c.queue.Add(orphanPrefix + pod.Namespace + "/" + pod.Name)
+		}
 		return
 	}
 	key := j.Namespace + "/" + j.Name
@@ -111,6 +123,9 @@ func (c *Controller) Run(ctx context.Context) {
 // Sync brings one Job (namespace/name) a step closer to done and returns
 // when it wants to be looked at again regardless of events.
 func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error) {
+	if podKey, ok := strings.CutPrefix(key, orphanPrefix); ok {
+		return 0, c.syncOrphan(ctx, podKey)
+	}
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return 0, nil
@@ -131,9 +146,6 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		}
 		return at.Sub(now) + 100*time.Millisecond, nil
 	}
-	if j.DeletionTimestamp != nil {
-		return 0, nil
-	}
 	// Read before listing pods: a pod seen after this has been counted.
 	satisfied := c.exp.satisfied(key)
 	sel, err := metav1.LabelSelectorAsSelector(j.Spec.Selector)
@@ -149,6 +161,9 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == j.UID {
 			pods = append(pods, p)
 		}
+	}
+	if j.DeletionTimestamp != nil {
+		return 0, c.untrack(ctx, Untrack(j, pods, true))
 	}
 	plan := Decide(Input{Job: j, Pods: pods, Now: now})
 	if !satisfied {
@@ -206,6 +221,10 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 			}
 		}
 	}
+	// The status counting the finished pods is written: they may go.
+	if err := c.untrack(ctx, Untrack(j, pods, plan.Finished)); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return 0, errors.Join(errs...)
 	}
@@ -213,6 +232,40 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		return plan.After + 100*time.Millisecond, nil
 	}
 	return 0, nil
+}
+
+// orphanPrefix marks a queue key naming a pod (namespace/name) whose Job
+// is gone.
+const orphanPrefix = "orphan-pod:"
+
+// untrack removes the job-tracking finalizer from pods.
+func (c *Controller) untrack(ctx context.Context, pods []*corev1.Pod) error {
+	var errs []error
+	for _, p := range pods {
+		if err := c.writer.RemoveTracking(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncOrphan removes the job-tracking finalizer from a pod whose Job no
+// longer exists.
+func (c *Controller) syncOrphan(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	pod, err := c.pods.Pods(ns).Get(name)
+	if err != nil || !HasTracking(pod.Finalizers) {
+		return nil
+	}
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == controllerKind.Kind {
+		if j, err := c.jobs.Jobs(ns).Get(ref.Name); err == nil && j.UID == ref.UID {
+			return nil // its Job is back in the cache: it syncs the pod
+		}
+	}
+	return c.untrack(ctx, []*corev1.Pod{pod})
 }
 
 // expectations remember, per Job, pod creations the informer has not shown

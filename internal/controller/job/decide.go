@@ -8,8 +8,10 @@
 //
 // controller.go is the queue loop, decide.go the policy (a pure function),
 // seam.go the writes. Succeeded and failed pods are counted from the pods
-// the informer shows (no job-tracking finalizer): the counts never go down,
-// so a finished pod deleted by hand is still counted once it was seen.
+// the informer shows, and the counts never go down. Each pod carries the
+// batch.kubernetes.io/job-tracking finalizer until the status counting it
+// is written (or it is deleted, or its Job finished or is gone), so a
+// finished pod cannot disappear before it was counted.
 package job
 
 import (
@@ -156,6 +158,11 @@ func indexed(j *batchv1.Job) bool {
 func Decide(in Input) Plan {
 	j, now := in.Job, in.Now
 	st := *j.Status.DeepCopy()
+	if st.UncountedTerminatedPods == nil {
+		// Pods are tracked with the finalizer: Kubernetes shows the (empty,
+		// here: pods are counted before their finalizer goes) list.
+		st.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
+	}
 	var plan Plan
 	if c := Finished(st); c != nil {
 		plan.Finished = true
@@ -500,7 +507,7 @@ func NewPod(j *batchv1.Job, index int) *corev1.Pod {
 			Namespace:       j.Namespace,
 			Labels:          t.Labels,
 			Annotations:     t.Annotations,
-			Finalizers:      t.Finalizers,
+			Finalizers:      withTracking(t.Finalizers),
 			OwnerReferences: []metav1.OwnerReference{ControllerRef(j)},
 		},
 		Spec: t.Spec,
@@ -533,6 +540,40 @@ func NewPod(j *batchv1.Job, index int) *corev1.Pod {
 		}
 	}
 	return pod
+}
+
+// withTracking returns finalizers with the job-tracking finalizer added.
+func withTracking(finalizers []string) []string {
+	if HasTracking(finalizers) {
+		return finalizers
+	}
+	return append(append([]string(nil), finalizers...), batchv1.JobTrackingFinalizer)
+}
+
+// HasTracking reports whether the job-tracking finalizer is among
+// finalizers.
+func HasTracking(finalizers []string) bool {
+	for _, f := range finalizers {
+		if f == batchv1.JobTrackingFinalizer {
+			return true
+		}
+	}
+	return false
+}
+
+// Untrack returns the pods whose job-tracking finalizer is to be removed
+// once the status Decide returned is written: those that finished (and
+// are counted in it), are being deleted, or every pod when the Job
+// finished or is being deleted.
+func Untrack(j *batchv1.Job, pods []*corev1.Pod, finished bool) []*corev1.Pod {
+	var out []*corev1.Pod
+	done := finished || j.DeletionTimestamp != nil
+	for _, p := range pods {
+		if HasTracking(p.Finalizers) && (done || !IsActive(p)) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TTLExpiry returns when a finished Job with ttlSecondsAfterFinished is to

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -277,3 +278,60 @@ func TestPodFailurePolicy(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestTrackingFinalizer(t *testing.T) {
+	j := newJob(2, 2)
+	j.Spec.Template.Finalizers = []string{"example.com/keep"}
+	p := NewPod(j, -1)
+	if len(p.Finalizers) != 2 || p.Finalizers[0] != "example.com/keep" || p.Finalizers[1] != batchv1.JobTrackingFinalizer {
+		t.Fatalf("pod finalizers %v", p.Finalizers)
+	}
+	if len(j.Spec.Template.Finalizers) != 1 {
+		t.Fatalf("NewPod changed the template: %v", j.Spec.Template.Finalizers)
+	}
+
+	pod := func(name string, phase corev1.PodPhase, deleting, tracked bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.PodStatus{Phase: phase}}
+		if deleting {
+			now := metav1.NewTime(t0)
+			p.DeletionTimestamp = &now
+		}
+		if tracked {
+			p.Finalizers = []string{batchv1.JobTrackingFinalizer}
+		}
+		return p
+	}
+	pods := []*corev1.Pod{
+		pod("running", corev1.PodRunning, false, true),
+		pod("succeeded", corev1.PodSucceeded, false, true),
+		pod("failed", corev1.PodFailed, false, true),
+		pod("deleting", corev1.PodRunning, true, true),
+		pod("done-before", corev1.PodSucceeded, false, false),
+	}
+	names := func(ps []*corev1.Pod) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		name     string
+		finished bool
+		deleted  bool
+		want     string
+	}{
+		{"running Job: the finished and the deleted", false, false, "succeeded,failed,deleting"},
+		{"finished Job: every tracked pod", true, false, "running,succeeded,failed,deleting"},
+		{"deleted Job: every tracked pod", false, true, "running,succeeded,failed,deleting"},
+	} {
+		jj := j.DeepCopy()
+		if tc.deleted {
+			now := metav1.NewTime(t0)
+			jj.DeletionTimestamp = &now
+		}
+		if got := names(Untrack(jj, pods, tc.finished)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -190,4 +190,74 @@ func TestJobs(t *testing.T) {
 			t.Fatalf("suspended Job has %d pods (%v)", len(pods.Items), err)
 		}
 	})
+
+	t.Run("job-tracking finalizer", func(t *testing.T) {
+		if _, err := jobs.Create(ctx, newJob("tracked", 1, 1, 6), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		podsOf := func(name string) []corev1.Pod {
+			pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pods.Items
+		}
+		cluster.WaitFor(t, 20*time.Second, "a running pod", func() (bool, error) {
+			p := podsOf("tracked")
+			return len(p) == 1 && p[0].Status.Phase == corev1.PodRunning, nil
+		})
+		if p := podsOf("tracked")[0]; !job.HasTracking(p.Finalizers) {
+			t.Fatalf("running pod finalizers %v, want %s", p.Finalizers, batchv1.JobTrackingFinalizer)
+		}
+		// Once counted, the finished pod loses the finalizer (and only it).
+		cluster.WaitFor(t, 20*time.Second, "Job complete, pod untracked", func() (bool, error) {
+			if _, err := finishPods(ctx, client, ns, "tracked", corev1.PodSucceeded); err != nil {
+				return false, err
+			}
+			got, err := jobs.Get(ctx, "tracked", metav1.GetOptions{})
+			p := podsOf("tracked")
+			return err == nil && complete(got) && got.Status.Succeeded == 1 && len(p) == 1 && len(p[0].Finalizers) == 0, err
+		})
+		got, err := jobs.Get(ctx, "tracked", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := got.Status.UncountedTerminatedPods; u == nil || len(u.Succeeded)+len(u.Failed) != 0 {
+			t.Fatalf("uncountedTerminatedPods %+v, want {}", u)
+		}
+
+		// A Job deleted while its pod runs: the pod is deleted and not held
+		// by the finalizer.
+		if _, err := jobs.Create(ctx, newJob("gone", 1, 1, 6), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitFor(t, 20*time.Second, "a running pod", func() (bool, error) {
+			p := podsOf("gone")
+			return len(p) == 1 && p[0].Status.Phase == corev1.PodRunning && job.HasTracking(p[0].Finalizers), nil
+		})
+		bg := metav1.DeletePropagationBackground
+		if err := jobs.Delete(ctx, "gone", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitFor(t, 30*time.Second, "the deleted Job's pod gone", func() (bool, error) {
+			return len(podsOf("gone")) == 0, nil
+		})
+
+		// Orphaned (--cascade=orphan): the pod stays, without the finalizer.
+		if _, err := jobs.Create(ctx, newJob("orphan", 1, 1, 6), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitFor(t, 20*time.Second, "a running pod", func() (bool, error) {
+			p := podsOf("orphan")
+			return len(p) == 1 && p[0].Status.Phase == corev1.PodRunning && job.HasTracking(p[0].Finalizers), nil
+		})
+		orphan := metav1.DeletePropagationOrphan
+		if err := jobs.Delete(ctx, "orphan", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitFor(t, 30*time.Second, "the orphaned pod untracked", func() (bool, error) {
+			p := podsOf("orphan")
+			return len(p) == 1 && metav1.GetControllerOf(&p[0]) == nil && len(p[0].Finalizers) == 0 && p[0].DeletionTimestamp == nil, nil
+		})
+	})
 }

@@ -2,11 +2,13 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 )
@@ -22,6 +24,9 @@ type Writer interface {
 	// (background propagation, on the condition that it is still that Job).
 	DeleteJob(ctx context.Context, j *batchv1.Job) error
 	Event(j *batchv1.Job, eventType, reason, message string)
+	// RemoveTracking removes the job-tracking finalizer from a pod (if it
+	// is still that pod).
+	RemoveTracking(ctx context.Context, pod *corev1.Pod) error
 }
 
 // ClientWriter is the Writer on a Kubernetes client.
@@ -67,6 +72,24 @@ func (w *ClientWriter) DeleteJob(ctx context.Context, j *batchv1.Job) error {
 		PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
+	}
+	return err
+}
+
+// RemoveTracking patches the finalizer away as Kubernetes' Job controller
+// does: a strategic merge patch deleting it from the list (other
+// finalizers stay), conditional on the pod's UID.
+func (w *ClientWriter) RemoveTracking(ctx context.Context, pod *corev1.Pod) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"$deleteFromPrimitiveList/finalizers": []string{batchv1.JobTrackingFinalizer},
+		"uid":                                 pod.UID,
+	}})
+	if err != nil {
+		return err
+	}
+	_, err = w.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or another pod by that name now
 	}
 	return err
 }
