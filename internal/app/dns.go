@@ -36,10 +36,25 @@ func (c DNSConfig) dnsConfig(log *slog.Logger) (dns.Config, error) {
 
 // DNS is a cluster DNS server bound to its address, not yet serving.
 type DNS struct {
-	h      *dns.Handler
-	srv    *dns.Server
-	client kubernetes.Interface
-	log    *slog.Logger
+	h   *dns.Handler
+	srv *dns.Server
+	// service serves the DNS Service address (nil: not bound), where pods
+	// send their queries.
+	service *dns.Server
+	client  kubernetes.Interface
+	log     *slog.Logger
+}
+
+// ListenServiceIP binds ip:53 too (UDP and TCP, before the node agent puts
+// ip on lo), so that pods' queries reach the server directly, with their
+// own source addresses.
+func (d *DNS) ListenServiceIP(ip netip.Addr) error {
+	srv, err := d.h.ListenNonLocal(netip.AddrPortFrom(ip, 53).String())
+	if err != nil {
+		return err
+	}
+	d.service = srv
+	return nil
 }
 
 // ListenDNS binds the DNS server's UDP and TCP sockets.
@@ -78,7 +93,16 @@ func (d *DNS) Run(ctx context.Context) {
 		defer wg.Done()
 		d.srv.Serve(ctx)
 	}()
-	d.log.Info("cluster DNS listening", "addr", d.Addr())
+	if d.service != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.service.Serve(ctx)
+		}()
+		d.log.Info("cluster DNS listening", "addr", d.Addr(), "service", d.service.Addr().String())
+	} else {
+		d.log.Info("cluster DNS listening", "addr", d.Addr())
+	}
 	wg.Wait()
 }
 

@@ -57,6 +57,7 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 			}
 		})
 	}
+	relayTo := "" // where the agent relays the DNS Service address
 	if !cfg.NoDNS {
 		// A DNS port already in use stops the server with an error that
 		// names the address; once listening, /readyz checks it answers.
@@ -65,11 +66,22 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 			return nil, err
 		}
 		n.dnsAddr = d.Addr()
+		relayTo = n.dnsAddr
 		n.run = append(n.run, d.Run)
 		a.srv.AddReadyCheck(apiserver.ReadyCheck{Name: "dns", Check: d.Ready})
+		// Pods query the DNS Service address; the server answers there
+		// itself (the agent puts the address on lo), else the agent
+		// relays it.
+		if cfg.Runtime != "none" && cfg.DNSServiceIP.IsValid() {
+			if err := d.ListenServiceIP(cfg.DNSServiceIP); err != nil {
+				log.Warn("cluster DNS cannot answer on the DNS Service address itself; the node agent relays it", "addr", cfg.DNSServiceIP, "err", err)
+			} else {
+				relayTo = ""
+			}
+		}
 	}
 	if cfg.Runtime != "none" {
-		ag, err := newAgent(cfg, nodeClient, n.dnsAddr, a.bundle, log.With("component", "agent"))
+		ag, err := newAgent(cfg, nodeClient, relayTo, a.bundle, log.With("component", "agent"))
 		if err != nil {
 			return nil, err
 		}
@@ -83,8 +95,9 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 	return n, nil
 }
 
-// newAgent builds the node agent of `headway server`; dnsAddr is where the
-// cluster DNS server listens ("" when it does not run).
+// newAgent builds the node agent of `headway server`; dnsAddr is where it
+// relays the DNS Service address to ("" when the cluster DNS answers there
+// itself or does not run).
 func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *pki.Bundle, log *slog.Logger) (*agent.Agent, error) {
 	// The streaming server listens on the node address: the bridge's
 	// gateway as root, else loopback.

@@ -1,6 +1,7 @@
 package dns_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -201,4 +202,32 @@ func TestTCPConnectionCapAndIdleTimeout(t *testing.T) {
 	if !errors.Is(err, io.EOF) || time.Since(start) < idle/2 {
 		t.Fatalf("an idle connection: %v after %v, want EOF after about %v", err, time.Since(start), idle)
 	}
+}
+
+// ListenNonLocal binds an address the host does not have (the DNS Service
+// address before the agent puts it on lo), where Listen cannot.
+func TestListenNonLocal(t *testing.T) {
+	h, err := dns.New(dns.Config{Zone: "cluster.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const addr = "198.18.250.250:0" // on no interface of this machine
+	if srv, err := h.Listen(addr); err == nil {
+		srv.Serve(canceledContext())
+		t.Skipf("%s is an address of this machine; the test needs one that is not", addr)
+	}
+	srv, err := h.ListenNonLocal(addr)
+	if err != nil {
+		t.Fatalf("ListenNonLocal(%s): %v", addr, err)
+	}
+	if got := srv.Addr(); got.Addr().String() != "198.18.250.250" || got.Port() == 0 {
+		t.Errorf("bound %v", got)
+	}
+	srv.Serve(canceledContext())
+}
+
+func canceledContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }

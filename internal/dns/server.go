@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -32,6 +33,28 @@ type Server struct {
 
 // Listen binds addr (ip:port; port 0 picks one) for UDP and TCP.
 func (h *Handler) Listen(addr string) (*Server, error) {
+	return h.listen(addr, reusePort, nil)
+}
+
+// ListenNonLocal is Listen for an address the host may not have yet (the
+// DNS Service address, which the node agent puts on lo): the sockets are
+// bound with IP_FREEBIND and answer once the address is there. Several
+// servers may share one Handler.
+func (h *Handler) ListenNonLocal(addr string) (*Server, error) {
+	return h.listen(addr, func(network, address string, c syscall.RawConn) error {
+		if err := reusePort(network, address, c); err != nil {
+			return err
+		}
+		return freeBind(network, address, c)
+	}, freeBind)
+}
+
+// control sets socket options before a bind.
+type control func(network, address string, c syscall.RawConn) error
+
+// listen binds addr with udp's options on the UDP sockets and tcp's on the
+// TCP listener (nil: none).
+func (h *Handler) listen(addr string, udp, tcp control) (*Server, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("DNS listen address %q: want ip:port", addr)
@@ -42,7 +65,7 @@ func (h *Handler) Listen(addr string) (*Server, error) {
 		n = 1
 	}
 	for attempt := 0; ; attempt++ {
-		err := s.bind(ap, n)
+		err := s.bind(ap, n, udp, tcp)
 		if err == nil {
 			return s, nil
 		}
@@ -52,8 +75,8 @@ func (h *Handler) Listen(addr string) (*Server, error) {
 	}
 }
 
-func (s *Server) bind(ap netip.AddrPort, n int) error {
-	lc := net.ListenConfig{Control: reusePort}
+func (s *Server) bind(ap netip.AddrPort, n int, udp, tcp control) error {
+	lc := net.ListenConfig{Control: udp}
 	ctx := context.Background()
 	pc, err := lc.ListenPacket(ctx, "udp", ap.String())
 	if err != nil {
@@ -75,7 +98,7 @@ func (s *Server) bind(ap netip.AddrPort, n int) error {
 		}
 		conns = append(conns, pc.(*net.UDPConn))
 	}
-	ln, err := net.Listen("tcp", bound.String())
+	ln, err := (&net.ListenConfig{Control: tcp}).Listen(ctx, "tcp", bound.String())
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("DNS over TCP on %s: %w", bound, err)
