@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headway/headway/internal/agent/network"
@@ -55,8 +56,10 @@ func runInOwnNetNS(t *testing.T) bool {
 // process runtime: a busybox pod finds the API through its environment
 // and https://kubernetes.default.svc (cluster DNS, the kubernetes
 // Service's ClusterIP, the proxy's DNAT to the API's pod address), and its
-// mounted service-account token authenticates (a bad one does not); curl
-// verifies the API's certificate with the mounted ca.crt.
+// mounted service-account token authenticates (a bad one does not) and is
+// authorized by RBAC: listing the namespace's pods is 403 Forbidden until a
+// RoleBinding gives the default ServiceAccount the view ClusterRole, then
+// 200; curl and wget verify the API's certificate with the mounted ca.crt.
 func TestPodReachesTheAPIWithItsToken(t *testing.T) {
 	if _, err := exec.LookPath("busybox"); err != nil {
 		t.Skip("skipping: the pod runs busybox's sh and wget (apt-get install busybox)")
@@ -105,13 +108,36 @@ func TestPodReachesTheAPIWithItsToken(t *testing.T) {
 		t.Errorf("the token volume is writable: %q", got)
 	}
 
-	// With the token: the pods of its namespace (200 while nothing
-	// authorizes requests).
-	pods := run(`wget -q -O - --no-check-certificate --header "Authorization: Bearer $(cat ` + sa + `/token)" ` +
-		`https://kubernetes.default.svc/api/v1/namespaces/$(cat ` + sa + `/namespace)/pods 2>&1`)
-	if !strings.Contains(pods, `"kind":"PodList"`) || !strings.Contains(pods, `"name":"client"`) {
-		t.Errorf("listing pods with the mounted token:\n%s", pods)
+	// With the token, the pods of its namespace: 403 while the default
+	// ServiceAccount has no binding, with kube-apiserver's message (curl
+	// prints the Status body; busybox wget only the status line).
+	listPods := `https://kubernetes.default.svc/api/v1/namespaces/$(cat ` + sa + `/namespace)/pods`
+	forbidden := run(`wget -S -q -O - --no-check-certificate --header "Authorization: Bearer $(cat ` + sa + `/token)" ` + listPods + ` 2>&1`)
+	if !strings.Contains(forbidden, "HTTP/1.1 403") {
+		t.Errorf("listing pods with the mounted token and no binding: want 403, got\n%s", forbidden)
 	}
+	if _, err := exec.LookPath("curl"); err == nil {
+		got := run(`curl -sS --cacert ` + sa + `/ca.crt -H "Authorization: Bearer $(cat ` + sa + `/token)" ` + listPods + ` 2>&1`)
+		const msg = `pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"`
+		if !strings.Contains(got, `"reason":"Forbidden"`) || !strings.Contains(got, msg) || !strings.Contains(got, `"code":403`) {
+			t.Errorf("the 403 Status body from the pod:\n%s", got)
+		}
+	}
+	// 200 after binding the account to the view ClusterRole, as
+	// `kubectl create rolebinding --clusterrole=view --serviceaccount=default:default` does.
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "default-view"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: "default"}}}
+	if _, err := c.Client.RbacV1().RoleBindings("default").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pods string
+	cluster.WaitFor(t, 20*time.Second, "the pods listed with the token after the binding", func() (bool, error) {
+		// SSL_CERT_FILE: Debian's busybox wget verifies through openssl,
+		// here against the mounted CA.
+		pods = run(`SSL_CERT_FILE=` + sa + `/ca.crt wget -q -O - --header "Authorization: Bearer $(cat ` + sa + `/token)" ` + listPods + ` 2>&1`)
+		return strings.Contains(pods, `"kind":"PodList"`) && strings.Contains(pods, `"name":"client"`), nil
+	})
 	// GET /api: 200 with the token, 401 with a bad one.
 	status := func(token string) string {
 		return run(`wget -S -q -O /dev/null --no-check-certificate --header "Authorization: Bearer ` + token + `" https://kubernetes.default.svc/api 2>&1 | grep -o 'HTTP/1.1 [0-9]*' | head -1`)
