@@ -124,7 +124,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, err
 	}
-	agentTLS, err := bundle.ClientTLS("kube-apiserver-kubelet-client", []string{"system:masters"})
+	agentTLS, err := bundle.ClientTLS(apiServerKubeletClient, []string{"system:masters"})
 	if err != nil {
 		return nil, fmt.Errorf("issuing the API server's client certificate: %w", err)
 	}
@@ -215,6 +215,11 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	a.srv.SetReady(true)
 	return a, nil
 }
+
+// apiServerKubeletClient is the common name of the API server's client
+// certificate to node agents (kube-apiserver's --kubelet-client-certificate
+// names it so too): the only client the agents' streaming servers serve.
+const apiServerKubeletClient = "kube-apiserver-kubelet-client"
 
 // newRBACAuthorizer is the RBAC authorizer over informers of factory
 // (which the caller starts).
