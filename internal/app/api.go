@@ -171,7 +171,14 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		a.rbacInformers = informers.NewSharedInformerFactory(a.client, 0)
 		authz := newRBACAuthorizer(a.rbacInformers)
 		guardRBAC(resources, authz)
-		srvCfg.Authorizer, srvCfg.RuleResolver = authz, authz
+		// Node agents read the secrets, config maps, claims and service
+		// accounts of their own pods only (the Node authorizer), then RBAC.
+		nodeAuthz, err := newNodeAuthorizer(a.rbacInformers, a.client)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		srvCfg.Authorizer, srvCfg.RuleResolver = authorizers{nodeAuthz, authz}, authz
 	}
 	if a.srv, err = apiserver.New(srvCfg); err != nil {
 		ln.Close()
