@@ -85,6 +85,10 @@ type Config struct {
 	// StreamingTLS, when set, serves pod logs, exec, attach and
 	// port-forward to the API server (client certificates required).
 	StreamingTLS *tls.Config
+	// StreamingClients are the common names of the client certificates
+	// the streaming server serves (the API server's); any the TLS config
+	// verifies when empty.
+	StreamingClients []string
 	// StreamingPort is the streaming server's port (0: any free one).
 	StreamingPort int
 	Log           *slog.Logger

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +36,9 @@ import (
 //	POST /portForward/<ns>/<pod>
 //
 // Only clients with a certificate signed by the cluster CA get in (the TLS
-// config requires one); that is the API server.
+// config requires one), and of those only the names in
+// Config.StreamingClients: the API server's own client certificate, not
+// the other components' or users' (403 Forbidden, as the kubelet answers).
 const (
 	streamIdleTimeout     = 4 * time.Hour
 	streamCreationTimeout = remotecommand.DefaultStreamCreationTimeout
@@ -77,7 +80,28 @@ func (a *Agent) streamHandler() http.Handler {
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", a.serveExec)
 	mux.HandleFunc("/attach/{ns}/{pod}/{container}", a.serveAttach)
 	mux.HandleFunc("/portForward/{ns}/{pod}", a.servePortForward)
-	return mux
+	if len(a.cfg.StreamingClients) == 0 {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The TLS config has verified the chain; the name says who it is.
+		var name string
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			name = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		if !slices.Contains(a.cfg.StreamingClients, name) {
+			// As the kubelet answers a client its authorizer refuses
+			// (these paths are the nodes/proxy subresource).
+			verb := "get"
+			if r.Method != http.MethodGet {
+				verb = "create"
+			}
+			a.log.Warn("refused a pod stream request: only the API server may make them", "user", name, "path", r.URL.Path, "remote", r.RemoteAddr)
+			streamError(w, http.StatusForbidden, "Forbidden (user=%s, verb=%s, resource=nodes, subresource=proxy)", name, verb)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func streamError(w http.ResponseWriter, code int, format string, args ...any) {

@@ -124,7 +124,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, err
 	}
-	agentTLS, err := bundle.ClientTLS("kube-apiserver-kubelet-client", []string{"system:masters"})
+	agentTLS, err := bundle.ClientTLS(apiServerKubeletClient, []string{"system:masters"})
 	if err != nil {
 		return nil, fmt.Errorf("issuing the API server's client certificate: %w", err)
 	}
@@ -171,7 +171,14 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		a.rbacInformers = informers.NewSharedInformerFactory(a.client, 0)
 		authz := newRBACAuthorizer(a.rbacInformers)
 		guardRBAC(resources, authz)
-		srvCfg.Authorizer, srvCfg.RuleResolver = authz, authz
+		// Node agents read the secrets, config maps, claims and service
+		// accounts of their own pods only (the Node authorizer), then RBAC.
+		nodeAuthz, err := newNodeAuthorizer(a.rbacInformers, a.client)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		srvCfg.Authorizer, srvCfg.RuleResolver = authorizers{nodeAuthz, authz}, authz
 	}
 	if a.srv, err = apiserver.New(srvCfg); err != nil {
 		ln.Close()
@@ -215,6 +222,11 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	a.srv.SetReady(true)
 	return a, nil
 }
+
+// apiServerKubeletClient is the common name of the API server's client
+// certificate to node agents (kube-apiserver's --kubelet-client-certificate
+// names it so too): the only client the agents' streaming servers serve.
+const apiServerKubeletClient = "kube-apiserver-kubelet-client"
 
 // newRBACAuthorizer is the RBAC authorizer over informers of factory
 // (which the caller starts).

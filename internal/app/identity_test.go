@@ -3,6 +3,9 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -21,6 +24,7 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/headway/headway/internal/satoken"
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
@@ -293,5 +297,81 @@ func TestKubectlCreateToken(t *testing.T) {
 	}
 	if code, body := get(t, c, "/api", token); code != http.StatusOK {
 		t.Fatalf("the token kubectl printed does not authenticate: %d %s", code, body)
+	}
+}
+
+// TestBadTokensAreUnauthorized: every service-account token the API must
+// not accept is answered 401 Unauthorized with kube-apiserver's Status, on
+// a resource request as on discovery: expired, signed by another key,
+// for another audience, bound to a deleted pod (TestPodBoundTokenDiesWithThePod
+// has the last with a tampered signature too).
+func TestBadTokensAreUnauthorized(t *testing.T) {
+	c := cluster.Start(t, cluster.WithoutDNS())
+	ctx := context.Background()
+	sa, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := satoken.Request{Namespace: "default", ServiceAccount: satoken.Ref{Name: "default", UID: string(sa.UID)},
+		Audiences: []string{issuer}, Expiration: time.Hour}
+
+	// The cluster's own key and issuer: the token is good until it expires.
+	own, err := satoken.NewIssuer(issuer, c.Running.PKI.ServiceAccountKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _, err := own.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	expired, _, err := own.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another key, same issuer, same claims.
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := satoken.NewIssuer(issuer, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _, err := other.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A TokenRequest for another audience (vault's): good for vault's
+	// TokenReview, not for the API.
+	tr, err := c.Client.CoreV1().ServiceAccounts("default").CreateToken(ctx, "default",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"vault"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const pods = "/api/v1/namespaces/default/pods"
+	if code, body := get(t, c, "/api", good); code != http.StatusOK {
+		t.Fatalf("a good token signed with the cluster's key: %d %s", code, body)
+	}
+	// Authenticated but not authorized: 403, not 401 (the control).
+	if code, body := get(t, c, pods, good); code != http.StatusForbidden {
+		t.Fatalf("listing pods with a good token and no binding: %d %s, want 403", code, body)
+	}
+	for name, token := range map[string]string{
+		"expired":                expired,
+		"signed by another key":  forged,
+		"for another audience":   tr.Status.Token,
+		"not a token":            "x.y.z",
+		"expired, tampered with": expired[:len(expired)-4] + "AAAA",
+	} {
+		for _, path := range []string{"/api", pods} {
+			code, body := get(t, c, path, token)
+			var st metav1.Status
+			if err := json.Unmarshal(body, &st); err != nil || code != http.StatusUnauthorized ||
+				st.Kind != "Status" || st.Reason != metav1.StatusReasonUnauthorized || st.Code != http.StatusUnauthorized || st.Message != "Unauthorized" {
+				t.Errorf("GET %s with a token %s: %d %s, want 401 with the Unauthorized Status", path, name, code, body)
+			}
+		}
 	}
 }

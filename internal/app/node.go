@@ -106,8 +106,8 @@ func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *p
 		return nil, fmt.Errorf("issuing the agent's serving certificate: %w", err)
 	}
 	return agent.New(agent.Config{
-		StreamingTLS: streamTLS,
-		Client:       client, NodeName: cfg.Agent.NodeName, DataDir: cfg.DataDir,
+		StreamingTLS: streamTLS, StreamingClients: []string{apiServerKubeletClient},
+		Client: client, NodeName: cfg.Agent.NodeName, DataDir: cfg.DataDir,
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
 		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr,
 		Bridge: cfg.Bridge, Gateway: cfg.Gateway, NoMasquerade: !cfg.Agent.Masquerade, BackoffBase: cfg.Agent.BackoffBase, Log: log,
