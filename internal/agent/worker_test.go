@@ -280,7 +280,10 @@ func TestWorkerRunsContainer(t *testing.T) {
 // Always is restarted at once the first time, then after the back-off,
 // shown meanwhile as CrashLoopBackOff with its last termination.
 func TestWorkerCrashLoopBackOff(t *testing.T) {
-	const base = 300 * time.Millisecond
+	// Long enough that the CrashLoopBackOff status, written once the
+	// second exit is seen, is still current when the poll reads it on a
+	// loaded machine (300 ms failed 1 run in ~10 at load 20).
+	const base = 2 * time.Second
 	rt := fake.New(fake.Options{Dir: t.TempDir()})
 	pod := workerPod("crash", workerSleeper("c"))
 	pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
