@@ -45,6 +45,12 @@ func WithBolt(dir string) Option {
 	return func(o *app.Options) { o.Store, o.DataDir = "bolt", dir }
 }
 
+// WithEtcd uses the etcd store at endpoint (several clusters may share it:
+// they are then several servers of one cluster).
+func WithEtcd(endpoint string) Option {
+	return func(o *app.Options) { o.Store, o.Etcd.Endpoints = "etcd", []string{endpoint} }
+}
+
 // WithoutDNS leaves the cluster DNS server out.
 func WithoutDNS() Option {
 	return func(o *app.Options) { o.NoDNS = true }
