@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -81,5 +83,99 @@ func TestReadyzFollowsEtcd(t *testing.T) {
 	}
 	if _, err := c.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("writing after the outage: %v", err)
+	}
+}
+
+// TestAllocationAcrossServers: two API servers on one etcd creating
+// Services concurrently (ClusterIP and NodePort) never hand out the same
+// cluster IP or node port.
+func TestAllocationAcrossServers(t *testing.T) {
+	e := etcdtest.Start(t)
+	a := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers())
+	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	type result struct {
+		name, ip string
+		ports    []int32
+	}
+	results := make(chan result, 1000)
+	errs := make(chan error, 32)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		c := a
+		if w%2 == 1 {
+			c = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				svc := &corev1.Service{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s-%d-%d", w, i)},
+					Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "a", Port: 80}, {Name: "b", Port: 81}}},
+				}
+				if i%2 == 0 {
+					svc.Spec.Type = corev1.ServiceTypeNodePort
+				}
+				out, err := c.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				r := result{name: out.Name, ip: out.Spec.ClusterIP}
+				for _, p := range out.Spec.Ports {
+					if p.NodePort != 0 {
+						r.ports = append(r.ports, p.NodePort)
+					}
+				}
+				results <- r
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(results)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ips, ports := map[string]string{}, map[int32]string{}
+	n, nodePorts := 0, 0
+	for r := range results {
+		n++
+		if prev, dup := ips[r.ip]; dup || r.ip == "" {
+			t.Fatalf("%s and %s share cluster IP %q", r.name, prev, r.ip)
+		}
+		ips[r.ip] = r.name
+		for _, p := range r.ports {
+			nodePorts++
+			if prev, dup := ports[p]; dup {
+				t.Fatalf("%s and %s share node port %d", r.name, prev, p)
+			}
+			ports[p] = r.name
+		}
+	}
+	if n != 400 || nodePorts != 416 {
+		t.Fatalf("created %d Services with %d node ports, want 400 and 416", n, nodePorts)
+	}
+	// Both servers list every Service (one store).
+	for _, c := range []*cluster.Cluster{a, b} {
+		list, err := c.Client.CoreV1().Services("default").List(ctx, metav1.ListOptions{})
+		if err != nil || len(list.Items) != 401 {
+			t.Fatalf("listing from %s: %d Services, %v; want 401 (with kubernetes)", c.URL, len(list.Items), err)
+		}
+	}
+	// A taken address asked for by name on the other server is refused.
+	var taken string
+	for ip := range ips {
+		taken = ip
+		break
+	}
+	_, err := b.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "wants-taken"},
+		Spec:       corev1.ServiceSpec{ClusterIP: taken, Ports: []corev1.ServicePort{{Port: 80}}},
+	}, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("a clusterIP taken through the other server: want 422, got %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Etcd is an embedded etcd member with its data in a test's temp dir.
@@ -54,6 +55,7 @@ func (e *Etcd) Start() error {
 	cfg := embed.NewConfig()
 	cfg.Dir = e.dir
 	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{e.client}, []url.URL{e.client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{e.peer}, []url.URL{e.peer}
 	cfg.InitialCluster = cfg.Name + "=" + e.peer.String()
