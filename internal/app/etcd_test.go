@@ -10,11 +10,14 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/testing/cluster"
 	"github.com/headway/headway/internal/testing/etcdtest"
 )
@@ -177,5 +180,98 @@ func TestAllocationAcrossServers(t *testing.T) {
 	}, metav1.CreateOptions{})
 	if !apierrors.IsInvalid(err) {
 		t.Fatalf("a clusterIP taken through the other server: want 422, got %v", err)
+	}
+}
+
+func leaseHolder(ctx context.Context, c *cluster.Cluster) (string, error) {
+	l, err := c.Client.CoordinationV1().Leases(app.LeaderLeaseNamespace).Get(ctx, app.LeaderLeaseName, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if l.Spec.HolderIdentity == nil {
+		return "", nil
+	}
+	return *l.Spec.HolderIdentity, nil
+}
+
+func countPods(ctx context.Context, c *cluster.Cluster, selector string) (int, error) {
+	pods, err := c.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return 0, err
+	}
+	return len(pods.Items), nil
+}
+
+// TestControllersRunOnce: two servers on one etcd elect one to run the
+// controllers (the kube-controller-manager Lease names it); a ReplicaSet
+// created through the other gets exactly its pods; when the leader stops,
+// the other takes the Lease and a scale-up completes.
+func TestControllersRunOnce(t *testing.T) {
+	e := etcdtest.Start(t)
+	a := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS())
+	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS())
+	ids := map[string]*cluster.Cluster{a.Running.LeaderIdentity: a, b.Running.LeaderIdentity: b}
+	if len(ids) != 2 || a.Running.LeaderIdentity == "" {
+		t.Fatalf("leader identities %q and %q: want two distinct", a.Running.LeaderIdentity, b.Running.LeaderIdentity)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var leader, other *cluster.Cluster
+	cluster.WaitFor(t, 30*time.Second, "one server to hold the controllers' lease", func() (bool, error) {
+		h, err := leaseHolder(ctx, a)
+		leader = ids[h]
+		return leader != nil, err
+	})
+	other = a
+	if leader == a {
+		other = b
+	}
+
+	replicas := int32(3)
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			},
+		},
+	}
+	if _, err := other.Client.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 60*time.Second, "the ReplicaSet's 3 pods", func() (bool, error) {
+		got, err := other.Client.AppsV1().ReplicaSets("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		n, err := countPods(ctx, other, "app=web")
+		return got.Status.Replicas == 3 && n == 3, err
+	})
+
+	start := time.Now()
+	if err := leader.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	scaled := int32(5)
+	if _, err := other.Client.AppsV1().ReplicaSets("default").UpdateScale(ctx, "web", &autoscalingv1.Scale{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}, Spec: autoscalingv1.ScaleSpec{Replicas: scaled},
+	}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 30*time.Second, "the other server to take the lease", func() (bool, error) {
+		h, err := leaseHolder(ctx, other)
+		return ids[h] == other, err
+	})
+	cluster.WaitFor(t, 30*time.Second, "the scale-up to 5 pods after the fail-over", func() (bool, error) {
+		n, err := countPods(ctx, other, "app=web")
+		return n == 5, err
+	})
+	t.Logf("controllers resumed on the other server %v after the leader stopped", time.Since(start).Round(time.Millisecond))
+	// Exactly 5: no second controller set is creating pods.
+	if n, err := countPods(ctx, other, "app=web"); err != nil || n != 5 {
+		t.Fatalf("pods after the scale-up: %d %v, want 5", n, err)
 	}
 }
