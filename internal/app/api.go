@@ -104,9 +104,14 @@ func (a *api) clientFor(user string, groups ...string) (kubernetes.Interface, *r
 // read the roles and bindings). It serves until stop, also after ctx ends.
 func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger) (*api, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
-	bundle, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "pki"), kubernetesHosts(cfg, listenHost))
+	bundle, err := pki.LoadOrCreate(cfg.PKIDir, kubernetesHosts(cfg, listenHost))
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
+	}
+	if cfg.Store == "etcd" {
+		if err := checkSharedPKI(ctx, store, bundle); err != nil {
+			return nil, err
+		}
 	}
 	id, err := newIdentity(cfg, bundle)
 	if err != nil {

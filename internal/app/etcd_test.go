@@ -11,10 +11,12 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/headway/headway/internal/app"
@@ -95,7 +97,7 @@ func TestReadyzFollowsEtcd(t *testing.T) {
 func TestAllocationAcrossServers(t *testing.T) {
 	e := etcdtest.Start(t)
 	a := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers())
-	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers())
+	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers(), cluster.CopyPKI(t, a))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	type result struct {
@@ -209,7 +211,7 @@ func countPods(ctx context.Context, c *cluster.Cluster, selector string) (int, e
 func TestControllersRunOnce(t *testing.T) {
 	e := etcdtest.Start(t)
 	a := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS())
-	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS())
+	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.CopyPKI(t, a))
 	ids := map[string]*cluster.Cluster{a.Running.LeaderIdentity: a, b.Running.LeaderIdentity: b}
 	if len(ids) != 2 || a.Running.LeaderIdentity == "" {
 		t.Fatalf("leader identities %q and %q: want two distinct", a.Running.LeaderIdentity, b.Running.LeaderIdentity)
@@ -273,5 +275,51 @@ func TestControllersRunOnce(t *testing.T) {
 	// Exactly 5: no second controller set is creating pods.
 	if n, err := countPods(ctx, other, "app=web"); err != nil || n != 5 {
 		t.Fatalf("pods after the scale-up: %d %v, want 5", n, err)
+	}
+}
+
+// TestSharedPKI: a second server started with a copy of the first one's
+// PKI accepts the first one's admin token and is verified by its CA; one
+// with its own PKI is refused at start, naming what differs and the fix.
+func TestSharedPKI(t *testing.T) {
+	e := etcdtest.Start(t)
+	a := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers())
+	b := cluster.Start(t, cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers(), cluster.CopyPKI(t, a))
+	ctx := context.Background()
+	// a's admin credentials and CA, pointed at b.
+	cfg := rest.CopyConfig(a.Config)
+	cfg.Host = b.URL
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "through-b"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("a's admin token against b: %v", err)
+	}
+	if _, err := a.Client.CoreV1().ConfigMaps("default").Get(ctx, "through-b", metav1.GetOptions{}); err != nil {
+		t.Fatalf("reading through a what was written through b: %v", err)
+	}
+	// A service-account token issued by a is accepted by b.
+	if _, err := a.Client.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "robot"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := a.Client.CoreV1().ServiceAccounts("default").CreateToken(ctx, "robot", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saCfg := rest.AnonymousClientConfig(cfg)
+	saCfg.BearerToken = tr.Status.Token
+	saClient, err := kubernetes.NewForConfig(saCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review, err := saClient.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || review.Status.UserInfo.Username != "system:serviceaccount:default:robot" {
+		t.Fatalf("a's service-account token at b: %+v %v", review, err)
+	}
+
+	_, err = cluster.StartE(t.TempDir(), cluster.WithEtcd(e.Endpoint), cluster.WithoutDNS(), cluster.WithoutControllers())
+	if err == nil || !strings.Contains(err.Error(), "CA (ca.crt)") || !strings.Contains(err.Error(), "--pki-dir") {
+		t.Fatalf("a server with its own PKI on the shared store: want a refusal naming the CA and --pki-dir, got %v", err)
 	}
 }
