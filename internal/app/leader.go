@@ -25,12 +25,13 @@ const (
 
 // Leader election times: kube-controller-manager's defaults are 15s, 10s
 // and 2s; these are shorter so that the controllers resume on another
-// server within about 12s of the leader dying (the Lease expires 10s after
-// its last renewal, noticed at the next 2s retry).
+// server within about 11s of the leader dying: a follower sees the Lease
+// renewed at its retries (every 1-1.2s), takes it 8s after the last
+// renewal it saw, at its next retry.
 const (
-	leaseDuration = 10 * time.Second
-	renewDeadline = 7 * time.Second
-	retryPeriod   = 2 * time.Second
+	leaseDuration = 8 * time.Second
+	renewDeadline = 5 * time.Second
+	retryPeriod   = 1 * time.Second
 )
 
 // leaderIdentity names this server in the Lease: the host name and a
