@@ -42,8 +42,9 @@ type reservations struct {
 	key    func(n uint64) string
 	parse  func(suffix string) (uint64, bool)
 
-	mu   sync.Mutex
-	used map[uint64]bool
+	mu     sync.Mutex
+	used   map[uint64]bool
+	synced bool // restore has read the store
 }
 
 func (r *reservations) reserve(ctx context.Context, n uint64, owner string) error {
@@ -97,8 +98,24 @@ func (r *reservations) take(ctx context.Context, n uint64, owner string) error {
 	return r.reserve(ctx, n, owner)
 }
 
-// restore makes sure n is reserved (rebuilding from stored Services).
+// restore makes sure n is reserved (rebuilding from stored Services): the
+// first call reads the reservations, so that only missing ones are written.
 func (r *reservations) restore(ctx context.Context, n uint64, owner string) error {
+	r.mu.Lock()
+	synced := r.synced
+	r.mu.Unlock()
+	if !synced {
+		if err := r.resync(ctx); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.synced = true
+	held := r.used[n]
+	r.mu.Unlock()
+	if held {
+		return nil
+	}
 	if err := r.reserve(ctx, n, owner); err != nil && !errors.Is(err, storage.ErrKeyExists) {
 		return err
 	}

@@ -148,3 +148,35 @@ func TestAllocatorsShareTheStore(t *testing.T) {
 		t.Fatalf("after b released %s, a allocated %s, %v", freed, got, err)
 	}
 }
+
+// TestRestoreReservesWhatServicesHold: addresses and ports of stored
+// Services (a store written before reservations were keys) are reserved
+// at start, so no other allocator hands them out.
+func TestRestoreReservesWhatServicesHold(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t)
+	cidr := netip.MustParsePrefix("198.19.0.0/29")
+	a, _ := NewIPAllocator(cidr, store)
+	held := []netip.Addr{netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.3")}
+	for _, ip := range held {
+		if err := a.Restore(ctx, ip, "default/old"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Restore(ctx, held[0], "default/old"); err != nil {
+		t.Fatalf("restoring twice: %v", err)
+	}
+	p := NewPortAllocator(30000, 3, store)
+	if err := p.Restore(ctx, 30001, "default/old"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewIPAllocator(cidr, store)
+	for _, ip := range held {
+		if err := b.AllocateSpecific(ctx, ip, "default/new"); !errors.Is(err, ErrAllocated) {
+			t.Fatalf("restored %s: %v, want ErrAllocated", ip, err)
+		}
+	}
+	if err := NewPortAllocator(30000, 3, store).AllocateSpecific(ctx, 30001, "default/new"); !errors.Is(err, ErrPortTaken) {
+		t.Fatalf("restored port: %v", err)
+	}
+}
