@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -137,9 +138,14 @@ Both restore and salvage keep the replaced file beside it (headway.db.replaced-<
 
 // decodeObject checks that a stored value is an object the server can
 // read: a built-in kind, or JSON with apiVersion and kind (custom resources).
+// Keys outside /registry/ are the server's own records (Service address
+// reservations), not objects.
 func decodeObject() func(key string, value []byte) error {
 	dec := serializer.NewCodecFactory(builtin.Scheme()).UniversalDeserializer()
 	return func(key string, value []byte) error {
+		if !strings.HasPrefix(key, "/registry/") {
+			return nil
+		}
 		_, _, err := dec.Decode(value, nil, nil)
 		if err == nil {
 			return nil

@@ -180,7 +180,9 @@ func (res *resource) restore(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			res.reg.Restore(obj)
+			if err := res.reg.Restore(ctx, obj); err != nil {
+				return err
+			}
 		}
 		if !page.More || len(page.Items) == 0 {
 			return nil

@@ -104,15 +104,20 @@ func (a *api) clientFor(user string, groups ...string) (kubernetes.Interface, *r
 // read the roles and bindings). It serves until stop, also after ctx ends.
 func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger) (*api, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
-	bundle, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "pki"), kubernetesHosts(cfg, listenHost))
+	bundle, err := pki.LoadOrCreate(cfg.PKIDir, kubernetesHosts(cfg, listenHost))
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
+	}
+	if cfg.Store == "etcd" {
+		if err := checkSharedPKI(ctx, store, bundle); err != nil {
+			return nil, err
+		}
 	}
 	id, err := newIdentity(cfg, bundle)
 	if err != nil {
 		return nil, err
 	}
-	resources, err := Resources(cfg.ServiceCIDR, id.options(!cfg.NoControllers))
+	resources, err := Resources(cfg.ServiceCIDR, store, id.options(!cfg.NoControllers))
 	if err != nil {
 		return nil, err
 	}
@@ -290,13 +295,14 @@ const (
 )
 
 // Resources is the resource table, with Service addresses from
-// serviceCIDR and the rest of o (service accounts and tokens).
-func Resources(serviceCIDR netip.Prefix, o builtin.Options) ([]*registry.Resource, error) {
-	ips, err := service.NewIPAllocator(serviceCIDR)
+// serviceCIDR and the rest of o (service accounts and tokens). The cluster
+// IPs and node ports are reserved as keys of store.
+func Resources(serviceCIDR netip.Prefix, store storage.Interface, o builtin.Options) ([]*registry.Resource, error) {
+	ips, err := service.NewIPAllocator(serviceCIDR, store)
 	if err != nil {
 		return nil, fmt.Errorf("--service-cidr: %w", err)
 	}
-	o.Services = service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize)}
+	o.Services = service.Allocators{IPs: ips, Ports: service.NewPortAllocator(NodePortBase, NodePortSize, store)}
 	return builtin.Resources(o), nil
 }
 
@@ -315,7 +321,11 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 	}
 	svc := systemservices.KubernetesService(kubernetesIP.String(), int32(apiPort))
 	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("the kubernetes Service: %w", err)
+		// Another server on the same store may have created it between
+		// our existence check and our reservation of its address.
+		if _, gerr := client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, svc.Name, metav1.GetOptions{}); gerr != nil {
+			return fmt.Errorf("the kubernetes Service: %w", err)
+		}
 	}
 	if err := reconcileAPIEndpoints(ctx, client, podAddr); err != nil {
 		return fmt.Errorf("the kubernetes Service's endpoints: %w", err)

@@ -32,6 +32,10 @@ const (
 // Options are the flags of `headway server`, as strings; Config parses them.
 type Options struct {
 	DataDir string
+	// PKIDir holds the CA, the admin token and the service-account key
+	// (default <data-dir>/pki). Servers sharing one etcd need the same
+	// contents: a copy of the first server's.
+	PKIDir  string
 	Listen  string
 	Store   string
 	Runtime string
@@ -161,6 +165,7 @@ func DefaultAgentOptions() AgentOptions {
 // AddFlags registers the server flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the store, certificates, token and kubeconfig ($HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else ~/.local/share/headway)")
+	fs.StringVar(&o.PKIDir, "pki-dir", o.PKIDir, "directory of the cluster CA, admin token and service-account key (default <data-dir>/pki); a second server on the same etcd starts with a copy of the first one's")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "address the Kubernetes API (HTTPS) listens on")
 	fs.StringVar(&o.Store, "store", o.Store, "state store: bolt (one durable file in the data dir), etcd (an etcd cluster at --etcd-endpoints) or memory (gone on exit)")
 	fs.StringSliceVar(&o.Etcd.Endpoints, "etcd-endpoints", o.Etcd.Endpoints, "etcd client URLs for --store etcd, e.g. https://127.0.0.1:2379 (comma-separated)")
@@ -223,7 +228,9 @@ type DNSConfig struct {
 // components.
 type Config struct {
 	DNSConfig
-	DataDir   string
+	DataDir string
+	// PKIDir is --pki-dir, <data-dir>/pki by default.
+	PKIDir    string
 	Listen    string
 	Store     string
 	Runtime   string
@@ -272,7 +279,7 @@ func (o *Options) Config() (Config, error) {
 		errs = append(errs, err)
 	}
 	c := Config{
-		DNSConfig: dc, DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
+		DNSConfig: dc, DataDir: o.DataDir, PKIDir: o.PKIDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
 		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS,
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
 		Serving:           o.Serving,
@@ -283,6 +290,9 @@ func (o *Options) Config() (Config, error) {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if c.PKIDir == "" {
+		c.PKIDir = filepath.Join(c.DataDir, "pki")
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:6443", c.Listen))

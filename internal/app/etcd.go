@@ -2,7 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/transport"
 
+	"github.com/headway/headway/internal/pki"
 	"github.com/headway/headway/internal/storage"
 	"github.com/headway/headway/internal/storage/etcd"
 )
@@ -56,4 +62,65 @@ func openEtcd(o EtcdOptions) (storage.Interface, error) {
 		return nil, fmt.Errorf("etcd at %s is not reachable (is it running? check --etcd-endpoints and the TLS flags): %w", endpoints, err)
 	}
 	return &etcdStore{Store: s, client: client}, nil
+}
+
+// clusterPKIKey holds, in a shared store, fingerprints of the PKI the
+// first server made: every server on the store must use the same.
+const clusterPKIKey = "/headway/cluster/pki"
+
+type pkiFingerprints struct {
+	CA                string `json:"ca"`
+	ServiceAccountKey string `json:"serviceAccountKey"`
+	AdminToken        string `json:"adminToken"`
+}
+
+func fingerprint(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// checkSharedPKI records this server's PKI in the store when it is the
+// first, else refuses to start with a PKI that differs from the first
+// server's: its tokens, certificates and service-account tokens would not
+// be accepted by the others.
+func checkSharedPKI(ctx context.Context, store storage.Interface, b *pki.Bundle) error {
+	pub, err := x509.MarshalPKIXPublicKey(b.ServiceAccountKey.Public())
+	if err != nil {
+		return fmt.Errorf("reading the service-account key in %s: %w", b.Dir, err)
+	}
+	ours := pkiFingerprints{CA: fingerprint(b.CACert.Raw), ServiceAccountKey: fingerprint(pub), AdminToken: fingerprint([]byte(b.Token))}
+	data, err := json.Marshal(ours)
+	if err != nil {
+		return err
+	}
+	_, err = store.Create(ctx, clusterPKIKey, data)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, storage.ErrKeyExists) {
+		return fmt.Errorf("recording the cluster PKI in the store: %w", err)
+	}
+	kv, err := store.Get(ctx, clusterPKIKey)
+	if err != nil {
+		return fmt.Errorf("reading the cluster PKI from the store: %w", err)
+	}
+	var theirs pkiFingerprints
+	if err := json.Unmarshal(kv.Value, &theirs); err != nil {
+		return fmt.Errorf("reading the cluster PKI from the store (%s): %w", clusterPKIKey, err)
+	}
+	var differ []string
+	if theirs.CA != ours.CA {
+		differ = append(differ, "CA (ca.crt)")
+	}
+	if theirs.ServiceAccountKey != ours.ServiceAccountKey {
+		differ = append(differ, "service-account key (sa.key)")
+	}
+	if theirs.AdminToken != ours.AdminToken {
+		differ = append(differ, "admin token (admin.token)")
+	}
+	if len(differ) > 0 {
+		return fmt.Errorf("the store already belongs to servers with another %s than %s: copy the first server's pki directory (<data-dir>/pki) to this one's and pass it as --pki-dir, or use another --etcd-prefix for a separate cluster",
+			strings.Join(differ, ", "), b.Dir)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -38,6 +39,10 @@ type Running struct {
 	DNSAddr string
 	// Agent is the node agent (nil with --runtime none).
 	Agent *agent.Agent
+	// LeaderIdentity is this server's holder identity in the controllers'
+	// Lease (LeaderLeaseNamespace/LeaderLeaseName) when it campaigns for
+	// it (a shared store); empty when it runs them alone.
+	LeaderIdentity string
 
 	done chan error
 }
@@ -71,14 +76,43 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	}
 	background := []func(context.Context){func(ctx context.Context) {
 		storage.RunCompactor(ctx, store, 5*time.Minute, 100000)
-	}, systemServices(cfg, a, log)}
+	}}
 	if b, ok := store.(*bolt.Store); ok && cfg.BackupInterval > 0 {
 		background = append(background, func(ctx context.Context) {
 			b.BackupEvery(ctx, BackupDir(cfg.DataDir), cfg.BackupInterval, cfg.BackupKeep, log.With("component", "store"))
 		})
 	}
-	if !cfg.NoControllers {
-		run, err := newControllers(ctx, cfg, a, log)
+	// The system Services' keeper and the controllers run on one server
+	// at a time: with a shared store (etcd) on the one holding the
+	// controllers' Lease; alone (bolt, memory) at once.
+	leaderOnly := func(ctx context.Context) (func(context.Context), error) {
+		runs := []func(context.Context){systemServices(cfg, a, log)}
+		if !cfg.NoControllers {
+			run, err := newControllers(ctx, cfg, a, log)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, run)
+		}
+		return func(ctx context.Context) {
+			var wg sync.WaitGroup
+			for _, run := range runs {
+				wg.Add(1)
+				go func() { defer wg.Done(); run(ctx) }()
+			}
+			wg.Wait()
+		}, nil
+	}
+	var identity string
+	if cfg.Store == "etcd" {
+		identity = leaderIdentity()
+		run, err := whileLeading(a, identity, log, leaderOnly)
+		if err != nil {
+			return fail(err)
+		}
+		background = append(background, run)
+	} else {
+		run, err := leaderOnly(ctx)
 		if err != nil {
 			return fail(err)
 		}
@@ -91,7 +125,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	background = append(background, n.run...)
 
 	r := &Running{
-		Agent: n.agent, DNSAddr: n.dnsAddr,
+		Agent: n.agent, DNSAddr: n.dnsAddr, LeaderIdentity: identity,
 		APIServer: a.srv, Store: store, PKI: a.bundle, URL: a.url, Kubeconfig: a.kubeconfig,
 		RestConfig: a.restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
 	}

@@ -127,8 +127,9 @@ type Resource struct {
 	SharedStorage *SharedStorage
 
 	// Restore, when set, is called at server start for every stored object,
-	// so that state held outside objects (allocated IPs and ports) is rebuilt.
-	Restore func(obj runtime.Object)
+	// so that state held outside objects (allocated IPs and ports) is rebuilt;
+	// an error stops the start.
+	Restore func(ctx context.Context, obj runtime.Object) error
 }
 
 // ScaleSubresource maps an object's replica fields to autoscaling/v1 Scale.

@@ -7,15 +7,18 @@ import (
 
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/registry/service"
+	"github.com/headway/headway/internal/storage/memory"
 )
 
 func resources(t *testing.T) []*registry.Resource {
 	t.Helper()
-	ip, err := service.NewIPAllocator(netip.MustParsePrefix("198.19.0.0/16"))
+	store := memory.New()
+	t.Cleanup(func() { store.Close() })
+	ip, err := service.NewIPAllocator(netip.MustParsePrefix("198.19.0.0/16"), store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Resources(Options{Services: service.Allocators{IPs: ip, Ports: service.NewPortAllocator(30000, 2768)}})
+	return Resources(Options{Services: service.Allocators{IPs: ip, Ports: service.NewPortAllocator(30000, 2768, store)}})
 }
 
 // The table is consistent with the scheme and with itself: what discovery

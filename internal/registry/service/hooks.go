@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,34 +54,44 @@ func (a Allocators) hooks() registry.Hooks {
 		return registry.Hooks{}
 	}
 	return registry.Hooks{
-		BeforeCreate: func(_ context.Context, obj runtime.Object) error {
-			return a.allocate(obj.(*corev1.Service), nil)
+		BeforeCreate: func(ctx context.Context, obj runtime.Object) error {
+			return a.allocate(ctx, obj.(*corev1.Service), nil)
 		},
-		AfterCreateFailed: func(_ context.Context, obj runtime.Object) { a.release(obj.(*corev1.Service), nil) },
-		AfterDelete:       func(_ context.Context, obj runtime.Object) { a.release(obj.(*corev1.Service), nil) },
-		BeforeUpdate: func(_ context.Context, obj, old runtime.Object) error {
-			return a.allocate(obj.(*corev1.Service), old.(*corev1.Service))
+		AfterCreateFailed: func(ctx context.Context, obj runtime.Object) { a.release(ctx, obj.(*corev1.Service), nil) },
+		AfterDelete:       func(ctx context.Context, obj runtime.Object) { a.release(ctx, obj.(*corev1.Service), nil) },
+		BeforeUpdate: func(ctx context.Context, obj, old runtime.Object) error {
+			return a.allocate(ctx, obj.(*corev1.Service), old.(*corev1.Service))
 		},
-		AfterUpdate: func(_ context.Context, obj, old runtime.Object, stored bool) {
+		AfterUpdate: func(ctx context.Context, obj, old runtime.Object, stored bool) {
 			if stored {
-				a.release(old.(*corev1.Service), obj.(*corev1.Service))
+				a.release(ctx, old.(*corev1.Service), obj.(*corev1.Service))
 			} else {
-				a.release(obj.(*corev1.Service), old.(*corev1.Service))
+				a.release(ctx, obj.(*corev1.Service), old.(*corev1.Service))
 			}
 		},
 	}
 }
 
-// allocate gives s what it needs that old (nil on create) did not hold.
-func (a Allocators) allocate(s, old *corev1.Service) error {
+func owner(s *corev1.Service) string { return s.Namespace + "/" + s.Name }
+
+// storeFailed is the answer when the reservations cannot be written.
+func storeFailed(what string, s *corev1.Service, err error) error {
+	return apierrors.NewInternalError(fmt.Errorf("reserving a %s for Service %s: %w (is the store reachable? retry)", what, owner(s), err))
+}
+
+// allocate gives s what it needs that old (nil on create) did not hold,
+// reserving it in the store; on failure nothing stays reserved.
+func (a Allocators) allocate(ctx context.Context, s, old *corev1.Service) error {
 	var held []netip.Addr
 	var heldPorts []int
 	undo := func() {
+		// Released even when the request's context has ended.
+		ctx := context.WithoutCancel(ctx)
 		for _, ip := range held {
-			a.IPs.Release(ip)
+			_ = a.IPs.Release(ctx, ip)
 		}
 		for _, p := range heldPorts {
-			a.Ports.Release(p)
+			_ = a.Ports.Release(ctx, p)
 		}
 	}
 	var oldIPs map[netip.Addr]bool
@@ -92,15 +103,21 @@ func (a Allocators) allocate(s, old *corev1.Service) error {
 	}
 	if a.IPs != nil && wantsClusterIP(s) {
 		if s.Spec.ClusterIP == "" {
-			ip, err := a.IPs.Allocate()
-			if err != nil {
+			ip, err := a.IPs.Allocate(ctx, owner(s))
+			if errors.Is(err, ErrFull) {
 				return apierrors.NewInternalError(errors.New("failed to allocate a serviceIP: " + err.Error() + "; widen --service-cidr or delete unused Services"))
+			}
+			if err != nil {
+				return storeFailed("cluster IP", s, err)
 			}
 			held = append(held, ip)
 			s.Spec.ClusterIP = ip.String()
 			s.Spec.ClusterIPs = []string{ip.String()}
 		} else if ip, err := netip.ParseAddr(s.Spec.ClusterIP); err == nil && !oldIPs[ip] {
-			if err := a.IPs.AllocateSpecific(ip); err != nil {
+			if err := a.IPs.AllocateSpecific(ctx, ip, owner(s)); err != nil {
+				if !errors.Is(err, ErrAllocated) && !errors.Is(err, ErrNotInRange) {
+					return storeFailed("cluster IP", s, err)
+				}
 				return apierrors.NewInvalid(serviceKind, s.Name, field.ErrorList{
 					field.Invalid(field.NewPath("spec", "clusterIPs").Index(0), s.Spec.ClusterIP, "failed to allocate IP "+s.Spec.ClusterIP+": "+err.Error())})
 			}
@@ -123,9 +140,12 @@ func (a Allocators) allocate(s, old *corev1.Service) error {
 					p.NodePort = prev
 					continue
 				}
-				port, err := a.Ports.Allocate()
+				port, err := a.Ports.Allocate(ctx, owner(s))
 				if err != nil {
 					undo()
+					if !errors.Is(err, ErrFull) {
+						return storeFailed("node port", s, err)
+					}
 					return apierrors.NewInternalError(errors.New("failed to allocate a nodePort: " + err.Error()))
 				}
 				heldPorts = append(heldPorts, port)
@@ -135,8 +155,11 @@ func (a Allocators) allocate(s, old *corev1.Service) error {
 			if oldPorts[int(p.NodePort)] {
 				continue
 			}
-			if err := a.Ports.AllocateSpecific(int(p.NodePort)); err != nil {
+			if err := a.Ports.AllocateSpecific(ctx, int(p.NodePort), owner(s)); err != nil {
 				undo()
+				if !errors.Is(err, ErrPortTaken) && !errors.Is(err, ErrPortNotRange) {
+					return storeFailed("node port", s, err)
+				}
 				return apierrors.NewInvalid(serviceKind, s.Name, field.ErrorList{
 					field.Invalid(field.NewPath("spec", "ports").Index(i).Child("nodePort"), p.NodePort, err.Error())})
 			}
@@ -146,8 +169,10 @@ func (a Allocators) allocate(s, old *corev1.Service) error {
 	return nil
 }
 
-// release frees what s holds and keep (nil: nothing) does not.
-func (a Allocators) release(s, keep *corev1.Service) {
+// release frees what s holds and keep (nil: nothing) does not. A
+// reservation that cannot be deleted (the store unreachable) stays held.
+func (a Allocators) release(ctx context.Context, s, keep *corev1.Service) {
+	ctx = context.WithoutCancel(ctx)
 	keepIPs := map[netip.Addr]bool{}
 	keepPorts := map[int]bool{}
 	if keep != nil {
@@ -159,29 +184,36 @@ func (a Allocators) release(s, keep *corev1.Service) {
 	if a.IPs != nil {
 		for _, ip := range clusterIPsOf(s) {
 			if !keepIPs[ip] {
-				a.IPs.Release(ip)
+				_ = a.IPs.Release(ctx, ip)
 			}
 		}
 	}
 	if a.Ports != nil {
 		for p := range nodePortsOf(s) {
 			if !keepPorts[p] {
-				a.Ports.Release(p)
+				_ = a.Ports.Release(ctx, p)
 			}
 		}
 	}
 }
 
-func (a Allocators) restore(obj runtime.Object) {
+// restore makes sure what a stored Service holds is reserved (stores
+// written before reservations were keys).
+func (a Allocators) restore(ctx context.Context, obj runtime.Object) error {
 	s := obj.(*corev1.Service)
 	if a.IPs != nil {
 		for _, ip := range clusterIPsOf(s) {
-			a.IPs.Restore(ip)
+			if err := a.IPs.Restore(ctx, ip, owner(s)); err != nil {
+				return fmt.Errorf("reserving cluster IP %s of Service %s: %w", ip, owner(s), err)
+			}
 		}
 	}
 	if a.Ports != nil {
 		for p := range nodePortsOf(s) {
-			a.Ports.Restore(p)
+			if err := a.Ports.Restore(ctx, p, owner(s)); err != nil {
+				return fmt.Errorf("reserving node port %d of Service %s: %w", p, owner(s), err)
+			}
 		}
 	}
+	return nil
 }

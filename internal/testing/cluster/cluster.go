@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -43,6 +44,40 @@ type Option func(*app.Options)
 // WithBolt uses the bolt store in dir (to test restarts, pass the same dir).
 func WithBolt(dir string) Option {
 	return func(o *app.Options) { o.Store, o.DataDir = "bolt", dir }
+}
+
+// WithEtcd uses the etcd store at endpoint (several clusters may share it:
+// they are then several servers of one cluster).
+func WithEtcd(endpoint string) Option {
+	return func(o *app.Options) { o.Store, o.Etcd.Endpoints = "etcd", []string{endpoint} }
+}
+
+// WithPKIDir uses the PKI in dir (--pki-dir): servers of one cluster on
+// one store share it (see CopyPKI).
+func WithPKIDir(dir string) Option {
+	return func(o *app.Options) { o.PKIDir = dir }
+}
+
+// CopyPKI copies c's PKI directory into a new temp dir of t and returns
+// the option to start another server with it, as a second server joins.
+func CopyPKI(t testing.TB, c *Cluster) Option {
+	t.Helper()
+	dst := t.TempDir()
+	src := c.Running.PKI.Dir
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return WithPKIDir(dst)
 }
 
 // WithoutDNS leaves the cluster DNS server out.
