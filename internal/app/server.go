@@ -36,6 +36,9 @@ type Running struct {
 	// DNSAddr is where the cluster DNS answers (UDP and TCP, ip:port);
 	// empty when it is not running.
 	DNSAddr string
+	// DNSSynced is closed once the cluster DNS has listed the cluster and
+	// answers from it (nil when it does not run).
+	DNSSynced <-chan struct{}
 	// Agent is the node agent (nil with --runtime none).
 	Agent *agent.Agent
 
@@ -77,21 +80,26 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 			b.BackupEvery(ctx, BackupDir(cfg.DataDir), cfg.BackupInterval, cfg.BackupKeep, log.With("component", "store"))
 		})
 	}
+	var controllers func(context.Context)
 	if !cfg.NoControllers {
-		run, err := newControllers(ctx, cfg, a, log)
-		if err != nil {
+		if controllers, err = newControllers(ctx, cfg, a, log); err != nil {
 			return fail(err)
 		}
-		background = append(background, run)
 	}
 	n, err := startNode(cfg, a, log)
 	if err != nil {
 		return fail(err)
 	}
+	// The node's components (the DNS among them) start before the
+	// controllers, whose informers' first lists are the bulk of the work
+	// right after the start.
 	background = append(background, n.run...)
+	if controllers != nil {
+		background = append(background, controllers)
+	}
 
 	r := &Running{
-		Agent: n.agent, DNSAddr: n.dnsAddr,
+		Agent: n.agent, DNSAddr: n.dnsAddr, DNSSynced: n.dnsSynced,
 		APIServer: a.srv, Store: store, PKI: a.bundle, URL: a.url, Kubeconfig: a.kubeconfig,
 		RestConfig: a.restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
 	}

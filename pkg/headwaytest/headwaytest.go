@@ -187,6 +187,7 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 	o.Runtime = "none"
 	o.DNSListen = "127.0.0.1:0"
 	o.DNSUpstream = "none"
+	o.NoSync = true // the data dir is thrown away: no fsyncs
 	o.NoDNS = opts.NoDNS
 	o.NoControllers = opts.NoControllers
 	if opts.ClusterDomain != "" {
@@ -243,6 +244,18 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 	if c.Client, err = kubernetes.NewForConfig(c.RestConfig); err != nil {
 		return nil, err
 	}
+	// The node registers while the DNS lists the cluster.
+	dnsErr := make(chan error, 1) // (buffered: nobody reads it when the registration fails)
+	if c.DNSAddr != "" {
+		addr := c.DNSAddr
+		c.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+		go func() { dnsErr <- c.waitDNS(ctx, r.DNSSynced) }()
+	} else {
+		dnsErr <- nil
+	}
 	if !opts.NoControllers {
 		node := opts.NodeName
 		if node == "" {
@@ -256,15 +269,8 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 		kubeletDone = make(chan struct{})
 		go func() { defer close(kubeletDone); c.Kubelet.Run(ctx) }()
 	}
-	if c.DNSAddr != "" {
-		addr := c.DNSAddr
-		c.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}}
-		if err := c.waitDNS(ctx); err != nil {
-			return nil, err
-		}
+	if err := <-dnsErr; err != nil {
+		return nil, err
 	}
 	c.applier = applier{config: c.RestConfig}
 	c.StartedIn = time.Since(begin)
@@ -272,22 +278,25 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 }
 
 // waitDNS waits until the DNS has read the cluster once (before that it
-// answers SERVFAIL): until the kubernetes Service's name resolves.
-func (c *Cluster) waitDNS(ctx context.Context) error {
+// answers SERVFAIL; synced is closed then), and checks that it answers the
+// kubernetes Service's name.
+func (c *Cluster) waitDNS(ctx context.Context, synced <-chan struct{}) error {
 	name := "kubernetes.default.svc." + c.ClusterDomain + "."
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_, err := c.Resolver.LookupNetIP(qctx, "ip4", name)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the cluster DNS on %s did not answer %s within 10s: %w", c.DNSAddr, name, err)
-		}
-		time.Sleep(time.Millisecond) // polling interval
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-synced:
+	case <-timer.C:
+		return fmt.Errorf("the cluster DNS on %s had not read the cluster within 10s", c.DNSAddr)
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.Resolver.LookupNetIP(qctx, "ip4", name); err != nil {
+		return fmt.Errorf("the cluster DNS on %s does not answer %s: %w", c.DNSAddr, name, err)
+	}
+	return nil
 }
 
 // Stop stops the cluster and waits until everything it started has ended:
