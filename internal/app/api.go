@@ -104,7 +104,7 @@ func (a *api) clientFor(user string, groups ...string) (kubernetes.Interface, *r
 // read the roles and bindings). It serves until stop, also after ctx ends.
 func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger) (*api, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
-	bundle, err := pki.LoadOrCreate(cfg.PKIDir, kubernetesHosts(cfg, listenHost))
+	bundle, err := pki.LoadOrCreateWith(cfg.PKIDir, kubernetesHosts(cfg, listenHost), pki.Options{NoSync: cfg.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
 	}
@@ -221,7 +221,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		}
 	}
 	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
-	if err := writeKubeconfig(a.kubeconfig, a.url, bundle); err != nil {
+	if err := writeKubeconfig(a.kubeconfig, a.url, bundle, cfg.NoSync); err != nil {
 		return fail(err)
 	}
 	a.srv.SetReady(true)
@@ -366,8 +366,9 @@ const (
 	LocalPathProvisioner = "headway.dev/local-path"
 )
 
-// writeKubeconfig writes an admin kubeconfig for url.
-func writeKubeconfig(path, url string, bundle *pki.Bundle) error {
+// writeKubeconfig writes an admin kubeconfig for url (synced unless
+// noSync).
+func writeKubeconfig(path, url string, bundle *pki.Bundle, noSync bool) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["headway"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: bundle.CAPEM}
 	cfg.AuthInfos["headway-admin"] = &clientcmdapi.AuthInfo{Token: bundle.Token}
@@ -377,7 +378,11 @@ func writeKubeconfig(path, url string, bundle *pki.Bundle) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(path, data, 0o600); err != nil {
+	write := atomicfile.Write
+	if noSync {
+		write = atomicfile.WriteUnsynced
+	}
+	if err := write(path, data, 0o600); err != nil {
 		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
 	}
 	return nil

@@ -60,6 +60,10 @@ type Options struct {
 	NoControllers bool
 	// NoDNS leaves the cluster DNS server out.
 	NoDNS bool
+	// NoSync writes the data dir's files (certificates, token, kubeconfig)
+	// without syncing them to disk: for throwaway data dirs
+	// (pkg/headwaytest), never for a server's own.
+	NoSync bool
 	// Agent configures the node agent (unless --runtime none).
 	Agent AgentOptions
 	// Serving bounds the API server's connections, requests in flight and
@@ -261,6 +265,7 @@ type Config struct {
 	Logger        *slog.Logger
 	NoControllers bool
 	NoDNS         bool
+	NoSync        bool
 	// Serving bounds the API server's connections, requests and timeouts.
 	Serving apiserver.ServingLimits
 }
@@ -280,7 +285,7 @@ func (o *Options) Config() (Config, error) {
 	}
 	c := Config{
 		DNSConfig: dc, DataDir: o.DataDir, PKIDir: o.PKIDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
-		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS,
+		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS, NoSync: o.NoSync,
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
 		Serving:           o.Serving,
 		AuthorizationMode: o.AuthorizationMode,

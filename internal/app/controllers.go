@@ -76,6 +76,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	aggregation := clusterroleaggregation.New(client, factory, log)
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
+		connect(ctx, client)
 		factory.Start(ctx.Done())
 		var wg sync.WaitGroup
 		for _, run := range []func(context.Context){

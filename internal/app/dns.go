@@ -77,6 +77,10 @@ func ListenDNS(c DNSConfig, client kubernetes.Interface, log *slog.Logger) (*DNS
 // Addr is the bound ip:port.
 func (d *DNS) Addr() string { return d.srv.Addr().String() }
 
+// Synced is closed once the server has listed the cluster (it answers
+// SERVFAIL in its zones before).
+func (d *DNS) Synced() <-chan struct{} { return d.h.Synced() }
+
 // Run serves and follows the API until ctx ends.
 func (d *DNS) Run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -85,6 +89,7 @@ func (d *DNS) Run(ctx context.Context) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		connect(ctx, d.client)
 		if err := d.h.Run(ctx, d.client); err != nil {
 			d.log.Error("cluster DNS stopped following the API", "err", err)
 		}

@@ -20,7 +20,9 @@ type node struct {
 	run []func(context.Context)
 	// dnsAddr is where the cluster DNS answers ("" when it does not run).
 	dnsAddr string
-	agent   *agent.Agent
+	// dnsSynced is the DNS server's Synced (nil when it does not run).
+	dnsSynced <-chan struct{}
+	agent     *agent.Agent
 }
 
 // startNode builds the node's components (as cfg asks) and binds the DNS
@@ -30,22 +32,16 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 	// Each component authenticates as itself (see internal/auth/rbac for
 	// what its roles allow): the proxy as system:kube-proxy, the DNS as
 	// system:headway:dns, the agent as the node system:node:<name>.
-	proxyClient, _, err := a.clientFor(rbac.ProxyUser)
-	if err != nil {
-		return nil, err
-	}
-	dnsClient, _, err := a.clientFor(rbac.DNSUser)
-	if err != nil {
-		return nil, err
-	}
-	nodeClient, _, err := a.clientFor(rbac.NodeUserPrefix+cfg.Agent.NodeName, rbac.NodesGroup)
-	if err != nil {
-		return nil, err
-	}
+	// (A client is made only for a component that runs: each is a new
+	// certificate.)
 	// The Service proxy is a node component: it runs where pods run. It
 	// owns the Service state of the node, the local route of the service
 	// range included, which it keeps with --proxy-mode none too.
 	if cfg.Runtime != "none" {
+		proxyClient, _, err := a.clientFor(rbac.ProxyUser)
+		if err != nil {
+			return nil, err
+		}
 		px, err := proxy.New(proxyClient, proxy.Config{Mode: cfg.ProxyMode, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.ClusterCIDR,
 			Bridge: cfg.Bridge, Table: proxyTable(cfg.Bridge), Log: log.With("component", "proxy")})
 		if err != nil {
@@ -61,11 +57,15 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 	if !cfg.NoDNS {
 		// A DNS port already in use stops the server with an error that
 		// names the address; once listening, /readyz checks it answers.
+		dnsClient, _, err := a.clientFor(rbac.DNSUser)
+		if err != nil {
+			return nil, err
+		}
 		d, err := listenDNS(cfg, dnsClient, log.With("component", "dns"))
 		if err != nil {
 			return nil, err
 		}
-		n.dnsAddr = d.Addr()
+		n.dnsAddr, n.dnsSynced = d.Addr(), d.Synced()
 		relayTo = n.dnsAddr
 		n.run = append(n.run, d.Run)
 		a.srv.AddReadyCheck(apiserver.ReadyCheck{Name: "dns", Check: d.Ready})
@@ -81,6 +81,10 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 		}
 	}
 	if cfg.Runtime != "none" {
+		nodeClient, _, err := a.clientFor(rbac.NodeUserPrefix+cfg.Agent.NodeName, rbac.NodesGroup)
+		if err != nil {
+			return nil, err
+		}
 		ag, err := newAgent(cfg, nodeClient, relayTo, a.bundle, log.With("component", "agent"))
 		if err != nil {
 			return nil, err

@@ -37,6 +37,9 @@ type Running struct {
 	// DNSAddr is where the cluster DNS answers (UDP and TCP, ip:port);
 	// empty when it is not running.
 	DNSAddr string
+	// DNSSynced is closed once the cluster DNS has listed the cluster and
+	// answers from it (nil when it does not run).
+	DNSSynced <-chan struct{}
 	// Agent is the node agent (nil with --runtime none).
 	Agent *agent.Agent
 	// LeaderIdentity is this server's holder identity in the controllers'
@@ -104,28 +107,27 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		}, nil
 	}
 	var identity string
+	var controllers func(context.Context)
 	if cfg.Store == "etcd" {
 		identity = leaderIdentity()
-		run, err := whileLeading(a, identity, log, leaderOnly)
-		if err != nil {
+		if controllers, err = whileLeading(a, identity, log, leaderOnly); err != nil {
 			return fail(err)
 		}
-		background = append(background, run)
-	} else {
-		run, err := leaderOnly(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		background = append(background, run)
+	} else if controllers, err = leaderOnly(ctx); err != nil {
+		return fail(err)
 	}
 	n, err := startNode(cfg, a, log)
 	if err != nil {
 		return fail(err)
 	}
+	// The node's components (the DNS among them) start before the
+	// controllers, whose informers' first lists are the bulk of the work
+	// right after the start.
 	background = append(background, n.run...)
+	background = append(background, controllers)
 
 	r := &Running{
-		Agent: n.agent, DNSAddr: n.dnsAddr, LeaderIdentity: identity,
+		Agent: n.agent, DNSAddr: n.dnsAddr, DNSSynced: n.dnsSynced, LeaderIdentity: identity,
 		APIServer: a.srv, Store: store, PKI: a.bundle, URL: a.url, Kubeconfig: a.kubeconfig,
 		RestConfig: a.restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
 	}

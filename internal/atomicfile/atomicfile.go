@@ -17,9 +17,24 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	})
 }
 
+// WriteUnsynced is Write without the sync: readers still see the old
+// content or the new, but a crash of the machine may lose the file. For
+// throwaway directories (pkg/headwaytest's data dirs), where a sync costs
+// milliseconds and protects nothing.
+func WriteUnsynced(path string, data []byte, perm os.FileMode) error {
+	return writeFrom(path, perm, false, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
 // WriteFrom is Write for content produced by write (a stream too large to
 // hold in memory, e.g. a database snapshot).
 func WriteFrom(path string, perm os.FileMode, write func(w io.Writer) error) error {
+	return writeFrom(path, perm, true, write)
+}
+
+func writeFrom(path string, perm os.FileMode, sync bool, write func(w io.Writer) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -37,9 +52,11 @@ func WriteFrom(path string, perm os.FileMode, write func(w io.Writer) error) err
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err

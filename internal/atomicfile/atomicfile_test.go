@@ -7,10 +7,16 @@ import (
 )
 
 func TestWriteReplacesAndLeavesNoTemporaryFile(t *testing.T) {
+	for name, write := range map[string]func(string, []byte, os.FileMode) error{"Write": Write, "WriteUnsynced": WriteUnsynced} {
+		t.Run(name, func(t *testing.T) { testReplaces(t, write) })
+	}
+}
+
+func testReplaces(t *testing.T, write func(string, []byte, os.FileMode) error) {
 	dir := filepath.Join(t.TempDir(), "sub")
 	path := filepath.Join(dir, "f")
 	for _, content := range []string{"one", "two"} {
-		if err := Write(path, []byte(content), 0o600); err != nil {
+		if err := write(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(path)

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,9 @@ type Handler struct {
 	metrics       *Metrics
 	fwd           *forwarder
 	build         indexBuilder
+	// synced is closed when the first synced index is published.
+	synced     chan struct{}
+	syncedOnce sync.Once
 }
 
 // indexBuilder is the informer side as the handler sees it: it keeps the
@@ -70,7 +74,7 @@ func New(cfg Config) (*Handler, error) {
 	if m == nil {
 		m = DefaultMetrics()
 	}
-	h := &Handler{cfg: cfg, ttl: uint32(cfg.TTL / time.Second), metrics: m}
+	h := &Handler{cfg: cfg, ttl: uint32(cfg.TTL / time.Second), metrics: m, synced: make(chan struct{})}
 	h.zones = newZones(&h.cfg, h.ttl)
 	h.cluster = h.zones[0]
 	for off := 0; h.cluster.wire[off] != 0; off += 1 + int(h.cluster.wire[off]) {
@@ -84,7 +88,17 @@ func New(cfg Config) (*Handler, error) {
 }
 
 // publish makes ix the index every query from now on is answered from.
-func (h *Handler) publish(ix *Index) { h.idx.Store(ix) }
+func (h *Handler) publish(ix *Index) {
+	h.idx.Store(ix)
+	if ix.synced {
+		h.syncedOnce.Do(func() { close(h.synced) })
+	}
+}
+
+// Synced is closed once the handler has listed the cluster (Run) or been
+// given its objects (Apply): from then on it answers queries in its zones
+// rather than SERVFAIL.
+func (h *Handler) Synced() <-chan struct{} { return h.synced }
 
 // Run keeps the index current from Services, EndpointSlices, Namespaces
 // and (pod records mode verified) Pods of the API behind client, until ctx

@@ -69,13 +69,16 @@ func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 			},
 		}
 	}
-	var hasSynced []cache.InformerSynced
+	// The registrations' sync checkers close a channel when done
+	// (cache.WaitForCacheSync would poll every 100 ms, and the first
+	// answer would wait for the poll).
+	var hasSynced []cache.DoneChecker
 	add := func(inf cache.SharedIndexInformer, kind eventKind) error {
 		reg, err := inf.AddEventHandler(handler(kind))
 		if err != nil {
 			return err
 		}
-		hasSynced = append(hasSynced, reg.HasSynced)
+		hasSynced = append(hasSynced, reg.HasSyncedChecker())
 		return nil
 	}
 	if err := add(factory.Core().V1().Services().Informer(), evService); err != nil {
@@ -127,11 +130,16 @@ func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 	go func() {
 		defer wg.Done()
 		start := time.Now()
-		if cache.WaitForCacheSync(ctx.Done(), hasSynced...) {
-			q.push(event{kind: evSynced})
-			synced.Store(true)
-			log.Info("cluster DNS synced with the API", "after", time.Since(start).Round(time.Millisecond))
+		for _, c := range hasSynced {
+			select {
+			case <-c.Done():
+			case <-ctx.Done():
+				return
+			}
 		}
+		q.push(event{kind: evSynced})
+		synced.Store(true)
+		log.Info("cluster DNS synced with the API", "after", time.Since(start).Round(time.Millisecond))
 	}()
 	for {
 		select {

@@ -41,6 +41,9 @@ type Bundle struct {
 	// ServiceAccountKey signs service-account tokens (sa.key; made once,
 	// an ECDSA P-256 key, or an RSA key put there by hand).
 	ServiceAccountKey crypto.Signer
+
+	// noSync: files are written without syncing (Options.NoSync).
+	noSync bool
 }
 
 // File names inside the pki directory.
@@ -54,13 +57,26 @@ const (
 	saPubFile       = "sa.pub"
 )
 
+// Options change how LoadOrCreateWith keeps the files.
+type Options struct {
+	// NoSync writes the files without syncing them to disk (still
+	// atomically): for throwaway directories such as pkg/headwaytest's,
+	// where the syncs are most of the cost of a new PKI.
+	NoSync bool
+}
+
 // LoadOrCreate loads the PKI from dir, creating what is missing. The serving
 // certificate is (re)issued when it does not cover hosts or is near expiry.
 func LoadOrCreate(dir string, hosts []string) (*Bundle, error) {
+	return LoadOrCreateWith(dir, hosts, Options{})
+}
+
+// LoadOrCreateWith is LoadOrCreate with options.
+func LoadOrCreateWith(dir string, hosts []string, o Options) (*Bundle, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	b := &Bundle{Dir: dir, TokenFile: filepath.Join(dir, tokenFile)}
+	b := &Bundle{Dir: dir, TokenFile: filepath.Join(dir, tokenFile), noSync: o.NoSync}
 	if err := b.loadOrCreateCA(); err != nil {
 		return nil, err
 	}
@@ -102,7 +118,7 @@ func (b *Bundle) loadOrCreateCA() error {
 		if err != nil {
 			return err
 		}
-		if err := writePair(b.path(caCertFile), b.path(caKeyFile), certPEM, keyPEM); err != nil {
+		if err := b.writePair(b.path(caCertFile), b.path(caKeyFile), certPEM, keyPEM); err != nil {
 			return err
 		}
 		b.CACert, b.CAKey, b.CAPEM = ca, key, certPEM
@@ -129,7 +145,7 @@ func (b *Bundle) loadOrCreateServing(hosts []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writePair(b.path(servingCertFile), b.path(servingKeyFile), certPEM, keyPEM); err != nil {
+	if err := b.writePair(b.path(servingCertFile), b.path(servingKeyFile), certPEM, keyPEM); err != nil {
 		return err
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -206,7 +222,7 @@ func (b *Bundle) loadOrCreateToken() error {
 		return err
 	}
 	b.Token = hex.EncodeToString(raw)
-	return atomicfile.Write(b.TokenFile, []byte(b.Token+"\n"), 0o600)
+	return b.writeFile(b.TokenFile, []byte(b.Token+"\n"), 0o600)
 }
 
 // loadOrCreateServiceAccountKey loads sa.key, or makes it (and sa.pub, its
@@ -241,10 +257,10 @@ func (b *Bundle) loadOrCreateServiceAccountKey() error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(path, keyPEM, 0o600); err != nil {
+	if err := b.writeFile(path, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(b.path(saPubFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+	if err := b.writeFile(b.path(saPubFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
 		return err
 	}
 	b.ServiceAccountKey = key
@@ -267,11 +283,20 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, er
 	return certs[0], key, nil
 }
 
-func writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {
-	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
+func (b *Bundle) writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {
+	if err := b.writeFile(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return atomicfile.Write(certPath, certPEM, 0o644)
+	return b.writeFile(certPath, certPEM, 0o644)
+}
+
+// writeFile writes a file of the bundle atomically, synced unless
+// Options.NoSync.
+func (b *Bundle) writeFile(path string, data []byte, perm os.FileMode) error {
+	if b.noSync {
+		return atomicfile.WriteUnsynced(path, data, perm)
+	}
+	return atomicfile.Write(path, data, perm)
 }
 
 func serial() *big.Int {

@@ -111,6 +111,35 @@ func TestReload(t *testing.T) {
 	}
 }
 
+// TestNoSyncWritesTheSameFiles: a PKI written without syncs (NoSync) is
+// read back the same by a default LoadOrCreate, with no temporary files
+// left.
+func TestNoSyncWritesTheSameFiles(t *testing.T) {
+	dir := t.TempDir()
+	first, err := LoadOrCreateWith(dir, hosts, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := LoadOrCreate(dir, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.CACert.Equal(second.CACert) || !first.CAKey.Equal(second.CAKey) || first.Token != second.Token ||
+		!first.ServiceAccountKey.Public().(*ecdsa.PublicKey).Equal(second.ServiceAccountKey.Public()) ||
+		!bytes.Equal(first.Serving.Certificate[0], second.Serving.Certificate[0]) {
+		t.Fatal("the PKI written with NoSync did not read back the same")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary file %s left behind", e.Name())
+		}
+	}
+}
+
 func TestServingReissued(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -191,7 +220,7 @@ func writeServing(t *testing.T, b *Bundle, ca *x509.Certificate, caKey *ecdsa.Pr
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writePair(filepath.Join(b.Dir, servingCertFile), filepath.Join(b.Dir, servingKeyFile),
+	if err := b.writePair(filepath.Join(b.Dir, servingCertFile), filepath.Join(b.Dir, servingKeyFile),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
 		t.Fatal(err)
 	}

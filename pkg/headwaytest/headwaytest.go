@@ -25,13 +25,15 @@
 // specification's names (Services, headless per-pod names, SRV, PTR) on
 // DNSAddr; Resolver asks it.
 //
-// Pods are simulated: one node (NodeName) whose simulated kubelet marks
+// By default pods are simulated: one node (NodeName) whose simulated kubelet marks
 // every pod scheduled to it Running and Ready with an IP from PodCIDR, and
 // finishes deletions (after PodTerminationDelay). Nothing is executed: a
 // test that needs something to answer on a pod's address serves it itself,
 // for instance from PodReady with PodCIDR inside 127.0.0.0/8, where every
-// address is local. `headway server` as root runs real pods; this package
-// does not.
+// address is local. With Options.Process (root only), pods run for real
+// through Headway's process runtime, as with `headway server` as root:
+// their processes answer on their addresses, which the cluster DNS and
+// Resolver give out.
 //
 // # Compared with envtest
 //
@@ -72,6 +74,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -101,6 +106,17 @@ type Options struct {
 	// (its endpoints terminating, serving as before) before the simulated
 	// kubelet finishes the deletion; 0 finishes it at once.
 	PodTerminationDelay time.Duration
+	// Process, when set, runs pods for real through Headway's process
+	// runtime, as `headway server` does as root, instead of the simulated
+	// node: the node agent registers the node and runs each container as
+	// a process in its own network namespace on a bridge; PodCIDR,
+	// PodReady and PodTerminationDelay are then unused, and Kubelet is
+	// nil. It needs root (Linux), and changes the network of the process's
+	// network namespace (a bridge, routes, an nftables table): run such a
+	// test in a network namespace of its own. It is opt-in because those
+	// are host resources: clusters run in parallel only with a bridge and
+	// address ranges each of their own.
+	Process *ProcessRuntime
 	// NoDNS leaves the cluster DNS out (Resolver is then nil).
 	NoDNS bool
 	// NoControllers leaves the controllers out: an API server only, like
@@ -110,6 +126,18 @@ type Options struct {
 	WaitTimeout time.Duration
 	// Logger receives the cluster's log lines (default: the test's log).
 	Logger *slog.Logger
+}
+
+// ProcessRuntime configures a cluster whose pods run as processes
+// (Options.Process). Clusters in one network namespace need different
+// values for each field.
+type ProcessRuntime struct {
+	// Bridge names the node's bridge (at most 15 characters).
+	Bridge string
+	// PodCIDR is the pod range (the bridge has its first address).
+	PodCIDR netip.Prefix
+	// ServiceCIDR is the Service range.
+	ServiceCIDR netip.Prefix
 }
 
 // Cluster is a running in-process cluster.
@@ -187,6 +215,27 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 	o.Runtime = "none"
 	o.DNSListen = "127.0.0.1:0"
 	o.DNSUpstream = "none"
+	o.NoSync = true // the data dir is thrown away: no fsyncs
+	if p := opts.Process; p != nil {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("Options.Process runs pods as processes, which needs root (this process runs as uid %d)", os.Geteuid())
+		}
+		if p.Bridge == "" || !p.PodCIDR.IsValid() || !p.ServiceCIDR.IsValid() {
+			return nil, fmt.Errorf("Options.Process needs a Bridge, a PodCIDR and a ServiceCIDR of this cluster's own")
+		}
+		if opts.NoControllers {
+			return nil, fmt.Errorf("Options.Process needs the controllers (the scheduler puts pods on the node)")
+		}
+		o.Runtime = "process"
+		o.Agent.Bridge = p.Bridge
+		o.Agent.Masquerade = false // pods reach cluster addresses only
+		o.Agent.Cleanup = true     // nothing of a test's pods outlives it
+		o.ClusterCIDR, o.ServiceCIDR = p.PodCIDR.String(), p.ServiceCIDR.String()
+		o.Agent.NodeName = opts.NodeName
+		if o.Agent.NodeName == "" {
+			o.Agent.NodeName = "node-1"
+		}
+	}
 	o.NoDNS = opts.NoDNS
 	o.NoControllers = opts.NoControllers
 	if opts.ClusterDomain != "" {
@@ -243,7 +292,23 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 	if c.Client, err = kubernetes.NewForConfig(c.RestConfig); err != nil {
 		return nil, err
 	}
-	if !opts.NoControllers {
+	// The node registers while the DNS lists the cluster.
+	dnsErr := make(chan error, 1) // (buffered: nobody reads it when the registration fails)
+	if c.DNSAddr != "" {
+		addr := c.DNSAddr
+		c.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+		go func() { dnsErr <- c.waitDNS(ctx, r.DNSSynced) }()
+	} else {
+		dnsErr <- nil
+	}
+	if opts.Process != nil {
+		if err := c.waitNodeReady(ctx, o.Agent.NodeName); err != nil {
+			return nil, err
+		}
+	} else if !opts.NoControllers {
 		node := opts.NodeName
 		if node == "" {
 			node = "node-1"
@@ -256,15 +321,8 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 		kubeletDone = make(chan struct{})
 		go func() { defer close(kubeletDone); c.Kubelet.Run(ctx) }()
 	}
-	if c.DNSAddr != "" {
-		addr := c.DNSAddr
-		c.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}}
-		if err := c.waitDNS(ctx); err != nil {
-			return nil, err
-		}
+	if err := <-dnsErr; err != nil {
+		return nil, err
 	}
 	c.applier = applier{config: c.RestConfig}
 	c.StartedIn = time.Since(begin)
@@ -272,22 +330,65 @@ func start(t testing.TB, opts Options) (c *Cluster, err error) {
 }
 
 // waitDNS waits until the DNS has read the cluster once (before that it
-// answers SERVFAIL): until the kubernetes Service's name resolves.
-func (c *Cluster) waitDNS(ctx context.Context) error {
+// answers SERVFAIL; synced is closed then), and checks that it answers the
+// kubernetes Service's name.
+func (c *Cluster) waitDNS(ctx context.Context, synced <-chan struct{}) error {
 	name := "kubernetes.default.svc." + c.ClusterDomain + "."
-	deadline := time.Now().Add(10 * time.Second)
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-synced:
+	case <-timer.C:
+		return fmt.Errorf("the cluster DNS on %s had not read the cluster within 10s", c.DNSAddr)
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.Resolver.LookupNetIP(qctx, "ip4", name); err != nil {
+		return fmt.Errorf("the cluster DNS on %s does not answer %s: %w", c.DNSAddr, name, err)
+	}
+	return nil
+}
+
+// waitNodeReady waits until the node agent has registered node and
+// reports it Ready.
+func (c *Cluster) waitNodeReady(ctx context.Context, node string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	sel := fields.OneTermEqualSelector("metadata.name", node).String()
 	for {
-		qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_, err := c.Resolver.LookupNetIP(qctx, "ip4", name)
-		cancel()
-		if err == nil {
+		list, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{FieldSelector: sel})
+		if err != nil {
+			return fmt.Errorf("waiting for the node %s: %w", node, err)
+		}
+		if len(list.Items) == 1 && nodeReady(&list.Items[0]) {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the cluster DNS on %s did not answer %s within 10s: %w", c.DNSAddr, name, err)
+		w, err := c.Client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
+		if err != nil {
+			return fmt.Errorf("waiting for the node %s: %w", node, err)
 		}
-		time.Sleep(time.Millisecond) // polling interval
+		for ev := range w.ResultChan() {
+			if n, ok := ev.Object.(*corev1.Node); ok && ev.Type != watch.Deleted && nodeReady(n) {
+				w.Stop()
+				return nil
+			}
+		}
+		w.Stop()
+		if ctx.Err() != nil {
+			return fmt.Errorf("the node agent did not report the node %s Ready: %w", node, context.Cause(ctx))
+		}
 	}
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // Stop stops the cluster and waits until everything it started has ended:

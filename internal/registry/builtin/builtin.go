@@ -3,6 +3,8 @@
 package builtin
 
 import (
+	"sync"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	appsv1 "k8s.io/api/apps/v1"
@@ -68,8 +70,14 @@ import (
 	"github.com/headway/headway/internal/registry/validatingwebhookconfiguration"
 )
 
-// Scheme returns a scheme with every type the server encodes.
-func Scheme() *runtime.Scheme {
+// Scheme returns the scheme with every type the server encodes. It is
+// built once per process and shared (servers, event recorders, the clusters
+// of pkg/headwaytest): read it, never add to it.
+func Scheme() *runtime.Scheme { return sharedScheme() }
+
+var sharedScheme = sync.OnceValue(newScheme)
+
+func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, discoveryv1.AddToScheme,
