@@ -46,6 +46,7 @@ type criCluster struct {
 	api     string // 127.0.0.1:6443 inside the namespace
 	dnsPort string
 	reg     string // the registry's address inside the namespace
+	regHost string // the same registry on the host's loopback (the test pushes there)
 
 	srv     *criServer
 	servers int
@@ -138,7 +139,7 @@ func newCRICluster(t *testing.T) *criCluster {
 			t.Fatal(err)
 		}
 	}
-	c.reg = nsLn.Addr().String()
+	c.reg, c.regHost = nsLn.Addr().String(), hostLn.Addr().String()
 
 	// docker.io's hosts.toml: the mirror, and as server the mirror again, so
 	// that a name the mirror lacks fails there instead of going to Docker Hub.

@@ -47,6 +47,7 @@ func TestCRISeedScenario(t *testing.T) {
 		{"CreateHeadless", func(t *testing.T) { ips = criCreate(t, c, ks) }},
 		{"BusyboxShell", func(t *testing.T) { criShells(t, c, ks, ips) }},
 		{"Streaming", func(t *testing.T) { criStreaming(t, c, ks) }},
+		{"InClusterClient", func(t *testing.T) { criInClusterClient(t, c, emb) }},
 		{"Scale", func(t *testing.T) { criScale(t, c, emb, ips) }},
 		{"Faults", func(t *testing.T) { criFaults(t, c, emb) }},
 		{"MemoryLimit", func(t *testing.T) { criOOM(t, c, emb) }},
