@@ -8,56 +8,19 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/netnstest"
 )
-
-// inNetNSEnv marks the copy of the test binary that runs in a network
-// (and mount) namespace of its own.
-const inNetNSEnv = "HEADWAY_TEST_IN_NETNS"
-
-// runInOwnNetNS runs the calling test again in a new network and mount
-// namespace (a copy of this test binary) and reports its result; it
-// returns true in that copy, where the test goes on. Everything the test
-// makes there (bridge, routes, nftables, mounts) goes with the namespaces.
-func runInOwnNetNS(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(inNetNSEnv) == t.Name() {
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err != nil {
-			t.Fatalf("bringing up lo in the test's network namespace: %v", err)
-		}
-		return true
-	}
-	if err := network.Check(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), inNetNSEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("%s in its own network namespace: %v\n%s", t.Name(), err, out)
-	}
-	t.Logf("in its own network namespace:\n%s", out)
-	return false
-}
 
 // TestPodReachesTheAPIWithItsToken is the in-cluster identity path on the
 // process runtime: a busybox pod finds the API through its environment
@@ -71,7 +34,7 @@ func TestPodReachesTheAPIWithItsToken(t *testing.T) {
 	if _, err := exec.LookPath("busybox"); err != nil {
 		t.Skip("skipping: the pod runs busybox's sh and wget (apt-get install busybox)")
 	}
-	if !runInOwnNetNS(t) {
+	if !netnstest.RunInOwn(t) {
 		return
 	}
 	c := cluster.Start(t, cluster.WithAgent("hwt-identity", "198.18.248.0/24", "198.19.248.0/24"))
@@ -172,7 +135,7 @@ func TestPodReachesTheAPIWithItsToken(t *testing.T) {
 // another component, with the kubelet's 403; without a certificate the
 // TLS handshake fails. Logs through the API keep working.
 func TestStreamingServerServesOnlyTheAPIServer(t *testing.T) {
-	if !runInOwnNetNS(t) {
+	if !netnstest.RunInOwn(t) {
 		return
 	}
 	c := cluster.Start(t, cluster.WithAgent("hwt-stream", "198.18.245.0/24", "198.19.245.0/24"))

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/headway/headway/internal/testing/cluster"
+	"github.com/headway/headway/internal/testing/netnstest"
 )
 
 // The manifest's command, where examples/leader/leader.yaml tells users to
@@ -38,7 +39,7 @@ const leaderCommand = "/tmp/headway-leader"
 // contend for a Lease. Exactly one leads; when its pod is deleted another
 // replica takes over within the deadline.
 func TestLeaderElectionFromPods(t *testing.T) {
-	if !runInOwnNetNS(t) {
+	if !netnstest.RunInOwn(t) {
 		return
 	}
 	bin := filepath.Join(t.TempDir(), "headway-leader")

@@ -5,65 +5,27 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/headway/headway/internal/agent/network"
+	"github.com/headway/headway/internal/testing/netnstest"
 	"github.com/headway/headway/pkg/headwaytest"
 )
-
-// inNetNSEnv marks the copy of the test binary that runs in a network (and
-// mount) namespace of its own.
-const inNetNSEnv = "HEADWAY_TEST_IN_NETNS"
-
-// runInOwnNetNS runs the calling test again in a new network and mount
-// namespace (a copy of this test binary) and reports its result; it
-// returns true in that copy, where the test goes on. The bridge, routes
-// and nftables table of a process-runtime cluster go with the namespace.
-func runInOwnNetNS(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(inNetNSEnv) == t.Name() {
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			t.Fatalf("bringing up lo in the test's network namespace: %v: %s", err, out)
-		}
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: the process runtime needs root")
-	}
-	if err := network.Check(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if _, err := exec.LookPath("busybox"); err != nil {
-		t.Skip("skipping: the pod runs busybox's httpd (apt-get install busybox)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: ip (iproute2) brings up lo in the test's network namespace")
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), inNetNSEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("%s in its own network namespace: %v\n%s", t.Name(), err, out)
-	}
-	t.Logf("in its own network namespace:\n%s", out)
-	return false
-}
 
 // TestProcessRuntimePod runs a real pod (busybox httpd) through the process
 // runtime behind a headless Service: its per-pod name resolves through
 // c.Resolver to its address in the cluster's pod range, and the process
 // answers HTTP there.
 func TestProcessRuntimePod(t *testing.T) {
-	if !runInOwnNetNS(t) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("skipping: the pod runs busybox's httpd (apt-get install busybox)")
+	}
+	if !netnstest.RunInOwn(t) {
 		return
 	}
 	podCIDR := netip.MustParsePrefix("198.18.252.0/24")

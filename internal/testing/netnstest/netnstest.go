@@ -1,4 +1,8 @@
-package app_test
+// Package netnstest runs a test in network and mount namespaces of its
+// own, so that what it makes there (a bridge, routes, nftables tables,
+// mounts) goes with the namespaces and never meets the machine's or other
+// tests'.
+package netnstest
 
 import (
 	"os"
@@ -12,17 +16,16 @@ import (
 	"github.com/headway/headway/internal/agent/network"
 )
 
-// inNetNSEnv marks the copy of the test binary that runs in a network
-// (and mount) namespace of its own.
+// inNetNSEnv marks the copy of the test binary that runs in the new
+// namespaces (its value is the test's name).
 const inNetNSEnv = "HEADWAY_TEST_IN_NETNS"
 
-// runInOwnNetNS runs the calling test again in a new network and mount
+// RunInOwn runs the calling test again in a new network and mount
 // namespace (a copy of this test binary) and reports its result; it
-// returns true in that copy, where the test goes on. Everything a whole
-// server with a node makes there (bridge, routes, nftables, mounts) goes
-// with the namespaces, and nothing collides with servers on the machine.
-// It skips without root.
-func runInOwnNetNS(t *testing.T) bool {
+// returns true in that copy, where the test goes on with lo up, and false
+// in the caller, which then returns. It skips where network namespaces
+// cannot be made (not root).
+func RunInOwn(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(inNetNSEnv) == t.Name() {
 		lo, err := netlink.LinkByName("lo")
