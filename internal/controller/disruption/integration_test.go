@@ -48,6 +48,34 @@ func readyPods(t *testing.T, ctx context.Context, client kubernetes.Interface, n
 
 // waitBudget waits for the controller to have observed the budget's
 // generation with the given healthy counts and allowed disruptions.
+// runningReadyPod creates pod name (label app=web) bound to node-x, where
+// no kubelet runs, and makes it Running and Ready, retrying on a conflict
+// with the scheduler's writes. An evicted pod there stays terminating, so
+// its last status can be read.
+func runningReadyPod(t *testing.T, ctx context.Context, client kubernetes.Interface, ns, name string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: "node-x", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
+	}
+	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status.Phase = corev1.PodRunning
+		cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
+		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func waitBudget(t *testing.T, ctx context.Context, client kubernetes.Interface, ns string, expected, current, desired, allowed int32) *policyv1.PodDisruptionBudget {
 	t.Helper()
 	var pdb *policyv1.PodDisruptionBudget
@@ -213,28 +241,7 @@ func TestEvictionStaleBudget(t *testing.T) {
 	client := c.Client
 	ns := "default"
 
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns, Labels: map[string]string{"app": "web"}},
-		Spec:       corev1.PodSpec{NodeName: "node-x", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
-	}
-	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// Make it Running and Ready (no kubelet here), retrying on a conflict
-	// with the scheduler's writes.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := client.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		cur.Status.Phase = corev1.PodRunning
-		cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
-		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	runningReadyPod(t, ctx, client, ns, "p")
 	zero := intstr.FromInt32(0)
 	pdb := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -252,7 +259,7 @@ func TestEvictionStaleBudget(t *testing.T) {
 	if _, err := client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err = evict(ctx, client, ns, "p")
+	err := evict(ctx, client, ns, "p")
 	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.") {
 		t.Fatalf("eviction with two budgets: %v", err)
 	}
@@ -307,26 +314,7 @@ func TestEvictionMarksDisruptionTarget(t *testing.T) {
 
 	// On a node with no kubelet, an evicted pod stays terminating, so its
 	// last status can be read.
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns, Labels: map[string]string{"app": "web"}},
-		Spec:       corev1.PodSpec{NodeName: "node-x", Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
-	}
-	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := client.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		cur.Status.Phase = corev1.PodRunning
-		cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
-		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	runningReadyPod(t, ctx, client, ns, "p")
 	one := intstr.FromInt32(1)
 	pdb := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -343,7 +331,7 @@ func TestEvictionMarksDisruptionTarget(t *testing.T) {
 		t.Fatalf("eviction the budget forbids: %v, want 429", err)
 	}
 	// A dry run the budget allows: nothing written either.
-	pdb, err = client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
+	pdb, err := client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
