@@ -48,14 +48,7 @@ func requestUser(r *http.Request) authenticationv1.UserInfo {
 	if !ok {
 		return authenticationv1.UserInfo{}
 	}
-	info := authenticationv1.UserInfo{Username: u.GetName(), UID: u.GetUID(), Groups: append([]string(nil), u.GetGroups()...)}
-	if extra := u.GetExtra(); len(extra) > 0 {
-		info.Extra = make(map[string]authenticationv1.ExtraValue, len(extra))
-		for k, v := range extra {
-			info.Extra[k] = append(authenticationv1.ExtraValue(nil), v...)
-		}
-	}
-	return info
+	return userInfo(u)
 }
 
 // attributes builds the admission attributes of a write of res.

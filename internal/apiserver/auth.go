@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -38,6 +39,20 @@ func (f AuthenticatorFunc) AuthenticateRequest(r *http.Request) (user.Info, bool
 
 // UserFrom returns the authenticated user of a request's context.
 func UserFrom(ctx context.Context) (user.Info, bool) { return request.UserFrom(ctx) }
+
+// userInfo is u as the API shows a user (TokenReview and
+// SelfSubjectReview status, admission's request.userInfo): Extra nil when
+// empty.
+func userInfo(u user.Info) authenticationv1.UserInfo {
+	info := authenticationv1.UserInfo{Username: u.GetName(), UID: u.GetUID(), Groups: append([]string(nil), u.GetGroups()...)}
+	if extra := u.GetExtra(); len(extra) > 0 {
+		info.Extra = make(map[string]authenticationv1.ExtraValue, len(extra))
+		for k, v := range extra {
+			info.Extra[k] = append(authenticationv1.ExtraValue(nil), v...)
+		}
+	}
+	return info
+}
 
 // authenticate finds the request's user: a client certificate verified
 // against the CA (CN is the name, O the groups), the admin bearer token,

@@ -229,13 +229,7 @@ func (s *Server) selfSubjectReview(ctx context.Context, obj runtime.Object) (run
 		return nil, err
 	}
 	out := &authenticationv1.SelfSubjectReview{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(time.Now())}}
-	out.Status.UserInfo = authenticationv1.UserInfo{Username: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups()}
-	if extra := u.GetExtra(); len(extra) > 0 {
-		out.Status.UserInfo.Extra = map[string]authenticationv1.ExtraValue{}
-		for k, v := range extra {
-			out.Status.UserInfo.Extra[k] = v
-		}
-	}
+	out.Status.UserInfo = userInfo(u)
 	return out, nil
 }
 

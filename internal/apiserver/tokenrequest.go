@@ -97,16 +97,9 @@ func (s *Server) ReviewToken(ctx context.Context, review *authenticationv1.Token
 	case u == nil:
 		review.Status = authenticationv1.TokenReviewStatus{Error: "[invalid bearer token, token lookup failed]"}
 	default:
-		extra := map[string]authenticationv1.ExtraValue{}
-		for k, v := range u.GetExtra() {
-			extra[k] = v
-		}
-		if len(extra) == 0 {
-			extra = nil
-		}
 		review.Status = authenticationv1.TokenReviewStatus{
 			Authenticated: true,
-			User:          authenticationv1.UserInfo{Username: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups(), Extra: extra},
+			User:          userInfo(u),
 			Audiences:     accepted,
 		}
 	}
