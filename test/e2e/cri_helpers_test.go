@@ -720,18 +720,31 @@ type session struct {
 
 // do types cmd and returns what it printed: the output between the typed
 // line and a marker that only the shell's arithmetic produces.
+//
+// It types only once the shell shows its prompt again: a line typed while
+// the previous command still runs is echoed twice, once by the terminal
+// and once more by the shell's line editor after its prompt. The output
+// starts after the last echo of the line either way.
 func (s *session) do(t *testing.T, cmd string, timeout time.Duration) string {
 	t.Helper()
 	s.n++
 	mark := fmt.Sprintf("mark-%d", 7000+s.n)
-	from := len(s.term.screen())
-	s.term.typeLine(fmt.Sprintf(`%s; echo "mark-$((7000+%d))"`, cmd, s.n))
+	typed := fmt.Sprintf(`echo "mark-$((7000+%d))"`, s.n)
 	deadline := time.Now().Add(timeout)
+	prompt := regexp.MustCompile(`# (\x1b\[6n)?$`)
+	for !prompt.MatchString(s.term.screen()) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	from := len(s.term.screen())
+	s.term.typeLine(fmt.Sprintf(`%s; %s`, cmd, typed))
 	for {
 		screen := s.term.screen()[from:]
 		if i := strings.Index(screen, mark); i >= 0 {
 			out := screen[:i]
-			// Drop the echoed command line.
+			// Drop the echoed command line (the last echo of it).
+			if j := strings.LastIndex(out, typed); j >= 0 {
+				out = out[j:]
+			}
 			if j := strings.Index(out, "\n"); j >= 0 {
 				out = out[j+1:]
 			}

@@ -157,8 +157,13 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		return 0, err
 	}
 	var pods []*corev1.Pod
+	released := false
 	for _, p := range all {
-		if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == j.UID {
+		ref := metav1.GetControllerOf(p)
+		switch {
+		case ref == nil:
+			released = true
+		case ref.UID == j.UID:
 			pods = append(pods, p)
 		}
 	}
@@ -170,6 +175,20 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 		// Our last creations are not in the cache yet: counting now would
 		// create them again.
 		plan.Create = nil
+	}
+	if len(plan.Create) > 0 && released {
+		// Pods of this Job that no longer name it: the garbage collector
+		// released them because the Job is being deleted with
+		// --cascade=orphan, and this cache may not show the deletion yet.
+		// Kubernetes rechecks the Job live before it acts on such pods;
+		// without it, a replacement pod would outlive the Job.
+		deleting, err := c.writer.Deleting(ctx, j)
+		if err != nil {
+			return 0, err
+		}
+		if deleting {
+			return 0, nil
+		}
 	}
 
 	var errs []error

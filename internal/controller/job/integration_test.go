@@ -2,6 +2,7 @@ package job_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -257,7 +258,15 @@ func TestJobs(t *testing.T) {
 		}
 		cluster.WaitFor(t, 30*time.Second, "the orphaned pod untracked", func() (bool, error) {
 			p := podsOf("orphan")
-			return len(p) == 1 && metav1.GetControllerOf(&p[0]) == nil && len(p[0].Finalizers) == 0 && p[0].DeletionTimestamp == nil, nil
+			if len(p) != 1 {
+				return false, fmt.Errorf("%d pods of the orphaned Job", len(p))
+			}
+			if metav1.GetControllerOf(&p[0]) != nil || len(p[0].Finalizers) != 0 || p[0].DeletionTimestamp != nil {
+				_, jerr := jobs.Get(ctx, "orphan", metav1.GetOptions{})
+				return false, fmt.Errorf("pod %s: ownerReferences %v, finalizers %v, deletionTimestamp %v (the Job: %v)",
+					p[0].Name, p[0].OwnerReferences, p[0].Finalizers, p[0].DeletionTimestamp, jerr)
+			}
+			return true, nil
 		})
 	})
 }

@@ -27,6 +27,9 @@ type Writer interface {
 	// RemoveTracking removes the job-tracking finalizer from a pod (if it
 	// is still that pod).
 	RemoveTracking(ctx context.Context, pod *corev1.Pod) error
+	// Deleting reads the Job from the API (not a cache) and says whether it
+	// is being deleted or gone, as Kubernetes rechecks before it adopts.
+	Deleting(ctx context.Context, j *batchv1.Job) (bool, error)
 }
 
 // ClientWriter is the Writer on a Kubernetes client.
@@ -92,6 +95,17 @@ func (w *ClientWriter) RemoveTracking(ctx context.Context, pod *corev1.Pod) erro
 		return nil // gone, or another pod by that name now
 	}
 	return err
+}
+
+func (w *ClientWriter) Deleting(ctx context.Context, j *batchv1.Job) (bool, error) {
+	live, err := w.Client.BatchV1().Jobs(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return live.UID != j.UID || live.DeletionTimestamp != nil, nil
 }
 
 func (w *ClientWriter) Event(j *batchv1.Job, eventType, reason, message string) {
