@@ -730,11 +730,13 @@ func (s *session) do(t *testing.T, cmd string, timeout time.Duration) string {
 	s.n++
 	mark := fmt.Sprintf("mark-%d", 7000+s.n)
 	typed := fmt.Sprintf(`echo "mark-$((7000+%d))"`, s.n)
-	deadline := time.Now().Add(timeout)
-	prompt := regexp.MustCompile(`# (\x1b\[6n)?$`)
-	for !prompt.MatchString(s.term.screen()) && time.Now().Before(deadline) {
+	// The prompt, then whatever terminal control sequences the line
+	// editor writes after it (ESC[J, ESC[6n).
+	prompt := regexp.MustCompile(`# (\x1b\[[0-9;]*[A-Za-z])*$`)
+	for wait := time.Now().Add(5 * time.Second); !prompt.MatchString(s.term.screen()) && time.Now().Before(wait); {
 		time.Sleep(10 * time.Millisecond)
 	}
+	deadline := time.Now().Add(timeout)
 	from := len(s.term.screen())
 	s.term.typeLine(fmt.Sprintf(`%s; %s`, cmd, typed))
 	for {

@@ -107,17 +107,44 @@ func keysOf(m map[string]int) []string {
 	return out
 }
 
-// TestSeccompPolicyAssembles: the filter builds on this architecture for
-// the default set and for a set with every capability.
-func TestSeccompPolicyAssembles(t *testing.T) {
-	for _, c := range []containerinit.Confinement{{Caps: []int{unix.CAP_CHOWN}}, {Caps: []int{unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE}}} {
-		p, err := containerinit.Policy(c)
+// TestSeccompFilterAssembles: the filter builds on this architecture for
+// the default set and for a set with every capability, as the kernel's
+// sock_filter array, once per capability set.
+func TestSeccompFilterAssembles(t *testing.T) {
+	for _, caps := range [][]int{{unix.CAP_CHOWN}, {unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE}} {
+		c, err := withSeccomp(containerinit.Confinement{Caps: caps, Seccomp: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.Assemble(); err != nil {
-			t.Fatalf("assembling the filter for %v: %v", c.Caps, err)
+		if len(c.Filter) < 8*10 || len(c.Filter)%8 != 0 {
+			t.Fatalf("filter for %v: %d bytes, want whole sock_filter instructions", caps, len(c.Filter))
 		}
+		again, _ := withSeccomp(containerinit.Confinement{Caps: caps, Seccomp: true})
+		if &again.Filter[0] != &c.Filter[0] {
+			t.Errorf("filter for %v assembled twice", caps)
+		}
+	}
+	if c, _ := withSeccomp(containerinit.Confinement{Caps: []int{0}}); c.Filter != nil {
+		t.Errorf("a container without seccomp got a filter")
+	}
+}
+
+// TestCapabilityNumbers: the capability table containerinit keeps
+// (numbers, so that it imports nothing beyond the standard library) is the
+// kernel's.
+func TestCapabilityNumbers(t *testing.T) {
+	want := map[string]int{"CHOWN": unix.CAP_CHOWN, "NET_BIND_SERVICE": unix.CAP_NET_BIND_SERVICE, "NET_ADMIN": unix.CAP_NET_ADMIN,
+		"SYS_ADMIN": unix.CAP_SYS_ADMIN, "SYS_PTRACE": unix.CAP_SYS_PTRACE, "MKNOD": unix.CAP_MKNOD, "AUDIT_WRITE": unix.CAP_AUDIT_WRITE,
+		"SETFCAP": unix.CAP_SETFCAP, "SYSLOG": unix.CAP_SYSLOG, "AUDIT_READ": unix.CAP_AUDIT_READ, "PERFMON": unix.CAP_PERFMON,
+		"BPF": unix.CAP_BPF, "CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE, "SYS_RESOURCE": unix.CAP_SYS_RESOURCE,
+		"KILL": unix.CAP_KILL, "SETUID": unix.CAP_SETUID, "SETGID": unix.CAP_SETGID, "WAKE_ALARM": unix.CAP_WAKE_ALARM}
+	for name, n := range want {
+		if got := containerinit.Capabilities[name]; got != n {
+			t.Errorf("%s: %d, want %d", name, got, n)
+		}
+	}
+	if len(containerinit.Capabilities) != unix.CAP_LAST_CAP+1 {
+		t.Errorf("%d capabilities, the kernel headers have %d", len(containerinit.Capabilities), unix.CAP_LAST_CAP+1)
 	}
 }
 

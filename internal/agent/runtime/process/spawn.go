@@ -139,6 +139,9 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	if err != nil {
 		return nil, err
 	}
+	if conf.Confinement, err = withSeccomp(conf.Confinement); err != nil {
+		return nil, err
+	}
 	if isBusyboxImage(c.Image) {
 		if dir := r.busyboxBin(); dir != "" {
 			// The spec is the container's for exec and probes too.
@@ -494,6 +497,9 @@ func (r *Runtime) startExec(target hwruntime.Process, c *hwruntime.ContainerSpec
 	} else {
 		var err error
 		if conf, err = confinementOf(c); err != nil {
+			return nil, err
+		}
+		if conf.Confinement, err = withSeccomp(conf.Confinement); err != nil {
 			return nil, err
 		}
 	}

@@ -5,26 +5,27 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"golang.org/x/sys/unix"
+	"syscall"
+	"unsafe"
 )
 
-// Capabilities by name (as Kubernetes writes them, without CAP_).
+// Capabilities by name (as Kubernetes writes them, without CAP_), with
+// their numbers in linux/capability.h.
 var Capabilities = map[string]int{
-	"CHOWN": unix.CAP_CHOWN, "DAC_OVERRIDE": unix.CAP_DAC_OVERRIDE, "DAC_READ_SEARCH": unix.CAP_DAC_READ_SEARCH,
-	"FOWNER": unix.CAP_FOWNER, "FSETID": unix.CAP_FSETID, "KILL": unix.CAP_KILL, "SETGID": unix.CAP_SETGID,
-	"SETUID": unix.CAP_SETUID, "SETPCAP": unix.CAP_SETPCAP, "LINUX_IMMUTABLE": unix.CAP_LINUX_IMMUTABLE,
-	"NET_BIND_SERVICE": unix.CAP_NET_BIND_SERVICE, "NET_BROADCAST": unix.CAP_NET_BROADCAST, "NET_ADMIN": unix.CAP_NET_ADMIN,
-	"NET_RAW": unix.CAP_NET_RAW, "IPC_LOCK": unix.CAP_IPC_LOCK, "IPC_OWNER": unix.CAP_IPC_OWNER,
-	"SYS_MODULE": unix.CAP_SYS_MODULE, "SYS_RAWIO": unix.CAP_SYS_RAWIO, "SYS_CHROOT": unix.CAP_SYS_CHROOT,
-	"SYS_PTRACE": unix.CAP_SYS_PTRACE, "SYS_PACCT": unix.CAP_SYS_PACCT, "SYS_ADMIN": unix.CAP_SYS_ADMIN,
-	"SYS_BOOT": unix.CAP_SYS_BOOT, "SYS_NICE": unix.CAP_SYS_NICE, "SYS_RESOURCE": unix.CAP_SYS_RESOURCE,
-	"SYS_TIME": unix.CAP_SYS_TIME, "SYS_TTY_CONFIG": unix.CAP_SYS_TTY_CONFIG, "MKNOD": unix.CAP_MKNOD,
-	"LEASE": unix.CAP_LEASE, "AUDIT_WRITE": unix.CAP_AUDIT_WRITE, "AUDIT_CONTROL": unix.CAP_AUDIT_CONTROL,
-	"SETFCAP": unix.CAP_SETFCAP, "MAC_OVERRIDE": unix.CAP_MAC_OVERRIDE, "MAC_ADMIN": unix.CAP_MAC_ADMIN,
-	"SYSLOG": unix.CAP_SYSLOG, "WAKE_ALARM": unix.CAP_WAKE_ALARM, "BLOCK_SUSPEND": unix.CAP_BLOCK_SUSPEND,
-	"AUDIT_READ": unix.CAP_AUDIT_READ, "PERFMON": unix.CAP_PERFMON, "BPF": unix.CAP_BPF,
-	"CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE,
+	"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2,
+	"FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+	"SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9,
+	"NET_BIND_SERVICE": 10, "NET_BROADCAST": 11, "NET_ADMIN": 12,
+	"NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15,
+	"SYS_MODULE": 16, "SYS_RAWIO": 17, "SYS_CHROOT": 18,
+	"SYS_PTRACE": 19, "SYS_PACCT": 20, "SYS_ADMIN": 21,
+	"SYS_BOOT": 22, "SYS_NICE": 23, "SYS_RESOURCE": 24,
+	"SYS_TIME": 25, "SYS_TTY_CONFIG": 26, "MKNOD": 27,
+	"LEASE": 28, "AUDIT_WRITE": 29, "AUDIT_CONTROL": 30,
+	"SETFCAP": 31, "MAC_OVERRIDE": 32, "MAC_ADMIN": 33,
+	"SYSLOG": 34, "WAKE_ALARM": 35, "BLOCK_SUSPEND": 36,
+	"AUDIT_READ": 37, "PERFMON": 38, "BPF": 39,
+	"CHECKPOINT_RESTORE": 40,
 }
 
 // DefaultCapabilities is the set a container runtime (runc, containerd)
@@ -54,37 +55,65 @@ func (c Confinement) Apply() error {
 		return nil
 	}
 	for i := 0; ; i++ {
-		if _, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0); err != nil {
+		if _, err := prctl(prCapbsetRead, uintptr(i), 0, 0, 0); err != nil {
 			break // past the kernel's last capability
 		}
 		if slices.Contains(c.Caps, i) {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(i), 0, 0, 0); err != nil {
+		if _, err := prctl(prCapbsetDrop, uintptr(i), 0, 0, 0); err != nil {
 			return fmt.Errorf("dropping capability %d: %w", i, err)
 		}
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+	if _, err := prctl(prCapAmbient, prCapAmbientClearAll, 0, 0, 0); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("clearing the ambient capabilities: %w", err)
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("reading capabilities: %w", err)
+	hdr := capHeader{version: linuxCapabilityVersion3}
+	var data [2]capData
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CAPGET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return fmt.Errorf("reading capabilities: %w", errno)
 	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("clearing the inheritable capabilities: %w", err)
+	data[0].inheritable, data[1].inheritable = 0, 0
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return fmt.Errorf("clearing the inheritable capabilities: %w", errno)
 	}
 	if c.NoNewPrivs {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		if _, err := prctl(prSetNoNewPrivs, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("setting no_new_privs: %w", err)
 		}
 	}
 	if c.Seccomp {
-		if err := loadSeccomp(c); err != nil {
+		if err := loadSeccomp(c.Filter); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// capHeader and capData are the kernel's capget/capset structures.
+type capHeader struct {
+	version uint32
+	pid     int32
+}
+
+type capData struct {
+	effective, permitted, inheritable uint32
+}
+
+// loadSeccomp loads filter (an assembled classic BPF program: the
+// kernel's sock_filter array) on the calling thread only, the thread that
+// forks the container's program.
+func loadSeccomp(filter []byte) error {
+	const insn = 8 // sizeof(struct sock_filter)
+	if len(filter) == 0 || len(filter)%insn != 0 || len(filter)/insn > 0xffff {
+		return fmt.Errorf("loading the seccomp filter: no assembled filter (%d bytes) in the container's confinement", len(filter))
+	}
+	prog := struct {
+		len    uint16
+		filter unsafe.Pointer
+	}{uint16(len(filter) / insn), unsafe.Pointer(&filter[0])}
+	if _, err := prctl(prSetSeccomp, seccompModeFilter, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
+		return fmt.Errorf("loading the seccomp filter: %w", err)
 	}
 	return nil
 }

@@ -25,13 +25,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // Arg0 is argv[0] of a container's init process, InitName its name in ps.
@@ -83,10 +80,21 @@ type Confinement struct {
 	// NoNewPrivs sets no_new_privs: setuid binaries and file
 	// capabilities grant nothing.
 	NoNewPrivs bool `json:",omitempty"`
-	// Seccomp loads the RuntimeDefault-like filter (see seccomp.go).
-	Seccomp bool `json:",omitempty"`
+	// Seccomp loads the RuntimeDefault-like filter: Filter, assembled by
+	// the agent (the process package's seccomp.go) once per capability set.
+	Seccomp bool   `json:",omitempty"`
+	Filter  []byte `json:",omitempty"`
 }
 
+// The container's init runs from this package's init function, before
+// main and before most of the binary's ~600 packages initialise: Go
+// initialises packages in dependency order, the ready one with the lowest
+// import path first, so this package imports only the standard library
+// (no golang.org/x/..., no path/filepath) and becomes ready early. Each
+// such import that initialises late would make every container's init pay
+// for the heavy packages (protobuf registries, etcd, OpenTelemetry) before
+// it: ~60 ms of CPU and ~70 MB of resident memory per container,
+// measured with GODEBUG=inittrace=1 (see bench/results-agent.md).
 func init() {
 	if len(os.Args) > 0 && os.Args[0] == Arg0 {
 		os.Exit(run())
@@ -102,8 +110,8 @@ const (
 
 func run() int {
 	runtime.LockOSThread() // the confinement is per thread: fork from this one
-	unix.CloseOnExec(3)
-	unix.CloseOnExec(4)
+	syscall.CloseOnExec(3)
+	syscall.CloseOnExec(4)
 	status := os.NewFile(4, "status")
 	fail := func(err error) int {
 		fmt.Fprintf(status, "%s %s\n", StatusError, strings.ReplaceAll(err.Error(), "\n", " "))
@@ -117,10 +125,10 @@ func run() int {
 		return fail(fmt.Errorf("reading the container's configuration: %w", err))
 	}
 	// Nothing in the container may open /proc/1/exe or /proc/1/mem.
-	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	prctl(prSetDumpable, 0, 0, 0, 0)
 	// `ps` in the container shows this name for PID 1 (not "exe").
-	if name, err := unix.BytePtrFromString(InitName); err == nil {
-		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+	if name, err := syscall.BytePtrFromString(InitName); err == nil {
+		prctl(prSetName, uintptr(unsafe.Pointer(name)), 0, 0, 0)
 	}
 	if err := setupFS(&cfg); err != nil {
 		return fail(err)
@@ -186,27 +194,27 @@ func setupFS(cfg *Config) error {
 	if root == "" {
 		root = "/"
 	}
-	at := func(p string) string { return filepath.Join(root, p) }
+	at := func(p string) string { return join(root, p) }
 	for _, h := range cfg.Hide {
 		if _, err := os.Stat(at(h)); err != nil {
 			continue
 		}
-		if err := unix.Mount("tmpfs", at(h), "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=755"); err != nil {
+		if err := syscall.Mount("tmpfs", at(h), "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=4k,mode=755"); err != nil {
 			return fmt.Errorf("hiding %s: %w", h, err)
 		}
 	}
 	if cfg.Proc {
-		if err := unix.Mount("proc", at("/proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		if err := syscall.Mount("proc", at("/proc"), "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 			return fmt.Errorf("mounting /proc: %w", err)
 		}
 	}
-	sysFlags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	sysFlags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC)
 	if !cfg.Privileged {
-		sysFlags |= unix.MS_RDONLY
+		sysFlags |= syscall.MS_RDONLY
 	}
 	switch {
 	case cfg.Sysfs:
-		if err := unix.Mount("sysfs", at("/sys"), "sysfs", sysFlags, ""); err != nil {
+		if err := syscall.Mount("sysfs", at("/sys"), "sysfs", sysFlags, ""); err != nil {
 			return fmt.Errorf("mounting /sys: %w", err)
 		}
 	case !cfg.Privileged:
@@ -246,30 +254,30 @@ func mask(p string) error {
 		return nil
 	}
 	if st.IsDir() {
-		return unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k")
+		return syscall.Mount("tmpfs", p, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=4k")
 	}
-	return unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	return syscall.Mount("/dev/null", p, "", syscall.MS_BIND, "")
 }
 
 func readOnly(p string) error {
-	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := syscall.Mount(p, p, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
 		return err
 	}
-	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
+	return syscall.Mount("", p, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY|syscall.MS_REC|syscall.MS_NOSUID|syscall.MS_NODEV, "")
 }
 
 // makeDev puts a minimal /dev on dev, as runc's default: the usual
 // character devices, a private devpts, /dev/shm and /dev/mqueue.
 func makeDev(dev string, mqueue bool) error {
-	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	if err := syscall.Mount("tmpfs", dev, "tmpfs", syscall.MS_NOSUID|syscall.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
 	for _, d := range []struct {
 		name         string
 		major, minor uint32
 	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}} {
-		p := filepath.Join(dev, d.name)
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+		p := join(dev, d.name)
+		if err := syscall.Mknod(p, syscall.S_IFCHR|0o666, int(mkdev(d.major, d.minor))); err != nil {
 			return err
 		}
 		if err := os.Chmod(p, 0o666); err != nil {
@@ -277,24 +285,24 @@ func makeDev(dev string, mqueue bool) error {
 		}
 	}
 	for _, d := range []string{"pts", "shm", "mqueue"} {
-		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+		if err := os.Mkdir(join(dev, d), 0o755); err != nil {
 			return err
 		}
 	}
-	if err := unix.Mount("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
+	if err := syscall.Mount("devpts", join(dev, "pts"), "devpts", syscall.MS_NOSUID|syscall.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
 		return err
 	}
-	if err := unix.Mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+	if err := syscall.Mount("shm", join(dev, "shm"), "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
 		return err
 	}
 	if mqueue {
-		if err := unix.Mount("mqueue", filepath.Join(dev, "mqueue"), "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		if err := syscall.Mount("mqueue", join(dev, "mqueue"), "mqueue", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 			return err
 		}
 	}
 	for name, target := range map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
 		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "core": "/proc/kcore"} {
-		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+		if err := os.Symlink(target, join(dev, name)); err != nil {
 			return err
 		}
 	}
@@ -304,14 +312,56 @@ func makeDev(dev string, mqueue bool) error {
 // pivot makes root the mount namespace's root and detaches the old one,
 // so no chroot escape leads back to the host's file system.
 func pivot(root string) error {
-	if err := unix.Chdir(root); err != nil {
+	if err := syscall.Chdir(root); err != nil {
 		return err
 	}
-	if err := unix.PivotRoot(".", "."); err != nil {
+	if err := syscall.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root: %w", err)
 	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+	if err := syscall.Unmount(".", syscall.MNT_DETACH); err != nil {
 		return fmt.Errorf("detaching the old root: %w", err)
 	}
-	return unix.Chdir("/")
+	return syscall.Chdir("/")
 }
+
+// join appends the absolute path p to root ("/" or a directory), as
+// filepath.Join does for these clean paths (see init for why not
+// path/filepath).
+func join(root, p string) string {
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	if root == "/" || root == "" {
+		return p
+	}
+	return strings.TrimSuffix(root, "/") + p
+}
+
+// mkdev is a device number as the kernel encodes it (glibc's makedev).
+func mkdev(major, minor uint32) uint64 {
+	return uint64(major&0xfff)<<8 | uint64(major&^0xfff)<<32 | uint64(minor&0xff) | uint64(minor&^0xff)<<12
+}
+
+// prctl is prctl(2).
+func prctl(option int, a2, a3, a4, a5 uintptr) (uintptr, error) {
+	r, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, uintptr(option), a2, a3, a4, a5, 0)
+	if errno != 0 {
+		return r, errno
+	}
+	return r, nil
+}
+
+// prctl options and capability numbers (linux/prctl.h, linux/capability.h).
+const (
+	prSetDumpable        = 4
+	prSetName            = 15
+	prCapbsetRead        = 23
+	prCapbsetDrop        = 24
+	prSetSeccomp         = 22
+	prSetNoNewPrivs      = 38
+	prCapAmbient         = 47
+	prCapAmbientClearAll = 4
+	seccompModeFilter    = 2
+
+	linuxCapabilityVersion3 = 0x20080522
+)

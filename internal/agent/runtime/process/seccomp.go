@@ -1,11 +1,18 @@
-package containerinit
+package process
 
 import (
+	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/agent/runtime/process/containerinit"
 )
 
 // The RuntimeDefault-like filter: everything is allowed except what
@@ -41,7 +48,7 @@ const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC 
 	unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
 
 // Policy is the filter for a container with confinement c.
-func Policy(c Confinement) (seccomp.Policy, error) {
+func Policy(c containerinit.Confinement) (seccomp.Policy, error) {
 	info, err := arch.GetInfo("")
 	if err != nil {
 		return seccomp.Policy{}, err
@@ -104,15 +111,45 @@ func remove(list []string, name string) []string {
 	return out
 }
 
-// loadSeccomp loads the filter on the calling thread only (the thread
-// that forks the container's program).
-func loadSeccomp(c Confinement) error {
+// filters caches assembled filters by capability set: every container
+// with the same capabilities gets the same program.
+var filters sync.Map // string -> []byte
+
+// withSeccomp returns c with its seccomp filter assembled (when it asks
+// for one): the kernel's sock_filter array that the container's init (or
+// the agent's exec thread) loads as it is.
+func withSeccomp(c containerinit.Confinement) (containerinit.Confinement, error) {
+	if !c.Seccomp || c.Privileged {
+		return c, nil
+	}
+	var key strings.Builder
+	for _, n := range c.Caps {
+		key.WriteString(strconv.Itoa(n))
+		key.WriteByte(',')
+	}
+	if f, ok := filters.Load(key.String()); ok {
+		c.Filter = f.([]byte)
+		return c, nil
+	}
 	policy, err := Policy(c)
 	if err != nil {
-		return fmt.Errorf("building the seccomp filter: %w", err)
+		return c, fmt.Errorf("building the seccomp filter: %w", err)
 	}
-	if err := seccomp.LoadFilter(seccomp.Filter{NoNewPrivs: c.NoNewPrivs, Policy: policy}); err != nil {
-		return fmt.Errorf("loading the seccomp filter: %w", err)
+	insts, err := policy.Assemble()
+	if err != nil {
+		return c, fmt.Errorf("building the seccomp filter: %w", err)
 	}
-	return nil
+	raw, err := bpf.Assemble(insts)
+	if err != nil {
+		return c, fmt.Errorf("assembling the seccomp filter: %w", err)
+	}
+	out := make([]byte, 0, 8*len(raw))
+	for _, in := range raw {
+		out = binary.NativeEndian.AppendUint16(out, in.Op)
+		out = append(out, in.Jt, in.Jf)
+		out = binary.NativeEndian.AppendUint32(out, in.K)
+	}
+	filters.Store(key.String(), out)
+	c.Filter = out
+	return c, nil
 }
