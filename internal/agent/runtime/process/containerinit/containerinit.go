@@ -90,11 +90,10 @@ type Confinement struct {
 // main and before most of the binary's ~600 packages initialise: Go
 // initialises packages in dependency order, the ready one with the lowest
 // import path first, so this package imports only the standard library
-// (no golang.org/x/..., no path/filepath) and becomes ready early. Each
-// such import that initialises late would make every container's init pay
-// for the heavy packages (protobuf registries, etcd, OpenTelemetry) before
-// it: ~60 ms of CPU and ~70 MB of resident memory per container,
-// measured with GODEBUG=inittrace=1 (see bench/results-agent.md).
+// (no golang.org/x/..., no path/filepath) and becomes ready early. With
+// golang.org/x/sys/unix and path/filepath imported, 180 packages
+// initialised before it (protobuf registries, etcd, OpenTelemetry); now
+// about 90 (GODEBUG=inittrace=1; see bench/results-agent.md).
 func init() {
 	if len(os.Args) > 0 && os.Args[0] == Arg0 {
 		os.Exit(run())
