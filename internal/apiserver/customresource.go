@@ -213,6 +213,7 @@ func (s *Server) newCustomResource(crd *apiextensionsv1.CustomResourceDefinition
 		prefix:        "/registry/" + group + "/" + crd.Spec.Names.Plural + "/",
 		fieldManagers: map[string]*managedfields.FieldManager{},
 		custom:        cr,
+		events:        newEventCache(),
 	}
 	res.selectableFields = res.fieldSet(reg.New())
 	for _, sf := range cr.selectable {

@@ -42,6 +42,8 @@ type resource struct {
 	selectableFields fields.Set
 	// custom is set for a custom resource (see customresource.go).
 	custom *customResource
+	// events shares decoded and encoded store events between watches.
+	events *eventCache
 }
 
 type subresourceInfo struct {
@@ -62,6 +64,7 @@ func newResource(s *Server, reg *registry.Resource) (*resource, error) {
 		reg:           reg,
 		gvk:           reg.GroupVersionKind(),
 		prefix:        "/registry/" + group + "/" + reg.Plural + "/",
+		events:        newEventCache(),
 		fieldManagers: map[string]*managedfields.FieldManager{},
 	}
 	if ss := reg.SharedStorage; ss != nil {

@@ -82,10 +82,20 @@ func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// flush sends what was written to the client.
+func (e *watchEncoder) flush() {
 	if e.flusher != nil {
 		e.flusher.Flush()
 	}
-	return nil
+}
+
+// sendFrame writes a frame another watcher may have encoded already.
+func (e *watchEncoder) sendFrame(frame []byte) error {
+	_, err := e.w.Write(frame)
+	return err
 }
 
 // bookmark builds an empty object of the kind carrying only a resourceVersion.
@@ -221,6 +231,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		}
 		st.SetGroupVersionKind(coreV1.WithKind("Status"))
 		_ = enc.send(watch.Error, st)
+		enc.flush()
 		return nil
 	}
 	for _, obj := range items {
@@ -234,6 +245,10 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			return nil
 		}
 	}
+	enc.flush()
+	// Plain objects (not Tables or metadata) are encoded once per event
+	// and media type, and the frame shared by every such watcher.
+	shared := f.target == targetObject && !f.pretty
 	var tick <-chan time.Time
 	if bookmarks {
 		t := time.NewTicker(res.s.cfg.BookmarkInterval)
@@ -248,21 +263,38 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			if err := enc.send(watch.Bookmark, res.bookmark(last, false)); err != nil {
 				return nil
 			}
+			enc.flush()
 		case ev, ok := <-events:
 			if !ok {
 				return nil
 			}
 			last = ev.Revision
-			typ, obj, err := res.watchEvent(ev, sel)
+			var err error
+			if shared {
+				var frame []byte
+				if frame, err = res.sharedWatchFrame(ev, sel, f.mediaType); err == nil && frame != nil {
+					err = enc.sendFrame(frame)
+					if err != nil {
+						return nil
+					}
+				}
+			} else {
+				var typ watch.EventType
+				var obj runtime.Object
+				if typ, obj, err = res.watchEvent(ev, sel); err == nil && obj != nil {
+					if err := enc.send(typ, obj); err != nil {
+						return nil
+					}
+				}
+			}
 			if err != nil {
 				res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", ev.KV.Key, "err", err)
-				continue
 			}
-			if obj == nil {
-				continue
-			}
-			if err := enc.send(typ, obj); err != nil {
-				return nil
+			// Events already waiting go out in the same flush: under a
+			// burst of writes, one write to the connection per batch
+			// instead of per event.
+			if len(events) == 0 {
+				enc.flush()
 			}
 		}
 	}
