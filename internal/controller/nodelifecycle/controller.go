@@ -13,7 +13,10 @@
 //     DNS drops them (unless the Service publishes not-ready addresses);
 //   - a node whose agent reports Ready=False gets the not-ready taints;
 //   - when the Lease is renewed again the unreachable taints go at once
-//     (the agent sets Ready itself when it next posts its status);
+//     (the agent sets the node's Ready itself when it next posts its
+//     status), and the pods this controller marked not ready get Ready
+//     back from their ContainersReady condition (Headway's agent rewrites
+//     a pod's status only when its own view changes);
 //   - taint-based eviction: a pod on a node with a NoExecute taint it does
 //     not tolerate is deleted; one tolerating it for tolerationSeconds
 //     (pods get 300s for not-ready and unreachable by default, see the pod
@@ -262,6 +265,11 @@ func (c *Controller) Sync(ctx context.Context, name string) (time.Duration, erro
 		pd := DecidePod(p, node.Spec.Taints, d.Unreachable, now)
 		if pd.MarkNotReady {
 			if err := c.writer.MarkPodNotReady(ctx, p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if pd.RestoreReady {
+			if err := c.writer.RestorePodReady(ctx, p); err != nil {
 				errs = append(errs, err)
 			}
 		}

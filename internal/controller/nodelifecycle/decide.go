@@ -15,6 +15,11 @@ const (
 	MessageNodeStatusUnknown     = "Kubelet stopped posting node status."
 	ReasonNodeStatusNeverUpdated = "NodeStatusNeverUpdated"
 	MessageNeverUpdated          = "Kubelet never posted node status."
+	// ReasonPodNodeNotReady marks the Ready condition of a pod this
+	// controller set False, so that it can give it back when the node
+	// returns (Headway's agent writes a pod's status only when its own view
+	// changes, where the kubelet also reconciles the API's copy).
+	ReasonPodNodeNotReady = "NodeNotReady"
 )
 
 // conditionsMarkedUnknown are the node conditions the agent posts and the
@@ -162,6 +167,10 @@ type PodDecision struct {
 	// MarkNotReady: set the pod's Ready condition False (the node's agent
 	// is gone and cannot say).
 	MarkNotReady bool
+	// RestoreReady: the node's agent is back and this controller's mark is
+	// still on the pod: set Ready back to what the agent last said of the
+	// containers (ContainersReady).
+	RestoreReady bool
 	// Delete the pod now; Force deletes it with grace period 0 (nobody
 	// on the node will finish a graceful deletion).
 	Delete, Force bool
@@ -198,6 +207,9 @@ func DecidePod(pod *corev1.Pod, taints []corev1.Taint, unreachable bool, now tim
 	}
 	if unreachable && podReady(pod) {
 		d.MarkNotReady = true
+	}
+	if !unreachable && markedNotReady(pod) {
+		d.RestoreReady = true
 	}
 	deadline, evict := evictionTime(pod, taints, now)
 	switch {
@@ -253,6 +265,22 @@ func evictionTime(pod *corev1.Pod, taints []corev1.Taint, now time.Time) (time.T
 		}
 	}
 	return earliest, evict
+}
+
+// markedNotReady: the pod's Ready condition is this controller's False,
+// its containers were ready by the agent's last word, and no readiness
+// gate has a say.
+func markedNotReady(pod *corev1.Pod) bool {
+	var ready, containers bool
+	for _, c := range pod.Status.Conditions {
+		switch c.Type {
+		case corev1.PodReady:
+			ready = c.Status == corev1.ConditionFalse && c.Reason == ReasonPodNodeNotReady
+		case corev1.ContainersReady:
+			containers = c.Status == corev1.ConditionTrue
+		}
+	}
+	return ready && containers && len(pod.Spec.ReadinessGates) == 0
 }
 
 func podReady(pod *corev1.Pod) bool {

@@ -144,6 +144,14 @@ func podOn(mod func(*corev1.Pod)) *corev1.Pod {
 	return p
 }
 
+// markedBy sets the pod not ready with reason, its containers ready or not.
+func markedBy(reason string, containers corev1.ConditionStatus) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.ContainersReady, Status: containers},
+			{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: reason}}
+	}
+}
+
 func tolerate(key string, secs *int64) func(*corev1.Pod) {
 	return func(p *corev1.Pod) {
 		p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: secs})
@@ -191,6 +199,12 @@ func TestDecidePod(t *testing.T) {
 		{name: "terminating on a live node: the agent finishes it", pod: podOn(func(p *corev1.Pod) {
 			p.DeletionTimestamp = ptr.To(at(0))
 		}), taints: []corev1.Taint{notReadyExec}},
+		{name: "node back: the controller's not-ready mark is lifted", pod: podOn(markedBy(nodelifecycle.ReasonPodNodeNotReady, corev1.ConditionTrue)),
+			want: nodelifecycle.PodDecision{RestoreReady: true}},
+		{name: "node back: the agent's own not-ready is left alone", pod: podOn(markedBy("ContainersNotReady", corev1.ConditionTrue))},
+		{name: "node back: containers not ready, the mark stays", pod: podOn(markedBy(nodelifecycle.ReasonPodNodeNotReady, corev1.ConditionFalse))},
+		{name: "still unreachable: the mark stays", pod: podOn(markedBy(nodelifecycle.ReasonPodNodeNotReady, corev1.ConditionTrue)),
+			taints: []corev1.Taint{unreachSched}, unreachable: true},
 		{name: "finished pods are left alone", pod: podOn(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), taints: unreachable, unreachable: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,9 @@ type Writer interface {
 	// NodeNotReady records that node's agent stopped renewing its Lease.
 	NodeNotReady(node *corev1.Node)
 	MarkPodNotReady(ctx context.Context, pod *corev1.Pod) error
+	// RestorePodReady sets Ready back to True on a pod MarkPodNotReady
+	// marked, once its node's agent is back.
+	RestorePodReady(ctx context.Context, pod *corev1.Pod) error
 	// DeletePod evicts pod; force deletes it with grace period 0.
 	DeletePod(ctx context.Context, pod *corev1.Pod, force bool) error
 }
@@ -55,24 +58,36 @@ func (w *ClientWriter) NodeNotReady(node *corev1.Node) {
 }
 
 // MarkPodNotReady sets the pod's Ready condition False, as kube's
-// controller does for the pods of a node that stopped reporting.
+// controller does for the pods of a node that stopped reporting (with the
+// reason NodeNotReady, which RestorePodReady looks for).
 func (w *ClientWriter) MarkPodNotReady(ctx context.Context, pod *corev1.Pod) error {
+	if err := w.setReady(ctx, pod, corev1.ConditionFalse, ReasonPodNodeNotReady, "Node is not ready"); err != nil {
+		return fmt.Errorf("marking pod %s/%s not ready: %w", pod.Namespace, pod.Name, err)
+	}
+	w.Recorder.Event(pod, corev1.EventTypeWarning, "NodeNotReady", "Node is not ready")
+	return nil
+}
+
+func (w *ClientWriter) RestorePodReady(ctx context.Context, pod *corev1.Pod) error {
+	if err := w.setReady(ctx, pod, corev1.ConditionTrue, "", ""); err != nil {
+		return fmt.Errorf("marking pod %s/%s ready again: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+func (w *ClientWriter) setReady(ctx context.Context, pod *corev1.Pod, status corev1.ConditionStatus, reason, msg string) error {
 	p := pod.DeepCopy()
 	for i := range p.Status.Conditions {
 		c := &p.Status.Conditions[i]
 		if c.Type == corev1.PodReady {
-			c.Status, c.LastTransitionTime = corev1.ConditionFalse, metav1.Now()
+			c.Status, c.Reason, c.Message, c.LastTransitionTime = status, reason, msg, metav1.Now()
 		}
 	}
 	_, err := w.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("marking pod %s/%s not ready: %w", p.Namespace, p.Name, err)
-	}
-	w.Recorder.Event(pod, corev1.EventTypeWarning, "NodeNotReady", "Node is not ready")
-	return nil
+	return err
 }
 
 func (w *ClientWriter) DeletePod(ctx context.Context, pod *corev1.Pod, force bool) error {
