@@ -60,6 +60,9 @@ import (
 	"github.com/headway/headway/internal/controller/workloop"
 )
 
+// podsByNode is the name of the pod informer's index by spec.nodeName.
+const podsByNode = "nodelifecycle.spec.nodeName"
+
 // DefaultGracePeriod is kube-controller-manager's --node-monitor-grace-period.
 const DefaultGracePeriod = 40 * time.Second
 
@@ -69,6 +72,8 @@ type Controller struct {
 	nodes  corelisters.NodeLister
 	leases coordlisters.LeaseLister
 	pods   corelisters.PodLister
+	// byNode indexes the pods by spec.nodeName (nil: list them all).
+	byNode cache.Indexer
 	synced []cache.InformerSynced
 	queue  *workloop.Loop[string]
 	log    *slog.Logger
@@ -111,6 +116,14 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		seen:   map[string]*liveness{},
 	}
 	c.queue = workloop.NewAfter("nodelifecycle", c.log, c.Sync)
+	if err := podInf.Informer().AddIndexers(cache.Indexers{podsByNode: func(obj any) ([]string, error) {
+		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			return []string{p.Spec.NodeName}, nil
+		}
+		return nil, nil
+	}}); err == nil {
+		c.byNode = podInf.Informer().GetIndexer()
+	}
 	nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.observeNode(obj) },
 		UpdateFunc: func(_, obj any) { c.observeNode(obj) },
@@ -253,7 +266,7 @@ func (c *Controller) Sync(ctx context.Context, name string) (time.Duration, erro
 	if !d.Unreachable {
 		after = obs.LastSeen.Add(obs.Grace).Sub(now) + 10*time.Millisecond
 	}
-	pods, err := c.pods.List(labels.Everything())
+	pods, err := c.podsOn(name)
 	if err != nil {
 		return 0, err
 	}
@@ -286,4 +299,22 @@ func (c *Controller) Sync(ctx context.Context, name string) (time.Duration, erro
 		return 0, errs[0]
 	}
 	return after, nil
+}
+
+// podsOn lists the pods bound to node.
+func (c *Controller) podsOn(node string) ([]*corev1.Pod, error) {
+	if c.byNode == nil {
+		return c.pods.List(labels.Everything())
+	}
+	objs, err := c.byNode.ByIndex(podsByNode, node)
+	if err != nil {
+		return nil, err
+	}
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if p, ok := o.(*corev1.Pod); ok {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
 }
