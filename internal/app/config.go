@@ -16,6 +16,7 @@ import (
 	netutils "k8s.io/utils/net"
 
 	"github.com/headway/headway/internal/apiserver"
+	"github.com/headway/headway/internal/controller/nodelifecycle"
 	"github.com/headway/headway/internal/dns"
 	"github.com/headway/headway/internal/proxy"
 )
@@ -49,6 +50,10 @@ type Options struct {
 	// <data-dir>/backups (0: never); BackupKeep how many copies stay.
 	BackupInterval time.Duration
 	BackupKeep     int
+	// NodeMonitorGracePeriod is how long a node's agent may go without
+	// renewing its Lease before the node is marked Unknown and tainted
+	// unreachable (--node-monitor-grace-period).
+	NodeMonitorGracePeriod time.Duration
 	// Etcd configures --store etcd.
 	Etcd EtcdOptions
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow.
@@ -144,6 +149,8 @@ func DefaultOptions() Options {
 		BackupKeep:        6,
 		Etcd:              EtcdOptions{Prefix: "/headway"},
 		AuthorizationMode: AuthorizationRBAC,
+
+		NodeMonitorGracePeriod: nodelifecycle.DefaultGracePeriod,
 	}
 }
 
@@ -184,6 +191,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "Service proxy on this node: auto (nftables when root and available, else the userspace forwarder), nftables, userspace or none; it runs unless --runtime none")
 	fs.DurationVar(&o.BackupInterval, "backup-interval", o.BackupInterval, "how often the bolt store is copied, while serving, into <data-dir>/backups (0: never); `headway store restore` puts a copy back")
 	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
+	fs.DurationVar(&o.NodeMonitorGracePeriod, "node-monitor-grace-period", o.NodeMonitorGracePeriod, "how long a node's agent may go without renewing its Lease before the node is marked Unknown, tainted node.kubernetes.io/unreachable and its pods marked not ready (as kube-controller-manager's flag)")
 	o.Agent.AddFlags(fs)
 	fs.IntVar(&o.Serving.MaxRequestsInFlight, "max-requests-inflight", o.Serving.MaxRequestsInFlight, "the most read requests the API serves at once; past it they are answered 429 with Retry-After (watches and streams are not counted; as kube-apiserver's flag)")
 	fs.IntVar(&o.Serving.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", o.Serving.MaxMutatingRequestsInFlight, "the most write requests the API serves at once; past it they are answered 429 with Retry-After (as kube-apiserver's flag)")
@@ -242,6 +250,8 @@ type Config struct {
 	// BackupInterval and BackupKeep are --backup-interval, --backup-keep.
 	BackupInterval time.Duration
 	BackupKeep     int
+	// NodeMonitorGracePeriod is --node-monitor-grace-period.
+	NodeMonitorGracePeriod time.Duration
 	// Etcd is --store etcd's connection.
 	Etcd EtcdOptions
 	// AuthorizationMode is AuthorizationRBAC or AuthorizationAlwaysAllow.
@@ -289,9 +299,14 @@ func (o *Options) Config() (Config, error) {
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
 		Serving:           o.Serving,
 		AuthorizationMode: o.AuthorizationMode,
+
+		NodeMonitorGracePeriod: o.NodeMonitorGracePeriod,
 	}
 	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
 		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))
+	}
+	if c.NodeMonitorGracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("--node-monitor-grace-period %v: want a positive duration such as 40s", c.NodeMonitorGracePeriod))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))

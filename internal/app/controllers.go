@@ -24,6 +24,7 @@ import (
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
 	"github.com/headway/headway/internal/controller/networkpolicy"
+	"github.com/headway/headway/internal/controller/nodelifecycle"
 	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/resourcequota"
 	"github.com/headway/headway/internal/controller/rootcacert"
@@ -60,6 +61,8 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	}
 	nsc := namespace.New(client, md, factory, log)
 	sched := scheduler.New(schedClient, factory, recorder("default-scheduler"), log)
+	lifecycle := nodelifecycle.New(client, factory, recorder("node-controller"), log)
+	lifecycle.GracePeriod = cfg.NodeMonitorGracePeriod
 	collector := gc.New(md, client.Discovery(), log)
 	sts := statefulset.New(client, factory, recorder("statefulset-controller"), log)
 	slices := endpointslice.New(client, factory, log)
@@ -84,6 +87,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			accounts.Run,
 			rootCA.Run,
 			sched.Run,
+			lifecycle.Run,
 			sts.Run,
 			replicasets.Run,
 			deployments.Run,

@@ -1,16 +1,29 @@
-// Package scheduler is a minimal scheduler: a pod without a node is bound to
-// the Ready, schedulable node that runs the fewest pods (first fit by count).
+// Package scheduler binds pods without a node to nodes, as kube-scheduler
+// does with its default plugins for the constraints Headway has (see
+// Decide): cordons, taints and tolerations, nodeSelector and required node
+// affinity, node readiness, required pod affinity and anti-affinity; of the
+// nodes that fit, pods of one controller are spread over the nodes.
+//
+// Placement decisions are made one pod at a time (a mutex around the
+// decision) against the informers' view plus the bindings this scheduler
+// has made and not yet seen come back (kube-scheduler's "assumed" pods), so
+// that pods created together (a Parallel StatefulSet, a ReplicaSet) spread
+// and honour anti-affinity among themselves. A pod that fits nowhere gets
+// PodScheduled=False (reason Unschedulable) and a FailedScheduling event
+// worded as kube-scheduler words them; it is tried again whenever a node
+// changes or a pod goes away.
 package scheduler
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -28,10 +41,16 @@ const Name = corev1.DefaultSchedulerName
 
 // Controller binds pods to nodes.
 type Controller struct {
-	client   kubernetes.Interface
-	pods     corelisters.PodLister
-	nodes    corelisters.NodeLister
-	synced   []cache.InformerSynced
+	client kubernetes.Interface
+	pods   corelisters.PodLister
+	nodes  corelisters.NodeLister
+	nss    corelisters.NamespaceLister
+	synced []cache.InformerSynced
+
+	// mu serialises decisions; assumed are the pods bound by this
+	// scheduler that the pod informer still shows without a node.
+	mu       sync.Mutex
+	assumed  map[types.UID]string
 	queue    *workloop.Loop[string]
 	recorder record.EventRecorder
 	log      *slog.Logger
@@ -41,25 +60,46 @@ type Controller struct {
 func New(client kubernetes.Interface, factory informers.SharedInformerFactory, recorder record.EventRecorder, log *slog.Logger) *Controller {
 	podInf := factory.Core().V1().Pods()
 	nodeInf := factory.Core().V1().Nodes()
+	nsInf := factory.Core().V1().Namespaces()
 	c := &Controller{
 		client:   client,
 		pods:     podInf.Lister(),
 		nodes:    nodeInf.Lister(),
-		synced:   []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced},
+		nss:      nsInf.Lister(),
+		synced:   []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced, nsInf.Informer().HasSynced},
+		assumed:  map[types.UID]string{},
 		recorder: recorder,
 		log:      log.With("controller", "scheduler"),
 	}
 	c.queue = workloop.New("scheduler", c.log, c.schedule)
-	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueuePod,
-		UpdateFunc: func(_, obj any) { c.enqueuePod(obj) },
-	})
 	requeueAll := func(any) {
 		pods, _ := c.pods.List(labels.Everything())
 		for _, p := range pods {
 			c.enqueuePod(p)
 		}
 	}
+	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueuePod,
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+				c.forget(p.UID)
+			}
+			c.enqueuePod(obj)
+		},
+		// A pod going away may free a node for pods waiting on
+		// anti-affinity.
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				c.forget(p.UID)
+				if p.Spec.NodeName != "" {
+					requeueAll(nil)
+				}
+			}
+		},
+	})
 	nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    requeueAll,
 		UpdateFunc: func(_, obj any) { requeueAll(obj) },
@@ -87,36 +127,6 @@ func (c *Controller) Run(ctx context.Context) {
 	c.queue.Run(ctx, Workers, c.synced...)
 }
 
-// Pick is the decision: the Ready, schedulable node with the fewest pods
-// (ties broken by name), or "" when there is none.
-func Pick(nodes []*corev1.Node, pods []*corev1.Pod) string {
-	count := map[string]int{}
-	for _, p := range pods {
-		if p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			count[p.Spec.NodeName]++
-		}
-	}
-	best := ""
-	for _, n := range nodes {
-		if n.Spec.Unschedulable || !ready(n) {
-			continue
-		}
-		if best == "" || count[n.Name] < count[best] || (count[n.Name] == count[best] && n.Name < best) {
-			best = n.Name
-		}
-	}
-	return best
-}
-
-func ready(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 func (c *Controller) schedule(ctx context.Context, key string) error {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	pod, err := c.pods.Pods(ns).Get(name)
@@ -126,14 +136,14 @@ func (c *Controller) schedule(ctx context.Context, key string) error {
 	if err != nil || !needsNode(pod) {
 		return err
 	}
-	nodes, _ := c.nodes.List(labels.Everything())
-	pods, _ := c.pods.List(labels.Everything())
-	target := Pick(nodes, pods)
-	if target == "" {
-		return c.unschedulable(ctx, pod, len(nodes))
+	d := c.decide(pod)
+	if d.Node == "" {
+		return c.unschedulable(ctx, pod, d.Message)
 	}
+	target := d.Node
 	binding := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID}, Target: corev1.ObjectReference{Kind: "Node", Name: target}}
 	if err := c.client.CoreV1().Pods(ns).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+		c.forget(pod.UID)
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -144,9 +154,45 @@ func (c *Controller) schedule(ctx context.Context, key string) error {
 	return nil
 }
 
-// unschedulable records why a pod waits; the pod is retried when nodes change.
-func (c *Controller) unschedulable(ctx context.Context, pod *corev1.Pod, nodes int) error {
-	msg := fmt.Sprintf("0/%d nodes are available: no Ready node to run the pod. Start headway server with --runtime process (the default) to run pods.", nodes)
+// decide runs Decide on the informers' view with the assumed bindings
+// applied, and assumes the pod bound where it decided.
+func (c *Controller) decide(pod *corev1.Pod) Decision {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := State{Namespaces: map[string]labels.Set{}}
+	s.Nodes, _ = c.nodes.List(labels.Everything())
+	pods, _ := c.pods.List(labels.Everything())
+	for _, p := range pods {
+		if p.Spec.NodeName == "" {
+			node, ok := c.assumed[p.UID]
+			if !ok {
+				continue
+			}
+			p = p.DeepCopy()
+			p.Spec.NodeName = node
+		}
+		s.Pods = append(s.Pods, p)
+	}
+	nss, _ := c.nss.List(labels.Everything())
+	for _, ns := range nss {
+		s.Namespaces[ns.Name] = labels.Set(ns.Labels)
+	}
+	d := Decide(pod, s)
+	if d.Node != "" {
+		c.assumed[pod.UID] = d.Node
+	}
+	return d
+}
+
+func (c *Controller) forget(uid types.UID) {
+	c.mu.Lock()
+	delete(c.assumed, uid)
+	c.mu.Unlock()
+}
+
+// unschedulable records why a pod waits; the pod is retried when nodes
+// change or a bound pod goes away.
+func (c *Controller) unschedulable(ctx context.Context, pod *corev1.Pod, msg string) error {
 	for _, cond := range pod.Status.Conditions {
 		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Message == msg {
 			return nil

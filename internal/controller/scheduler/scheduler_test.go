@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -207,6 +208,43 @@ func TestPodsSpreadAcrossNodes(t *testing.T) {
 		waitFor(t, name+" bound", func() bool { return c.pod(t, name).Spec.NodeName != "" })
 		if n := c.pod(t, name).Spec.NodeName; n != want[i] {
 			t.Fatalf("%s bound to %q, want %q", name, n, want[i])
+		}
+	}
+}
+
+// TestPodsCreatedTogetherSpread: pods that arrive together (a Parallel
+// StatefulSet) are placed against the bindings already decided, not only
+// what the informer shows: hostname anti-affinity puts one on each node and
+// the fourth waits with kube-scheduler's message.
+func TestPodsCreatedTogetherSpread(t *testing.T) {
+	web := map[string]string{"app": "web"}
+	var objs []runtime.Object
+	for _, n := range []string{"a", "b", "c"} {
+		objs = append(objs, readyNode(n, nil))
+	}
+	for i := 0; i < 4; i++ {
+		p := owned(fmt.Sprintf("web-%d", i), "", "sts", web)
+		p.Spec.Affinity = hostnameAnti("web")
+		objs = append(objs, p)
+	}
+	c := start(t, objs...)
+	waitFor(t, "three pods bound", func() bool {
+		n := 0
+		for i := 0; i < 4; i++ {
+			if c.pod(t, fmt.Sprintf("web-%d", i)).Spec.NodeName != "" {
+				n++
+			}
+		}
+		return n == 3
+	})
+	c.event(t, "Warning FailedScheduling 0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.")
+	used := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		if n := c.pod(t, fmt.Sprintf("web-%d", i)).Spec.NodeName; n != "" {
+			if used[n] {
+				t.Fatalf("two pods of the set on %s", n)
+			}
+			used[n] = true
 		}
 	}
 }

@@ -107,6 +107,12 @@ func WithAgent(bridge, clusterCIDR, serviceCIDR string) Option {
 	}
 }
 
+// WithNodeMonitorGracePeriod sets --node-monitor-grace-period: how long a
+// node may go without renewing its Lease before it is marked Unknown.
+func WithNodeMonitorGracePeriod(d time.Duration) Option {
+	return func(o *app.Options) { o.NodeMonitorGracePeriod = d }
+}
+
 // WithBackoff sets the agent's first crash-loop back-off (10s by default).
 func WithBackoff(d time.Duration) Option {
 	return func(o *app.Options) { o.Agent.BackoffBase = d }

@@ -1,7 +1,8 @@
 // Package kubeletsim is a simulated kubelet for tests and benchmarks: it
-// registers a Ready node and, for every pod bound to it, writes the status
-// a kubelet would (Running, an IP, Ready) and finishes graceful deletions.
-// It runs nothing.
+// registers a Ready node, renews the node's Lease while it runs (so the node
+// lifecycle controller keeps the node Ready), and, for every pod bound to
+// it, writes the status a kubelet would (Running, an IP, Ready) and
+// finishes graceful deletions. It runs nothing.
 package kubeletsim
 
 import (
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,6 +44,9 @@ type Kubelet struct {
 	TerminationDelay time.Duration
 	// Workers is how many pods are handled at once (default 8).
 	Workers int
+	// LeaseDuration is the node Lease's duration, renewed every quarter of
+	// it while Run runs (default 40s, the kubelet's).
+	LeaseDuration time.Duration
 
 	// Writes counts the API writes the simulated kubelet made.
 	Writes atomic.Int64
@@ -121,11 +126,43 @@ func (k *Kubelet) Run(ctx context.Context) {
 	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }})
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); k.renewLease(ctx) }()
+	defer func() { <-leaseDone }()
 	workers := k.Workers
 	if workers <= 0 {
 		workers = 8
 	}
 	queue.Run(ctx, workers, inf.Informer().HasSynced)
+}
+
+// renewLease renews the node's Lease in kube-node-lease every quarter of
+// LeaseDuration until ctx ends, as the kubelet does.
+func (k *Kubelet) renewLease(ctx context.Context) {
+	d := k.LeaseDuration
+	if d <= 0 {
+		d = 40 * time.Second
+	}
+	secs := int32(max(d/time.Second, 1))
+	leases := k.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	for {
+		now := metav1.NewMicroTime(time.Now())
+		l, err := leases.Get(ctx, k.Node, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: k.Node, Namespace: corev1.NamespaceNodeLease},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: &k.Node, LeaseDurationSeconds: &secs, RenewTime: &now}}, metav1.CreateOptions{})
+		case err == nil:
+			l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &k.Node, &secs, &now
+			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		}
+		_ = err // a failed renewal is tried again at the next tick, as the kubelet does
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d / 4):
+		}
+	}
 }
 
 // terminating is how much longer a deleted pod stays terminating: the
