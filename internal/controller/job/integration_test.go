@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,12 +156,26 @@ func TestJobs(t *testing.T) {
 			}
 			return hosts["idx-0"] && hosts["idx-1"], nil
 		})
+		// The Job goes one second after it completes: under load a poll
+		// may never see it complete, so a watch from its creation does.
+		w, err := jobs.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=idx", ResourceVersion: j.ResourceVersion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		var seen atomic.Bool
+		go func() {
+			for ev := range w.ResultChan() {
+				if got, ok := ev.Object.(*batchv1.Job); ok && got.UID == j.UID && complete(got) && got.Status.CompletedIndexes == "0-1" {
+					seen.Store(true)
+				}
+			}
+		}()
 		cluster.WaitFor(t, 20*time.Second, "Job complete", func() (bool, error) {
 			if _, err := finishPods(ctx, client, ns, "idx", corev1.PodSucceeded); err != nil {
 				return false, err
 			}
-			got, err := jobs.Get(ctx, "idx", metav1.GetOptions{})
-			return err == nil && complete(got) && got.Status.CompletedIndexes == "0-1", err
+			return seen.Load(), nil
 		})
 		cluster.WaitFor(t, 20*time.Second, "Job deleted after its TTL", func() (bool, error) {
 			got, err := jobs.Get(ctx, "idx", metav1.GetOptions{})
