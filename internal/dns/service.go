@@ -386,11 +386,8 @@ func (h *Handler) lookup(ix *Index, key []byte) *node {
 	rest := key[1+l0:]
 	if len(rest) > 1 {
 		// <label>.<service>: an endpoint name.
-		if p := ix.get(rest); p != nil {
-			if p.svc != nil {
-				return p.svc.host(key[1 : 1+l0])
-			}
-			return nil
+		if p := ix.get(rest); p != nil && p.svc != nil {
+			return p.svc.host(key[1 : 1+l0])
 		}
 		// _<port>._<proto>.<service>: a port name.
 		if key[1] == '_' && rest[1] == '_' {
