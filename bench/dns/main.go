@@ -52,6 +52,7 @@ var (
 	churnPods  = flag.Int("churn-pods", 1000, "endpoints of the churning headless Service")
 	changes    = flag.Int("changes", 300, "readiness changes timed in the churn run")
 	skipMemory = flag.Bool("skip-memory", false, "leave out the memory runs")
+	onlyMemory = flag.Bool("only-memory", false, "run the memory runs only")
 	echo       = flag.String("echo", "", "run only the UDP echo loop on this address (what the benchmark starts as its reference)")
 )
 
@@ -192,6 +193,9 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
+	if *onlyMemory {
+		return memory(w, dir, coredns)
+	}
 	// The API server both DNS servers follow; its own DNS is unused.
 	api, kubeconfig, client, err := startAPI(filepath.Join(dir, "api"))
 	if err != nil {
@@ -304,7 +308,15 @@ func run() error {
 	servers = nil
 
 	if !*skipMemory {
-		w("### Memory\n\nFor each fixture, a fresh `headway server` holding only it, and fresh DNS servers (pinned as above) started against it; resident memory (VmRSS) once each answers the fixture's last Service with all its endpoints, and the peak (VmHWM):\n\n")
+		return memory(w, dir, coredns)
+	}
+	return nil
+}
+
+// memory measures both servers' resident memory on the two fixtures.
+func memory(w func(string, ...any), dir, coredns string) error {
+	{
+		w("### Memory\n\nFor each fixture, a fresh `headway server` holding only it, and fresh DNS servers (pinned as above) started against it; resident memory (VmRSS) 3 s after each answers the fixture's last Service with all its endpoints, and the peak (VmHWM):\n\n")
 		w("| fixture | server | VmRSS | peak (VmHWM) |\n| --- | --- | --- | --- |\n")
 		type fixture struct{ services, endpoints int }
 		rss := map[string]map[string]float64{}
@@ -432,6 +444,7 @@ func memoryRun(dir, coredns string, services, endpoints int) ([]memFigure, error
 			return nil, fmt.Errorf("%s: %w\n%s", s.name, err, s.p.log.String())
 		}
 	}
+	time.Sleep(3 * time.Second) // settled: what each keeps, not its last allocation
 	var out []memFigure
 	for _, s := range servers {
 		out = append(out, memFigure{name: s.name, rss: s.p.statusMiB("VmRSS"), hwm: s.p.statusMiB("VmHWM")})
