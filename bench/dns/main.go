@@ -3,8 +3,11 @@
 //
 //   - queries per second and latency with dnsperf (Debian package) on the
 //     same query mix (headless A, per-pod A, SRV, PTR, NXDOMAIN), each server
-//     pinned to CPU 0 and dnsperf to CPU 1;
-//   - resident memory with 10,000 Services and 100,000 endpoints;
+//     pinned to CPU 0 and dnsperf to CPU 1, with a bare UDP echo loop (this
+//     program run with -echo, answering each query with its own bytes
+//     flagged as a response) as the limit of the path;
+//   - resident memory with 10,000 Services and 100,000 endpoints, and with
+//     2,000 headless Services of 50 endpoints (fresh servers per fixture);
 //   - DNS programming latency: from an EndpointSlice write (its
 //     endpoints.kubernetes.io/last-change-trigger-time) to the first answer
 //     that carries it, while 1,000 pods churn.
@@ -48,11 +51,20 @@ var (
 	endpoints  = flag.Int("endpoints", 100000, "endpoints of the memory run (spread over the Services)")
 	churnPods  = flag.Int("churn-pods", 1000, "endpoints of the churning headless Service")
 	changes    = flag.Int("changes", 300, "readiness changes timed in the churn run")
-	skipMemory = flag.Bool("skip-memory", false, "leave out the 10,000-Service memory run")
+	skipMemory = flag.Bool("skip-memory", false, "leave out the memory runs")
+	onlyMemory = flag.Bool("only-memory", false, "run the memory runs only")
+	echo       = flag.String("echo", "", "run only the UDP echo loop on this address (what the benchmark starts as its reference)")
 )
 
 func main() {
 	flag.Parse()
+	if *echo != "" {
+		if err := echoLoop(*echo); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/dns -echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/dns:", err)
 		os.Exit(1)
@@ -85,12 +97,13 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) rssMiB() float64 {
+// statusMiB is a memory figure of /proc/PID/status (VmRSS, VmHWM) in MiB.
+func (p *proc) statusMiB(field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
-	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	m := regexp.MustCompile(field + `:\s+(\d+) kB`).FindSubmatch(b)
 	if m == nil {
 		return 0
 	}
@@ -180,32 +193,15 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
+	if *onlyMemory {
+		return memory(w, dir, coredns)
+	}
 	// The API server both DNS servers follow; its own DNS is unused.
-	apiPort, _ := freePort()
-	ownDNS, _ := freePort()
-	api, err := start(*bin, "server", "--store", "memory", "--runtime", "none", "--data-dir", filepath.Join(dir, "api"),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", apiPort), "--dns-listen", fmt.Sprintf("127.0.0.1:%d", ownDNS), "--log-level", "warn")
+	api, kubeconfig, client, err := startAPI(filepath.Join(dir, "api"))
 	if err != nil {
 		return err
 	}
 	defer api.stop()
-	kubeconfig := filepath.Join(dir, "api", "kubeconfig")
-	var client kubernetes.Interface
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
-			cfg.QPS, cfg.Burst = -1, 0
-			if c, err := kubernetes.NewForConfig(cfg); err == nil {
-				if _, err := c.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err == nil {
-					client = c
-					break
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("headway server did not start:\n%s", api.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	ctx := context.Background()
 
 	// The query mix.
@@ -219,15 +215,181 @@ func run() error {
 	}
 
 	// The two servers, each pinned to CPU 0.
+	servers, err := startServers(dir, kubeconfig, coredns)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range servers {
+			s.p.stop()
+		}
+	}()
+	for _, s := range servers {
+		if err := waitAnswer(s.addr, "mix-99.default.svc.cluster.local.", 3, 60*time.Second); err != nil {
+			return fmt.Errorf("%s: %w\n%s", s.name, err, s.p.log.String())
+		}
+	}
+	// The reference: a bare UDP echo loop (this program, -echo) on the
+	// same CPU, under the same load.
+	ep, _ := freePort()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	echoAddr := fmt.Sprintf("127.0.0.1:%d", ep)
+	ech, err := start("taskset", "-c", "0", self, "-echo", echoAddr)
+	if err != nil {
+		return err
+	}
+	defer ech.stop()
+	if err := waitEcho(echoAddr, 10*time.Second); err != nil {
+		return fmt.Errorf("echo loop: %w\n%s", err, ech.log.String())
+	}
+	loaded := append(slices.Clone(servers), &server{name: "UDP echo loop", addr: echoAddr, p: ech})
+
+	w("Both servers follow the same `headway server` (memory store) through its API, each pinned to CPU 0 (`taskset -c 0`; Go sizes GOMAXPROCS to the one CPU), with dnsperf %s pinned to CPU 1. CoreDNS 1.14.7 runs its `kubernetes` plugin alone (no cache plugin), `pods verified`, like Headway's default. ", dnsperfVersion(dnsperf))
+	w("The query mix is %d queries over 100 headless Services of 3 pods each, in equal shares: headless A, per-pod A, SRV, PTR, NXDOMAIN. ", len(queries))
+	w("The reference is a bare UDP echo loop (`go run ./bench/dns -echo ADDR`: one socket, read, set QR, write back; Go like Headway's server) pinned to the same CPU under the same dnsperf load: the limit of this path.\n\n")
+	if coredns == "" {
+		w("CoreDNS is not installed (`go install github.com/coredns/coredns@v1.14.7`): Headway's figures only.\n\n")
+	}
+
+	// Throughput, then latency at a fixed load below both capacities.
+	type perf struct{ qps, avg, p50, p99, lost float64 }
+	results := map[string]perf{}
+	for _, s := range loaded {
+		_, port, _ := net.SplitHostPort(s.addr)
+		res, err := runDNSPerf(dnsperf, port, qfile, "-l", fmt.Sprint(int(duration.Seconds())), "-c", "8", "-q", "256")
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		lat, err := runDNSPerf(dnsperf, port, qfile, "-l", "10", "-c", "8", "-Q", fmt.Sprint(*latencyQPS), "-v")
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		results[s.name] = perf{qps: res.qps, avg: res.avg, lost: res.lost, p50: lat.p50, p99: lat.p99}
+	}
+	w("| server | queries/s (saturated) | mean latency saturated | lost | p50 at %d q/s | p99 at %d q/s |\n| --- | --- | --- | --- | --- | --- |\n", *latencyQPS, *latencyQPS)
+	for _, s := range loaded {
+		r := results[s.name]
+		w("| %s | %.0f | %.3f ms | %.2f%% | %.3f ms | %.3f ms |\n", s.name, r.qps, r.avg*1000, r.lost, r.p50*1000, r.p99*1000)
+	}
+	hw, ec := results[servers[0].name], results["UDP echo loop"]
+	w("\n")
+	if len(servers) == 2 {
+		cd := results[servers[1].name]
+		ratio := hw.qps / cd.qps
+		w("- Headway/CoreDNS queries/s: **%.2f×** (target ≥ 3×: %s); p99 %.3f ms vs %.3f ms (lower: %s).\n",
+			ratio, yesNo(ratio >= 3), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
+	}
+	w("- Headway/UDP echo loop queries/s: **%.0f%%** (target ≥ 85%%: %s).\n\n", 100*hw.qps/ec.qps, yesNo(hw.qps >= 0.85*ec.qps))
+
+	// Programming latency while 1,000 pods churn.
+	lat, err := churn(ctx, client, servers)
+	if err != nil {
+		return err
+	}
+	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms until the answer shows the change. Time from the write to the first such answer:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time")
+	w("| server | p50 | p99 | max |\n| --- | --- | --- | --- |\n")
+	for _, s := range servers {
+		l := lat[s.name]
+		w("| %s | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+	}
+	hp99 := pct(lat["Headway"], 99)
+	w("\nTarget: p99 under 50 ms: %s", yesNo(hp99 < 50))
+	if len(servers) == 2 {
+		cp99 := pct(lat[servers[1].name], 99)
+		w("; below CoreDNS' (%.1f ms): %s", cp99, yesNo(hp99 < cp99))
+	}
+	w(". Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics. The index update one such change costs is `go test -bench IndexUpdate ./internal/dns` (target under 100 µs).\n\n")
+	for _, s := range servers {
+		s.p.stop()
+	}
+	servers = nil
+
+	if !*skipMemory {
+		return memory(w, dir, coredns)
+	}
+	return nil
+}
+
+// memory measures both servers' resident memory on the two fixtures.
+func memory(w func(string, ...any), dir, coredns string) error {
+	{
+		w("### Memory\n\nFor each fixture, a fresh `headway server` holding only it, and fresh DNS servers (pinned as above) started against it; resident memory (VmRSS) 3 s after each answers the fixture's last Service with all its endpoints, and the peak (VmHWM):\n\n")
+		w("| fixture | server | VmRSS | peak (VmHWM) |\n| --- | --- | --- | --- |\n")
+		type fixture struct{ services, endpoints int }
+		rss := map[string]map[string]float64{}
+		var names []string
+		for _, f := range []fixture{{*services, *endpoints}, {2000, 100000}} {
+			name := fmt.Sprintf("%d Services × %d endpoints", f.services, f.endpoints/f.services)
+			names = append(names, name)
+			got, err := memoryRun(filepath.Join(dir, fmt.Sprintf("mem-%d", f.services)), coredns, f.services, f.endpoints)
+			if err != nil {
+				return fmt.Errorf("memory run %s: %w", name, err)
+			}
+			rss[name] = map[string]float64{}
+			for _, m := range got {
+				rss[name][m.name] = m.rss
+				w("| %s | %s | %.0f MiB | %.0f MiB |\n", name, m.name, m.rss, m.hwm)
+			}
+		}
+		w("\n")
+		for i, name := range names {
+			h, c := rss[name]["Headway"], rss[name]["CoreDNS 1.14.7"]
+			w("- %s: Headway %.0f MiB", name, h)
+			if c > 0 {
+				w(" vs CoreDNS %.0f MiB (target below CoreDNS: %s)", c, yesNo(h < c))
+			}
+			if i == 0 {
+				w("; target at most 100 MiB: %s", yesNo(h <= 100))
+			}
+			w(".\n")
+		}
+		w("\nThe heap the index keeps for the same fixtures (the objects left out) is `go test -run X -bench IndexMemory -benchtime 1x ./internal/dns`.\n\n")
+	}
+	return nil
+}
+
+// startAPI starts a `headway server` (memory store, no runtime) in dir and
+// waits until it answers.
+func startAPI(dir string) (*proc, string, kubernetes.Interface, error) {
+	apiPort, _ := freePort()
+	ownDNS, _ := freePort()
+	api, err := start(*bin, "server", "--store", "memory", "--runtime", "none", "--data-dir", dir,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", apiPort), "--dns-listen", fmt.Sprintf("127.0.0.1:%d", ownDNS), "--log-level", "warn")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
+			cfg.QPS, cfg.Burst = -1, 0
+			if c, err := kubernetes.NewForConfig(cfg); err == nil {
+				if _, err := c.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err == nil {
+					return api, kubeconfig, c, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			api.stop()
+			return nil, "", nil, fmt.Errorf("headway server did not start:\n%s", api.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startServers starts Headway's DNS and (when installed) CoreDNS, each
+// pinned to CPU 0, following the API of kubeconfig.
+func startServers(dir, kubeconfig, coredns string) ([]*server, error) {
 	var servers []*server
 	hp, _ := freePort()
 	mp, _ := freePort()
 	h, err := start("taskset", "-c", "0", *bin, "dns", "--kubeconfig", kubeconfig, "--dns-listen", fmt.Sprintf("127.0.0.1:%d", hp),
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mp), "--dns-upstream", "none", "--log-level", "warn")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer h.stop()
 	servers = append(servers, &server{name: "Headway", addr: fmt.Sprintf("127.0.0.1:%d", hp), p: h})
 	if coredns != "" {
 		cp, _ := freePort()
@@ -243,85 +405,88 @@ func run() error {
 `, cp, kubeconfig)), 0o644)
 		c, err := start("taskset", "-c", "0", coredns, "-conf", corefile)
 		if err != nil {
-			return err
+			h.stop()
+			return nil, err
 		}
-		defer c.stop()
 		servers = append(servers, &server{name: "CoreDNS 1.14.7", addr: fmt.Sprintf("127.0.0.1:%d", cp), p: c})
 	}
+	return servers, nil
+}
+
+type memFigure struct {
+	name     string
+	rss, hwm float64
+}
+
+// memoryRun holds services headless Services with endpoints endpoints in
+// all in a fresh API server, and measures fresh DNS servers following it.
+func memoryRun(dir, coredns string, services, endpoints int) ([]memFigure, error) {
+	api, kubeconfig, client, err := startAPI(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer api.stop()
+	if err := populateMany(context.Background(), client, services, endpoints); err != nil {
+		return nil, err
+	}
+	servers, err := startServers(dir, kubeconfig, coredns)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, s := range servers {
+			s.p.stop()
+		}
+	}()
+	last := fmt.Sprintf("many-%d.many.svc.cluster.local.", services-1)
 	for _, s := range servers {
-		if err := waitAnswer(s.addr, "mix-99.default.svc.cluster.local.", 3, 60*time.Second); err != nil {
-			return fmt.Errorf("%s: %w\n%s", s.name, err, s.p.log.String())
+		if err := waitAnswer(s.addr, last, endpoints/services, 5*time.Minute); err != nil {
+			return nil, fmt.Errorf("%s: %w\n%s", s.name, err, s.p.log.String())
 		}
 	}
-
-	w("Both servers follow the same `headway server` (memory store) through its API, each pinned to CPU 0 (`taskset -c 0`; Go sizes GOMAXPROCS to the one CPU), with dnsperf %s pinned to CPU 1. CoreDNS 1.14.7 runs its `kubernetes` plugin alone (no cache plugin), `pods verified`, like Headway's default. ", dnsperfVersion(dnsperf))
-	w("The query mix is %d queries over 100 headless Services of 3 pods each, in equal shares: headless A, per-pod A, SRV, PTR, NXDOMAIN.\n\n", len(queries))
-	if coredns == "" {
-		w("CoreDNS is not installed (`go install github.com/coredns/coredns@v1.14.7`): Headway's figures only.\n\n")
-	}
-
-	// Throughput, then latency at a fixed load below both capacities.
-	type perf struct{ qps, avg, p50, p99, lost float64 }
-	results := map[string]perf{}
+	time.Sleep(3 * time.Second) // settled: what each keeps, not its last allocation
+	var out []memFigure
 	for _, s := range servers {
-		_, port, _ := net.SplitHostPort(s.addr)
-		res, err := runDNSPerf(dnsperf, port, qfile, "-l", fmt.Sprint(int(duration.Seconds())), "-c", "8", "-q", "256")
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		lat, err := runDNSPerf(dnsperf, port, qfile, "-l", "10", "-c", "8", "-Q", fmt.Sprint(*latencyQPS), "-v")
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		results[s.name] = perf{qps: res.qps, avg: res.avg, lost: res.lost, p50: lat.p50, p99: lat.p99}
+		out = append(out, memFigure{name: s.name, rss: s.p.statusMiB("VmRSS"), hwm: s.p.statusMiB("VmHWM")})
 	}
-	w("| server | queries/s (saturated) | mean latency saturated | lost | p50 at %d q/s | p99 at %d q/s |\n| --- | --- | --- | --- | --- | --- |\n", *latencyQPS, *latencyQPS)
-	for _, s := range servers {
-		r := results[s.name]
-		w("| %s | %.0f | %.3f ms | %.2f%% | %.3f ms | %.3f ms |\n", s.name, r.qps, r.avg*1000, r.lost, r.p50*1000, r.p99*1000)
-	}
-	if len(servers) == 2 {
-		hw, cd := results[servers[0].name], results[servers[1].name]
-		ratio := hw.qps / cd.qps
-		w("\nTarget: at least 1.5× CoreDNS' queries/s at a lower p99. Headway/CoreDNS = **%.2f×** (%s); p99 %.3f ms vs %.3f ms (%s).\n\n",
-			ratio, yesNo(ratio >= 1.5), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
-	}
+	return out, nil
+}
 
-	// Programming latency while 1,000 pods churn.
-	lat, err := churn(ctx, client, servers)
+// echoLoop answers every UDP datagram on addr with its own bytes, QR set:
+// the least a DNS server on this path can do.
+func echoLoop(addr string) error {
+	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return err
 	}
-	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms until the answer shows the change. Time from the write to the first such answer:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time")
-	w("| server | p50 | p99 | max |\n| --- | --- | --- | --- |\n")
-	for _, s := range servers {
-		l := lat[s.name]
-		w("| %s | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
-	}
-	w("\nTarget: p99 under 50 ms: %s. Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics.\n\n", yesNo(pct(lat["Headway"], 99) < 50))
-
-	if !*skipMemory {
-		before := map[string]float64{}
-		for _, s := range servers {
-			before[s.name] = s.p.rssMiB()
-		}
-		if err := populateMany(ctx, client, *services, *endpoints); err != nil {
+	uc := c.(*net.UDPConn)
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := uc.ReadFromUDPAddrPort(buf)
+		if err != nil {
 			return err
 		}
-		last := fmt.Sprintf("many-%d.many.svc.cluster.local.", *services-1)
-		per := *endpoints / *services
-		w("### Memory\n\nResident memory (VmRSS) of each server before, and after it has indexed, %d more Services with %d endpoints (%d per headless Service, one EndpointSlice each):\n\n| server | before | after |\n| --- | --- | --- |\n", *services, *endpoints, per)
-		for _, s := range servers {
-			if err := waitAnswer(s.addr, last, per, 5*time.Minute); err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
-			}
+		if n >= 12 {
+			buf[2] |= 0x80
+			uc.WriteToUDPAddrPort(buf[:n], from)
 		}
-		for _, s := range servers {
-			w("| %s | %.0f MiB | %.0f MiB |\n", s.name, before[s.name], s.p.rssMiB())
-		}
-		w("\n")
 	}
-	return nil
+}
+
+// waitEcho waits until the echo loop on addr answers.
+func waitEcho(addr string, d time.Duration) error {
+	c := &mdns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
+	deadline := time.Now().Add(d)
+	for {
+		m := new(mdns.Msg)
+		m.SetQuestion("echo.", mdns.TypeA)
+		if r, _, err := c.Exchange(m, addr); err == nil && r.Response {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("no echo from %s in %v: %v", addr, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func yesNo(b bool) string {

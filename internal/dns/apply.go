@@ -43,12 +43,17 @@ func (m *model) writeStatic(w *writer) {
 
 // stale is what a batch of events made stale in the index.
 type stale struct {
-	static bool                 // the apexes: the kube-dns Service changed
-	ns     map[string]bool      // namespace names
-	svc    map[string]time.Time // ns/svc → when its earliest change was made
-	pod    map[string]time.Time // pod record names → when the change was made
-	ptr    map[netip.Addr]bool  // addresses whose PTR record changes
+	static bool                   // the apexes: the kube-dns Service changed
+	ns     map[string]bool        // namespace names
+	svc    map[string]time.Time   // ns/svc → when its earliest change was made
+	full   map[string]bool        // ns/svc → the Service or its namespace changed
+	slices map[string][]slicePair // ns/svc → how its slices changed
+	pod    map[string]time.Time   // pod record names → when the change was made
 }
+
+// slicePair is one change of a Service's slice: old nil when it came,
+// new nil when it went.
+type slicePair struct{ old, new *sliceInfo }
 
 // service marks a Service's names stale, keeping the earliest change time.
 func (st *stale) service(key string, at time.Time) {
@@ -62,10 +67,11 @@ func (st *stale) service(key string, at time.Time) {
 // stale, then the stale names are written.
 func (m *model) apply(evs []event) *Index {
 	st := &stale{
-		ns:  map[string]bool{},
-		svc: map[string]time.Time{},
-		pod: map[string]time.Time{},
-		ptr: map[netip.Addr]bool{},
+		ns:     map[string]bool{},
+		svc:    map[string]time.Time{},
+		full:   map[string]bool{},
+		slices: map[string][]slicePair{},
+		pod:    map[string]time.Time{},
 	}
 	for i := range evs {
 		m.fold(&evs[i], st)
@@ -79,9 +85,6 @@ func (m *model) apply(evs []event) *Index {
 	}
 	for key, at := range st.svc {
 		m.writeService(w, key, at, st)
-	}
-	for ip := range st.ptr {
-		m.writePTR(w, ip)
 	}
 	for name, at := range st.pod {
 		m.writePod(w, name, at)
@@ -120,6 +123,7 @@ func (m *model) foldNamespace(ev *event, st *stale) {
 	st.ns[ev.name] = true
 	for s := range m.svcsByNS[ev.name] {
 		st.service(s, ev.at)
+		st.full[s] = true
 	}
 }
 
@@ -137,6 +141,7 @@ func (m *model) foldService(key string, ev *event, st *stale) {
 		m.svcsByNS[ev.namespace][key] = true
 	}
 	st.service(key, ev.at)
+	st.full[key] = true
 	if key == "kube-system/kube-dns" {
 		var ips []netip.Addr
 		if s := m.svcs[key]; s != nil && !s.headless && !s.external {
@@ -152,15 +157,22 @@ func (m *model) foldService(key string, ev *event, st *stale) {
 // foldSlice: the names of the Service the slice belonged to, and of the
 // one it belongs to now, change.
 func (m *model) foldSlice(key string, ev *event, st *stale) {
-	if old := m.slices[key]; old != nil {
-		delete(m.bySvc[old.service], key)
-		st.service(old.service, ev.at)
+	old := m.slices[key]
+	var si *sliceInfo
+	if !ev.deleted {
+		si = toSliceInfo(ev.slice)
 	}
-	if ev.deleted {
+	if old != nil {
+		delete(m.bySvc[old.service], key)
+		if si == nil || si.service != old.service {
+			st.service(old.service, ev.at)
+			st.slices[old.service] = append(st.slices[old.service], slicePair{old: old})
+		}
+	}
+	if si == nil {
 		delete(m.slices, key)
 		return
 	}
-	si := toSliceInfo(ev.slice)
 	m.slices[key] = si
 	if si.service != "" {
 		if m.bySvc[si.service] == nil {
@@ -168,6 +180,11 @@ func (m *model) foldSlice(key string, ev *event, st *stale) {
 		}
 		m.bySvc[si.service][key] = si
 		st.service(si.service, ev.at)
+		p := slicePair{new: si}
+		if old != nil && old.service == si.service {
+			p.old = old
+		}
+		st.slices[si.service] = append(st.slices[si.service], p)
 	}
 }
 
@@ -212,105 +229,194 @@ func (m *model) writeNamespace(w *writer, ns string) {
 	}
 }
 
-// writeService rebuilds a Service's names, then publishes only those that
-// changed: a node whose records are the same stays (with its packed
-// answers), so one endpoint's change touches a handful of names. Names it
-// no longer defines go; the addresses whose PTR targets changed are marked
-// stale.
+// writeService writes a Service's name: one stub node holding the
+// Service and its slices (service.go), replaced whatever changed, so that
+// one endpoint's change costs the Service's slice list, not its endpoints.
+// The addresses whose owners changed get their PTR entries rewritten.
 func (m *model) writeService(w *writer, key string, at time.Time, st *stale) {
-	var nodes []*node
-	var ptrs map[netip.Addr][]ptrTarget
-	if s := m.svcs[key]; s != nil && m.ns[s.namespace] {
-		var sl []*sliceInfo
-		for _, k := range sortedKeys(m.bySvc[key]) {
-			sl = append(sl, m.bySvc[key][k])
-		}
-		nodes, ptrs = m.serviceNodes(s, sl)
-	}
 	var mark *changeMark
 	if !at.IsZero() {
 		mark = &changeMark{at: at}
 	}
-	keys := make([]string, 0, len(nodes))
-	fresh := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		k := wireKey(n.name)
-		if k == "" || fresh[k] {
-			continue
-		}
-		fresh[k] = true
-		keys = append(keys, k)
-		if old := w.get(k); old != nil && sameRecords(old, n) {
-			continue
-		}
-		n.change = mark
-		w.set(k, n)
+	oldKey := m.owned[key]
+	var old *node
+	if oldKey != "" {
+		old = w.get(oldKey)
 	}
-	for _, k := range m.owned[key] {
-		if !fresh[k] {
-			w.del(k)
-		}
-	}
-	if len(keys) > 0 {
-		m.owned[key] = keys
-	} else {
-		delete(m.owned, key)
-		delete(m.hostNodes, key)
-	}
-	m.ownPTRs(key, ptrs, st)
-}
-
-// ownPTRs records the PTR targets a Service gives each address, marking
-// stale the addresses whose targets changed.
-func (m *model) ownPTRs(key string, ptrs map[netip.Addr][]ptrTarget, st *stale) {
-	old := m.ptrOwned[key]
-	for ip, targets := range old {
-		if nt, ok := ptrs[ip]; ok && slices.Equal(nt, targets) {
-			continue
-		}
-		if owners := m.ptrs[ip]; owners != nil {
-			delete(owners, key)
-			if len(owners) == 0 {
-				delete(m.ptrs, ip)
+	var nw *node
+	newKey := ""
+	if s := m.svcs[key]; s != nil && m.ns[s.namespace] {
+		base := serviceName(s.name, s.namespace, m.zone.name)
+		if s.external {
+			if target, ok := externalTarget(s.externalName); ok {
+				nw = &node{name: base, zone: m.zone, flags: flagExists | flagHasRecords, cname: target, change: mark}
+			}
+		} else {
+			src := svcSource{svc: s, base: base}
+			for _, k := range sortedKeys(m.bySvc[key]) {
+				src.slices = append(src.slices, m.bySvc[key][k])
+			}
+			if src.definesNames() {
+				nw = newServiceStub(src, m.zone, mark)
 			}
 		}
-		st.ptr[ip] = true
-	}
-	for ip, targets := range ptrs {
-		if ot, ok := old[ip]; ok && slices.Equal(ot, targets) {
-			continue
+		if nw != nil {
+			if newKey = wireKey(base); newKey == "" {
+				nw = nil
+			}
 		}
-		if m.ptrs[ip] == nil {
-			m.ptrs[ip] = map[string][]ptrTarget{}
-		}
-		m.ptrs[ip][key] = targets
-		st.ptr[ip] = true
 	}
-	if len(ptrs) > 0 {
-		m.ptrOwned[key] = ptrs
+	if oldKey != "" && oldKey != newKey {
+		w.del(oldKey)
+	}
+	if nw != nil {
+		// An ExternalName whose CNAME did not change keeps its node.
+		if nw.svc != nil || old == nil || !sameRecords(old, nw) {
+			w.set(newKey, nw)
+		}
+		m.owned[key] = newKey
 	} else {
-		delete(m.ptrOwned, key)
+		delete(m.owned, key)
+	}
+	var oldSrc, newSrc *svcSource
+	if old != nil && old.svc != nil {
+		oldSrc = &old.svc.src
+	}
+	if nw != nil && nw.svc != nil {
+		newSrc = &nw.svc.src
+	}
+	owner := newKey
+	if owner == "" {
+		owner = oldKey
+	}
+	m.writePTRs(w, owner, oldSrc, newSrc, st.slices[key], st.full[key])
+}
+
+// writePTRs adds the Service (owner, the wire key of its name) to the PTR
+// entries of the addresses it now gives PTR records and removes it from
+// those it no longer does. After a change of slices only, the addresses
+// looked at are those served differently in a changed slice; otherwise
+// every address of the Service, before and after.
+func (m *model) writePTRs(w *writer, owner string, oldSrc, newSrc *svcSource, pairs []slicePair, full bool) {
+	if oldSrc == nil && newSrc == nil {
+		return
+	}
+	if !full && oldSrc != nil && newSrc != nil && oldSrc.svc == newSrc.svc {
+		var cand []netip.Addr
+		for _, p := range pairs {
+			cand = appendServedDiff(cand, p, newSrc.svc.publishNotReady)
+			if len(cand) > 16 {
+				break
+			}
+		}
+		if len(cand) <= 16 {
+			for _, a := range cand {
+				if was, is := oldSrc.owns(a), newSrc.owns(a); was != is {
+					m.setPTROwner(w, a, owner, is)
+				}
+			}
+			return
+		}
+	}
+	var was, is []netip.Addr
+	if oldSrc != nil {
+		was = oldSrc.owned()
+	}
+	if newSrc != nil {
+		is = newSrc.owned()
+	}
+	i, j := 0, 0
+	for i < len(was) || j < len(is) {
+		switch {
+		case j == len(is) || (i < len(was) && was[i].Less(is[j])):
+			m.setPTROwner(w, was[i], owner, false)
+			i++
+		case i == len(was) || is[j].Less(was[i]):
+			m.setPTROwner(w, is[j], owner, true)
+			j++
+		default:
+			i++
+			j++
+		}
 	}
 }
 
-// writePTR writes the PTR record of ip from every Service's targets for it.
-func (m *model) writePTR(w *writer, ip netip.Addr) {
-	rev := reverseName(ip)
-	key := wireKey(rev)
-	owners := m.ptrs[ip]
+// appendServedDiff appends the addresses served in one of p's slices and
+// not the other, and (when both have as many endpoints) those of the
+// endpoints that changed: a superset, each looked at again by the caller.
+func appendServedDiff(out []netip.Addr, p slicePair, publishNotReady bool) []netip.Addr {
+	if p.old != nil && p.new != nil && p.old.fqdn == p.new.fqdn && len(p.old.endpoints) == len(p.new.endpoints) {
+		if p.old.fqdn {
+			return out
+		}
+		for i := range p.old.endpoints {
+			a, b := &p.old.endpoints[i], &p.new.endpoints[i]
+			sa, sb := served(a.ready, publishNotReady), served(b.ready, publishNotReady)
+			if sa == sb && (!sa || slices.Equal(a.addrs, b.addrs)) {
+				continue
+			}
+			if sa {
+				out = append(out, a.addrs...)
+			}
+			if sb {
+				out = append(out, b.addrs...)
+			}
+		}
+		return out
+	}
+	a, b := servedAddrs(p.old, publishNotReady), servedAddrs(p.new, publishNotReady)
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i].Less(b[j])):
+			out = append(out, a[i])
+			i++
+		case i == len(a) || b[j].Less(a[i]):
+			out = append(out, b[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+// servedAddrs are the addresses a slice has served, sorted, each once.
+func servedAddrs(sl *sliceInfo, publishNotReady bool) []netip.Addr {
+	if sl == nil || sl.fqdn {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(sl.endpoints))
+	for i := range sl.endpoints {
+		if e := &sl.endpoints[i]; served(e.ready, publishNotReady) {
+			out = append(out, e.addrs...)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// setPTROwner adds owner to a's PTR entry, or removes it.
+func (m *model) setPTROwner(w *writer, a netip.Addr, owner string, add bool) {
+	var owners []string
+	if e := w.getPTR(a); e != nil {
+		owners = e.owners
+	}
+	i, found := slices.BinarySearch(owners, owner)
+	if found == add {
+		return
+	}
+	if add {
+		owners = slices.Insert(slices.Clip(owners), i, owner)
+	} else {
+		owners = slices.Delete(slices.Clone(owners), i, i+1)
+	}
 	if len(owners) == 0 {
-		w.del(key)
+		w.delPTR(a)
 		return
 	}
-	var all []ptrTarget
-	for _, o := range sortedKeys(owners) {
-		all = append(all, owners[o]...)
-	}
-	n := &node{name: rev, zone: zoneOf(m.zones, rev), flags: flagExists | flagHasRecords, ptr: ptrNames(all)}
-	if old := w.get(key); old != nil && sameRecords(old, n) {
-		return
-	}
-	w.set(key, n)
+	w.setPTR(a, &ptrEntry{owners: owners})
 }
 
 // writePod writes the pod A/AAAA record name from the pods having its address.

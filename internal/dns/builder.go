@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"runtime/debug"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,10 +30,17 @@ func newBuilder(cfg *Config, zones []*zone, metrics *Metrics, publish func(*Inde
 // update folds a batch of informer events in and publishes the result.
 func (b *builder) update(evs []event) {
 	start := time.Now()
+	wasSynced := b.model.synced
 	ix := b.model.apply(evs)
 	b.publish(ix)
 	b.metrics.IndexUpdate.Observe(time.Since(start).Seconds())
 	b.metrics.Names.Set(float64(ix.names))
+	if ix.synced && !wasSynced {
+		// The initial lists decoded every object whole before the
+		// informers slimmed them: give that garbage back to the system
+		// once, rather than keep the peak resident.
+		debug.FreeOSMemory()
+	}
 }
 
 // apply folds Services, EndpointSlices, Namespaces and Pods in directly,

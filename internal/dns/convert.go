@@ -114,15 +114,29 @@ func toSliceInfo(es *discoveryv1.EndpointSlice) *sliceInfo {
 		}
 		si.ports = append(si.ports, pi)
 	}
-	for _, e := range es.Endpoints {
+	// One allocation for the endpoints, one for all their addresses.
+	n := 0
+	for i := range es.Endpoints {
+		n += len(es.Endpoints[i].Addresses)
+	}
+	all := make([]netip.Addr, 0, n)
+	if len(es.Endpoints) > 0 {
+		si.endpoints = make([]epInfo, 0, len(es.Endpoints))
+	}
+	for i := range es.Endpoints {
+		e := &es.Endpoints[i]
 		ei := epInfo{ready: e.Conditions.Ready == nil || *e.Conditions.Ready}
 		if e.Hostname != nil {
 			ei.hostname = strings.ToLower(*e.Hostname)
 		}
+		start := len(all)
 		for _, a := range e.Addresses {
 			if ip, err := netip.ParseAddr(a); err == nil {
-				ei.addrs = append(ei.addrs, ip.Unmap())
+				all = append(all, ip.Unmap())
 			}
+		}
+		if len(all) > start {
+			ei.addrs = all[start:len(all):len(all)]
 		}
 		si.endpoints = append(si.endpoints, ei)
 	}

@@ -20,7 +20,7 @@ func (h *Handler) async(ctx context.Context, req []byte, src netip.Addr, udp boo
 		return nil
 	}
 	ix := h.idx.Load()
-	n := ix.get(q.keyBytes())
+	n := h.lookup(ix, q.keyBytes())
 	var resp *mdns.Msg
 	if n != nil && n.cname != "" {
 		resp = h.chase(ctx, ix, r, n, src)
@@ -69,7 +69,7 @@ func (h *Handler) chase(ctx context.Context, ix *Index, r *mdns.Msg, n *node, sr
 		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: mdns.RR_Header{Name: owner, Rrtype: mdns.TypeCNAME, Class: mdns.ClassINET, Ttl: h.ttl}, Target: n.cname})
 		owner = n.cname
 		target := n.cname
-		n = ix.get([]byte(wireKey(target)))
+		n = h.lookup(ix, []byte(wireKey(target)))
 		if n != nil {
 			if n.cname != "" {
 				continue

@@ -131,7 +131,7 @@ func (h *Handler) answer(req []byte, q *query, out []byte, src netip.Addr, udp b
 		return h.reply(req, q, out, rcodeNotImp, false), actReply
 	}
 	ix := h.idx.Load()
-	n := ix.get(q.keyBytes())
+	n := h.lookup(ix, q.keyBytes())
 	var z *zone
 	if n != nil {
 		z = n.zone

@@ -14,15 +14,23 @@ const nShards = 1 << shardBits
 // queries read whichever snapshot was published when they arrived.
 type Index struct {
 	shards [nShards]*shard
+	// ptrs: the addresses Services give PTR records, sharded like the
+	// names; their records are built from the owners' sources on first use.
+	ptrs [nShards]*ptrShard
 	// synced is false until every informer has listed once: until then
 	// in-zone queries get SERVFAIL rather than a false NXDOMAIN.
 	synced bool
-	// names is how many names the index holds.
+	// names is how many names the index holds (a Service's endpoint and
+	// port names counted as the addresses and ports they stand for).
 	names int
 }
 
 type shard struct {
 	m map[string]*node // lower-case wire name → node
+}
+
+type ptrShard struct {
+	m map[netip.Addr]*ptrEntry
 }
 
 // shardOf picks the shard of a lower-case wire name (FNV-1a).
@@ -50,6 +58,32 @@ func (ix *Index) get(key []byte) *node {
 		return nil
 	}
 	return s.m[string(key)]
+}
+
+func (ix *Index) getString(key string) *node {
+	s := ix.shards[shardOfString(key)]
+	if s == nil {
+		return nil
+	}
+	return s.m[key]
+}
+
+func shardOfAddr(a netip.Addr) int {
+	b := a.As16()
+	h := uint32(2166136261)
+	for _, c := range b[8:] {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return int(h & (nShards - 1))
+}
+
+func (ix *Index) ptr(a netip.Addr) *ptrEntry {
+	s := ix.ptrs[shardOfAddr(a)]
+	if s == nil {
+		return nil
+	}
+	return s.m[a]
 }
 
 // Node flags: how a name answers the types it holds no records of. They
@@ -131,6 +165,11 @@ type node struct {
 	packed [nSlots]atomic.Pointer[[]byte]
 	trunc  [nSlots]atomic.Pointer[truncated]
 	change *changeMark
+
+	// svc: a Service's name as the index holds it, a stub whose records,
+	// endpoint names and port names are built from the Service and its
+	// slices the first time they are asked for (service.go).
+	svc *svcNames
 }
 
 type truncated struct {

@@ -19,16 +19,11 @@ type model struct {
 	ns       map[string]bool
 	svcs     map[string]*svcInfo
 	svcsByNS map[string]map[string]bool
-	slices   map[string]*sliceInfo                 // ns/slice
-	bySvc    map[string]map[string]*sliceInfo      // ns/svc → ns/slice → slice
-	owned    map[string][]string                   // ns/svc → wire keys of the names it defines
-	ptrOwned map[string]map[netip.Addr][]ptrTarget // ns/svc → the PTR targets it gave each address
-	ptrs     map[netip.Addr]map[string][]ptrTarget
-	pods     map[string]podInfo        // ns/name → pod
-	podNames map[string]map[string]int // wire key → ns/pod → index of the address
-	// hostNodes: per Service, its endpoint names as last built, reused
-	// when their endpoints did not change.
-	hostNodes map[string]map[string]hostNode
+	slices   map[string]*sliceInfo            // ns/slice
+	bySvc    map[string]map[string]*sliceInfo // ns/svc → ns/slice → slice
+	owned    map[string]string                // ns/svc → wire key of its name
+	pods     map[string]podInfo               // ns/name → pod
+	podNames map[string]map[string]int        // wire key → ns/pod → index of the address
 }
 
 // newModel returns the model of an empty cluster over zones (newZones):
@@ -44,13 +39,9 @@ func newModel(cfg *Config, zones []*zone) *model {
 		svcsByNS: map[string]map[string]bool{},
 		slices:   map[string]*sliceInfo{},
 		bySvc:    map[string]map[string]*sliceInfo{},
-		owned:    map[string][]string{},
-		ptrOwned: map[string]map[netip.Addr][]ptrTarget{},
-		ptrs:     map[netip.Addr]map[string][]ptrTarget{},
+		owned:    map[string]string{},
 		pods:     map[string]podInfo{},
 		podNames: map[string]map[string]int{},
-
-		hostNodes: map[string]map[string]hostNode{},
 	}
 	w := newWriter(m.cur)
 	m.writeStatic(w)

@@ -187,26 +187,58 @@ func toEvent(kind eventKind, obj, old any, deleted bool, at time.Time) event {
 	return ev
 }
 
-// slim drops what the index never reads before the informer caches an
-// object (managed fields, most annotations, pod specs).
+// slim keeps of an object only what the index reads before the informer
+// caches it: the informers' copies are most of what the DNS server holds
+// (managed fields, owner references, topology, target references and
+// most annotations and labels go; pods keep their addresses only).
 func slim(obj any) (any, error) {
+	meta := func(o metav1.Object, labels map[string]string) metav1.ObjectMeta {
+		m := metav1.ObjectMeta{Name: o.GetName(), Namespace: o.GetNamespace(), UID: o.GetUID(), ResourceVersion: o.GetResourceVersion(),
+			DeletionTimestamp: o.GetDeletionTimestamp(), Labels: labels}
+		if a := o.GetAnnotations(); len(a) > 0 {
+			for _, k := range []string{corev1.EndpointsLastChangeTriggerTime, "service.alpha.kubernetes.io/tolerate-unready-endpoints"} {
+				if v, ok := a[k]; ok {
+					if m.Annotations == nil {
+						m.Annotations = map[string]string{}
+					}
+					m.Annotations[k] = v
+				}
+			}
+		}
+		return m
+	}
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp},
 			Status:     corev1.PodStatus{PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
 		}, nil
+	case *discoveryv1.EndpointSlice:
+		var labels map[string]string
+		if v, ok := o.Labels[discoveryv1.LabelServiceName]; ok {
+			labels = map[string]string{discoveryv1.LabelServiceName: v}
+		}
+		s := &discoveryv1.EndpointSlice{ObjectMeta: meta(o, labels), AddressType: o.AddressType, Ports: o.Ports}
+		if len(o.Endpoints) > 0 {
+			s.Endpoints = make([]discoveryv1.Endpoint, len(o.Endpoints))
+			for i, e := range o.Endpoints {
+				s.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Hostname: e.Hostname,
+					Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready}}
+			}
+		}
+		return s, nil
+	case *corev1.Service:
+		ports := make([]corev1.ServicePort, len(o.Spec.Ports))
+		for i, p := range o.Spec.Ports {
+			ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port}
+		}
+		return &corev1.Service{ObjectMeta: meta(o, nil), Spec: corev1.ServiceSpec{
+			Type: o.Spec.Type, ClusterIP: o.Spec.ClusterIP, ClusterIPs: o.Spec.ClusterIPs, ExternalName: o.Spec.ExternalName,
+			Ports: ports, PublishNotReadyAddresses: o.Spec.PublishNotReadyAddresses}}, nil
+	case *corev1.Namespace:
+		return &corev1.Namespace{ObjectMeta: meta(o, nil)}, nil
 	case metav1.Object:
 		o.SetManagedFields(nil)
-		if a := o.GetAnnotations(); len(a) > 0 {
-			keep := map[string]string{}
-			for _, k := range []string{corev1.EndpointsLastChangeTriggerTime, "service.alpha.kubernetes.io/tolerate-unready-endpoints"} {
-				if v, ok := a[k]; ok {
-					keep[k] = v
-				}
-			}
-			o.SetAnnotations(keep)
-		}
 		return obj, nil
 	}
 	return obj, nil

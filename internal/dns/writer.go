@@ -1,16 +1,21 @@
 package dns
 
-import "slices"
+import (
+	"maps"
+	"net/netip"
+	"slices"
+)
 
 // writer builds the next Index, copying a shard of the current one the
 // first time the update touches it.
 type writer struct {
-	old, nw *Index
-	copied  [nShards]bool
+	old, nw   *Index
+	copied    [nShards]bool
+	ptrCopied [nShards]bool
 }
 
 func newWriter(old *Index) *writer {
-	nw := &Index{shards: old.shards, synced: old.synced, names: old.names}
+	nw := &Index{shards: old.shards, ptrs: old.ptrs, synced: old.synced, names: old.names}
 	return &writer{old: old, nw: nw}
 }
 
@@ -56,6 +61,39 @@ func (w *writer) get(key string) *node {
 		return s.m[key]
 	}
 	return nil
+}
+
+func (w *writer) ptrShard(a netip.Addr) *ptrShard {
+	i := shardOfAddr(a)
+	if !w.ptrCopied[i] {
+		w.ptrCopied[i] = true
+		s := &ptrShard{}
+		if o := w.old.ptrs[i]; o != nil {
+			s.m = maps.Clone(o.m)
+		} else {
+			s.m = map[netip.Addr]*ptrEntry{}
+		}
+		w.nw.ptrs[i] = s
+	}
+	return w.nw.ptrs[i]
+}
+
+func (w *writer) getPTR(a netip.Addr) *ptrEntry { return w.nw.ptr(a) }
+
+func (w *writer) setPTR(a netip.Addr, e *ptrEntry) {
+	s := w.ptrShard(a)
+	if _, ok := s.m[a]; !ok {
+		w.nw.names++
+	}
+	s.m[a] = e
+}
+
+func (w *writer) delPTR(a netip.Addr) {
+	if w.nw.ptr(a) == nil {
+		return
+	}
+	delete(w.ptrShard(a).m, a)
+	w.nw.names--
 }
 
 // sameRecords tells whether two nodes answer every question alike.
