@@ -116,10 +116,14 @@ func main() {
 func run(o options) (*report, error) {
 	r := &report{}
 	r.notef("Load average at start: %s.", loadavg())
-	r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
-	if o.sharedAll {
+	switch {
+	case o.startOnly:
+		r.notef("Only the real binary's start and idle memory (-start-only).")
+	case o.sharedAll:
+		r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
 		r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
-	} else {
+	default:
+		r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
 		r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
 	}
 

@@ -87,7 +87,7 @@ func benchStart(ctx context.Context, r *report, o options, tmp, big string) erro
 		}
 		again = append(again, sr)
 	}
-	addStartRows(r, "server start → /readyz, reused data dir", again, m, true)
+	addStartRows(r, "server start → /readyz, reused data dir", again, m, false)
 
 	if big != "" {
 		var bigs []startRun
