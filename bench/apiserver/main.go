@@ -86,7 +86,7 @@ func main() {
 	flag.BoolVar(&o.startOnly, "start-only", false, "only the real binary's start and idle memory (no in-process benchmarks)")
 	flag.BoolVar(&o.netns, "netns", false, "run in new network and mount namespaces (root; for -server-args with a node agent, whose bridge and rules stay in them)")
 	flag.IntVar(&o.idleRuns, "idle-runs", 3, "server starts measured for idle memory (median reported; 0 skips)")
-	flag.DurationVar(&o.idleSettle, "idle-settle", 15*time.Second, "how long after ready the idle server's memory is read")
+	flag.DurationVar(&o.idleSettle, "idle-settle", 35*time.Second, "how long after ready the idle server's memory is read (the server releases the start's memory 5 s and 30 s after ready)")
 	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
 	flag.Parse()
 	o.list10k = o.creates16

@@ -84,11 +84,13 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 			if err != nil {
 				return err
 			}
-			settled := time.AfterFunc(idleSettle, func() {
-				released := releaseStartupMemory()
-				opts.Logger.Debug("released the start's memory", "executableMappings", released)
-			})
-			defer settled.Stop()
+			for _, after := range idleSettle {
+				settled := time.AfterFunc(after, func() {
+					released := releaseStartupMemory()
+					opts.Logger.Debug("released the start's memory", "executableMappings", released)
+				})
+				defer settled.Stop()
+			}
 			return r.Wait()
 		},
 	}
