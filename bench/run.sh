@@ -29,8 +29,26 @@ SECTIONS=(
 	"discovery|Client-side discovery: headwaytest start, resolver vs DNS update latency"
 )
 
+# The in-process benchmarks, then the real binary's start and idle memory
+# with --runtime none; as root also with the node agent (--runtime process,
+# in the benchmark's own network and mount namespaces, where the agent's
+# bridge and rules stay).
 run_apiserver() {
 	go run ./bench/apiserver -bin "$HEADWAY_BIN" -out "$1"
+	local agent
+	agent=$(mktemp)
+	if [[ $(id -u) != 0 ]]; then
+		echo "skipped: the start with the node agent needs root (network namespaces)" >"$agent"
+	else
+		go run ./bench/apiserver -bin "$HEADWAY_BIN" -start-only -netns -server-args "--runtime process" -out "$agent" >/dev/null
+	fi
+	{
+		echo
+		echo "With the node agent (\`--runtime process\`):"
+		echo
+		cat "$agent"
+	} >>"$1"
+	rm -f "$agent"
 }
 
 # Needs root (network namespaces, containerd); otherwise says so instead of

@@ -50,6 +50,10 @@ type options struct {
 	bin          string
 	serverArgs   string
 	skipStart    bool
+	startOnly    bool
+	netns        bool
+	idleRuns     int
+	idleSettle   time.Duration
 	sharedAll    bool
 }
 
@@ -79,9 +83,18 @@ func main() {
 	flag.StringVar(&o.bin, "bin", defBin, "headway binary for the start benchmark ($HEADWAY_BIN, else ./bin/headway)")
 	flag.StringVar(&o.serverArgs, "server-args", "--runtime none", "extra flags for `headway server` in the start benchmark")
 	flag.BoolVar(&o.skipStart, "skip-start", false, "skip the server start benchmark")
+	flag.BoolVar(&o.startOnly, "start-only", false, "only the real binary's start and idle memory (no in-process benchmarks)")
+	flag.BoolVar(&o.netns, "netns", false, "run in new network and mount namespaces (root; for -server-args with a node agent, whose bridge and rules stay in them)")
+	flag.IntVar(&o.idleRuns, "idle-runs", 3, "server starts measured for idle memory (median reported; 0 skips)")
+	flag.DurationVar(&o.idleSettle, "idle-settle", 35*time.Second, "how long after ready the idle server's memory is read (the server releases the start's memory 5 s and 30 s after ready)")
 	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
 	flag.Parse()
 	o.list10k = o.creates16
+	if o.netns {
+		if code, done := inOwnNamespaces(); done {
+			os.Exit(code)
+		}
+	}
 
 	r, err := run(o)
 	if r != nil {
@@ -103,10 +116,14 @@ func main() {
 func run(o options) (*report, error) {
 	r := &report{}
 	r.notef("Load average at start: %s.", loadavg())
-	r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
-	if o.sharedAll {
+	switch {
+	case o.startOnly:
+		r.notef("Only the real binary's start and idle memory (-start-only).")
+	case o.sharedAll:
+		r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
 		r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
-	} else {
+	default:
+		r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
 		r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
 	}
 
@@ -120,6 +137,14 @@ func run(o options) (*report, error) {
 	}
 	defer os.RemoveAll(tmp)
 	dataDir := filepath.Join(tmp, "inproc")
+
+	if o.startOnly {
+		if err := benchStart(ctx, r, o, tmp, ""); err != nil {
+			return r, err
+		}
+		r.notef("Load average at the end: %s.", loadavg())
+		return r, nil
+	}
 
 	t0 := time.Now()
 	c, err := cluster.StartE(dataDir, cluster.WithBolt(dataDir), quietLogs)

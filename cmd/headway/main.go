@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/cli"
@@ -19,6 +20,8 @@ import (
 	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/busybox"
+	// Before kubectl's packages: only `headway kubectl` loads its translations.
+	"github.com/headway/headway/internal/kubectltranslations"
 	"github.com/headway/headway/internal/version"
 	// kubectl and client-go report the Kubernetes version without -ldflags.
 	_ "github.com/headway/headway/internal/version/kubeversion"
@@ -38,7 +41,7 @@ func main() {
 	if len(os.Args) > 2 && os.Args[1] == "busybox" && os.Args[2] == "nslookup" {
 		os.Exit(busybox.Nslookup(os.Args[3:], os.Stdout, os.Stderr))
 	}
-	if len(os.Args) > 1 && os.Args[1] == "kubectl" {
+	if kubectltranslations.RunsKubectl(os.Args) {
 		os.Exit(runKubectl(os.Args[2:]))
 	}
 	if err := newRootCommand().Execute(); err != nil {
@@ -59,6 +62,7 @@ func newRootCommand() *cobra.Command {
 
 func newServerCommand() *cobra.Command {
 	opts := app.DefaultOptions()
+	var pprofListen string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the API server, controllers, cluster DNS and node agent",
@@ -71,14 +75,28 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 			defer stop()
 			opts.Logger = app.NewLogger(opts.LogLevel)
 			app.RouteKlog(opts.Logger)
+			if pprofListen != "" {
+				if err := servePprof(ctx, pprofListen, opts.Logger); err != nil {
+					return fmt.Errorf("--debug-pprof-listen: %w", err)
+				}
+			}
 			r, err := app.Start(ctx, opts)
 			if err != nil {
 				return err
+			}
+			for _, after := range idleSettle {
+				settled := time.AfterFunc(after, func() {
+					released := releaseStartupMemory()
+					opts.Logger.Debug("released the start's memory", "executableMappings", released)
+				})
+				defer settled.Stop()
 			}
 			return r.Wait()
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&pprofListen, "debug-pprof-listen", "", "serve Go runtime profiles (/debug/pprof/) over plain HTTP on this address, e.g. 127.0.0.1:6060 (default: none)")
+	_ = cmd.Flags().MarkHidden("debug-pprof-listen")
 	return cmd
 }
 

@@ -125,9 +125,10 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, err
 	}
-	docs, err := openAPIDocuments(openAPIResources(resources), version.Kubernetes)
-	if err != nil {
-		return nil, err
+	// The OpenAPI documents are built when a client first asks for them.
+	described := openAPIResources(resources)
+	buildOpenAPI := func() (*openapi.Documents, error) {
+		return openAPIDocuments(described, version.Kubernetes)
 	}
 	agentTLS, err := bundle.ClientTLS(apiServerKubeletClient, []string{"system:masters"})
 	if err != nil {
@@ -164,7 +165,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Authenticators: []apiserver.Authenticator{id.authenticator()},
 		APIAudiences:   id.audiences,
 		OIDC:           oidc,
-		OpenAPI:        openapi.NewWithCustomResources(docs),
+		OpenAPI:        openapi.NewLazyWithCustomResources(buildOpenAPI),
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
 		Admission:      admissionChain(log),

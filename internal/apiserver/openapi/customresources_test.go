@@ -1,7 +1,9 @@
 package openapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,5 +144,54 @@ func TestCustomResourceDocuments(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if w.Code != http.StatusNotFound {
 		t.Errorf("removed group-version: %d", w.Code)
+	}
+}
+
+// TestLazyDocuments: the lazy handler builds nothing until asked, builds
+// once, serves what Build serves, and answers 500 while the build fails
+// (retrying it on the next request).
+func TestLazyDocuments(t *testing.T) {
+	want, err := Build(testResources(), "v1.37.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := 0
+	h := NewLazyWithCustomResources(func() (*Documents, error) {
+		builds++
+		return Build(testResources(), "v1.37.2")
+	})
+	if builds != 0 {
+		t.Fatalf("built %d times before any request", builds)
+	}
+	for range 2 {
+		for _, path := range []string{"/openapi/v2", "/openapi/v3/api/v1"} {
+			got := get(t, h, path, "application/json")
+			exp := get(t, want, path, "application/json")
+			if !bytes.Equal(got.Body.Bytes(), exp.Body.Bytes()) {
+				t.Errorf("GET %s: the lazy documents differ from Build's", path)
+			}
+		}
+	}
+	if builds != 1 {
+		t.Errorf("built %d times for four requests, want once", builds)
+	}
+
+	failures := 0
+	broken := NewLazyWithCustomResources(func() (*Documents, error) {
+		failures++
+		return nil, errors.New("no documents")
+	})
+	for range 2 {
+		got := httptest.NewRecorder()
+		broken.ServeHTTP(got, httptest.NewRequest(http.MethodGet, "/openapi/v2", nil))
+		if got.Code != http.StatusInternalServerError || !strings.Contains(got.Body.String(), "no documents") {
+			t.Errorf("GET /openapi/v2 while the build fails: %d %s, want 500 with the error", got.Code, got.Body)
+		}
+	}
+	if failures != 2 {
+		t.Errorf("a failed build was tried %d times over two requests, want each request to retry", failures)
+	}
+	if errs := broken.Errors(); len(errs) != 1 {
+		t.Errorf("Errors() of a failing build: %v", errs)
 	}
 }
