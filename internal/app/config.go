@@ -53,6 +53,10 @@ type Options struct {
 	Etcd EtcdOptions
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow.
 	AuthorizationMode string
+	// AllocateNodeCIDRs gives each Node a /24 of --cluster-cidr (this
+	// server's own node too) instead of all of it to this server's node:
+	// what agents on other machines need.
+	AllocateNodeCIDRs bool
 
 	// Logger overrides the logger built from LogLevel (tests).
 	Logger *slog.Logger
@@ -94,7 +98,9 @@ type DNSOptions struct {
 
 // AgentOptions are the node agent's flags of `headway server`.
 type AgentOptions struct {
-	NodeName   string
+	NodeName string
+	// NodeIP is the node's InternalIP (default: the bridge's address).
+	NodeIP     string
 	Bridge     string
 	Masquerade bool
 	// BackoffBase is the first crash-loop back-off (tests; 0 is 10s).
@@ -104,6 +110,11 @@ type AgentOptions struct {
 	// Cleanup stops and removes every pod when the server stops.
 	Cleanup bool
 }
+
+// NodeCIDRBits is the size of each Node's pod range under
+// --allocate-node-cidrs (kube-controller-manager's --node-cidr-mask-size
+// default): a /24, 253 pod addresses, more than MaxPods.
+const NodeCIDRBits = 24
 
 // DefaultDataDir is $HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else
 // ~/.local/share/headway.
@@ -185,6 +196,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.BackupInterval, "backup-interval", o.BackupInterval, "how often the bolt store is copied, while serving, into <data-dir>/backups (0: never); `headway store restore` puts a copy back")
 	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
 	o.Agent.AddFlags(fs)
+	fs.BoolVar(&o.AllocateNodeCIDRs, "allocate-node-cidrs", o.AllocateNodeCIDRs, "give each Node a /24 of --cluster-cidr (node.spec.podCIDR; this server's node gets the first) instead of all of it to this server's node; needed for agents on other machines (`headway agent`), with --node-ip and --listen on an address they reach")
 	fs.IntVar(&o.Serving.MaxRequestsInFlight, "max-requests-inflight", o.Serving.MaxRequestsInFlight, "the most read requests the API serves at once; past it they are answered 429 with Retry-After (watches and streams are not counted; as kube-apiserver's flag)")
 	fs.IntVar(&o.Serving.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", o.Serving.MaxMutatingRequestsInFlight, "the most write requests the API serves at once; past it they are answered 429 with Retry-After (as kube-apiserver's flag)")
 	fs.IntVar(&o.Serving.MaxConnections, "max-connections", o.Serving.MaxConnections, "the most client connections the API holds open; past it a new connection closes the oldest idle one (keep it well below the open-files limit)")
@@ -205,6 +217,7 @@ func (o *DNSOptions) AddFlags(fs *pflag.FlagSet) {
 // AddFlags registers the agent flags.
 func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this machine's Node (default: the host name)")
+	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "this node's address (its InternalIP), where other nodes reach it and its pods (default: the bridge's address, enough for a node alone)")
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of --cluster-cidr")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
@@ -261,6 +274,10 @@ type Config struct {
 	Bridge string
 	// Agent are the node agent's other flags.
 	Agent AgentOptions
+	// NodeIP is --node-ip parsed (not valid when not given).
+	NodeIP netip.Addr
+	// AllocateNodeCIDRs is --allocate-node-cidrs.
+	AllocateNodeCIDRs bool
 
 	Logger        *slog.Logger
 	NoControllers bool
@@ -289,6 +306,15 @@ func (o *Options) Config() (Config, error) {
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
 		Serving:           o.Serving,
 		AuthorizationMode: o.AuthorizationMode,
+		AllocateNodeCIDRs: o.AllocateNodeCIDRs,
+	}
+	if o.Agent.NodeIP != "" {
+		if c.NodeIP, err = netip.ParseAddr(o.Agent.NodeIP); err != nil || !c.NodeIP.Is4() {
+			errs = append(errs, fmt.Errorf("--node-ip %q: want an IPv4 address of this machine, e.g. 198.18.254.2", o.Agent.NodeIP))
+		}
+	}
+	if c.AllocateNodeCIDRs && dc.ClusterCIDR.IsValid() && dc.ClusterCIDR.Bits() > NodeCIDRBits {
+		errs = append(errs, fmt.Errorf("--cluster-cidr %s with --allocate-node-cidrs: want a range larger than a /%d (each node gets a /%d)", dc.ClusterCIDR, NodeCIDRBits, NodeCIDRBits))
 	}
 	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
 		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))
