@@ -217,7 +217,7 @@ func (o *DNSOptions) AddFlags(fs *pflag.FlagSet) {
 // AddFlags registers the agent flags.
 func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this machine's Node (default: the host name)")
-	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "this node's address (its InternalIP), where other nodes reach it and its pods (default: the bridge's address, enough for a node alone)")
+	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "this node's address (its InternalIP), where other nodes reach it and its pods (default: the --listen address under --allocate-node-cidrs when it is one, else the bridge's address, enough for a node alone)")
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of --cluster-cidr")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
@@ -311,6 +311,15 @@ func (o *Options) Config() (Config, error) {
 	if o.Agent.NodeIP != "" {
 		if c.NodeIP, err = netip.ParseAddr(o.Agent.NodeIP); err != nil || !c.NodeIP.Is4() {
 			errs = append(errs, fmt.Errorf("--node-ip %q: want an IPv4 address of this machine, e.g. 198.18.254.2", o.Agent.NodeIP))
+		}
+	}
+	if c.AllocateNodeCIDRs && !c.NodeIP.IsValid() {
+		// Other nodes reach this one where its API listens, when that is
+		// one address.
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() && !ip.IsLoopback() && !ip.IsUnspecified() {
+				c.NodeIP = ip
+			}
 		}
 	}
 	if c.AllocateNodeCIDRs && dc.ClusterCIDR.IsValid() && dc.ClusterCIDR.Bits() > NodeCIDRBits {
