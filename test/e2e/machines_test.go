@@ -176,20 +176,7 @@ func TestMachines(t *testing.T) {
 	// Service's name until web-1 answers.
 	fetch := func(from, url string) string {
 		t.Helper()
-		var out string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			o, err := s.kubectl("", "exec", from, "--", "python3", "-c",
-				"import urllib.request; print(urllib.request.urlopen('"+url+"', timeout=5).read().decode())")
-			out = strings.TrimSpace(o)
-			if err == nil {
-				return out
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s fetching %s: %v\n%s", from, url, err, out)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		return fetchWith(t, s, from, "import urllib.request; print(urllib.request.urlopen('"+url+"', timeout=5).read().decode())")
 	}
 	if got := fetch("web-0", "http://web-2.nginx-headless/"); got != "web-2" {
 		t.Fatalf("web-0 fetched web-2.nginx-headless and got %q", got)
@@ -204,8 +191,39 @@ func TestMachines(t *testing.T) {
 	}
 	t.Logf("web-2 through the web-lb ClusterIP Service reached %v", seen)
 
-	// Latency: 300 GETs from web-0 to itself's neighbour on its node and
+	// Pod-to-pod traffic across nodes keeps its source address: web-1
+	// (another node) sees web-0's own IP, not its node's.
+	listener := exec.Command("ip", "netns", "exec", s.ns, headwayBin, "kubectl", "--kubeconfig", filepath.Join(serverDir, "kubeconfig"),
+		"exec", "web-1", "--", "python3", "-c",
+		"import socket\nl=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('', 8081)); l.listen(1)\nc, a = l.accept(); c.sendall(a[0].encode()); c.close()")
+	listenerOut := &lockedBuffer{}
+	listener.Stdout, listener.Stderr = listenerOut, listenerOut
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listenerDone := make(chan struct{})
+	go func() { listener.Wait(); close(listenerDone) }()
+	t.Cleanup(func() {
+		select {
+		case <-listenerDone:
+		default:
+			listener.Process.Kill()
+			<-listenerDone
+		}
+	})
+	peer := fetchWith(t, s, "web-0", "import socket; s = socket.create_connection(('"+m[3]+"', 8081), timeout=5); print(s.recv(100).decode())")
+	if peer != m[1] {
+		t.Fatalf("web-1 saw a connection from web-0 (%s) coming from %q: pod-to-pod traffic across nodes must keep the pod's address", m[1], peer)
+	}
+	t.Logf("web-1 on %s saw web-0's connection from %s (web-0's own address)", m[4], peer)
+
+	// Latency: 300 GETs from web-0 to a pod on its own node (peer-a) and
 	// to web-1 on another node, each a new connection; the medians.
+	if out, err := s.kubectl(peerPod, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply peer-a: %v\n%s", err, out)
+	}
+	out = s.waitKubectl(t, regexp.MustCompile(`^Running 198\.18\.\d+\.\d+$`), 60*time.Second, "get", "pod", "peer-a", "-o", "jsonpath={.status.phase} {.status.podIP}")
+	peerIP := strings.Fields(out)[1]
 	latency := func(url string) string {
 		t.Helper()
 		o, err := s.kubectl("", "exec", "web-0", "--", "python3", "-c",
@@ -215,11 +233,42 @@ func TestMachines(t *testing.T) {
 		}
 		return strings.TrimSpace(o)
 	}
-	sameNode := latency("http://" + m[1] + "/")
+	fetchWith(t, s, "web-0", "import urllib.request; print(urllib.request.urlopen('http://"+peerIP+"/', timeout=5).read().decode())")
+	sameNode := latency("http://" + peerIP + "/")
 	crossNode := latency("http://" + m[3] + "/")
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("300 HTTP GETs from web-0 (%s): same node (web-0 itself, %s) %s; other node (web-1 on %s, %s) %s; load %s",
-		m[2], m[1], sameNode, m[4], m[3], crossNode, strings.TrimSpace(string(load)))
+	t.Logf("300 HTTP GETs from web-0 (%s): same node (peer-a, %s) %s; other node (web-1 on %s, %s) %s; load %s",
+		m[2], peerIP, sameNode, m[4], m[3], crossNode, strings.TrimSpace(string(load)))
+}
+
+// peerPod serves its hostname on node-a, beside web-0.
+const peerPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: peer-a
+spec:
+  nodeName: node-a
+  containers:
+    - name: web
+      image: python:3-alpine
+      command: ["python3", "-c", "` + hostnameServer + `"]
+`
+
+// fetchWith runs python code in pod until it succeeds (30 s at most) and
+// returns what it printed.
+func fetchWith(t *testing.T, s *netnsServer, pod, code string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		o, err := s.kubectl("", "exec", pod, "--", "python3", "-c", code)
+		if err == nil {
+			return strings.TrimSpace(o)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in %s: python3 -c %q: %v\n%s", pod, code, err, o)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func lastLine(s string) string {
