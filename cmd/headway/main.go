@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
@@ -56,7 +58,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newServerCommand(), newDNSCommand(), newStoreCommand(), newKubectlCommand(), newVersionCommand())
+	root.AddCommand(newServerCommand(), newAgentCommand(), newTokenCommand(), newDNSCommand(), newStoreCommand(), newKubectlCommand(), newVersionCommand())
 	return root
 }
 
@@ -98,6 +100,76 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 	cmd.Flags().StringVar(&pprofListen, "debug-pprof-listen", "", "serve Go runtime profiles (/debug/pprof/) over plain HTTP on this address, e.g. 127.0.0.1:6060 (default: none)")
 	_ = cmd.Flags().MarkHidden("debug-pprof-listen")
 	return cmd
+}
+
+func newAgentCommand() *cobra.Command {
+	opts := app.DefaultAgentCommandOptions()
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node of a cluster whose API server runs on another machine",
+		Long: `Join the cluster at --server with a join token ('headway token create' on
+the server) and run this machine's node: the node agent, the Service proxy
+and the cluster DNS. The server must run with --allocate-node-cidrs: each
+node gets a /24 of the cluster's pod range, and every agent routes the other
+nodes' ranges through their addresses (--node-ip).
+
+The agent sends its token only to a server whose certificate the cluster
+CA signed (--ca-file, a copy of the server's <data-dir>/pki/ca.crt). The
+credentials it gets are kept in <data-dir>/node-credentials.json: a
+restart needs neither the token nor the CA file again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			opts.Logger = app.NewLogger(opts.LogLevel)
+			app.RouteKlog(opts.Logger)
+			return app.RunAgent(ctx, opts)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newTokenCommand() *cobra.Command {
+	token := &cobra.Command{Use: "token", Short: "Manage join tokens for nodes on other machines ('headway agent')"}
+	var kubeconfig, description string
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a join token and print it",
+		Long: `Create a bootstrap token (a Secret kube-system/bootstrap-token-<id> of type
+bootstrap.kubernetes.io/token) and print it; 'headway agent --token' joins
+a node with it. Delete the Secret to revoke the token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kubeconfig == "" {
+				kubeconfig = os.Getenv("KUBECONFIG")
+			}
+			if kubeconfig == "" {
+				kubeconfig = filepath.Join(app.DefaultDataDir(), "kubeconfig")
+			}
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return fmt.Errorf("loading the admin kubeconfig %s (start the server, or pass --kubeconfig): %w", kubeconfig, err)
+			}
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			t, err := app.CreateBootstrapToken(cmd.Context(), client, ttl, description)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t)
+			fmt.Fprintf(cmd.ErrOrStderr(), "join a machine with: headway agent --server %s --token %s --ca-file <a copy of the server's pki/ca.crt>\n", cfg.Host, t)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&kubeconfig, "kubeconfig", "", "admin kubeconfig (default: $KUBECONFIG, else <data-dir>/kubeconfig)")
+	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token joins nodes (0: until its Secret is deleted)")
+	create.Flags().StringVar(&description, "description", "joins nodes (headway agent)", "the token's description")
+	token.AddCommand(create)
+	return token
 }
 
 func newDNSCommand() *cobra.Command {

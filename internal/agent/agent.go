@@ -60,6 +60,15 @@ type Config struct {
 	Bridge string
 	// Gateway is the bridge's address, the first of ClusterCIDR.
 	Gateway netip.Addr
+	// AwaitPodCIDR: the node's pod range is not all of ClusterCIDR but
+	// what the server assigns it (node.spec.podCIDR, a part of
+	// ClusterCIDR): the agent registers the Node without one, waits for
+	// it, gives the bridge its first address (Gateway is ignored), and
+	// routes the other nodes' pod ranges through their addresses.
+	AwaitPodCIDR bool
+	// NodeIP is the node's InternalIP, where other nodes reach it and its
+	// pods; zero: the bridge's address (a node alone).
+	NodeIP netip.Addr
 	// NoMasquerade leaves traffic from pods to outside addresses as it is.
 	NoMasquerade bool
 	// Runtime overrides the runtime RuntimeMode picks (tests).
@@ -114,6 +123,10 @@ type Agent struct {
 	// notReady is why the node cannot run pods ("" when it can).
 	notReady string
 	hostIP   netip.Addr
+	// podCIDR is the node's pod range (ClusterCIDR unless AwaitPodCIDR)
+	// and gateway the bridge's address in it.
+	podCIDR netip.Prefix
+	gateway netip.Addr
 	// streamPort is the streaming server's port, published in the node status.
 	streamPort int
 
@@ -186,8 +199,8 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 		return nil
 	}
 	n, err := network.Open(network.Config{
-		StateDir: filepath.Join(a.cfg.DataDir, "network"), Bridge: a.cfg.Bridge, Gateway: a.cfg.Gateway,
-		ClusterCIDR: a.cfg.ClusterCIDR, ServiceCIDR: a.cfg.ServiceCIDR, DNSIP: a.cfg.DNSIP,
+		StateDir: filepath.Join(a.cfg.DataDir, "network"), Bridge: a.cfg.Bridge, Gateway: a.gateway,
+		ClusterCIDR: a.cfg.ClusterCIDR, PodCIDR: a.podCIDR, ServiceCIDR: a.cfg.ServiceCIDR, DNSIP: a.cfg.DNSIP,
 		Masquerade: !a.cfg.NoMasquerade, Log: a.log,
 	})
 	if err == nil {
@@ -202,6 +215,9 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 	}
 	a.net = n
 	a.hostIP = n.Gateway()
+	if a.cfg.NodeIP.IsValid() {
+		a.hostIP = a.cfg.NodeIP
+	}
 	dns := network.DNSSettings{ClusterDNS: a.cfg.DNSIP, ClusterDomain: a.cfg.ClusterDomain, HostResolvConf: "/etc/resolv.conf"}
 	a.log.Info("container runtime chosen", "runtime", mode, "why", why)
 	if mode == "cri" {
@@ -352,6 +368,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	// still stop and remove pods through it after ctx ends (--cleanup).
 	rtCtx, stopRuntime := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuntime()
+	a.podCIDR, a.gateway = a.cfg.ClusterCIDR, a.cfg.Gateway
+	if a.cfg.AwaitPodCIDR {
+		p, err := a.awaitPodCIDR(ctx)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		a.podCIDR, a.gateway = p, p.Addr().Next()
+	}
 	if err := a.setupRuntime(ctx, rtCtx); err != nil {
 		return err
 	}
@@ -390,6 +414,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	defer relayWG.Wait()
+	if a.net != nil && a.cfg.AwaitPodCIDR {
+		var routesWG sync.WaitGroup
+		routesWG.Add(1)
+		go func() { defer routesWG.Done(); a.routeNodes(ctx) }()
+		defer routesWG.Wait()
+	}
 
 	factory := informers.NewSharedInformerFactoryWithOptions(a.cfg.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -443,7 +473,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		cl.ForgetPods(ctx, keep)
 	}
-	a.log.Info("node agent running", "runtime", a.runtimeName(), "pod-cidr", a.cfg.ClusterCIDR, "bridge", a.cfg.Bridge)
+	a.log.Info("node agent running", "runtime", a.runtimeName(), "pod-cidr", a.podCIDR, "bridge", a.cfg.Bridge, "node-ip", a.hostIP)
 	<-ctx.Done()
 	factory.Shutdown()
 	// Each worker stops its containers as its context ends.

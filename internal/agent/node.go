@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	goruntime "runtime"
 	"strings"
@@ -115,11 +116,8 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Labels: map[string]string{
-				"kubernetes.io/hostname": a.cfg.NodeName, "kubernetes.io/os": goruntime.GOOS, "kubernetes.io/arch": goruntime.GOARCH,
-				"beta.kubernetes.io/os": goruntime.GOOS, "beta.kubernetes.io/arch": goruntime.GOARCH,
-			}}}
-			if a.cfg.ClusterCIDR.IsValid() {
+			node = a.newNode()
+			if a.cfg.ClusterCIDR.IsValid() && !a.cfg.AwaitPodCIDR {
 				node.Spec.PodCIDR = a.cfg.ClusterCIDR.String()
 				node.Spec.PodCIDRs = []string{a.cfg.ClusterCIDR.String()}
 			}
@@ -158,6 +156,51 @@ func (a *Agent) registerNode(ctx context.Context) error {
 			a.recorder.Event(ref, corev1.EventTypeWarning, "RuntimeUnavailable", a.notReady)
 		}
 		return nil
+	}
+}
+
+// newNode is the Node the agent registers, before its status.
+func (a *Agent) newNode() *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Labels: map[string]string{
+		"kubernetes.io/hostname": a.cfg.NodeName, "kubernetes.io/os": goruntime.GOOS, "kubernetes.io/arch": goruntime.GOARCH,
+		"beta.kubernetes.io/os": goruntime.GOOS, "beta.kubernetes.io/arch": goruntime.GOARCH,
+	}}}
+}
+
+// awaitPodCIDR registers the Node (without a pod range) unless it exists,
+// and waits until the server has assigned it one (node.spec.podCIDR).
+func (a *Agent) awaitPodCIDR(ctx context.Context) (netip.Prefix, error) {
+	nodes := a.cfg.Client.CoreV1().Nodes()
+	logged := false
+	for {
+		node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			node, err = nodes.Create(ctx, a.newNode(), metav1.CreateOptions{FieldManager: "headway-agent"})
+			if err == nil {
+				a.log.Info("node registered; waiting for the server to assign its pod range")
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			return netip.Prefix{}, nil
+		case err != nil && !apierrors.IsAlreadyExists(err):
+			a.log.Warn("registering the node to get its pod range", "err", err)
+		case err == nil && node.Spec.PodCIDR != "":
+			p, perr := netip.ParsePrefix(node.Spec.PodCIDR)
+			if perr != nil || !p.Addr().Is4() || p.Bits() > 30 || !a.cfg.ClusterCIDR.Contains(p.Addr()) {
+				return netip.Prefix{}, fmt.Errorf("node %s has pod range %q: want an IPv4 CIDR of 4 addresses or more inside the cluster's %s", a.cfg.NodeName, node.Spec.PodCIDR, a.cfg.ClusterCIDR)
+			}
+			a.log.Info("node pod range assigned", "pod-cidr", p)
+			return p.Masked(), nil
+		case !logged:
+			logged = true
+			a.log.Info("waiting for the server to assign this node's pod range (node.spec.podCIDR); a server without --allocate-node-cidrs never does")
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Prefix{}, nil
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 

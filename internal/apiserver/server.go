@@ -82,6 +82,10 @@ type Config struct {
 	// Admission is the chain of mutating and validating steps client writes
 	// go through (see package admission); empty admits everything.
 	Admission admission.Chain
+	// Handlers serve further paths (outside /api and /apis), behind the
+	// same authentication, limits and authorization as the API: the
+	// node-join endpoint, for one.
+	Handlers map[string]http.Handler
 }
 
 // Server is the API server.
@@ -212,6 +216,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/openapi/v3/", s.serveOpenAPI)
 	mux.HandleFunc(OpenIDConfigurationPath, s.serveOIDC)
 	mux.HandleFunc(JWKSPath, s.serveOIDC)
+	for path, h := range s.cfg.Handlers {
+		mux.Handle(path, h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" {
 			s.serveRootPaths(w, r)

@@ -162,13 +162,14 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		Resources:      resources,
 		Version:        version.Info(),
 		Token:          bundle.Token,
-		Authenticators: []apiserver.Authenticator{id.authenticator()},
+		Authenticators: []apiserver.Authenticator{apiserver.AuthenticatorFunc(id.authenticateBootstrapToken), id.authenticator()},
 		APIAudiences:   id.audiences,
 		OIDC:           oidc,
 		OpenAPI:        openapi.NewLazyWithCustomResources(buildOpenAPI),
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
 		Admission:      admissionChain(log),
+		Handlers:       map[string]http.Handler{JoinPath: joinHandler(cfg, bundle, log.With("component", "join"))},
 	}
 	if cfg.AuthorizationMode == AuthorizationRBAC {
 		// The authorizer reads roles and bindings through informers of the
@@ -184,7 +185,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 			ln.Close()
 			return nil, err
 		}
-		srvCfg.Authorizer, srvCfg.RuleResolver = authorizers{nodeAuthz, authz}, authz
+		srvCfg.Authorizer, srvCfg.RuleResolver = authorizers{joinAuthorizer{}, nodeAuthz, authz}, authz
 	}
 	if a.srv, err = apiserver.New(srvCfg); err != nil {
 		ln.Close()

@@ -58,6 +58,10 @@ type Options struct {
 	Etcd EtcdOptions
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow.
 	AuthorizationMode string
+	// AllocateNodeCIDRs gives each Node a /24 of --cluster-cidr (this
+	// server's own node too) instead of all of it to this server's node:
+	// what agents on other machines need.
+	AllocateNodeCIDRs bool
 
 	// Logger overrides the logger built from LogLevel (tests).
 	Logger *slog.Logger
@@ -99,7 +103,9 @@ type DNSOptions struct {
 
 // AgentOptions are the node agent's flags of `headway server`.
 type AgentOptions struct {
-	NodeName   string
+	NodeName string
+	// NodeIP is the node's InternalIP (default: the bridge's address).
+	NodeIP     string
 	Bridge     string
 	Masquerade bool
 	// BackoffBase is the first crash-loop back-off (tests; 0 is 10s).
@@ -109,6 +115,11 @@ type AgentOptions struct {
 	// Cleanup stops and removes every pod when the server stops.
 	Cleanup bool
 }
+
+// NodeCIDRBits is the size of each Node's pod range under
+// --allocate-node-cidrs (kube-controller-manager's --node-cidr-mask-size
+// default): a /24, 253 pod addresses, more than MaxPods.
+const NodeCIDRBits = 24
 
 // DefaultDataDir is $HEADWAY_DATA_DIR, else $XDG_DATA_HOME/headway, else
 // ~/.local/share/headway.
@@ -193,6 +204,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
 	fs.DurationVar(&o.NodeMonitorGracePeriod, "node-monitor-grace-period", o.NodeMonitorGracePeriod, "how long a node's agent may go without renewing its Lease before the node is marked Unknown, tainted node.kubernetes.io/unreachable and its pods marked not ready (as kube-controller-manager's flag)")
 	o.Agent.AddFlags(fs)
+	fs.BoolVar(&o.AllocateNodeCIDRs, "allocate-node-cidrs", o.AllocateNodeCIDRs, "give each Node a /24 of --cluster-cidr (node.spec.podCIDR; this server's node gets the first) instead of all of it to this server's node; needed for agents on other machines (`headway agent`), with --node-ip and --listen on an address they reach")
 	fs.IntVar(&o.Serving.MaxRequestsInFlight, "max-requests-inflight", o.Serving.MaxRequestsInFlight, "the most read requests the API serves at once; past it they are answered 429 with Retry-After (watches and streams are not counted; as kube-apiserver's flag)")
 	fs.IntVar(&o.Serving.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", o.Serving.MaxMutatingRequestsInFlight, "the most write requests the API serves at once; past it they are answered 429 with Retry-After (as kube-apiserver's flag)")
 	fs.IntVar(&o.Serving.MaxConnections, "max-connections", o.Serving.MaxConnections, "the most client connections the API holds open; past it a new connection closes the oldest idle one (keep it well below the open-files limit)")
@@ -213,6 +225,7 @@ func (o *DNSOptions) AddFlags(fs *pflag.FlagSet) {
 // AddFlags registers the agent flags.
 func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this machine's Node (default: the host name)")
+	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "this node's address (its InternalIP), where other nodes reach it and its pods (default: the --listen address under --allocate-node-cidrs when it is one, else the bridge's address, enough for a node alone)")
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of --cluster-cidr")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
@@ -271,6 +284,10 @@ type Config struct {
 	Bridge string
 	// Agent are the node agent's other flags.
 	Agent AgentOptions
+	// NodeIP is --node-ip parsed (not valid when not given).
+	NodeIP netip.Addr
+	// AllocateNodeCIDRs is --allocate-node-cidrs.
+	AllocateNodeCIDRs bool
 
 	Logger        *slog.Logger
 	NoControllers bool
@@ -297,10 +314,27 @@ func (o *Options) Config() (Config, error) {
 		DNSConfig: dc, DataDir: o.DataDir, PKIDir: o.PKIDir, Listen: o.Listen, Store: o.Store, Runtime: o.Runtime, ProxyMode: o.ProxyMode,
 		Bridge: o.Agent.Bridge, Agent: o.Agent, Logger: o.Logger, NoControllers: o.NoControllers, NoDNS: o.NoDNS, NoSync: o.NoSync,
 		BackupInterval: o.BackupInterval, BackupKeep: o.BackupKeep, Etcd: o.Etcd,
-		Serving:           o.Serving,
-		AuthorizationMode: o.AuthorizationMode,
-
+		Serving:                o.Serving,
+		AuthorizationMode:      o.AuthorizationMode,
 		NodeMonitorGracePeriod: o.NodeMonitorGracePeriod,
+		AllocateNodeCIDRs:      o.AllocateNodeCIDRs,
+	}
+	if o.Agent.NodeIP != "" {
+		if c.NodeIP, err = netip.ParseAddr(o.Agent.NodeIP); err != nil || !c.NodeIP.Is4() {
+			errs = append(errs, fmt.Errorf("--node-ip %q: want an IPv4 address of this machine, e.g. 198.18.254.2", o.Agent.NodeIP))
+		}
+	}
+	if c.AllocateNodeCIDRs && !c.NodeIP.IsValid() {
+		// Other nodes reach this one where its API listens, when that is
+		// one address.
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() && !ip.IsLoopback() && !ip.IsUnspecified() {
+				c.NodeIP = ip
+			}
+		}
+	}
+	if c.AllocateNodeCIDRs && dc.ClusterCIDR.IsValid() && dc.ClusterCIDR.Bits() > NodeCIDRBits {
+		errs = append(errs, fmt.Errorf("--cluster-cidr %s with --allocate-node-cidrs: want a range larger than a /%d (each node gets a /%d)", dc.ClusterCIDR, NodeCIDRBits, NodeCIDRBits))
 	}
 	if c.BackupInterval < 0 || (c.BackupInterval > 0 && c.BackupKeep < 1) {
 		errs = append(errs, fmt.Errorf("--backup-interval %v with --backup-keep %d: want an interval ≥ 0 and at least one copy kept", c.BackupInterval, c.BackupKeep))

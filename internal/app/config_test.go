@@ -59,6 +59,30 @@ func TestConfigFromFlags(t *testing.T) {
 	}
 }
 
+// --allocate-node-cidrs: the node's address defaults to the --listen
+// address when that is one; --node-ip wins; without the flag the node
+// keeps the bridge's address (no NodeIP), as a node alone always had.
+func TestNodeIPDefault(t *testing.T) {
+	for _, c := range []struct {
+		listen, nodeIP string
+		allocate       bool
+		want           string
+	}{
+		{"198.18.250.1:6443", "", true, "198.18.250.1"},
+		{"198.18.250.1:6443", "198.18.250.7", true, "198.18.250.7"},
+		{"0.0.0.0:6443", "", true, "invalid IP"},
+		{"127.0.0.1:6443", "", true, "invalid IP"},
+		{"198.18.250.1:6443", "", false, "invalid IP"},
+	} {
+		o := DefaultOptions()
+		o.Listen, o.Agent.NodeIP, o.AllocateNodeCIDRs = c.listen, c.nodeIP, c.allocate
+		cfg, err := o.Config()
+		if err != nil || cfg.NodeIP.String() != c.want {
+			t.Errorf("--listen %s --node-ip %q --allocate-node-cidrs=%v: node IP %s, %v; want %s", c.listen, c.nodeIP, c.allocate, cfg.NodeIP, err, c.want)
+		}
+	}
+}
+
 // Every bad flag is an error naming it.
 func TestConfigErrorsNameTheFlag(t *testing.T) {
 	for flag, mod := range map[string]func(*Options){
@@ -73,6 +97,10 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		"--service-cidr":    func(o *Options) { o.ServiceCIDR = "198.19.0.0" },
 		"--cluster-cidr":    func(o *Options) { o.ClusterCIDR = "x" },
 		"--bridge":          func(o *Options) { o.Agent.Bridge = "a-bridge-name-too-long" },
+		"--node-ip":         func(o *Options) { o.Agent.NodeIP = "machine-b" },
+		"--allocate-node-cidrs": func(o *Options) {
+			o.AllocateNodeCIDRs, o.ClusterCIDR = true, "198.18.0.0/25"
+		},
 	} {
 		o := DefaultOptions()
 		mod(&o)

@@ -24,6 +24,7 @@ import (
 	"github.com/headway/headway/internal/controller/localpath"
 	"github.com/headway/headway/internal/controller/namespace"
 	"github.com/headway/headway/internal/controller/networkpolicy"
+	"github.com/headway/headway/internal/controller/nodeipam"
 	"github.com/headway/headway/internal/controller/nodelifecycle"
 	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/resourcequota"
@@ -77,12 +78,16 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	accounts := serviceaccount.New(client, factory, log)
 	rootCA := rootcacert.New(client, factory, a.bundle.CAPEM, log)
 	aggregation := clusterroleaggregation.New(client, factory, log)
+	var nodeIPAM *nodeipam.Controller
+	if cfg.AllocateNodeCIDRs {
+		nodeIPAM = nodeipam.New(client, factory, cfg.ClusterCIDR, NodeCIDRBits, recorder("nodeipam-controller"), log)
+	}
 	volumes := localpath.New(client, factory, recorder(LocalPathProvisioner), log, LocalPathProvisioner, filepath.Join(cfg.DataDir, "volumes"))
 	return func(ctx context.Context) {
 		connect(ctx, client)
 		factory.Start(ctx.Done())
 		var wg sync.WaitGroup
-		for _, run := range []func(context.Context){
+		runs := []func(context.Context){
 			nsc.Run,
 			accounts.Run,
 			rootCA.Run,
@@ -105,7 +110,11 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 					log.Error("garbage collector stopped", "err", err)
 				}
 			},
-		} {
+		}
+		if nodeIPAM != nil {
+			runs = append(runs, nodeIPAM.Run)
+		}
+		for _, run := range runs {
 			wg.Add(1)
 			go func() { defer wg.Done(); run(ctx) }()
 		}

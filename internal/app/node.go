@@ -105,7 +105,11 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *pki.Bundle, log *slog.Logger) (*agent.Agent, error) {
 	// The streaming server listens on the node address: the bridge's
 	// gateway as root, else loopback.
-	streamTLS, err := bundle.AgentServerTLS([]string{cfg.Gateway.String(), "127.0.0.1", "localhost"})
+	hosts := []string{cfg.Gateway.String(), "127.0.0.1", "localhost"}
+	if cfg.NodeIP.IsValid() {
+		hosts = append(hosts, cfg.NodeIP.String())
+	}
+	streamTLS, err := bundle.AgentServerTLS(hosts)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the agent's serving certificate: %w", err)
 	}
@@ -116,5 +120,6 @@ func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *p
 		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr,
 		Bridge: cfg.Bridge, Gateway: cfg.Gateway, NoMasquerade: !cfg.Agent.Masquerade, BackoffBase: cfg.Agent.BackoffBase, Log: log,
 		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup,
+		AwaitPodCIDR: cfg.AllocateNodeCIDRs, NodeIP: cfg.NodeIP,
 	})
 }

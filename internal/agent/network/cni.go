@@ -219,7 +219,7 @@ func (n *Network) cniResult(pn *PodNetwork, ifName string) *types100.Result {
 	return &types100.Result{
 		CNIVersion: types100.ImplementedSpecVersion,
 		Interfaces: []*types100.Interface{{Name: ifName, Mac: pn.MAC, Sandbox: pn.NetNS}},
-		IPs:        []*types100.IPConfig{{Interface: &idx, Address: *ipNet(netip.PrefixFrom(pn.IP, n.cfg.ClusterCIDR.Bits())), Gateway: gw}},
+		IPs:        []*types100.IPConfig{{Interface: &idx, Address: *ipNet(netip.PrefixFrom(pn.IP, n.cfg.PodCIDR.Bits())), Gateway: gw}},
 		Routes:     []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, GW: gw}},
 	}
 }

@@ -35,10 +35,15 @@ type Config struct {
 	StateDir string
 	// Bridge is the bridge's name.
 	Bridge string
-	// ClusterCIDR is the pod range.
+	// ClusterCIDR is the cluster's pod range: traffic to it is not
+	// masqueraded.
 	ClusterCIDR netip.Prefix
-	// Gateway is the bridge's address in ClusterCIDR (its first), the
-	// pods' default route.
+	// PodCIDR is this node's part of ClusterCIDR (node.spec.podCIDR):
+	// pod addresses come from it and the bridge has its first. Zero: all
+	// of ClusterCIDR (a cluster of one node).
+	PodCIDR netip.Prefix
+	// Gateway is the bridge's address in PodCIDR (its first), the pods'
+	// default route.
 	Gateway netip.Addr
 	// ServiceCIDR is not masqueraded (the proxy routes it, locally).
 	// Optional.
@@ -100,9 +105,15 @@ func Open(cfg Config) (*Network, error) {
 	if !cfg.ClusterCIDR.IsValid() || !cfg.ClusterCIDR.Addr().Is4() {
 		return nil, fmt.Errorf("pod range %v: want an IPv4 CIDR", cfg.ClusterCIDR)
 	}
+	if !cfg.PodCIDR.IsValid() {
+		cfg.PodCIDR = cfg.ClusterCIDR
+	}
+	if !cfg.PodCIDR.Addr().Is4() || !cfg.ClusterCIDR.Contains(cfg.PodCIDR.Addr()) || cfg.PodCIDR.Bits() < cfg.ClusterCIDR.Bits() {
+		return nil, fmt.Errorf("node pod range %v: want an IPv4 CIDR inside the cluster's %v", cfg.PodCIDR, cfg.ClusterCIDR)
+	}
 	gw := cfg.Gateway
-	if !gw.IsValid() || !cfg.ClusterCIDR.Contains(gw) {
-		return nil, fmt.Errorf("gateway %v: want an address in the pod range %v", gw, cfg.ClusterCIDR)
+	if !gw.IsValid() || !cfg.PodCIDR.Contains(gw) {
+		return nil, fmt.Errorf("gateway %v: want an address in the pod range %v", gw, cfg.PodCIDR)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "netns"), 0o700); err != nil {
 		return nil, err
@@ -110,7 +121,7 @@ func Open(cfg Config) (*Network, error) {
 	// Runs before the proxy owned the service range's route marked it
 	// here; the proxy adopts the route now.
 	os.Remove(filepath.Join(cfg.StateDir, "own-service-route"))
-	ipam, err := OpenIPAM(filepath.Join(cfg.StateDir, "ipam.json"), cfg.ClusterCIDR, gw)
+	ipam, err := OpenIPAM(filepath.Join(cfg.StateDir, "ipam.json"), cfg.PodCIDR, gw)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +162,7 @@ func (n *Network) Setup() error {
 		n.ownBridge = true
 	}
 	n.bridgeIdx = br.Attrs().Index
-	gw := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.gateway, n.cfg.ClusterCIDR.Bits()))}
+	gw := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.gateway, n.cfg.PodCIDR.Bits()))}
 	if err := netlink.AddrReplace(br, gw); err != nil {
 		return fmt.Errorf("giving %s the address %s: %w", n.cfg.Bridge, gw.IPNet, err)
 	}
@@ -325,7 +336,7 @@ func (n *Network) configurePod(pn *PodNetwork, hostName string) error {
 		if err != nil {
 			return err
 		}
-		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(pn.IP, n.cfg.ClusterCIDR.Bits()))}
+		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(pn.IP, n.cfg.PodCIDR.Bits()))}
 		if err := h.AddrAdd(eth, addr); err != nil {
 			return fmt.Errorf("giving eth0 %s: %w", addr.IPNet, err)
 		}
@@ -392,8 +403,8 @@ func (n *Network) DetachPod(owner string) error {
 	return nil
 }
 
-// Prefix is the pod range.
-func (n *Network) Prefix() netip.Prefix { return n.cfg.ClusterCIDR }
+// Prefix is the node's pod range.
+func (n *Network) Prefix() netip.Prefix { return n.cfg.PodCIDR }
 
 // RemovePod removes owner's network namespace (and with it the veth pair);
 // with release, its address is freed too.
