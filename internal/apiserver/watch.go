@@ -55,33 +55,36 @@ func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
 	if out.GetObjectKind().GroupVersionKind().Empty() {
 		e.res.s.setKind(out, e.res.gvk.GroupVersion())
 	}
-	e.buf.Reset()
-	if e.f.mediaType == mediaProtobuf {
-		if err := e.res.s.codecs.proto.Encode(out, &e.buf); err != nil {
-			return err
-		}
-		ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: append([]byte(nil), e.buf.Bytes()...)}}
-		e.buf.Reset()
-		if err := e.res.s.codecs.protoRaw.Encode(ev, &e.buf); err != nil {
-			return err
-		}
-		if _, err := e.w.Write(e.buf.Bytes()); err != nil {
-			return err
-		}
-	} else {
-		e.buf.WriteString(`{"type":"`)
-		e.buf.WriteString(string(typ))
-		e.buf.WriteString(`","object":`)
-		if err := e.res.s.codecs.json.Encode(out, &e.buf); err != nil {
-			return err
-		}
-		// The JSON encoder ends with a newline; close the envelope after it.
-		b := bytes.TrimRight(e.buf.Bytes(), "\n")
-		b = append(b, "}\n"...)
-		if _, err := e.w.Write(b); err != nil {
-			return err
-		}
+	if err := e.res.s.encodeWatchFrame(&e.buf, e.f.mediaType, typ, out); err != nil {
+		return err
 	}
+	_, err := e.w.Write(e.buf.Bytes())
+	return err
+}
+
+// encodeWatchFrame puts into buf (emptied first) the watch event of typ
+// and obj as mediaType frames it: a metav1.WatchEvent for protobuf (the
+// writer adds the length prefix), {"type":…,"object":…} and a newline
+// for JSON.
+func (s *Server) encodeWatchFrame(buf *bytes.Buffer, mediaType string, typ watch.EventType, obj runtime.Object) error {
+	buf.Reset()
+	if mediaType == mediaProtobuf {
+		if err := s.codecs.proto.Encode(obj, buf); err != nil {
+			return err
+		}
+		ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: bytes.Clone(buf.Bytes())}}
+		buf.Reset()
+		return s.codecs.protoRaw.Encode(ev, buf)
+	}
+	buf.WriteString(`{"type":"`)
+	buf.WriteString(string(typ))
+	buf.WriteString(`","object":`)
+	if err := s.codecs.json.Encode(obj, buf); err != nil {
+		return err
+	}
+	// The JSON encoder ends with a newline; close the envelope after it.
+	buf.Truncate(len(bytes.TrimRight(buf.Bytes(), "\n")))
+	buf.WriteString("}\n")
 	return nil
 }
 
@@ -301,42 +304,33 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 }
 
 // watchEvent turns a storage event into a watch event for a selection; obj
-// is nil when the selection sees no change.
+// is nil when the selection sees no change. (sharedWatchFrame is the same
+// with the decoded objects and frames shared between watchers.)
 func (res *resource) watchEvent(ev storage.Event, sel selection) (watch.EventType, runtime.Object, error) {
-	var cur, prev runtime.Object
 	var err error
-	if ev.Type == storage.EventDelete {
-		prev, err = res.decode(storage.KV{Key: ev.KV.Key, Value: ev.KV.Value, ModRevision: ev.Revision})
-		if err != nil {
-			return "", nil, err
+	decode := func(value []byte) runtime.Object {
+		obj, derr := res.decode(storage.KV{Key: ev.KV.Key, Value: value, ModRevision: ev.Revision})
+		if derr != nil && err == nil {
+			err = derr
 		}
-		if res.matches(sel, prev) {
-			return watch.Deleted, prev, nil
-		}
-		return "", nil, nil
+		return obj
 	}
-	cur, err = res.decode(ev.KV)
-	if err != nil {
+	var cur, prev runtime.Object
+	typ, usePrev := classifyEvent(ev, sel,
+		func() runtime.Object { cur = decode(ev.KV.Value); return cur },
+		func() runtime.Object {
+			if ev.Type == storage.EventDelete {
+				prev = decode(ev.KV.Value)
+			} else if ev.PrevValue != nil {
+				prev = decode(ev.PrevValue)
+			}
+			return prev
+		}, res.matches)
+	if err != nil || typ == "" {
 		return "", nil, err
 	}
-	curOK := res.matches(sel, cur)
-	prevOK := false
-	if ev.PrevValue != nil && !sel.empty() {
-		prev, err = res.decode(storage.KV{Key: ev.KV.Key, Value: ev.PrevValue, ModRevision: ev.Revision})
-		if err != nil {
-			return "", nil, err
-		}
-		prevOK = res.matches(sel, prev)
-	} else {
-		prevOK = ev.PrevValue != nil
+	if usePrev {
+		return typ, prev, nil
 	}
-	switch {
-	case curOK && (ev.Created || !prevOK):
-		return watch.Added, cur, nil
-	case curOK:
-		return watch.Modified, cur, nil
-	case prevOK:
-		return watch.Deleted, prev, nil
-	}
-	return "", nil, nil
+	return typ, cur, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"sync"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -134,25 +133,8 @@ func (res *resource) sharedWatchFrame(ev storage.Event, sel selection, mediaType
 		return nil, nil // a decode failed above
 	}
 	var buf bytes.Buffer
-	if mediaType == mediaProtobuf {
-		if err := res.s.codecs.proto.Encode(obj, &buf); err != nil {
-			return nil, err
-		}
-		ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: bytes.Clone(buf.Bytes())}}
-		buf.Reset()
-		if err := res.s.codecs.protoRaw.Encode(ev, &buf); err != nil {
-			return nil, err
-		}
-	} else {
-		buf.WriteString(`{"type":"`)
-		buf.WriteString(string(typ))
-		buf.WriteString(`","object":`)
-		if err := res.s.codecs.json.Encode(obj, &buf); err != nil {
-			return nil, err
-		}
-		// The JSON encoder ends with a newline; close the envelope after it.
-		buf.Truncate(len(bytes.TrimRight(buf.Bytes(), "\n")))
-		buf.WriteString("}\n")
+	if err := res.s.encodeWatchFrame(&buf, mediaType, typ, obj); err != nil {
+		return nil, err
 	}
 	if e.frames == nil {
 		e.frames = make(map[frameKey][]byte, 2)
