@@ -204,8 +204,11 @@ func (a *Agent) awaitPodCIDR(ctx context.Context) (netip.Prefix, error) {
 	}
 }
 
-// heartbeat renews the node's Lease every quarter of its duration and the
-// Node status every minute.
+// heartbeat renews the node's Lease every quarter of its duration. With
+// the same period it reads its Node and posts the status when the Node's
+// Ready condition is not what the agent would say (the node lifecycle
+// controller marked it Unknown during a gap in the Lease, say) and at
+// least once a minute otherwise, as the kubelet does.
 func (a *Agent) heartbeat(ctx context.Context) {
 	renew := a.cfg.LeaseDuration / 4
 	lastStatus := time.Now()
@@ -213,17 +216,17 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("renewing the node lease", "err", err)
 		}
-		if time.Since(lastStatus) >= time.Minute {
-			lastStatus = time.Now()
-			nodes := a.cfg.Client.CoreV1().Nodes()
-			if node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
+		nodes := a.cfg.Client.CoreV1().Nodes()
+		if node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
+			if time.Since(lastStatus) >= time.Minute || readyStatus(&node.Status) != a.readyStatus() {
+				lastStatus = time.Now()
 				node.Status = a.nodeStatus(&node.Status)
 				if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
 					a.log.Warn("updating the node status", "err", err)
 				}
-			} else if apierrors.IsNotFound(err) {
-				a.registerNode(ctx)
 			}
+		} else if apierrors.IsNotFound(err) {
+			a.registerNode(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -231,6 +234,24 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		case <-time.After(renew):
 		}
 	}
+}
+
+// readyStatus is the status of s's Ready condition ("" without one).
+func readyStatus(s *corev1.NodeStatus) corev1.ConditionStatus {
+	for _, c := range s.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+// readyStatus is the Ready status the agent reports (see nodeStatus).
+func (a *Agent) readyStatus() corev1.ConditionStatus {
+	if a.notReady != "" {
+		return corev1.ConditionFalse
+	}
+	return corev1.ConditionTrue
 }
 
 func (a *Agent) renewLease(ctx context.Context) error {

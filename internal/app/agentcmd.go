@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,7 +61,7 @@ func DefaultAgentCommandOptions() AgentCommandOptions {
 
 // AddFlags registers the flags of `headway agent`.
 func (o *AgentCommandOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Server, "server", o.Server, "the API server's URL, e.g. https://198.18.254.1:6443 (the server's --listen address)")
+	fs.StringVar(&o.Server, "server", o.Server, "the API server's URL, e.g. https://198.18.254.1:6443 (the server's --listen address); several servers of one cluster separated by commas: the agent uses one and moves to the next when it stops answering")
 	fs.StringVar(&o.Token, "token", o.Token, "a join token from `headway token create` on the server")
 	fs.StringVar(&o.CAFile, "ca-file", o.CAFile, "the cluster CA certificate, a copy of the server's <data-dir>/pki/ca.crt: the token is only sent to a server it vouches for")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for pods, logs, volumes, the pod network state and this node's credentials")
@@ -86,9 +85,9 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 	if log == nil {
 		log = NewLogger(o.LogLevel)
 	}
-	u, err := url.Parse(o.Server)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("--server %q: want the API server's https URL, e.g. https://198.18.254.1:6443", o.Server)
+	servers, err := parseServers(o.Server, log.With("component", "agent"))
+	if err != nil {
+		return err
 	}
 	switch o.Runtime {
 	case "auto", "cri", "process":
@@ -114,10 +113,10 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 		if nodeIP, err = netip.ParseAddr(o.Agent.NodeIP); err != nil || !nodeIP.Is4() {
 			return fmt.Errorf("--node-ip %q: want an IPv4 address of this machine", o.Agent.NodeIP)
 		}
-	} else if nodeIP, err = sourceAddrTo(u.Host); err != nil {
-		return fmt.Errorf("finding this machine's address towards %s (give --node-ip): %w", u.Host, err)
+	} else if nodeIP, err = sourceAddrTo(servers.hosts[0]); err != nil {
+		return fmt.Errorf("finding this machine's address towards %s (give --node-ip): %w", servers.hosts[0], err)
 	}
-	j, err := join(ctx, o, nodeName, nodeIP, log)
+	j, err := join(ctx, o, servers, nodeName, nodeIP, log)
 	if err != nil {
 		return err
 	}
@@ -126,8 +125,8 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 		return err
 	}
 	clientFor := func(c Credential) (kubernetes.Interface, error) {
-		return kubernetes.NewForConfig(&rest.Config{Host: o.Server, QPS: -1,
-			TLSClientConfig: rest.TLSClientConfig{CAData: j.CA, CertData: c.Cert, KeyData: c.Key}})
+		return kubernetes.NewForConfig(&rest.Config{Host: servers.first(), QPS: -1, Dial: servers.dial,
+			TLSClientConfig: rest.TLSClientConfig{CAData: j.CA, CertData: c.Cert, KeyData: c.Key, ServerName: servers.serverName()}})
 	}
 	var runs []func(context.Context)
 	proxyClient, err := clientFor(j.Proxy)
@@ -223,7 +222,7 @@ func agentConfig(o AgentCommandOptions, j *JoinResponse, nodeName string, nodeIP
 
 // join returns this node's credentials: those of an earlier join kept in
 // the data dir, else new ones from the server (which the token gets).
-func join(ctx context.Context, o AgentCommandOptions, nodeName string, nodeIP netip.Addr, log *slog.Logger) (*JoinResponse, error) {
+func join(ctx context.Context, o AgentCommandOptions, servers *apiServers, nodeName string, nodeIP netip.Addr, log *slog.Logger) (*JoinResponse, error) {
 	path := joinedFile(o.DataDir)
 	if data, err := os.ReadFile(path); err == nil {
 		var j JoinResponse
@@ -244,7 +243,8 @@ func join(ctx context.Context, o AgentCommandOptions, nodeName string, nodeIP ne
 		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", o.CAFile)
 	}
 	body, _ := json.Marshal(JoinRequest{NodeName: nodeName, NodeIP: nodeIP.String()})
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: servers.dial,
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: servers.serverName()}}}
 	defer hc.CloseIdleConnections()
 	var lastErr error
 	for attempt := 0; attempt < 30; attempt++ {
@@ -255,7 +255,7 @@ func join(ctx context.Context, o AgentCommandOptions, nodeName string, nodeIP ne
 			case <-time.After(time.Second):
 			}
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, o.Server+JoinPath, bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, servers.first()+JoinPath, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+o.Token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)

@@ -168,7 +168,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		OpenAPI:        openapi.NewLazyWithCustomResources(buildOpenAPI),
 		Logger:         log.With("component", "apiserver"),
 		Limits:         cfg.Serving,
-		Admission:      admissionChain(log),
+		Admission:      admissionChain(cfg, log),
 		Handlers:       map[string]http.Handler{JoinPath: joinHandler(cfg, bundle, log.With("component", "join"))},
 	}
 	if cfg.AuthorizationMode == AuthorizationRBAC {

@@ -16,6 +16,7 @@ import (
 	netutils "k8s.io/utils/net"
 
 	"github.com/headway/headway/internal/apiserver"
+	"github.com/headway/headway/internal/apiserver/admission/tolerationseconds"
 	"github.com/headway/headway/internal/controller/nodelifecycle"
 	"github.com/headway/headway/internal/dns"
 	"github.com/headway/headway/internal/proxy"
@@ -54,6 +55,11 @@ type Options struct {
 	// renewing its Lease before the node is marked Unknown and tainted
 	// unreachable (--node-monitor-grace-period).
 	NodeMonitorGracePeriod time.Duration
+	// DefaultNotReadyTolerationSeconds and DefaultUnreachableTolerationSeconds
+	// are how long a new pod tolerates its node being not ready or
+	// unreachable, unless it says otherwise (kube-apiserver's flags).
+	DefaultNotReadyTolerationSeconds    int64
+	DefaultUnreachableTolerationSeconds int64
 	// Etcd configures --store etcd.
 	Etcd EtcdOptions
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow.
@@ -162,6 +168,9 @@ func DefaultOptions() Options {
 		AuthorizationMode: AuthorizationRBAC,
 
 		NodeMonitorGracePeriod: nodelifecycle.DefaultGracePeriod,
+
+		DefaultNotReadyTolerationSeconds:    tolerationseconds.Default,
+		DefaultUnreachableTolerationSeconds: tolerationseconds.Default,
 	}
 }
 
@@ -203,6 +212,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.BackupInterval, "backup-interval", o.BackupInterval, "how often the bolt store is copied, while serving, into <data-dir>/backups (0: never); `headway store restore` puts a copy back")
 	fs.IntVar(&o.BackupKeep, "backup-keep", o.BackupKeep, "how many store backups to keep (the oldest are removed)")
 	fs.DurationVar(&o.NodeMonitorGracePeriod, "node-monitor-grace-period", o.NodeMonitorGracePeriod, "how long a node's agent may go without renewing its Lease before the node is marked Unknown, tainted node.kubernetes.io/unreachable and its pods marked not ready (as kube-controller-manager's flag)")
+	fs.Int64Var(&o.DefaultNotReadyTolerationSeconds, "default-not-ready-toleration-seconds", o.DefaultNotReadyTolerationSeconds, "how long a new pod without its own toleration of node.kubernetes.io/not-ready:NoExecute stays on a node that is not ready before it is evicted (as kube-apiserver's flag)")
+	fs.Int64Var(&o.DefaultUnreachableTolerationSeconds, "default-unreachable-toleration-seconds", o.DefaultUnreachableTolerationSeconds, "how long a new pod without its own toleration of node.kubernetes.io/unreachable:NoExecute stays on a node that stopped reporting (--node-monitor-grace-period) before it is evicted and, for a StatefulSet, re-created elsewhere (as kube-apiserver's flag)")
 	o.Agent.AddFlags(fs)
 	fs.BoolVar(&o.AllocateNodeCIDRs, "allocate-node-cidrs", o.AllocateNodeCIDRs, "give each Node a /24 of --cluster-cidr (node.spec.podCIDR; this server's node gets the first) instead of all of it to this server's node; needed for agents on other machines (`headway agent`), with --node-ip and --listen on an address they reach")
 	fs.IntVar(&o.Serving.MaxRequestsInFlight, "max-requests-inflight", o.Serving.MaxRequestsInFlight, "the most read requests the API serves at once; past it they are answered 429 with Retry-After (watches and streams are not counted; as kube-apiserver's flag)")
@@ -226,7 +237,7 @@ func (o *DNSOptions) AddFlags(fs *pflag.FlagSet) {
 func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this machine's Node (default: the host name)")
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "this node's address (its InternalIP), where other nodes reach it and its pods (default: the --listen address under --allocate-node-cidrs when it is one, else the bridge's address, enough for a node alone)")
-	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of --cluster-cidr")
+	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of this node's pod range (all of --cluster-cidr, or the node's /24 of it with the server's --allocate-node-cidrs and on `headway agent` nodes)")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "on exit, stop and remove every pod (with the CRI runtime pods otherwise keep running and the next start adopts them)")
@@ -265,6 +276,10 @@ type Config struct {
 	BackupKeep     int
 	// NodeMonitorGracePeriod is --node-monitor-grace-period.
 	NodeMonitorGracePeriod time.Duration
+	// DefaultNotReadyTolerationSeconds and
+	// DefaultUnreachableTolerationSeconds are the --default-*-toleration-seconds.
+	DefaultNotReadyTolerationSeconds    int64
+	DefaultUnreachableTolerationSeconds int64
 	// Etcd is --store etcd's connection.
 	Etcd EtcdOptions
 	// AuthorizationMode is AuthorizationRBAC or AuthorizationAlwaysAllow.
@@ -318,6 +333,9 @@ func (o *Options) Config() (Config, error) {
 		AuthorizationMode:      o.AuthorizationMode,
 		NodeMonitorGracePeriod: o.NodeMonitorGracePeriod,
 		AllocateNodeCIDRs:      o.AllocateNodeCIDRs,
+
+		DefaultNotReadyTolerationSeconds:    o.DefaultNotReadyTolerationSeconds,
+		DefaultUnreachableTolerationSeconds: o.DefaultUnreachableTolerationSeconds,
 	}
 	if o.Agent.NodeIP != "" {
 		if c.NodeIP, err = netip.ParseAddr(o.Agent.NodeIP); err != nil || !c.NodeIP.Is4() {
@@ -341,6 +359,12 @@ func (o *Options) Config() (Config, error) {
 	}
 	if c.NodeMonitorGracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("--node-monitor-grace-period %v: want a positive duration such as 40s", c.NodeMonitorGracePeriod))
+	}
+	if c.DefaultNotReadyTolerationSeconds < 0 {
+		errs = append(errs, fmt.Errorf("--default-not-ready-toleration-seconds %d: want 0 or more seconds", c.DefaultNotReadyTolerationSeconds))
+	}
+	if c.DefaultUnreachableTolerationSeconds < 0 {
+		errs = append(errs, fmt.Errorf("--default-unreachable-toleration-seconds %d: want 0 or more seconds", c.DefaultUnreachableTolerationSeconds))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))

@@ -14,8 +14,8 @@ import (
 // fields out: the pod spec defaults (DefaultPodSpec, shared with pod
 // templates), the ones only Pods get (requests from limits, service links,
 // host ports under hostNetwork), and what kube-apiserver's admission
-// plugins add (service account, priority, the not-ready and unreachable
-// tolerations).
+// plugins add (service account, priority; the not-ready and unreachable
+// tolerations are the tolerationseconds admission plugin's).
 func Default(p *corev1.Pod) {
 	DefaultPodSpec(&p.Spec)
 	requestsFromLimits(p.Spec.InitContainers)
@@ -38,36 +38,9 @@ func Default(p *corev1.Pod) {
 	if p.Spec.Priority == nil && p.Spec.PriorityClassName == "" {
 		p.Spec.Priority = ptr.To[int32](0)
 	}
-	p.Spec.Tolerations = withDefaultTolerations(p.Spec.Tolerations)
 	if p.Spec.PreemptionPolicy == nil && p.Spec.PriorityClassName == "" {
 		p.Spec.PreemptionPolicy = ptr.To(corev1.PreemptLowerPriority)
 	}
-}
-
-// defaultTolerationSeconds is how long pods stay on a node that is not
-// ready or unreachable (kube-apiserver's DefaultTolerationSeconds admission).
-const defaultTolerationSeconds = 300
-
-// withDefaultTolerations adds the node not-ready and unreachable NoExecute
-// tolerations the pod does not already have (a toleration with an empty
-// key or effect covers them), as kube-apiserver's admission does.
-func withDefaultTolerations(tols []corev1.Toleration) []corev1.Toleration {
-	covers := func(key string) bool {
-		for _, t := range tols {
-			if (t.Key == key || t.Key == "") && (t.Effect == corev1.TaintEffectNoExecute || t.Effect == "") {
-				return true
-			}
-		}
-		return false
-	}
-	var add []corev1.Toleration
-	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
-		if !covers(key) {
-			add = append(add, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists,
-				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](defaultTolerationSeconds)})
-		}
-	}
-	return append(tols, add...)
 }
 
 // requestsFromLimits makes a limit without a request also the request.

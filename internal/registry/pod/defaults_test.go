@@ -152,30 +152,6 @@ func TestDefaultsAsKubernetesStoresThem(t *testing.T) {
 			},
 			[]any{corev1.RestartPolicyAlways, corev1.DNSClusterFirst, int64(30), "default-scheduler", &corev1.PodSecurityContext{},
 				true, "default", "default", int32(0), corev1.PreemptLowerPriority}},
-		{"tolerations: both added",
-			func(*corev1.Pod) {},
-			func(p *corev1.Pod) any { return p.Spec.Tolerations },
-			[]corev1.Toleration{
-				{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
-				{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
-			}},
-		{"tolerations: added next to the pod's own",
-			func(p *corev1.Pod) {
-				p.Spec.Tolerations = []corev1.Toleration{
-					{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule},
-					{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](10)},
-				}
-			},
-			func(p *corev1.Pod) any { return p.Spec.Tolerations },
-			[]corev1.Toleration{
-				{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule},
-				{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](10)},
-				{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
-			}},
-		{"tolerations: a toleration of everything covers both",
-			func(p *corev1.Pod) { p.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}} },
-			func(p *corev1.Pod) any { return p.Spec.Tolerations },
-			[]corev1.Toleration{{Operator: corev1.TolerationOpExists}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPod()
