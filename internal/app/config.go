@@ -120,6 +120,9 @@ type AgentOptions struct {
 	CRIEndpoint string
 	// Cleanup stops and removes every pod when the server stops.
 	Cleanup bool
+	// NodeLeaseDurationSeconds is the node Lease's duration; the agent
+	// renews it every quarter of that (the kubelet's nodeLeaseDurationSeconds).
+	NodeLeaseDurationSeconds int
 }
 
 // NodeCIDRBits is the size of each Node's pod range under
@@ -190,7 +193,7 @@ func DefaultDNSOptions() DNSOptions {
 
 // DefaultAgentOptions are the documented defaults.
 func DefaultAgentOptions() AgentOptions {
-	return AgentOptions{Bridge: DefaultBridge, Masquerade: true}
+	return AgentOptions{Bridge: DefaultBridge, Masquerade: true, NodeLeaseDurationSeconds: 40}
 }
 
 // AddFlags registers the server flags.
@@ -240,6 +243,7 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of this node's pod range (all of --cluster-cidr, or the node's /24 of it with the server's --allocate-node-cidrs and on `headway agent` nodes)")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
+	fs.IntVar(&o.NodeLeaseDurationSeconds, "node-lease-duration-seconds", o.NodeLeaseDurationSeconds, "the duration of this node's Lease, which the agent renews every quarter of it; keep the server's --node-monitor-grace-period above it (as the kubelet's nodeLeaseDurationSeconds)")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "on exit, stop and remove every pod (with the CRI runtime pods otherwise keep running and the next start adopts them)")
 }
 
@@ -359,6 +363,9 @@ func (o *Options) Config() (Config, error) {
 	}
 	if c.NodeMonitorGracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("--node-monitor-grace-period %v: want a positive duration such as 40s", c.NodeMonitorGracePeriod))
+	}
+	if o.Agent.NodeLeaseDurationSeconds < 1 {
+		errs = append(errs, fmt.Errorf("--node-lease-duration-seconds %d: want 1 or more seconds (the default is 40)", o.Agent.NodeLeaseDurationSeconds))
 	}
 	if c.DefaultNotReadyTolerationSeconds < 0 {
 		errs = append(errs, fmt.Errorf("--default-not-ready-toleration-seconds %d: want 0 or more seconds", c.DefaultNotReadyTolerationSeconds))

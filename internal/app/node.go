@@ -1,6 +1,8 @@
 package app
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -119,7 +121,7 @@ func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *p
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
 		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr,
 		Bridge: cfg.Bridge, Gateway: cfg.Gateway, NoMasquerade: !cfg.Agent.Masquerade, BackoffBase: cfg.Agent.BackoffBase, Log: log,
-		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup,
+		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
 		AwaitPodCIDR: cfg.AllocateNodeCIDRs, NodeIP: cfg.NodeIP,
 	})
 }

@@ -55,6 +55,39 @@ func (a *machineAgent) stop() {
 	}
 }
 
+// netMachine is a "machine": a network namespace with eth0 on a LAN.
+type netMachine struct{ ns, node, ip string }
+
+// netMachines makes a LAN, a bridge in a namespace of its own with
+// <subnet>.254/24 on it, and n machines on it: namespaces whose eth0 has
+// <subnet>.1, .2, … and whose nodes will be node-a, node-b, …. The test's
+// cleanup deletes the namespaces, and with them the links.
+func netMachines(t *testing.T, tag, subnet string, n int) (lan string, ms []netMachine) {
+	t.Helper()
+	prefix := fmt.Sprintf("hw%s%d", tag, os.Getpid())
+	lan = prefix + "l"
+	ipCmd(t, "netns", "add", lan)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", lan).Run() })
+	ipCmd(t, "-n", lan, "link", "set", "lo", "up")
+	ipCmd(t, "-n", lan, "link", "add", "br0", "type", "bridge")
+	ipCmd(t, "-n", lan, "addr", "add", subnet+".254/24", "dev", "br0")
+	ipCmd(t, "-n", lan, "link", "set", "br0", "up")
+	for i := range n {
+		letter := string(rune('a' + i))
+		m := netMachine{ns: prefix + letter, node: "node-" + letter, ip: fmt.Sprintf("%s.%d", subnet, i+1)}
+		ipCmd(t, "netns", "add", m.ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", m.ns).Run() })
+		ipCmd(t, "-n", m.ns, "link", "set", "lo", "up")
+		port := fmt.Sprintf("p%d", i)
+		ipCmd(t, "-n", lan, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", m.ns)
+		ipCmd(t, "-n", lan, "link", "set", port, "master", "br0", "up")
+		ipCmd(t, "-n", m.ns, "addr", "add", m.ip+"/24", "dev", "eth0")
+		ipCmd(t, "-n", m.ns, "link", "set", "eth0", "up")
+		ms = append(ms, m)
+	}
+	return lan, ms
+}
+
 // TestMachines is issue 16's "nodes on other machines": three machines,
 // each a network namespace on a 198.18.250.0/24 link network (a bridge in
 // a fourth namespace); the server with its own node on the first, `headway
@@ -69,27 +102,7 @@ func TestMachines(t *testing.T) {
 			t.Skipf("needs %s", tool)
 		}
 	}
-	prefix := fmt.Sprintf("hwm%d", os.Getpid())
-	lan := prefix + "l"
-	ipCmd(t, "netns", "add", lan)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", lan).Run() })
-	ipCmd(t, "-n", lan, "link", "add", "br0", "type", "bridge")
-	ipCmd(t, "-n", lan, "link", "set", "br0", "up")
-	machines := []struct{ ns, node, ip string }{
-		{prefix + "a", "node-a", "198.18.250.1"},
-		{prefix + "b", "node-b", "198.18.250.2"},
-		{prefix + "c", "node-c", "198.18.250.3"},
-	}
-	for i, m := range machines {
-		ipCmd(t, "netns", "add", m.ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", m.ns).Run() })
-		ipCmd(t, "-n", m.ns, "link", "set", "lo", "up")
-		port := fmt.Sprintf("p%d", i)
-		ipCmd(t, "-n", lan, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", m.ns)
-		ipCmd(t, "-n", lan, "link", "set", port, "master", "br0", "up")
-		ipCmd(t, "-n", m.ns, "addr", "add", m.ip+"/24", "dev", "eth0")
-		ipCmd(t, "-n", m.ns, "link", "set", "eth0", "up")
-	}
+	_, machines := netMachines(t, "m", "198.18.250", 3)
 	// The cluster's pod range leaves the link network out.
 	const clusterCIDR = "198.18.0.0/17"
 	serverDir := t.TempDir()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,7 +69,7 @@ type netnsServer struct {
 	ns      string
 	dataDir string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *lockedBuffer
 	done    chan struct{}
 }
 
@@ -109,7 +108,7 @@ func startNetnsServer(t *testing.T, extra ...string) *netnsServer {
 // SIGTERM unless it has ended.
 func launchNetnsServer(t *testing.T, ns, dataDir string, extra ...string) *netnsServer {
 	t.Helper()
-	s := &netnsServer{t: t, ns: ns, dataDir: dataDir, log: &bytes.Buffer{}, done: make(chan struct{})}
+	s := &netnsServer{t: t, ns: ns, dataDir: dataDir, log: &lockedBuffer{}, done: make(chan struct{})}
 	// ip netns exec execs the server: the PID is the server's.
 	s.cmd = exec.Command("ip", "netns", "exec", ns, headwayBin, "server", "--data-dir", s.dataDir,
 		"--listen", "127.0.0.1:6443", "--store", "memory", "--dns-listen", "127.0.0.1:10053", "--dns-upstream", "none",

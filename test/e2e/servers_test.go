@@ -93,14 +93,20 @@ var identityRE = regexp.MustCompile(`campaigning for the controllers' lease.* id
 // leaderIdentity is the identity a server campaigns with, from its log.
 func leaderIdentity(t *testing.T, s *server) string {
 	t.Helper()
+	return identityIn(t, s.addr, s.log)
+}
+
+// identityIn finds the leader-election identity in a server's log.
+func identityIn(t *testing.T, name string, log fmt.Stringer) string {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := identityRE.FindStringSubmatch(s.log.String()); m != nil {
+		if m := identityRE.FindStringSubmatch(log.String()); m != nil {
 			return m[1]
 		}
 		waitABit()
 	}
-	t.Fatalf("server %s logged no leader-election identity:\n%s", s.addr, s.log.String())
+	t.Fatalf("server %s logged no leader-election identity:\n%s", name, log.String())
 	return ""
 }
 
