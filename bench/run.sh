@@ -27,6 +27,7 @@ SECTIONS=(
 	"dns|Cluster DNS (Headway vs CoreDNS)"
 	"proxy|Service proxy (nftables and userspace)"
 	"discovery|Client-side discovery: headwaytest start, resolver vs DNS update latency"
+	"cluster|More than one machine: etcd vs bolt, leader fail-over, cross-node latency"
 )
 
 # The in-process benchmarks, then the real binary's start and idle memory
@@ -82,6 +83,12 @@ run_proxy() {
 
 run_discovery() {
 	go run ./bench/discovery -out "$1"
+}
+
+# etcd vs bolt and the fail-over need etcd; the cross-node latency needs
+# root (network namespaces); each part says so in the table when skipped.
+run_cluster() {
+	go run ./bench/cluster -bin "$HEADWAY_BIN" -out "$1"
 }
 
 machine_info() {
