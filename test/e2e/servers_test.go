@@ -274,3 +274,40 @@ func TestSeveralServers(t *testing.T) {
 		t.Fatalf("the survivor's /readyz: %q", out)
 	}
 }
+
+// TestEtcdDurability is the durability check on etcd: 16 writers create
+// ConfigMaps through a server on --store etcd, the server is killed with
+// SIGKILL mid-burst, and every create it acknowledged is there when a new
+// server on the same etcd lists them. Two rounds.
+func TestEtcdDurability(t *testing.T) {
+	endpoint := startEtcd(t)
+	dir, addr := t.TempDir(), freePort(t)
+	check := func(round int, names []string) {
+		t.Helper()
+		s := startServer(t, dir, addr, "--store", "etcd", "--etcd-endpoints", endpoint, "--runtime", "none")
+		defer s.stop()
+		list, err := clientFor(t, s).CoreV1().ConfigMaps("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, cm := range list.Items {
+			have[cm.Name] = true
+		}
+		lost := 0
+		for _, n := range names {
+			if !have[n] {
+				lost++
+				if lost <= 5 {
+					t.Errorf("round %d: acknowledged create of %s lost after kill -9 of the server", round, n)
+				}
+			}
+		}
+		t.Logf("round %d: %d acknowledged creates, %d lost, after kill -9 of the server mid-burst", round, len(names), lost)
+	}
+	for round := range 2 {
+		s := startServer(t, dir, addr, "--store", "etcd", "--etcd-endpoints", endpoint, "--runtime", "none")
+		names := writeUntilKilled(t, clientFor(t, s), s, round, 1500*time.Millisecond)
+		check(round, names)
+	}
+}

@@ -1,10 +1,13 @@
 package etcd_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/url"
+	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +61,7 @@ func startEtcd(t *testing.T, dir string) (*embed.Etcd, *clientv3.Client) {
 // the same data dir).
 type owned struct {
 	*etcd.Store
-	e    *embed.Etcd
+	stop func()
 	c    *clientv3.Client
 	once sync.Once
 }
@@ -67,22 +70,84 @@ func (o *owned) Close() error {
 	err := o.Store.Close()
 	o.once.Do(func() {
 		o.c.Close()
-		o.e.Close()
+		o.stop()
 	})
 	return err
 }
 
-func open(t *testing.T, dir string) storage.Interface {
-	e, c := startEtcd(t, dir)
+func newOwned(t *testing.T, c *clientv3.Client, stop func()) storage.Interface {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := etcd.New(ctx, c, etcd.Options{})
 	if err != nil {
 		c.Close()
-		e.Close()
+		stop()
 		t.Fatal(err)
 	}
-	return &owned{Store: s, e: e, c: c}
+	return &owned{Store: s, stop: stop, c: c}
+}
+
+func open(t *testing.T, dir string) storage.Interface {
+	e, c := startEtcd(t, dir)
+	return newOwned(t, c, e.Close)
+}
+
+// openProcess runs a real etcd process (Debian's etcd-server) on dir.
+func openProcess(bin string) func(t *testing.T, dir string) storage.Interface {
+	return func(t *testing.T, dir string) storage.Interface {
+		t.Helper()
+		client, peer := freeURL(t), freeURL(t)
+		cmd := exec.Command(bin, "--name", "conformance", "--data-dir", dir,
+			"--listen-client-urls", client.String(), "--advertise-client-urls", client.String(),
+			"--listen-peer-urls", peer.String(), "--initial-advertise-peer-urls", peer.String(),
+			"--initial-cluster", "conformance="+peer.String(), "--log-level", "error")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		stop := func() {
+			// SIGTERM: etcd ends cleanly, as the persistent suite's
+			// Close then reopen expects.
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}
+		t.Cleanup(stop)
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{client.String()}, DialTimeout: 5 * time.Second})
+		if err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := c.Get(ctx, "/health-probe")
+			cancel()
+			if err == nil {
+				break
+			}
+			select {
+			case <-done:
+				c.Close()
+				t.Fatalf("etcd exited: %s", out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				c.Close()
+				stop()
+				t.Fatalf("etcd at %s not answering after 30s: %v", client.String(), err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return newOwned(t, c, stop)
+	}
 }
 
 func TestConformance(t *testing.T) {
@@ -91,4 +156,23 @@ func TestConformance(t *testing.T) {
 
 func TestPersistent(t *testing.T) {
 	storagetest.RunPersistent(t, open)
+}
+
+// etcdBinary is a real etcd to run, or a skip.
+func etcdBinary(t *testing.T) string {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("needs etcd (apt-get install etcd-server; .ci/run installs it)")
+	}
+	return bin
+}
+
+// TestConformanceRealProcess: the same suites against Debian's etcd
+// process, one member per store.
+func TestConformanceRealProcess(t *testing.T) {
+	open := openProcess(etcdBinary(t))
+	t.Run("Conformance", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.Interface { return open(t, t.TempDir()) })
+	})
+	t.Run("Persistent", func(t *testing.T) { storagetest.RunPersistent(t, open) })
 }
