@@ -26,6 +26,7 @@ import (
 	"github.com/headway/headway/internal/controller/networkpolicy"
 	"github.com/headway/headway/internal/controller/nodeipam"
 	"github.com/headway/headway/internal/controller/nodelifecycle"
+	"github.com/headway/headway/internal/controller/podgc"
 	"github.com/headway/headway/internal/controller/replicaset"
 	"github.com/headway/headway/internal/controller/resourcequota"
 	"github.com/headway/headway/internal/controller/rootcacert"
@@ -64,6 +65,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 	sched := scheduler.New(schedClient, factory, recorder("default-scheduler"), log)
 	lifecycle := nodelifecycle.New(client, factory, recorder("node-controller"), log)
 	lifecycle.GracePeriod = cfg.NodeMonitorGracePeriod
+	podGC := podgc.New(client, factory, log)
 	collector := gc.New(md, client.Discovery(), log)
 	sts := statefulset.New(client, factory, recorder("statefulset-controller"), log)
 	slices := endpointslice.New(client, factory, log)
@@ -93,6 +95,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			rootCA.Run,
 			sched.Run,
 			lifecycle.Run,
+			podGC.Run,
 			sts.Run,
 			replicasets.Run,
 			deployments.Run,
