@@ -72,9 +72,12 @@ type monitor struct {
 }
 
 // ResyncPeriod is how often the collector looks for resources that
-// appeared or went (kube's garbage collector: 30s); a changed
-// CustomResourceDefinition makes it look at once.
-const ResyncPeriod = 30 * time.Second
+// appeared or went without being told. A changed CustomResourceDefinition
+// makes it look at once, and Headway serves no other API that comes and
+// goes (no aggregated APIs), so this is only a backstop: kube's garbage
+// collector looks every 30 s, which here kept an idle server running the
+// whole discovery path (and faulting its code back in) twice a minute.
+const ResyncPeriod = 5 * time.Minute
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
