@@ -172,9 +172,11 @@ func Start(ctx context.Context, cfg Config) (*Containerd, error) {
 
 	s, err := c.decide(cfg)
 	if err != nil {
+		c.runc.Close()
 		return nil, err
 	}
 	if err := writeFileAtomic(c.configPath, []byte(renderConfig(s))); err != nil {
+		c.runc.Close()
 		return nil, err
 	}
 	c.stopStale()

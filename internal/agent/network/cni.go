@@ -31,8 +31,10 @@ import (
 // to the bridge with the same code and the same IPAM as for process pods.
 // So a pod keeps its address across sandboxes and restarts whatever the
 // runtime, no NAT rule is written by CNI, and the bridge, veths and
-// addresses keep one owner: this package. The relay is a shell script with
-// curl (CNIRelayScript), or this binary under the plugin's name
+// addresses keep one owner: this package. The relay is one bash process
+// speaking to a loopback listener (CNIRelayBashScript) when the agent
+// starts containerd itself, else a shell script with curl on the unix
+// socket (CNIRelayScript), or this binary under the plugin's name
 // (CNIPluginMain) where curl is missing.
 
 // CNIPluginName is the plugin's type in the conflist and its file name.
