@@ -6,6 +6,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -312,7 +313,28 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 		return nil, err
 	}
 	sock := shortSocketPath(filepath.Join(cniDir, "agent.sock"))
-	if err := installCNIPlugin(filepath.Join(binDir, network.CNIPluginName), self, sock); err != nil {
+	owner := func(ns, name, uid string) (string, bool) {
+		if f := a.cniOwner.Load(); f != nil {
+			return (*f)(ns, name, uid)
+		}
+		return "", false
+	}
+	plugin := filepath.Join(binDir, network.CNIPluginName)
+	if bash, err := exec.LookPath("bash"); err == nil && a.cfg.CRIEndpoint == "" {
+		// The managed containerd runs its plugins in this network
+		// namespace: the lightest relay, bash alone, reaches the agent
+		// over loopback TCP.
+		addr, token, err := n.ServeCNILoopback(rtCtx, owner)
+		if err != nil {
+			return nil, err
+		}
+		os.Remove(plugin)
+		script := network.CNIRelayBashScript(addr, token)
+		script = bytes.Replace(script, []byte("#!/bin/bash"), []byte("#!"+bash), 1)
+		if err := os.WriteFile(plugin, script, 0o700); err != nil {
+			return nil, fmt.Errorf("installing the CNI plugin: %w", err)
+		}
+	} else if err := installCNIPlugin(plugin, self, sock); err != nil {
 		return nil, fmt.Errorf("installing the CNI plugin: %w", err)
 	}
 	lo := filepath.Join(binDir, "loopback")
@@ -322,12 +344,6 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 	}
 	if err := os.WriteFile(filepath.Join(confDir, "10-headway.conflist"), network.ConflistJSON(sock), 0o644); err != nil {
 		return nil, err
-	}
-	owner := func(ns, name, uid string) (string, bool) {
-		if f := a.cniOwner.Load(); f != nil {
-			return (*f)(ns, name, uid)
-		}
-		return "", false
 	}
 	if err := n.ServeCNI(rtCtx, sock, owner); err != nil {
 		return nil, err

@@ -69,6 +69,9 @@ type settings struct {
 	// (no CAP_SYS_RESOURCE): without it runc fails every sandbox.
 	RestrictOOMScoreAdj bool
 	DisableAppArmor     bool
+	// RuncBinary is the runc the shims run (BinaryName); empty means runc
+	// from PATH.
+	RuncBinary string
 
 	// CNIBinDirs are the plugin directories in search order. For containerd
 	// before 2.1 only the first one is written (bin_dir takes one directory):
@@ -167,6 +170,9 @@ func renderConfig(s settings) string {
 		w("[%s.containerd.runtimes.runc.options]", cri)
 		w("  SystemdCgroup = false")
 		w("  Root = %s", tomlString(s.runcRoot()))
+		if s.RuncBinary != "" {
+			w("  BinaryName = %s", tomlString(s.RuncBinary))
+		}
 		w("")
 		w("[%s.cni]", cri)
 		writeCNI(w, s)
@@ -202,6 +208,9 @@ func renderConfig(s settings) string {
 	w("[%s.containerd.runtimes.runc.options]", runtime)
 	w("  SystemdCgroup = false")
 	w("  Root = %s", tomlString(s.runcRoot()))
+	if s.RuncBinary != "" {
+		w("  BinaryName = %s", tomlString(s.RuncBinary))
+	}
 	w("")
 	w("[%s.cni]", runtime)
 	writeCNI(w, s)

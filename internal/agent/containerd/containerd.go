@@ -77,6 +77,9 @@ type Containerd struct {
 	snapshotter string
 	binary      string
 	ctrPath     string
+	// runc is runc's binary as a sealed memfd (see sealedRunc); nil when
+	// the shims run runc from PATH.
+	runc *sealedRunc
 
 	mu   sync.Mutex
 	proc *process // the running containerd; nil while restarting
@@ -169,9 +172,11 @@ func Start(ctx context.Context, cfg Config) (*Containerd, error) {
 
 	s, err := c.decide(cfg)
 	if err != nil {
+		c.runc.Close()
 		return nil, err
 	}
 	if err := writeFileAtomic(c.configPath, []byte(renderConfig(s))); err != nil {
+		c.runc.Close()
 		return nil, err
 	}
 	c.stopStale()
@@ -179,11 +184,13 @@ func Start(ctx context.Context, cfg Config) (*Containerd, error) {
 	start := time.Now()
 	p, err := c.launch()
 	if err != nil {
+		c.runc.Close()
 		return nil, err
 	}
 	c.proc = p
 	fail := func(err error) (*Containerd, error) {
 		c.terminate(p)
+		c.runc.Close()
 		return nil, err
 	}
 	if err := c.waitReady(ctx, p); err != nil {
@@ -271,6 +278,16 @@ func (c *Containerd) decide(cfg Config) (settings, error) {
 	}
 	c.snapshotter = s.Snapshotter
 
+	if runc, err := exec.LookPath("runc"); err != nil {
+		c.log.Info("containerd decision", "runc", "from PATH", "reason", "runc not found: "+err.Error())
+	} else if sr, err := sealRunc(runc, filepath.Join(c.dir, "bin", "runc")); err != nil {
+		c.log.Info("containerd decision", "runc", runc, "reason", "a sealed copy could not be made ("+err.Error()+"): each container init copies runc itself")
+	} else {
+		c.runc = sr
+		s.RuncBinary = sr.link
+		c.log.Info("containerd decision", "runc", sr.link, "reason", "a sealed in-memory copy of "+runc+": runc init skips copying itself for every container")
+	}
+
 	ok, why := appArmorUsable()
 	s.DisableAppArmor = !ok
 	c.log.Info("containerd decision", "disable_apparmor", s.DisableAppArmor, "reason", why)
@@ -340,6 +357,7 @@ func (c *Containerd) Stop() error {
 // supervise restarts containerd when it exits, until Stop or ctx ends.
 func (c *Containerd) supervise(ctx context.Context) {
 	defer close(c.done)
+	defer c.runc.Close() // after containerd has stopped
 	backoff := restartBackoff
 	for {
 		c.mu.Lock()

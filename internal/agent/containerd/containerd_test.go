@@ -60,6 +60,7 @@ func testSettings(v version, capSysResource, overlay bool) settings {
 		CNIBinDirs:          []string{"/data/cni/bin", "/usr/lib/cni"},
 		CNIConfDir:          "/data/cni/net.d",
 		RegistryConfigDir:   "/data/registries",
+		RuncBinary:          "/data/containerd/bin/runc",
 	}
 	if overlay {
 		s.Snapshotter = "overlayfs"
@@ -112,7 +113,7 @@ func TestRenderConfig(t *testing.T) {
 				cri1:                               {`sandbox_image = "localhost/headway/pause:catatonit"`, `stream_server_address = "127.0.0.1"`, `stream_server_port = "0"`, "enable_selinux = false", "restrict_oom_score_adj = true", "disable_apparmor = true"},
 				cri1 + ".containerd":               {`snapshotter = "overlayfs"`, `default_runtime_name = "runc"`},
 				cri1 + ".containerd.runtimes.runc": {`runtime_type = "io.containerd.runc.v2"`},
-				cri1 + ".containerd.runtimes.runc.options": {"SystemdCgroup = false", `Root = "/data/containerd/state/runc"`},
+				cri1 + ".containerd.runtimes.runc.options": {"SystemdCgroup = false", `Root = "/data/containerd/state/runc"`, `BinaryName = "/data/containerd/bin/runc"`},
 				cri1 + ".cni":      {`bin_dir = "/data/cni/bin"`, `conf_dir = "/data/cni/net.d"`, "max_conf_num = 1"},
 				cri1 + ".registry": {`config_path = "/data/registries"`},
 				`plugins."io.containerd.internal.v1.opt"`: {`path = "/data/containerd/opt"`},
@@ -134,7 +135,7 @@ func TestRenderConfig(t *testing.T) {
 				img2 + ".pinned_images": {`sandbox = "localhost/headway/pause:catatonit"`},
 				img2 + ".registry":      {`config_path = "/data/registries"`},
 				rt2:                     {"restrict_oom_score_adj = true", "enable_selinux = false", "disable_apparmor = true"},
-				rt2 + ".containerd.runtimes.runc.options": {"SystemdCgroup = false", `Root = "/data/containerd/state/runc"`},
+				rt2 + ".containerd.runtimes.runc.options": {"SystemdCgroup = false", `Root = "/data/containerd/state/runc"`, `BinaryName = "/data/containerd/bin/runc"`},
 				rt2 + ".cni": {`bin_dir = "/data/cni/bin"`, `conf_dir = "/data/cni/net.d"`, "max_conf_num = 1"},
 				cri1:         {`stream_server_address = "127.0.0.1"`, `stream_server_port = "0"`},
 			},
@@ -228,6 +229,7 @@ func TestRenderConfigReadByContainerd(t *testing.T) {
 		`runtime_type = "io.containerd.runc.v2"`,
 		"SystemdCgroup = false",
 		`Root = "/data/containerd/state/runc"`,
+		`BinaryName = "/data/containerd/bin/runc"`,
 		`bin_dir = "/data/cni/bin"`,
 		`conf_dir = "/data/cni/net.d"`,
 		"max_conf_num = 1",
