@@ -43,6 +43,16 @@ func (m meter) String() string {
 	return s
 }
 
+// perOp reads "CPU per op: 412 µs (this process)": the process's CPU time
+// over the phase divided by n, the figure that load on the rest of the
+// machine changes least.
+func (m meter) perOp(n int, op string) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("CPU per %s: %.0f µs (this process)", op, float64(selfCPU()-m.self)/float64(n)/float64(time.Microsecond))
+}
+
 // machine reads "machine busy 1.20 of 2 cores": all processes, for phases
 // whose work is in other processes.
 func (m meter) machine() string {
