@@ -32,6 +32,7 @@ import (
 type options struct {
 	out        string
 	cpuprofile string
+	memprofile string
 	profile    string
 
 	creates1     int
@@ -47,6 +48,7 @@ type options struct {
 	startRuns    int
 	bigStartRuns int
 	memRef       int
+	storeRef     bool
 	bin          string
 	serverArgs   string
 	skipStart    bool
@@ -67,7 +69,8 @@ func main() {
 	}
 	flag.StringVar(&o.out, "out", "", "also write the markdown table to this file")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of one phase (see -profile) to this file")
-	flag.StringVar(&o.profile, "profile", "create16", "phase -cpuprofile covers: create1, create16, get16, list, watch")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write the allocations of one phase (see -profile) to this file (and FILE.base before it: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
+	flag.StringVar(&o.profile, "profile", "create16", "phase -cpuprofile and -memprofile cover: create1, create16, get16, list, watch")
 	flag.IntVar(&o.creates1, "creates1", 2000, "creates by the single client")
 	flag.IntVar(&o.creates16, "creates16", 10000, "creates by the 16 clients (this namespace is also the 10k list)")
 	flag.IntVar(&o.createsShare, "creates-shared", 5000, "creates by 16 clients over one shared HTTP/2 connection (0 skips)")
@@ -80,6 +83,7 @@ func main() {
 	flag.IntVar(&o.startRuns, "start-runs", 10, "server starts per data-dir kind (median reported)")
 	flag.IntVar(&o.bigStartRuns, "big-start-runs", 5, "server starts on the data dir the in-process benchmarks filled (0 skips)")
 	flag.IntVar(&o.memRef, "memory-reference", 5000, "creates by 16 clients on a memory-store cluster, for reference (0 skips)")
+	flag.BoolVar(&o.storeRef, "store-reference", true, "also run the 16-client creates on the bolt store alone (no API server), with the bytes the server stored")
 	flag.StringVar(&o.bin, "bin", defBin, "headway binary for the start benchmark ($HEADWAY_BIN, else ./bin/headway)")
 	flag.StringVar(&o.serverArgs, "server-args", "--runtime none", "extra flags for `headway server` in the start benchmark")
 	flag.BoolVar(&o.skipStart, "skip-start", false, "skip the server start benchmark")
@@ -179,6 +183,16 @@ func run(o options) (*report, error) {
 		r.notef("The in-process bolt file ended at %s.", bytesHuman(int(fi.Size())))
 	}
 
+	if o.storeRef {
+		value, err := storedConfigMap(ctx, dataDir)
+		if err != nil {
+			return r, fmt.Errorf("reading a stored ConfigMap for the store reference: %w", err)
+		}
+		if err := storeReference(ctx, r, o, filepath.Join(tmp, "store"), value); err != nil {
+			return r, err
+		}
+	}
+
 	if o.memRef > 0 {
 		if err := memoryReference(ctx, r, o, filepath.Join(tmp, "memory")); err != nil {
 			return r, err
@@ -230,23 +244,54 @@ func quietLogs(o *app.Options) {
 	}
 }
 
-// withProfile runs fn under the CPU profiler when phase is the profiled one.
+// withProfile runs fn under the CPU profiler, and between two snapshots of
+// the allocation profile, when phase is the profiled one.
 func withProfile(o options, phase string, fn func() error) error {
-	if o.cpuprofile == "" || o.profile != phase {
+	if o.profile != phase || (o.cpuprofile == "" && o.memprofile == "") {
 		return fn()
 	}
-	f, err := os.Create(o.cpuprofile)
+	if o.memprofile != "" {
+		if err := writeAllocs(o.memprofile + ".base"); err != nil {
+			return err
+		}
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	err := fn()
+	if o.cpuprofile != "" {
+		pprof.StopCPUProfile()
+		log.Printf("CPU profile of %s written to %s (go tool pprof -top %s)", phase, o.cpuprofile, o.cpuprofile)
+	}
+	if o.memprofile != "" {
+		if werr := writeAllocs(o.memprofile); werr != nil && err == nil {
+			err = werr
+		}
+		log.Printf("allocations of %s written to %s (go tool pprof -sample_index=alloc_space -base %s.base %s)", phase, o.memprofile, o.memprofile, o.memprofile)
+	}
+	return err
+}
+
+// writeAllocs writes the allocation profile as of now (after a GC, which is
+// when the runtime brings it up to date).
+func writeAllocs(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
 		return err
 	}
-	err = fn()
-	pprof.StopCPUProfile()
-	log.Printf("CPU profile of %s written to %s (go tool pprof -top %s)", phase, o.cpuprofile, o.cpuprofile)
-	return err
+	return f.Close()
 }
 
 // report collects the table rows and notes.

@@ -48,7 +48,7 @@ func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info re
 		}
 		fm := res.fieldManagers[sub]
 		fn = func(cur runtime.Object) (runtime.Object, error) {
-			return fm.Apply(cur, applied.DeepCopy(), opts.fieldManager, opts.force)
+			return res.s.applyFields(fm, cur, applied.DeepCopy(), opts)
 		}
 		if mode == modeMain {
 			create = func() (runtime.Object, error) {
@@ -56,7 +56,7 @@ func (res *resource) handlePatch(w http.ResponseWriter, r *http.Request, info re
 				acc, _ := meta.Accessor(empty)
 				acc.SetName(info.Name)
 				acc.SetNamespace(info.Namespace)
-				obj, err := fm.Apply(empty, applied.DeepCopy(), opts.fieldManager, opts.force)
+				obj, err := res.s.applyFields(fm, empty, applied.DeepCopy(), opts)
 				if err != nil {
 					return nil, err
 				}

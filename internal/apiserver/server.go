@@ -113,6 +113,11 @@ type Server struct {
 	crds *crdServing
 
 	watchers sync.WaitGroup
+
+	// warm runs managedFields tracking on grown stacks (warmstack.go).
+	warm *warmStacks
+	// nsTerminating: checkNamespace's decoded namespaces.
+	nsTerminating nsStates
 }
 
 // New builds a server from its config.
@@ -140,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		byGV:      map[schema.GroupVersion][]*resource{},
 		versions:  map[string][]string{},
 		inflight:  newInflight(cfg.Limits),
+		warm:      newWarmStacks(),
 	}
 	for _, reg := range append(cfg.Resources[:len(cfg.Resources):len(cfg.Resources)], s.reviewResources()...) {
 		res, err := newResource(s, reg)
@@ -236,10 +242,14 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
+				stack := debug.Stack()
+				if wp, ok := v.(*warmPanic); ok {
+					v, stack = wp.value, wp.stack
+				}
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(stack))
 				s.writeError(w, r, fmt.Errorf("internal error: %v", v))
 			}
 		}()
@@ -350,6 +360,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 		defer s.watchers.Done()
 		s.crds.run(ctx)
 	}()
+	s.warm.start(ctx, warmWorkers(), &s.watchers)
 	errc := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -278,7 +279,7 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 		return nil, err
 	}
 	if fm := res.fieldManagers[""]; fm != nil && opts.fieldManager != "" && !opts.managedFieldsDone {
-		obj = fm.UpdateNoErrors(res.reg.New(), obj, opts.fieldManager)
+		obj = res.s.updateFields(fm, res.reg.New(), obj, opts.fieldManager)
 		acc, _ = meta.Accessor(obj)
 	}
 	if h := res.reg.Hooks.BeforeCreate; h != nil && !opts.dryRun {
@@ -325,16 +326,56 @@ func (s *Server) checkNamespace(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	obj, err := nsRes.decode(kv)
-	if err != nil {
-		return err
+	terminating, ok := s.nsTerminating.get(kv)
+	if !ok {
+		obj, err := nsRes.decode(kv)
+		if err != nil {
+			return err
+		}
+		acc, _ := meta.Accessor(obj)
+		terminating = acc.GetDeletionTimestamp() != nil
+		s.nsTerminating.put(kv, terminating)
 	}
-	acc, _ := meta.Accessor(obj)
-	if acc.GetDeletionTimestamp() != nil {
+	if terminating {
 		return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, ns,
 			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
 	}
 	return nil
+}
+
+// nsStates remembers, per namespace key, whether the stored namespace at
+// one revision is terminating: a create in a namespace reads the namespace
+// (never a cache), but decodes it only when it has changed.
+type nsStates struct {
+	mu sync.Mutex
+	m  map[string]nsState
+}
+
+type nsState struct {
+	createRev, modRev int64
+	terminating       bool
+}
+
+// maxNSStates bounds the map; past it, it starts again empty.
+const maxNSStates = 4096
+
+func (c *nsStates) get(kv storage.KV) (terminating, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.m[kv.Key]
+	if !ok || st.createRev != kv.CreateRevision || st.modRev != kv.ModRevision {
+		return false, false
+	}
+	return st.terminating, true
+}
+
+func (c *nsStates) put(kv storage.KV, terminating bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxNSStates {
+		c.m = map[string]nsState{}
+	}
+	c.m[kv.Key] = nsState{createRev: kv.CreateRevision, modRev: kv.ModRevision, terminating: terminating}
 }
 
 // updateFunc computes the new object from the current one (a copy it may change).
@@ -500,7 +541,7 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 		sub = "status"
 	}
 	if fm := res.fieldManagers[sub]; fm != nil && opts.fieldManager != "" && !opts.managedFieldsDone && mode != modeFinalize && mode != modeSubresource {
-		obj = fm.UpdateNoErrors(cur, obj, opts.fieldManager)
+		obj = res.s.updateFields(fm, cur, obj, opts.fieldManager)
 		acc, _ = meta.Accessor(obj)
 	}
 	acc.SetResourceVersion("")
