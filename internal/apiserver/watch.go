@@ -30,6 +30,33 @@ type watchEncoder struct {
 	w       io.Writer
 	flusher http.Flusher
 	buf     bytes.Buffer
+
+	// A client that stops reading must not hold the watch (and the events
+	// queued for it) open: each write has writeTimeout to go out, then
+	// the connection's write fails and the watch ends. armed is the
+	// write deadline set (zero: none, while the watch is idle).
+	rc           *http.ResponseController
+	writeTimeout time.Duration
+	armed        time.Time
+}
+
+// arm makes sure the write about to be made has a deadline at least half
+// of writeTimeout away (one deadline serves many writes).
+func (e *watchEncoder) arm() {
+	now := time.Now()
+	if e.armed.IsZero() || e.armed.Sub(now) < e.writeTimeout/2 {
+		e.armed = now.Add(e.writeTimeout)
+		_ = e.rc.SetWriteDeadline(e.armed)
+	}
+}
+
+// disarm clears the deadline while the watch is idle (over HTTP/2 an
+// expired deadline resets the stream even when nothing is being written).
+func (e *watchEncoder) disarm() {
+	if !e.armed.IsZero() {
+		e.armed = time.Time{}
+		_ = e.rc.SetWriteDeadline(time.Time{})
+	}
 }
 
 func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
@@ -58,7 +85,26 @@ func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
 	if err := e.res.s.encodeWatchFrame(&e.buf, e.f.mediaType, typ, out); err != nil {
 		return err
 	}
+	e.arm()
 	_, err := e.w.Write(e.buf.Bytes())
+	return err
+}
+
+// sendEntryJSON writes a JSON watch event of a cached object, reusing its
+// encoding.
+func (e *watchEncoder) sendEntryJSON(typ watch.EventType, entry *cacheEntry) error {
+	obj, err := e.res.entryJSON(entry, &e.buf)
+	if err != nil {
+		return err
+	}
+	e.buf.Reset()
+	e.buf.WriteString(`{"type":"`)
+	e.buf.WriteString(string(typ))
+	e.buf.WriteString(`","object":`)
+	e.buf.Write(obj)
+	e.buf.WriteString("}\n")
+	e.arm()
+	_, err = e.w.Write(e.buf.Bytes())
 	return err
 }
 
@@ -91,12 +137,14 @@ func (s *Server) encodeWatchFrame(buf *bytes.Buffer, mediaType string, typ watch
 // flush sends what was written to the client.
 func (e *watchEncoder) flush() {
 	if e.flusher != nil {
+		e.arm()
 		e.flusher.Flush()
 	}
 }
 
 // sendFrame writes a frame another watcher may have encoded already.
 func (e *watchEncoder) sendFrame(frame []byte) error {
+	e.arm()
 	_, err := e.w.Write(frame)
 	return err
 }
@@ -185,20 +233,17 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	}
 	res.s.watchers.Add(1)
 	defer res.s.watchers.Done()
+	res.s.openWatches.Add(1)
+	defer res.s.openWatches.Add(-1)
 
-	var items []runtime.Object
+	var initialState listResult
 	from := rv
 	if initial {
-		if rv > 0 {
-			if err := res.s.waitForRevision(ctx, rv); err != nil {
-				return err
-			}
-		}
-		lr, err := res.list(ctx, info.Namespace, map[string][]string{}, sel)
-		if err != nil {
+		var err error
+		if initialState, err = res.initialState(ctx, info.Namespace, rvParam, rv, sel); err != nil {
 			return err
 		}
-		items, from = lr.items, lr.rev
+		from = initialState.rev
 	} else if rv > 0 {
 		if err := res.s.waitForRevision(ctx, rv); err != nil {
 			return err
@@ -217,7 +262,10 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
-	enc := &watchEncoder{res: res, r: r, f: f, w: w}
+	enc := &watchEncoder{res: res, r: r, f: f, w: w, rc: http.NewResponseController(w), writeTimeout: res.s.cfg.WatchWriteTimeout}
+	// Whatever the server writes after the handler (the end of the body)
+	// gets a fresh deadline, and a reused HTTP/1 connection none.
+	defer enc.disarm()
 	if fl, ok := w.(http.Flusher); ok {
 		enc.flusher = fl
 		fl.Flush()
@@ -237,8 +285,22 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		enc.flush()
 		return nil
 	}
-	for _, obj := range items {
-		if err := enc.send(watch.Added, obj); err != nil {
+	// Plain objects (not Tables or metadata) are encoded once per event
+	// and media type, and the frame shared by every such watcher.
+	shared := f.target == targetObject && !f.pretty
+	for i, obj := range initialState.items {
+		var err error
+		switch {
+		case shared && f.mediaType == mediaJSON && initialState.entries != nil && initialState.entries[i] != nil:
+			err = enc.sendEntryJSON(watch.Added, initialState.entries[i])
+		case initialState.entries != nil && f.target != targetObject:
+			// A Table or metadata conversion may set fields of the object
+			// it converts; the cache's objects are shared.
+			err = enc.send(watch.Added, obj.DeepCopyObject())
+		default:
+			err = enc.send(watch.Added, obj)
+		}
+		if err != nil {
 			return nil
 		}
 	}
@@ -249,9 +311,9 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		}
 	}
 	enc.flush()
-	// Plain objects (not Tables or metadata) are encoded once per event
-	// and media type, and the frame shared by every such watcher.
-	shared := f.target == targetObject && !f.pretty
+	// Once the watch is idle, its write deadline is cleared.
+	idle := time.NewTimer(enc.writeTimeout / 4)
+	defer idle.Stop()
 	var tick <-chan time.Time
 	if bookmarks {
 		t := time.NewTicker(res.s.cfg.BookmarkInterval)
@@ -262,11 +324,14 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-idle.C:
+			enc.disarm()
 		case <-tick:
 			if err := enc.send(watch.Bookmark, res.bookmark(last, false)); err != nil {
 				return nil
 			}
 			enc.flush()
+			idle.Reset(enc.writeTimeout / 4)
 		case ev, ok := <-events:
 			if !ok {
 				return nil
@@ -298,6 +363,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			// instead of per event.
 			if len(events) == 0 {
 				enc.flush()
+				idle.Reset(enc.writeTimeout / 4)
 			}
 		}
 	}
