@@ -42,7 +42,8 @@ type objectCache struct {
 	ctx      context.Context // the server's; nil until Serve starts
 	running  bool            // the store watch has been started
 	rev      int64           // every event up to rev has been applied
-	progress chan struct{}   // closed (and replaced) whenever rev advances
+	progress chan struct{}   // closed (and replaced) when rev advances and waiting > 0
+	waiting  int             // requests waiting on progress
 	byPrefix map[string][]*resCache
 	byRes    map[*resource]*resCache
 }
@@ -286,8 +287,9 @@ func (c *objectCache) apply(ev storage.Event) {
 	c.mu.Unlock()
 	// Decode outside the lock, through the resource's event cache: the
 	// watches of the resource share this decoding.
-	objs := make(map[*resCache]runtime.Object, len(caches))
-	if ev.Type == storage.EventPut {
+	var objs map[*resCache]runtime.Object
+	if ev.Type == storage.EventPut && len(caches) > 0 {
+		objs = make(map[*resCache]runtime.Object, len(caches))
 		for _, rc := range caches {
 			if obj, err := rc.res.eventObject(ev); err == nil {
 				objs[rc] = obj
@@ -306,8 +308,10 @@ func (c *objectCache) apply(ev storage.Event) {
 	}
 	if ev.Revision > c.rev {
 		c.rev = ev.Revision
-		close(c.progress)
-		c.progress = make(chan struct{})
+		if c.waiting > 0 {
+			close(c.progress)
+			c.progress = make(chan struct{})
+		}
 	}
 }
 
@@ -351,6 +355,7 @@ func (c *objectCache) snapshot(ctx context.Context, rc *resCache, prefix string,
 			return entries, cur, true, nil
 		}
 		progress, ready := c.progress, rc.ready
+		c.waiting++
 		c.mu.Unlock()
 		now := time.Now()
 		if c.s.store.Revision() >= minRev {
@@ -369,13 +374,17 @@ func (c *objectCache) snapshot(ctx context.Context, rc *resCache, prefix string,
 		t := time.NewTimer(min(deadline.Sub(now), cacheFallbackAfter/5))
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, false, ctx.Err()
 		case <-progress:
 		case <-ready:
 		case <-t.C:
 		}
 		t.Stop()
+		c.mu.Lock()
+		c.waiting--
+		c.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil, 0, false, ctx.Err()
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -415,7 +416,20 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 	mkNamespaces(t, cs, "slow")
 	cms := cs.CoreV1().ConfigMaps("slow")
 	rv := strconv.FormatInt(store.Revision(), 10)
-	stuck, err := cms.Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+	// The stalled client is client-go on its own HTTP/2 connection with a
+	// 64 KiB receive window per stream (client-go's default is 4 MiB), so
+	// that a little data fills it.
+	stuckCfg := &rest.Config{Host: cs.RESTClient().Get().URL().Scheme + "://" + cs.RESTClient().Get().URL().Host, BearerToken: "t", QPS: -1,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+			ForceAttemptHTTP2: true,
+			HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
+		}}
+	stuckCS, err := kubernetes.NewForConfig(stuckCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck, err := stuckCS.CoreV1().ConfigMaps("slow").Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,10 +447,9 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 	}()
 	waitUntil(t, "two open watches", func() bool { return srv.openWatches.Load() == 2 })
 
-	// 60 objects of 256 KiB: far more than the HTTP/2 stream window (4 MiB)
-	// and socket buffers a client that does not read can absorb.
-	const n = 60
-	big := strings.Repeat("x", 256<<10)
+	// 100 objects of 8 KiB: far more than the stalled client's window.
+	const n = 100
+	big := strings.Repeat("x", 8<<10)
 	start := time.Now()
 	for i := range n {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("big%d", i)}, Data: map[string]string{"d": big}}
