@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	goruntime "runtime"
 	"strconv"
 	"time"
 
@@ -336,37 +337,73 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			if !ok {
 				return nil
 			}
-			last = ev.Revision
-			var err error
-			if shared {
-				var frame []byte
-				if frame, err = res.sharedWatchFrame(ev, sel, f.mediaType); err == nil && frame != nil {
-					err = enc.sendFrame(frame)
-					if err != nil {
-						return nil
-					}
+			for {
+				last = ev.Revision
+				if !res.sendEvent(enc, ev, sel, shared) {
+					return nil
 				}
-			} else {
-				var typ watch.EventType
-				var obj runtime.Object
-				if typ, obj, err = res.watchEvent(ev, sel); err == nil && obj != nil {
-					if err := enc.send(typ, obj); err != nil {
-						return nil
-					}
+				// Events already waiting go out in the same flush: under a
+				// burst of writes, one write to the connection per batch
+				// instead of per event.
+				var ready, open bool
+				if ev, ready, open = nextReady(events); !open {
+					enc.flush()
+					return nil
+				}
+				if !ready {
+					break
 				}
 			}
-			if err != nil {
-				res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", ev.KV.Key, "err", err)
+			enc.flush()
+			idle.Reset(enc.writeTimeout / 4)
+		}
+	}
+}
+
+// nextReady returns the next event if one is ready. The store hands events
+// over an unbuffered channel, so it yields once to let the store's
+// goroutine offer a queued event before deciding none is ready. open is
+// false when the channel is closed.
+func nextReady(events <-chan storage.Event) (ev storage.Event, ready, open bool) {
+	select {
+	case ev, open = <-events:
+		return ev, open, open
+	default:
+	}
+	goruntime.Gosched()
+	select {
+	case ev, open = <-events:
+		return ev, open, open
+	default:
+		return storage.Event{}, false, true
+	}
+}
+
+// sendEvent writes what a watch with selection sel sees of ev (shared:
+// the frame shared between watchers of plain objects); false when the
+// client is gone.
+func (res *resource) sendEvent(enc *watchEncoder, ev storage.Event, sel selection, shared bool) bool {
+	var err error
+	if shared {
+		var frame []byte
+		if frame, err = res.sharedWatchFrame(ev, sel, enc.f.mediaType); err == nil && frame != nil {
+			if enc.sendFrame(frame) != nil {
+				return false
 			}
-			// Events already waiting go out in the same flush: under a
-			// burst of writes, one write to the connection per batch
-			// instead of per event.
-			if len(events) == 0 {
-				enc.flush()
-				idle.Reset(enc.writeTimeout / 4)
+		}
+	} else {
+		var typ watch.EventType
+		var obj runtime.Object
+		if typ, obj, err = res.watchEvent(ev, sel); err == nil && obj != nil {
+			if enc.send(typ, obj) != nil {
+				return false
 			}
 		}
 	}
+	if err != nil {
+		res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", ev.KV.Key, "err", err)
+	}
+	return true
 }
 
 // watchEvent turns a storage event into a watch event for a selection; obj
