@@ -434,15 +434,35 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stuck.Stop()
-	reader, err := cms.Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+	// The reading client re-watches from the last version it saw should
+	// its watch end (as informers do); it must see every object.
+	readerSeen := map[string]bool{}
+	var readerMu sync.Mutex
+	var readerGot atomic.Int64
+	readerCtx, stopReader := context.WithCancel(ctx)
+	defer stopReader()
+	reader, err := cms.Watch(readerCtx, metav1.ListOptions{ResourceVersion: rv})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer reader.Stop()
-	var readerGot atomic.Int64
 	go func() {
-		for range reader.ResultChan() {
-			readerGot.Add(1)
+		last := rv
+		for readerCtx.Err() == nil {
+			for ev := range reader.ResultChan() {
+				if cm, ok := ev.Object.(*corev1.ConfigMap); ok {
+					last = cm.ResourceVersion
+					readerMu.Lock()
+					if !readerSeen[cm.Name] {
+						readerSeen[cm.Name] = true
+						readerGot.Add(1)
+					}
+					readerMu.Unlock()
+				}
+			}
+			var werr error
+			if reader, werr = cms.Watch(readerCtx, metav1.ListOptions{ResourceVersion: last}); werr != nil {
+				return
+			}
 		}
 	}()
 	waitUntil(t, "two open watches", func() bool { return srv.openWatches.Load() == 2 })
@@ -459,7 +479,10 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 	}
 	t.Logf("%d creates in %v with a stuck watcher", n, time.Since(start))
 	waitUntil(t, "the reading watcher to get every event", func() bool { return readerGot.Load() == n })
-	waitUntil(t, "the server to close the stuck watch", func() bool { return srv.openWatches.Load() == 1 })
+	// With the reader gone, no watch is left open only if the server
+	// closed the stalled one (its client has not stopped it).
+	stopReader()
+	waitUntil(t, "the server to close the stuck watch", func() bool { return srv.openWatches.Load() == 0 })
 
 	got := 0
 	for range stuck.ResultChan() {
