@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // apiBench runs the in-process benchmarks against one bolt-backed cluster.
@@ -21,6 +26,9 @@ type apiBench struct {
 	o  options
 	r  *report
 	cl *clients
+	// create16Rate is "create, 16 clients" without watchers, the reference
+	// of the watchers' slowdown.
+	create16Rate float64
 }
 
 const (
@@ -30,6 +38,8 @@ const (
 	nsShared = "bench-create-16-shared"
 	nsSmall  = "bench-list-small"
 	nsWatch  = "bench-watch"
+	// nsWatchRaw: the watch fan-out with watchers that only read frames.
+	nsWatchRaw = "bench-watch-raw"
 )
 
 // createTarget is issue 20's figure for durable creates by 16 clients, with
@@ -44,7 +54,7 @@ func (b *apiBench) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, ns := range []string{nsWarm, nsOne, nsMany, nsShared, nsSmall, nsWatch} {
+	for _, ns := range []string{nsWarm, nsOne, nsMany, nsShared, nsSmall, nsWatch, nsWatchRaw} {
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating namespace %s: %w", ns, err)
 		}
@@ -98,7 +108,17 @@ func (b *apiBench) runAll(ctx context.Context) error {
 	if b.o.watchers <= 0 {
 		return nil
 	}
-	return withProfile(b.o, "watch", func() error { return b.watch(ctx, many) })
+	return withProfile(b.o, "watch", func() error {
+		if b.o.watchMode != "raw" {
+			if err := b.watch(ctx, many, false); err != nil {
+				return err
+			}
+		}
+		if b.o.watchMode != "client-go" {
+			return b.watch(ctx, many, true)
+		}
+		return nil
+	})
 }
 
 // configMap is the object every benchmark writes: a label and ~100 bytes of data.
@@ -152,6 +172,9 @@ func (b *apiBench) create(ctx context.Context, cs []kubernetes.Interface, ns str
 	}
 	log.Printf("%s: %d creates in %v", name, total, wall.Round(time.Millisecond))
 	thr := rateValue(total, wall)
+	if name == "create, 16 clients" {
+		b.create16Rate = thr
+	}
 	measure := "throughput (durable creates/s)"
 	if strings.Contains(name, "memory store") {
 		measure = "throughput (creates/s)"
@@ -279,7 +302,17 @@ type watcherState struct {
 	err    atomic.Value // string
 }
 
-func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface) error {
+// watch measures the fan-out of creates to b.o.watchers watchers of one
+// namespace. The watchers are client-go watchers (decoding every event,
+// as informers do) or, with raw, HTTP/2 streams that only read and count
+// the protobuf frames: what a watcher costs the server alone, since the
+// in-process client-go watchers' decoding competes with the server for the
+// same cores.
+func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, raw bool) error {
+	nsWatch := nsWatch
+	if raw {
+		nsWatch = nsWatchRaw
+	}
 	phases := []*watchPhase{
 		{prefix: "q", writers: 1, total: b.o.watchQuiet},
 		{prefix: "b", writers: len(writers), total: b.o.watchBurst},
@@ -312,6 +345,20 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface) er
 			st.recv[p] = make([]atomic.Int64, phases[p].total)
 		}
 		states[i] = st
+		if raw {
+			body, err := b.rawWatch(wctx, nsWatch, rv)
+			if err != nil {
+				return fmt.Errorf("watcher %d: %w", i, err)
+			}
+			wg.Go(func() {
+				defer body.Close()
+				countFrames(body, phases, st, since)
+				if wctx.Err() == nil {
+					st.closed.Store(true)
+				}
+			})
+			continue
+		}
 		c, err := b.cl.clientset(contentProtobuf)
 		if err != nil {
 			return err
@@ -419,13 +466,25 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface) er
 		if p.writers > 1 {
 			label += "s"
 		}
+		if raw {
+			label += " (watchers read frames, no decoding)"
+		}
 		log.Printf("%s: %d events delivered, %d missing, %d watchers closed early", label, delivered, missing, closed)
-		b.r.add(label, "delivery latency p50 / p99 (create returned → watcher has event)",
-			ms(percentile(fromReturn, 50))+" / "+ms(percentile(fromReturn, 99))).
-			with(fmt.Sprintf("from create sent: %s / %s; max %s", ms(percentile(fromSend, 50)), ms(percentile(fromSend, 99)), ms(percentile(fromReturn, 100))))
+		if !raw { // raw watchers do not decode: they cannot tell which object a frame is
+			b.r.add(label, "delivery latency p50 / p99 (create returned → watcher has event)",
+				ms(percentile(fromReturn, 50))+" / "+ms(percentile(fromReturn, 99))).
+				with(fmt.Sprintf("from create sent: %s / %s; max %s", ms(percentile(fromSend, 50)), ms(percentile(fromSend, 99)), ms(percentile(fromReturn, 100))))
+		}
 		b.r.add(label, "events delivered/s (all watchers)", rate(delivered, span)).
 			with(fmt.Sprintf("%d events in %v; the creates took %v (%s); %s", delivered, span.Round(time.Millisecond),
 				time.Duration(createsDone-start).Round(time.Millisecond), rate(p.total, time.Duration(createsDone-start)), m))
+		if p.writers > 1 && b.create16Rate > 0 {
+			withW := rateValue(p.total, time.Duration(createsDone-start))
+			slow := b.create16Rate / withW
+			b.r.add(label, "slowdown of 16-client creates (no watchers / with watchers)", fmt.Sprintf("%.2f×", slow)).
+				goal("≤ 1.3×", slow <= 1.3).
+				with(fmt.Sprintf("%.0f/s without watchers (create, 16 clients), %.0f/s with", b.create16Rate, withW))
+		}
 		if missing > 0 || closed > 0 || len(errs) > 0 {
 			msg := fmt.Sprintf("%d of %d events never arrived; %d watchers were closed by the server", missing, delivered+missing, closed)
 			if len(errs) > 0 {
@@ -469,4 +528,56 @@ func uniq(ss []string) []string {
 		out = append(out[:3], fmt.Sprintf("(%d more)", len(out)-3))
 	}
 	return out
+}
+
+// rawWatch opens a protobuf watch of ns from rv on its own connection and
+// returns the response body (length-prefixed frames).
+func (b *apiBench) rawWatch(ctx context.Context, ns, rv string) (io.ReadCloser, error) {
+	cfg, err := b.cl.config(contentProtobuf, true)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimSuffix(cfg.Host, "/") + "/api/v1/namespaces/" + ns + "/configmaps?watch=1&resourceVersion=" + rv
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", contentProtobuf)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("watch %s: %s", ns, resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// countFrames reads length-prefixed watch frames without decoding them;
+// the events of the phases arrive in order (each phase waits for the
+// previous one's delivery), so the n-th frame counts for its phase.
+func countFrames(body io.Reader, phases []*watchPhase, st *watcherState, since func() int64) {
+	br := bufio.NewReaderSize(body, 64<<10)
+	var hdr [4]byte
+	pi, idx := 0, 0
+	for pi < len(phases) {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[:]))
+		if _, err := br.Discard(int(n)); err != nil {
+			return
+		}
+		st.recv[pi][idx].Store(since())
+		st.counts[pi].Add(1)
+		if idx++; idx == phases[pi].total {
+			pi, idx = pi+1, 0
+		}
+	}
+	io.Copy(io.Discard, br)
 }

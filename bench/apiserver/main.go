@@ -57,6 +57,7 @@ type options struct {
 	idleRuns     int
 	idleSettle   time.Duration
 	sharedAll    bool
+	watchMode    string
 }
 
 func main() {
@@ -92,6 +93,7 @@ func main() {
 	flag.IntVar(&o.idleRuns, "idle-runs", 3, "server starts measured for idle memory (median reported; 0 skips)")
 	flag.DurationVar(&o.idleSettle, "idle-settle", 35*time.Second, "how long after ready the idle server's memory is read (the server releases the start's memory 5 s and 30 s after ready)")
 	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
+	flag.StringVar(&o.watchMode, "watch-mode", "both", "watchers of the fan-out benchmark: client-go (decode every event, as informers), raw (HTTP/2 streams that only read frames: the server's cost), or both")
 	flag.Parse()
 	o.list10k = o.creates16
 	if o.netns {

@@ -185,10 +185,20 @@ type listResult struct {
 	remaining *int64
 	// warnings name objects skipped because they cannot be decoded.
 	warnings []string
+	// entries, when set, are the cached entries of items (same index; nil
+	// where an item is not cached): their encodings are reused.
+	entries []*cacheEntry
 }
 
-// list runs a list request's options against the store.
+// list runs a list request's options against the store. The objects are
+// the caller's own (not shared with the object cache).
 func (res *resource) list(ctx context.Context, ns string, q map[string][]string, sel selection) (listResult, error) {
+	return res.listStore(ctx, ns, q, sel, nil)
+}
+
+// listStore is list; with rc, objects the cache holds at the same
+// revision are taken from it (shared: read only) instead of decoded.
+func (res *resource) listStore(ctx context.Context, ns string, q map[string][]string, sel selection, rc *resCache) (listResult, error) {
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
 			return v[0]
@@ -260,12 +270,23 @@ func (res *resource) list(ctx context.Context, ns string, q map[string][]string,
 		out.rev = page.Revision
 		last := ""
 		consumed := 0
-		for _, kv := range page.Items {
+		var cached []*cacheEntry
+		if rc != nil {
+			cached = res.s.cache.lookup(rc, page.Items)
+		}
+		for i, kv := range page.Items {
 			if limit > 0 && int64(len(out.items)) >= limit {
 				break
 			}
 			last = kv.Key
 			consumed++
+			if cached != nil && cached[i] != nil {
+				if res.matches(sel, cached[i].obj) {
+					out.items = append(out.items, cached[i].obj)
+					out.entries = append(out.entries, cached[i])
+				}
+				continue
+			}
 			obj, err := res.decode(kv)
 			var corrupt *corruptObjectError
 			if errors.As(err, &corrupt) {
@@ -278,6 +299,9 @@ func (res *resource) list(ctx context.Context, ns string, q map[string][]string,
 			}
 			if res.matches(sel, obj) {
 				out.items = append(out.items, obj)
+				if rc != nil {
+					out.entries = append(out.entries, nil)
+				}
 			}
 		}
 		leftInPage := int64(len(page.Items) - consumed)
@@ -320,7 +344,7 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 	if err != nil {
 		return err
 	}
-	result, err := res.list(r.Context(), info.Namespace, q, sel)
+	result, err := res.serveList(r.Context(), info.Namespace, q, sel)
 	if err != nil {
 		return err
 	}
@@ -332,6 +356,9 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 	lm.SetResourceVersion(formatRV(result.rev))
 	lm.SetContinue(result.cont)
 	lm.SetRemainingItemCount(result.remaining)
+	if f.mediaType == mediaJSON && f.target == targetObject && !f.pretty && res.custom == nil && len(result.entries) == len(result.items) {
+		return res.writeListJSON(w, list, result)
+	}
 	if err := meta.SetList(list, result.items); err != nil {
 		return err
 	}

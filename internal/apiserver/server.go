@@ -73,6 +73,10 @@ type Config struct {
 	MinWatchTimeout time.Duration
 	// BookmarkInterval is how often a watch that asked for bookmarks gets one.
 	BookmarkInterval time.Duration
+	// WatchWriteTimeout is how long a watch response may take to hand one
+	// batch of events to a client before the watch is closed (a client
+	// that stopped reading; it re-watches or relists). Default 10 s.
+	WatchWriteTimeout time.Duration
 	// AgentTransport reaches node agents for pod logs, exec, attach and
 	// port-forward (TLS with the server's client certificate).
 	AgentTransport *http.Transport
@@ -118,6 +122,11 @@ type Server struct {
 	warm *warmStacks
 	// nsTerminating: checkNamespace's decoded namespaces.
 	nsTerminating nsStates
+	// openWatches counts the watch responses being served.
+	openWatches atomic.Int64
+	// cache holds built-in resources' objects for lists and watches that
+	// may be served from memory (listcache.go).
+	cache *objectCache
 }
 
 // New builds a server from its config.
@@ -134,6 +143,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.BookmarkInterval == 0 {
 		cfg.BookmarkInterval = time.Minute
 	}
+	if cfg.WatchWriteTimeout == 0 {
+		cfg.WatchWriteTimeout = 10 * time.Second
+	}
 	limitJSONPatchCopies()
 	cfg.Limits.defaults()
 	s := &Server{
@@ -147,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 		inflight:  newInflight(cfg.Limits),
 		warm:      newWarmStacks(),
 	}
+	s.cache = newObjectCache(s)
 	for _, reg := range append(cfg.Resources[:len(cfg.Resources):len(cfg.Resources)], s.reviewResources()...) {
 		res, err := newResource(s, reg)
 		if err != nil {
@@ -355,6 +368,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 		ln = &limitListener{Listener: ln, l: cl}
 		srv.ConnState = cl.setState
 	}
+	s.cache.serve(ctx)
 	s.watchers.Add(1)
 	go func() {
 		defer s.watchers.Done()

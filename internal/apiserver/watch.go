@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	goruntime "runtime"
 	"strconv"
 	"time"
 
@@ -30,6 +31,33 @@ type watchEncoder struct {
 	w       io.Writer
 	flusher http.Flusher
 	buf     bytes.Buffer
+
+	// A client that stops reading must not hold the watch (and the events
+	// queued for it) open: each write has writeTimeout to go out, then
+	// the connection's write fails and the watch ends. armed is the
+	// write deadline set (zero: none, while the watch is idle).
+	rc           *http.ResponseController
+	writeTimeout time.Duration
+	armed        time.Time
+}
+
+// arm makes sure the write about to be made has a deadline at least half
+// of writeTimeout away (one deadline serves many writes).
+func (e *watchEncoder) arm() {
+	now := time.Now()
+	if e.armed.IsZero() || e.armed.Sub(now) < e.writeTimeout/2 {
+		e.armed = now.Add(e.writeTimeout)
+		_ = e.rc.SetWriteDeadline(e.armed)
+	}
+}
+
+// disarm clears the deadline while the watch is idle (over HTTP/2 an
+// expired deadline resets the stream even when nothing is being written).
+func (e *watchEncoder) disarm() {
+	if !e.armed.IsZero() {
+		e.armed = time.Time{}
+		_ = e.rc.SetWriteDeadline(time.Time{})
+	}
 }
 
 func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
@@ -58,7 +86,26 @@ func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
 	if err := e.res.s.encodeWatchFrame(&e.buf, e.f.mediaType, typ, out); err != nil {
 		return err
 	}
+	e.arm()
 	_, err := e.w.Write(e.buf.Bytes())
+	return err
+}
+
+// sendEntryJSON writes a JSON watch event of a cached object, reusing its
+// encoding.
+func (e *watchEncoder) sendEntryJSON(typ watch.EventType, entry *cacheEntry) error {
+	obj, err := e.res.entryJSON(entry, &e.buf)
+	if err != nil {
+		return err
+	}
+	e.buf.Reset()
+	e.buf.WriteString(`{"type":"`)
+	e.buf.WriteString(string(typ))
+	e.buf.WriteString(`","object":`)
+	e.buf.Write(obj)
+	e.buf.WriteString("}\n")
+	e.arm()
+	_, err = e.w.Write(e.buf.Bytes())
 	return err
 }
 
@@ -91,12 +138,14 @@ func (s *Server) encodeWatchFrame(buf *bytes.Buffer, mediaType string, typ watch
 // flush sends what was written to the client.
 func (e *watchEncoder) flush() {
 	if e.flusher != nil {
+		e.arm()
 		e.flusher.Flush()
 	}
 }
 
 // sendFrame writes a frame another watcher may have encoded already.
 func (e *watchEncoder) sendFrame(frame []byte) error {
+	e.arm()
 	_, err := e.w.Write(frame)
 	return err
 }
@@ -185,20 +234,17 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	}
 	res.s.watchers.Add(1)
 	defer res.s.watchers.Done()
+	res.s.openWatches.Add(1)
+	defer res.s.openWatches.Add(-1)
 
-	var items []runtime.Object
+	var initialState listResult
 	from := rv
 	if initial {
-		if rv > 0 {
-			if err := res.s.waitForRevision(ctx, rv); err != nil {
-				return err
-			}
-		}
-		lr, err := res.list(ctx, info.Namespace, map[string][]string{}, sel)
-		if err != nil {
+		var err error
+		if initialState, err = res.initialState(ctx, info.Namespace, rvParam, rv, sel); err != nil {
 			return err
 		}
-		items, from = lr.items, lr.rev
+		from = initialState.rev
 	} else if rv > 0 {
 		if err := res.s.waitForRevision(ctx, rv); err != nil {
 			return err
@@ -217,7 +263,10 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
-	enc := &watchEncoder{res: res, r: r, f: f, w: w}
+	enc := &watchEncoder{res: res, r: r, f: f, w: w, rc: http.NewResponseController(w), writeTimeout: res.s.cfg.WatchWriteTimeout}
+	// Whatever the server writes after the handler (the end of the body)
+	// gets a fresh deadline, and a reused HTTP/1 connection none.
+	defer enc.disarm()
 	if fl, ok := w.(http.Flusher); ok {
 		enc.flusher = fl
 		fl.Flush()
@@ -237,8 +286,22 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		enc.flush()
 		return nil
 	}
-	for _, obj := range items {
-		if err := enc.send(watch.Added, obj); err != nil {
+	// Plain objects (not Tables or metadata) are encoded once per event
+	// and media type, and the frame shared by every such watcher.
+	shared := f.target == targetObject && !f.pretty
+	for i, obj := range initialState.items {
+		var err error
+		switch {
+		case shared && f.mediaType == mediaJSON && initialState.entries != nil && initialState.entries[i] != nil:
+			err = enc.sendEntryJSON(watch.Added, initialState.entries[i])
+		case initialState.entries != nil && f.target != targetObject:
+			// A Table or metadata conversion may set fields of the object
+			// it converts; the cache's objects are shared.
+			err = enc.send(watch.Added, obj.DeepCopyObject())
+		default:
+			err = enc.send(watch.Added, obj)
+		}
+		if err != nil {
 			return nil
 		}
 	}
@@ -249,9 +312,9 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		}
 	}
 	enc.flush()
-	// Plain objects (not Tables or metadata) are encoded once per event
-	// and media type, and the frame shared by every such watcher.
-	shared := f.target == targetObject && !f.pretty
+	// Once the watch is idle, its write deadline is cleared.
+	idle := time.NewTimer(enc.writeTimeout / 4)
+	defer idle.Stop()
 	var tick <-chan time.Time
 	if bookmarks {
 		t := time.NewTicker(res.s.cfg.BookmarkInterval)
@@ -262,45 +325,85 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-idle.C:
+			enc.disarm()
 		case <-tick:
 			if err := enc.send(watch.Bookmark, res.bookmark(last, false)); err != nil {
 				return nil
 			}
 			enc.flush()
+			idle.Reset(enc.writeTimeout / 4)
 		case ev, ok := <-events:
 			if !ok {
 				return nil
 			}
-			last = ev.Revision
-			var err error
-			if shared {
-				var frame []byte
-				if frame, err = res.sharedWatchFrame(ev, sel, f.mediaType); err == nil && frame != nil {
-					err = enc.sendFrame(frame)
-					if err != nil {
-						return nil
-					}
+			for {
+				last = ev.Revision
+				if !res.sendEvent(enc, ev, sel, shared) {
+					return nil
 				}
-			} else {
-				var typ watch.EventType
-				var obj runtime.Object
-				if typ, obj, err = res.watchEvent(ev, sel); err == nil && obj != nil {
-					if err := enc.send(typ, obj); err != nil {
-						return nil
-					}
+				// Events already waiting go out in the same flush: under a
+				// burst of writes, one write to the connection per batch
+				// instead of per event.
+				var ready, open bool
+				if ev, ready, open = nextReady(events); !open {
+					enc.flush()
+					return nil
+				}
+				if !ready {
+					break
 				}
 			}
-			if err != nil {
-				res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", ev.KV.Key, "err", err)
+			enc.flush()
+			idle.Reset(enc.writeTimeout / 4)
+		}
+	}
+}
+
+// nextReady returns the next event if one is ready. The store hands events
+// over an unbuffered channel, so it yields once to let the store's
+// goroutine offer a queued event before deciding none is ready. open is
+// false when the channel is closed.
+func nextReady(events <-chan storage.Event) (ev storage.Event, ready, open bool) {
+	select {
+	case ev, open = <-events:
+		return ev, open, open
+	default:
+	}
+	goruntime.Gosched()
+	select {
+	case ev, open = <-events:
+		return ev, open, open
+	default:
+		return storage.Event{}, false, true
+	}
+}
+
+// sendEvent writes what a watch with selection sel sees of ev (shared:
+// the frame shared between watchers of plain objects); false when the
+// client is gone.
+func (res *resource) sendEvent(enc *watchEncoder, ev storage.Event, sel selection, shared bool) bool {
+	var err error
+	if shared {
+		var frame []byte
+		if frame, err = res.sharedWatchFrame(ev, sel, enc.f.mediaType); err == nil && frame != nil {
+			if enc.sendFrame(frame) != nil {
+				return false
 			}
-			// Events already waiting go out in the same flush: under a
-			// burst of writes, one write to the connection per batch
-			// instead of per event.
-			if len(events) == 0 {
-				enc.flush()
+		}
+	} else {
+		var typ watch.EventType
+		var obj runtime.Object
+		if typ, obj, err = res.watchEvent(ev, sel); err == nil && obj != nil {
+			if enc.send(typ, obj) != nil {
+				return false
 			}
 		}
 	}
+	if err != nil {
+		res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", ev.KV.Key, "err", err)
+	}
+	return true
 }
 
 // watchEvent turns a storage event into a watch event for a selection; obj

@@ -79,24 +79,17 @@ func (c *eventCache) get(ev storage.Event) *cachedEvent {
 func (res *resource) sharedWatchFrame(ev storage.Event, sel selection, mediaType string) ([]byte, error) {
 	e := res.events.get(ev)
 	decode := func(value []byte) (runtime.Object, error) {
-		obj, err := res.decode(storage.KV{Key: ev.KV.Key, Value: value, ModRevision: ev.Revision})
-		if err != nil {
-			return nil, err
-		}
-		if obj.GetObjectKind().GroupVersionKind().Empty() {
-			res.s.setKind(obj, res.gvk.GroupVersion())
-		}
-		return obj, nil
+		return res.decodeShared(storage.KV{Key: ev.KV.Key, Value: value, ModRevision: ev.Revision})
 	}
 	// prev is decoded only when a watcher needs it: a delete, or an update
 	// seen through a selection.
 	var err error
 	cur := func() runtime.Object {
-		e.curOnce.Do(func() { e.cur, e.curErr = decode(ev.KV.Value) })
-		if e.curErr != nil && err == nil {
-			err = e.curErr
+		obj, cerr := e.current(res, ev)
+		if cerr != nil && err == nil {
+			err = cerr
 		}
-		return e.cur
+		return obj
 	}
 	prev := func() runtime.Object {
 		e.prevOnce.Do(func() {
@@ -141,6 +134,21 @@ func (res *resource) sharedWatchFrame(ev storage.Event, sel selection, mediaType
 	}
 	e.frames[fk] = buf.Bytes()
 	return buf.Bytes(), nil
+}
+
+// current is the object a put event stored, decoded once for everyone
+// who asks (the watches of the resource and its object cache).
+func (e *cachedEvent) current(res *resource, ev storage.Event) (runtime.Object, error) {
+	e.curOnce.Do(func() {
+		e.cur, e.curErr = res.decodeShared(storage.KV{Key: ev.KV.Key, Value: ev.KV.Value, ModRevision: ev.Revision})
+	})
+	return e.cur, e.curErr
+}
+
+// eventObject is the object a put event stored, decoded once (shared; never
+// modify it).
+func (res *resource) eventObject(ev storage.Event) (runtime.Object, error) {
+	return res.events.get(ev).current(res, ev)
 }
 
 // classifyEvent is what a watch with selection sel sees of a change whose
