@@ -2,6 +2,7 @@ package apiserver_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -678,12 +679,18 @@ func TestCustomResources(t *testing.T) {
 			_, err := dyn.Resource(crds).Get(ctx, "widgets.example.com", metav1.GetOptions{})
 			return apierrors.IsNotFound(err), nil
 		})
-		if _, err := ws.List(ctx, metav1.ListOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("widgets still served: %v", err)
-		}
-		if _, err := c.Client.Discovery().ServerResourcesForGroupVersion("example.com/v1"); !apierrors.IsNotFound(err) {
-			t.Errorf("example.com/v1 still in discovery: %v", err)
-		}
+		// The server stops serving the widgets when its watch of the
+		// definitions sees the deletion, just after the definition is gone.
+		cluster.WaitFor(t, 10*time.Second, "the widgets no longer served", func() (bool, error) {
+			_, err := ws.List(ctx, metav1.ListOptions{})
+			if !apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("widgets still served: %v", err)
+			}
+			if _, err := c.Client.Discovery().ServerResourcesForGroupVersion("example.com/v1"); !apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("example.com/v1 still in discovery: %v", err)
+			}
+			return true, nil
+		})
 		// The open watch saw the deletions, then ended.
 		deleted := map[string]bool{}
 		for ev := range wi.ResultChan() {
