@@ -111,14 +111,7 @@ func TestMachines(t *testing.T) {
 	serverURL := "https://" + machines[0].ip + ":6443"
 	caFile := filepath.Join(serverDir, "pki", "ca.crt")
 
-	out, err := s.exec(headwayBin, "token", "create", "--kubeconfig", filepath.Join(serverDir, "kubeconfig"))
-	if err != nil {
-		t.Fatalf("headway token create: %v\n%s", err, out)
-	}
-	token := regexp.MustCompile(`(?m)^[a-z0-9]{6}\.[a-z0-9]{16}$`).FindString(out)
-	if token == "" {
-		t.Fatalf("headway token create printed no token:\n%s", out)
-	}
+	token := joinToken(t, s)
 
 	// A bad token is refused: the agent says 401 and exits.
 	bad := startMachineAgent(t, machines[1].ns, "--server", serverURL, "--token", token[:7]+strings.Repeat("x", 16),
@@ -139,7 +132,7 @@ func TestMachines(t *testing.T) {
 	}
 	nodesRE := regexp.MustCompile(`(?m)^node-a True 198\.18\.\d+\.0/24 198\.18\.250\.1\nnode-b True 198\.18\.\d+\.0/24 198\.18\.250\.2\nnode-c True 198\.18\.\d+\.0/24 198\.18\.250\.3$`)
 	start := time.Now()
-	out = s.waitKubectl(t, nodesRE, 60*time.Second, "get", "nodes", "-o",
+	out := s.waitKubectl(t, nodesRE, 60*time.Second, "get", "nodes", "-o",
 		`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`)
 	t.Logf("three nodes Ready %v after the agents started:\n%s", time.Since(start).Round(time.Millisecond), out)
 	cidrs := map[string]bool{}

@@ -18,7 +18,6 @@ package podgc
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -49,8 +48,8 @@ type Controller struct {
 	// missing before its pods are collected. Set them before Run.
 	Period, Quarantine time.Duration
 
-	mu sync.Mutex
-	// missing is when each missing node was first seen missing.
+	// missing is when each missing node was first seen missing (only
+	// Run's goroutine uses it).
 	missing map[string]time.Time
 }
 
@@ -98,7 +97,6 @@ func (c *Controller) check(ctx context.Context, now time.Time) {
 			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 		}
 	}
-	c.mu.Lock()
 	for node := range c.missing {
 		if byNode[node] == nil {
 			delete(c.missing, node)
@@ -115,21 +113,15 @@ func (c *Controller) check(ctx context.Context, now time.Time) {
 			due = append(due, node)
 		}
 	}
-	c.mu.Unlock()
 	for _, node := range due {
+		delete(c.missing, node) // collected now, or not missing after all
 		// The informer may lag: a live read decides.
 		if _, err := c.client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			c.mu.Lock()
-			delete(c.missing, node)
-			c.mu.Unlock()
 			continue
 		}
 		for _, p := range byNode[node] {
 			c.collectOrphan(ctx, p)
 		}
-		c.mu.Lock()
-		delete(c.missing, node)
-		c.mu.Unlock()
 	}
 }
 
