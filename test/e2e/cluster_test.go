@@ -22,21 +22,7 @@ func startEtcdIn(t *testing.T, ns, host string) string {
 		t.Skip("needs etcd (apt-get install etcd-server; .ci/run installs it)")
 	}
 	client, peer := "http://"+host+":2379", "http://"+host+":2380"
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--name", "e2e", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "e2e="+peer, "--log-level", "warn")
-	log := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	log, done := runEtcd(t, exec.Command("ip", "netns", "exec", ns, bin), client, peer)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, _ := exec.Command("ip", "netns", "exec", ns, "python3", "-c",

@@ -29,21 +29,7 @@ func startEtcd(t *testing.T) string {
 		return etcdtest.Start(t).Endpoint
 	}
 	client, peer := "http://"+freePort(t), "http://"+freePort(t)
-	cmd := exec.Command(bin, "--name", "e2e", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "e2e="+peer, "--log-level", "warn")
-	var log lockedBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	log, done := runEtcd(t, exec.Command(bin), client, peer)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(client + "/health")
@@ -66,6 +52,30 @@ func startEtcd(t *testing.T) string {
 	out, _ := exec.Command(bin, "--version").Output()
 	t.Logf("etcd %s at %s", strings.SplitN(string(out), "\n", 2)[0], client)
 	return client
+}
+
+// runEtcd starts cmd (etcd, or a command that execs it) as a one-member
+// etcd serving client and peer URLs, with its data in a temp dir, until
+// the test ends; it returns the process's output and a channel closed
+// when it exits.
+func runEtcd(t *testing.T, cmd *exec.Cmd, client, peer string) (*lockedBuffer, <-chan struct{}) {
+	t.Helper()
+	cmd.Args = append(cmd.Args, "--name", "e2e", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "e2e="+peer, "--log-level", "warn")
+	log := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	return log, done
 }
 
 func copyDir(t *testing.T, src, dst string) {
