@@ -45,15 +45,18 @@ type worker struct {
 	startTime    metav1.Time
 	nextWake     time.Time
 	lastWritten  *corev1.PodStatus
-	// wroteOver is the resourceVersion the informer showed when the last
-	// status write succeeded, wroteRV the version that write made: while
-	// the informer still shows wroteOver, the next write builds on wroteRV
-	// (else the API answers 409 and the write costs a GET and a retry).
-	wroteOver, wroteRV string
-	warned             map[string]bool
-	initFailed         bool
-	sandboxMsg         string
-	adoptTried         bool
+	// wroteRV is the resourceVersion the agent's last status write made,
+	// superseded the pod's versions before it that the informer may still
+	// show (it lags): while it shows one of them the next write builds on
+	// wroteRV, else the API answers 409 and the write costs a GET and a
+	// retry. A version nobody told the agent about (someone else's write)
+	// is the informer's to build on.
+	wroteRV    string
+	superseded map[string]bool
+	warned     map[string]bool
+	initFailed bool
+	sandboxMsg string
+	adoptTried bool
 	// targets are the running containers, for exec (under mu).
 	targets map[string]*execTarget
 }
@@ -808,9 +811,12 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod) {
 	}
 	pods := w.a.cfg.Client.CoreV1().Pods(pod.Namespace)
 	p := pod.DeepCopy()
-	if w.wroteRV != "" && pod.ResourceVersion == w.wroteOver {
+	if pod.ResourceVersion == w.wroteRV {
+		clear(w.superseded) // the informer has caught up
+	} else if w.superseded[pod.ResourceVersion] {
 		p.ResourceVersion = w.wroteRV
 	}
+	based := []string{pod.ResourceVersion, p.ResourceVersion}
 	p.Status = st
 	out, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: "headway-agent"})
 	for i := 0; apierrors.IsConflict(err) && i < 3; i++ {
@@ -820,6 +826,7 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod) {
 		}
 		st = w.status(fresh)
 		fresh.Status = st
+		based = append(based, fresh.ResourceVersion)
 		out, err = pods.UpdateStatus(ctx, fresh, metav1.UpdateOptions{FieldManager: "headway-agent"})
 	}
 	if err != nil {
@@ -831,7 +838,15 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod) {
 	}
 	w.a.log.Debug("pod status written", append(w.log(), "phase", st.Phase, "ready", statusReady(&st))...)
 	w.lastWritten = &st
-	w.wroteOver, w.wroteRV = pod.ResourceVersion, out.ResourceVersion
+	if w.superseded == nil {
+		w.superseded = map[string]bool{}
+	}
+	for _, rv := range append(based, w.wroteRV) {
+		if rv != "" && rv != out.ResourceVersion {
+			w.superseded[rv] = true
+		}
+	}
+	w.wroteRV = out.ResourceVersion
 }
 
 func statusReady(st *corev1.PodStatus) bool {
