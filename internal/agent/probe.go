@@ -130,14 +130,18 @@ const maxQuickProbe = 100 * time.Millisecond
 // readiness probe first succeeds it is retried quickly, for at most one
 // period from the probe's start (from 20ms, doubling up to 100ms, so a pod
 // is Ready at most 100ms after it serves, also when it was slow to start
-// because many pods started at once): failures in that phase do not count
-// and make no events.
+// because many pods started at once; an exec probe, a process each time,
+// keeps doubling): failures in that phase do not count and make no events.
 func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, c *ctr, proc hwruntime.Process, podIP, kind string, ps probeSpec, fastStart bool, verdict func(bool) bool) bool {
 	delay := ps.initialDelay
 	successes, failures := int32(0), int32(0)
 	everPassed := false
 	quick := 20 * time.Millisecond
 	quickUntil := time.Now().Add(ps.initialDelay + ps.period)
+	quickCap := maxQuickProbe
+	if ps.Exec != nil {
+		quickCap = ps.period // each try starts a process: keep doubling
+	}
 	for {
 		t := time.NewTimer(delay)
 		select {
@@ -171,7 +175,7 @@ func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, c *ctr, proc hw
 		successes = 0
 		if fastStart && !everPassed && time.Now().Add(quick).Before(quickUntil) {
 			delay = quick
-			quick = min(2*quick, maxQuickProbe)
+			quick = min(2*quick, quickCap)
 			continue
 		}
 		failures++
