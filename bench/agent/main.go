@@ -78,6 +78,10 @@ type options struct {
 	// idle is how long the Parallel StatefulSet's pods run, Ready and left
 	// alone, while the CPU used meanwhile is measured.
 	idle time.Duration
+	// pprof is where each server serves its Go profiles ("": nowhere).
+	pprof string
+	// serverArgs are more flags for each `headway server`.
+	serverArgs []string
 }
 
 func main() {
@@ -96,9 +100,12 @@ func main() {
 	flag.BoolVar(&o.stopWithPods, "stop-with-pods", false, "stop each server with the Parallel StatefulSet's pods still running (tests --cleanup) instead of deleting them first")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each runtime, wait up to this long for a 2 s window with the machine less than half busy (0: don't)")
 	flag.DurationVar(&o.idle, "idle", 20*time.Second, "with the Parallel StatefulSet's pods Ready, measure the CPU used for this long while nothing happens (0: don't)")
+	flag.StringVar(&o.pprof, "pprof", "", "serve each server's Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060")
+	serverArgs := flag.String("server-args", "", "more flags for each `headway server`, space-separated (e.g. --log-level debug)")
 	rts := flag.String("runtimes", "process,cri", "runtimes to measure, in order")
 	flag.Parse()
 	o.runtimes = strings.Split(*rts, ",")
+	o.serverArgs = strings.Fields(*serverArgs)
 	o.kubectlTO = 2 * time.Minute
 	if os.Geteuid() != 0 {
 		log.Fatal("bench/agent: needs root (pod network namespaces, containerd)")
@@ -214,6 +221,10 @@ type result struct {
 	parallelAll, parallelGone     time.Duration
 	parallelPerPod, parallelBegin []time.Duration
 	parallelTimes                 map[string][2]time.Time
+	// parallelApply is `kubectl apply -f` alone; parallelDNS the apply's
+	// start → the headless name answers with every pod's address,
+	// parallelDNSFirst → with the first.
+	parallelApply, parallelDNS, parallelDNSFirst time.Duration
 
 	headwayBefore, headwayAfter       int64
 	containerdBefore, containerdAfter int64
@@ -274,7 +285,7 @@ func measure(ctx context.Context, o options, rt string) (res *result, err error)
 		log.Printf("%s: machine %.0f%% busy before the server starts", rt, 100*res.busyBefore)
 	}
 	busy0, total0 := cpuTicks()
-	s, err := startServer(ctx, o.bin, rt, dir, networks[rt])
+	s, err := startServer(ctx, o.bin, rt, dir, networks[rt], o.pprof, o.serverArgs)
 	if s == nil {
 		os.RemoveAll(dir)
 		return res, err
@@ -372,7 +383,7 @@ func measure(ctx context.Context, o options, rt string) (res *result, err error)
 	if err := parallel(ctx, o, s, res, socket); err != nil {
 		return res, fmt.Errorf("%d-replica Parallel StatefulSet: %w", o.replicas, err)
 	}
-	log.Printf("%s: %d-replica Parallel: all Ready in %s", rt, o.replicas, ms(res.parallelAll))
+	log.Printf("%s: %d-replica Parallel: kubectl apply → all Ready in %s, all in DNS in %s", rt, o.replicas, ms(res.parallelAll), ms(res.parallelDNS))
 	return res, nil
 }
 
@@ -460,39 +471,49 @@ func podNames(sts string, n int) []string {
 	return out
 }
 
-// ordered3 applies a headless Service and a 3-replica OrderedReady
-// StatefulSet with `headway kubectl apply -f` and waits with `headway
-// kubectl rollout status`, timing the two commands as a user would; a watch
-// times the pods meanwhile.
-func ordered3(ctx context.Context, o options, s *server, res *result) error {
-	svc, sts := statefulSet("web3", 3, appsv1.OrderedReadyPodManagement)
+// writeManifest writes a headless Service and a StatefulSet, both named
+// name, as one YAML file in the data dir for `kubectl apply -f`.
+func writeManifest(s *server, name string, replicas int32, policy appsv1.PodManagementPolicyType) (string, error) {
+	svc, sts := statefulSet(name, replicas, policy)
 	var manifest []byte
 	for i, obj := range []any{svc, sts} {
 		y, err := yaml.Marshal(obj)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if i > 0 {
 			manifest = append(manifest, "---\n"...)
 		}
 		manifest = append(manifest, y...)
 	}
-	path := filepath.Join(s.dir, "web3.yaml")
-	if err := os.WriteFile(path, manifest, 0o644); err != nil {
+	path := filepath.Join(s.dir, name+".yaml")
+	return path, os.WriteFile(path, manifest, 0o644)
+}
+
+// runKubectl runs `headway kubectl` against s and times it.
+func runKubectl(ctx context.Context, o options, s *server, args ...string) (time.Duration, error) {
+	cctx, cancel := context.WithTimeout(ctx, o.kubectlTO)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, o.bin, append([]string{"kubectl", "--kubeconfig", s.kubeconfig}, args...)...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("headway kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return d, nil
+}
+
+// ordered3 applies a headless Service and a 3-replica OrderedReady
+// StatefulSet with `headway kubectl apply -f` and waits with `headway
+// kubectl rollout status`, timing the two commands as a user would; a watch
+// times the pods meanwhile.
+func ordered3(ctx context.Context, o options, s *server, res *result) error {
+	path, err := writeManifest(s, "web3", 3, appsv1.OrderedReadyPodManagement)
+	if err != nil {
 		return err
 	}
-	kubectl := func(args ...string) (time.Duration, error) {
-		cctx, cancel := context.WithTimeout(ctx, o.kubectlTO)
-		defer cancel()
-		cmd := exec.CommandContext(cctx, o.bin, append([]string{"kubectl", "--kubeconfig", s.kubeconfig}, args...)...)
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		d := time.Since(start)
-		if err != nil {
-			return d, fmt.Errorf("headway kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
-		}
-		return d, nil
-	}
+	kubectl := func(args ...string) (time.Duration, error) { return runKubectl(ctx, o, s, args...) }
 	r, err := timeReady(ctx, s.client, "app=web3", podNames("web3", 3), o.kubectlTO, func() error {
 		apply, err := kubectl("apply", "-f", path)
 		if err != nil {
@@ -517,7 +538,10 @@ func ordered3(ctx context.Context, o options, s *server, res *result) error {
 // Ready, takes the memory figures, deletes it and times that.
 func parallel(ctx context.Context, o options, s *server, res *result, socket string) error {
 	n := o.replicas
-	_, sts := statefulSet("web", int32(n), appsv1.ParallelPodManagement)
+	path, err := writeManifest(s, "web", int32(n), appsv1.ParallelPodManagement)
+	if err != nil {
+		return err
+	}
 	cd := s.containerdPID()
 	runtime.GC()
 	res.headwayBefore = rss(s.pid())
@@ -532,10 +556,23 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 	}()
 	log.Printf("%s: %d-replica Parallel: creating", s.runtime, n)
 	cpu0 := readStackCPU(s, socket)
+	// From the start of `kubectl apply -f` (headless Service + StatefulSet):
+	// the watch times each pod to Ready, a DNS client polls the server's
+	// DNS listener until the headless name answers with every pod's address.
+	var inDNS chan dnsResult
 	r, err := timeReady(ctx, s.client, "app=web", podNames("web", n), o.timeout, func() error {
-		_, err := s.client.AppsV1().StatefulSets("default").Create(ctx, sts, metav1.CreateOptions{})
+		inDNS = pollDNS(ctx, s.dnsAddr, "web.default.svc.cluster.local.", n, time.Now(), o.timeout)
+		d, err := runKubectl(ctx, o, s, "apply", "-f", path)
+		res.parallelApply = d
 		return err
 	})
+	if inDNS != nil {
+		dr := <-inDNS
+		if err == nil && dr.err != nil {
+			err = dr.err
+		}
+		res.parallelDNS, res.parallelDNSFirst = dr.all, dr.first
+	}
 	if err == nil {
 		res.parallelCPU = readStackCPU(s, socket).sub(cpu0)
 		log.Printf("%s: %d-replica Parallel: Ready; CPU used meanwhile by the node's pod machinery %.1f s (machine %.1f s)",

@@ -36,6 +36,7 @@ type server struct {
 
 	client     kubernetes.Interface
 	kubeconfig string
+	dnsAddr    string // the cluster DNS's listener (--dns-listen), host:port
 	startedAt  time.Time
 	nodeReady  time.Duration // exec → Node Ready
 	stopTook   time.Duration // SIGTERM → exit
@@ -62,8 +63,9 @@ func freePort() (string, error) {
 }
 
 // startServer runs `bin server --runtime rt --cleanup ...` in dir and waits
-// for its API and a Ready node.
-func startServer(ctx context.Context, bin, rt, dir string, n network) (*server, error) {
+// for its API and a Ready node. A pprofListen address serves the server's
+// Go profiles there (--debug-pprof-listen).
+func startServer(ctx context.Context, bin, rt, dir string, n network, pprofListen string, extraArgs []string) (*server, error) {
 	listen, err := freePort()
 	if err != nil {
 		return nil, err
@@ -73,7 +75,7 @@ func startServer(ctx context.Context, bin, rt, dir string, n network) (*server, 
 		return nil, err
 	}
 	s := &server{runtime: rt, bridge: n.bridge, bin: bin, dir: dir, logPath: filepath.Join(dir, "server.log"),
-		kubeconfig: filepath.Join(dir, "kubeconfig"), exited: make(chan struct{})}
+		kubeconfig: filepath.Join(dir, "kubeconfig"), dnsAddr: dnsListen, exited: make(chan struct{})}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		return nil, err
@@ -83,6 +85,10 @@ func startServer(ctx context.Context, bin, rt, dir string, n network) (*server, 
 		"--listen", listen, "--dns-listen", dnsListen, "--dns-upstream", "none",
 		"--bridge", n.bridge, "--cluster-cidr", n.clusterCIDR, "--service-cidr", n.serviceCIDR,
 		"--masquerade=false"}
+	args = append(args, extraArgs...)
+	if pprofListen != "" {
+		args = append(args, "--debug-pprof-listen", pprofListen)
+	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	// Its own process group (a terminal's ^C reaches only the bench, which

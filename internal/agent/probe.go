@@ -119,18 +119,29 @@ func (w *worker) startProbes(pod *corev1.Pod, c *ctr, proc hwruntime.Process) {
 	}()
 }
 
+// maxQuickProbe is the longest wait between a readiness probe's quick
+// retries before it first passes.
+const maxQuickProbe = 100 * time.Millisecond
+
 // probeLoop runs one probe every period and reports each verdict (after
 // the success/failure thresholds) to verdict, which says whether to go
 // on. A startup or liveness probe that reaches its failure threshold asks
 // for the container to be restarted and ends the loop (false). Before a
-// readiness probe first succeeds it is retried quickly (from 20ms, doubling
-// up to the period), so a pod is Ready as soon as it serves: failures in
-// that phase do not count and make no events.
+// readiness probe first succeeds it is retried quickly, for at most one
+// period from the probe's start (from 20ms, doubling up to 100ms, so a pod
+// is Ready at most 100ms after it serves, also when it was slow to start
+// because many pods started at once; an exec probe, a process each time,
+// keeps doubling): failures in that phase do not count and make no events.
 func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, c *ctr, proc hwruntime.Process, podIP, kind string, ps probeSpec, fastStart bool, verdict func(bool) bool) bool {
 	delay := ps.initialDelay
 	successes, failures := int32(0), int32(0)
 	everPassed := false
 	quick := 20 * time.Millisecond
+	quickUntil := time.Now().Add(ps.initialDelay + ps.period)
+	quickCap := maxQuickProbe
+	if ps.Exec != nil {
+		quickCap = ps.period // each try starts a process: keep doubling
+	}
 	for {
 		t := time.NewTimer(delay)
 		select {
@@ -148,6 +159,9 @@ func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, c *ctr, proc hw
 		}
 		delay = ps.period
 		if err == nil {
+			if !everPassed && successes == 0 {
+				w.a.log.Debug("probe passed", append(w.log(), "container", c.spec.Name, "probe", kind)...)
+			}
 			failures = 0
 			successes++
 			if successes >= ps.SuccessThreshold {
@@ -159,12 +173,10 @@ func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, c *ctr, proc hw
 			continue
 		}
 		successes = 0
-		if fastStart && !everPassed {
-			if quick < ps.period {
-				delay = quick
-				quick *= 2
-				continue
-			}
+		if fastStart && !everPassed && time.Now().Add(quick).Before(quickUntil) {
+			delay = quick
+			quick = min(2*quick, quickCap)
+			continue
 		}
 		failures++
 		w.event(pod, corev1.EventTypeWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %v", kind, err))

@@ -45,10 +45,18 @@ type worker struct {
 	startTime    metav1.Time
 	nextWake     time.Time
 	lastWritten  *corev1.PodStatus
-	warned       map[string]bool
-	initFailed   bool
-	sandboxMsg   string
-	adoptTried   bool
+	// wroteRV is the resourceVersion the agent's last status write made,
+	// superseded the pod's versions before it that the informer may still
+	// show (it lags): while it shows one of them the next write builds on
+	// wroteRV, else the API answers 409 and the write costs a GET and a
+	// retry. A version nobody told the agent about (someone else's write)
+	// is the informer's to build on.
+	wroteRV    string
+	superseded map[string]bool
+	warned     map[string]bool
+	initFailed bool
+	sandboxMsg string
+	adoptTried bool
 	// targets are the running containers, for exec (under mu).
 	targets map[string]*execTarget
 }
@@ -256,7 +264,9 @@ func (w *worker) reconcile(ctx context.Context, pod *corev1.Pod) {
 		w.adopt(ctx, pod)
 	}
 	if w.sb == nil {
+		t0 := time.Now()
 		sb, err := w.a.rt.RunSandbox(ctx, pod)
+		w.a.log.Debug("pod sandbox", append(w.log(), "took", time.Since(t0), "err", err)...)
 		if err != nil {
 			w.sandboxMsg = err.Error()
 			w.warnOnce(pod, "FailedCreatePodSandBox", "Failed to create pod sandbox: "+err.Error())
@@ -470,7 +480,9 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 		Attempt: uint32(max(restart, 0)), Pod: p, Container: &c.spec,
 	}
 	spec.UID, spec.GID = runAs(pod, &c.spec)
+	t0 := time.Now()
 	proc, err := w.a.rt.Start(ctx, w.sb, spec)
+	w.a.log.Debug("container start", append(w.log(), "container", c.spec.Name, "took", time.Since(t0), "err", err)...)
 	if err != nil {
 		return err
 	}
@@ -799,8 +811,14 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod) {
 	}
 	pods := w.a.cfg.Client.CoreV1().Pods(pod.Namespace)
 	p := pod.DeepCopy()
+	if pod.ResourceVersion == w.wroteRV {
+		clear(w.superseded) // the informer has caught up
+	} else if w.superseded[pod.ResourceVersion] {
+		p.ResourceVersion = w.wroteRV
+	}
+	based := []string{pod.ResourceVersion, p.ResourceVersion}
 	p.Status = st
-	_, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: "headway-agent"})
+	out, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: "headway-agent"})
 	for i := 0; apierrors.IsConflict(err) && i < 3; i++ {
 		fresh, gerr := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if gerr != nil || string(fresh.UID) != w.uid {
@@ -808,7 +826,8 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod) {
 		}
 		st = w.status(fresh)
 		fresh.Status = st
-		_, err = pods.UpdateStatus(ctx, fresh, metav1.UpdateOptions{FieldManager: "headway-agent"})
+		based = append(based, fresh.ResourceVersion)
+		out, err = pods.UpdateStatus(ctx, fresh, metav1.UpdateOptions{FieldManager: "headway-agent"})
 	}
 	if err != nil {
 		if ctx.Err() == nil && !apierrors.IsNotFound(err) {
@@ -817,5 +836,24 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod) {
 		}
 		return
 	}
+	w.a.log.Debug("pod status written", append(w.log(), "phase", st.Phase, "ready", statusReady(&st))...)
 	w.lastWritten = &st
+	if w.superseded == nil {
+		w.superseded = map[string]bool{}
+	}
+	for _, rv := range append(based, w.wroteRV) {
+		if rv != "" && rv != out.ResourceVersion {
+			w.superseded[rv] = true
+		}
+	}
+	w.wroteRV = out.ResourceVersion
+}
+
+func statusReady(st *corev1.PodStatus) bool {
+	for _, c := range st.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

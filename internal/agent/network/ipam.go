@@ -27,6 +27,13 @@ type IPAM struct {
 	// it is free.
 	byName map[string]netip.Addr
 	last   netip.Addr
+	// gen counts the changes made in memory (under mu). A change is on
+	// disk once saved reaches its gen: saves run one at a time (saveMu) and
+	// each writes everything changed so far, so pods started together
+	// share one fsync instead of waiting for one each under mu.
+	gen    uint64
+	saveMu sync.Mutex
+	saved  uint64 // under saveMu
 }
 
 // ErrRangeFull is returned when every address of the range is in use.
@@ -88,7 +95,28 @@ func (m *IPAM) Allocate(owner string) (netip.Addr, error) { return m.AllocateNam
 // is free (a StatefulSet's pod keeps its IP when it is made again).
 func (m *IPAM) AllocateNamed(owner, name string) (netip.Addr, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	before := m.gen
+	a, err := m.allocateLocked(owner, name)
+	gen := m.gen
+	m.mu.Unlock()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if err := m.persist(gen); err != nil {
+		m.mu.Lock()
+		if gen != before && m.byOwner[owner] == a { // this call's allocation
+			delete(m.byAddr, a)
+			delete(m.byOwner, owner)
+			m.gen++
+		}
+		m.mu.Unlock()
+		return netip.Addr{}, err
+	}
+	return a, nil
+}
+
+// allocateLocked is AllocateNamed in memory; the caller persists m.gen.
+func (m *IPAM) allocateLocked(owner, name string) (netip.Addr, error) {
 	if a, ok := m.byOwner[owner]; ok {
 		return a, nil
 	}
@@ -119,6 +147,7 @@ func (m *IPAM) AllocateNamed(owner, name string) (netip.Addr, error) {
 	return a, m.takeLocked(owner, name, a)
 }
 
+// takeLocked records a as owner's (in memory, a new gen).
 func (m *IPAM) takeLocked(owner, name string, a netip.Addr) error {
 	m.byAddr[a], m.byOwner[owner] = owner, a
 	for n, old := range m.byName {
@@ -129,11 +158,7 @@ func (m *IPAM) takeLocked(owner, name string, a netip.Addr) error {
 	if name != "" {
 		m.byName[name] = a
 	}
-	if err := m.saveLocked(); err != nil {
-		delete(m.byAddr, a)
-		delete(m.byOwner, owner)
-		return err
-	}
+	m.gen++
 	return nil
 }
 
@@ -148,14 +173,39 @@ func (m *IPAM) Lookup(owner string) (netip.Addr, bool) {
 // Release frees owner's address.
 func (m *IPAM) Release(owner string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	a, ok := m.byOwner[owner]
 	if !ok {
+		m.mu.Unlock()
 		return nil
 	}
 	delete(m.byOwner, owner)
 	delete(m.byAddr, a)
-	return m.saveLocked()
+	m.gen++
+	gen := m.gen
+	m.mu.Unlock()
+	return m.persist(gen)
+}
+
+// persist returns once the allocations of gen (or a later one) are on
+// disk, writing them if no save has yet.
+func (m *IPAM) persist(gen uint64) error {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	if m.saved >= gen {
+		return nil
+	}
+	m.mu.Lock()
+	data, err := m.encodeLocked()
+	now := m.gen
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(m.path, data, 0o600); err != nil {
+		return err
+	}
+	m.saved = now
+	return nil
 }
 
 // Owners lists the owners that hold an address.
@@ -178,7 +228,7 @@ func isBroadcast(p netip.Prefix, a netip.Addr) bool {
 	return v&mask == mask
 }
 
-func (m *IPAM) saveLocked() error {
+func (m *IPAM) encodeLocked() ([]byte, error) {
 	f := ipamFile{Allocations: make(map[string]string, len(m.byAddr))}
 	for a, o := range m.byAddr {
 		f.Allocations[a.String()] = o
@@ -192,9 +242,5 @@ func (m *IPAM) saveLocked() error {
 			f.Names[n] = a.String()
 		}
 	}
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(m.path, data, 0o600)
+	return json.MarshalIndent(f, "", "  ")
 }

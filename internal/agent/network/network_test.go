@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +55,60 @@ func TestIPAMPersistsAndReuses(t *testing.T) {
 	}
 	if a, err := m2.Allocate("f"); err != nil || a != aB {
 		t.Fatalf("the released address should go to f: got %s, %v", a, err)
+	}
+}
+
+// Pods started together allocate at once: each gets its own address, and
+// every allocation that returned is on disk (a reopened IPAM has it), also
+// when the saves were shared; a release that returned is on disk too.
+func TestIPAMConcurrentAllocationsAreEachPersisted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ipam.json")
+	p := netip.MustParsePrefix("198.18.0.0/24")
+	gw := netip.MustParseAddr("198.18.0.1")
+	m, err := OpenIPAM(path, p, gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	got := make([]netip.Addr, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = m.AllocateNamed(fmt.Sprintf("uid-%d", i), fmt.Sprintf("default/web-%d", i))
+		}()
+	}
+	wg.Wait()
+	seen := map[netip.Addr]int{}
+	for i, a := range got {
+		if errs[i] != nil {
+			t.Fatalf("allocation %d: %v", i, errs[i])
+		}
+		if j, dup := seen[a]; dup || a == gw || !p.Contains(a) {
+			t.Fatalf("allocation %d got %s (bad, or also given to %d)", i, a, j)
+		}
+		seen[a] = i
+	}
+	if err := m.Release("uid-7"); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := OpenIPAM(path, p, gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range got {
+		on, ok := m2.Lookup(fmt.Sprintf("uid-%d", i))
+		if i == 7 {
+			if ok {
+				t.Fatalf("uid-7 was released, but the file still gives it %s", on)
+			}
+			continue
+		}
+		if !ok || on != a {
+			t.Fatalf("uid-%d was given %s; the file says %s (present: %v)", i, a, on, ok)
+		}
 	}
 }
 

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// dnsResult is what pollDNS saw: begin → the first address answered, and
+// → every address answered (0 with err when that never came).
+type dnsResult struct {
+	first, all time.Duration
+	err        error
+}
+
+// pollDNS asks the cluster DNS at addr (over TCP: 100 addresses do not fit
+// a 512-byte UDP answer) for name's A records every 5 ms from now until
+// the answer holds want addresses, and sends the times, counted from begin,
+// on the returned channel. It gives up after timeout.
+func pollDNS(ctx context.Context, addr, name string, want int, begin time.Time, timeout time.Duration) chan dnsResult {
+	out := make(chan dnsResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		c := &dns.Client{Net: "tcp", Timeout: time.Second}
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeA)
+		var res dnsResult
+		most := 0
+		for {
+			r, _, err := c.ExchangeContext(ctx, q, addr)
+			now := time.Now()
+			if err == nil {
+				n := 0
+				for _, rr := range r.Answer {
+					if _, ok := rr.(*dns.A); ok {
+						n++
+					}
+				}
+				most = max(most, n)
+				if n > 0 && res.first == 0 {
+					res.first = now.Sub(begin)
+				}
+				if n >= want {
+					res.all = now.Sub(begin)
+					out <- res
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				res.err = fmt.Errorf("the cluster DNS at %s answered %s with at most %d of %d addresses within %s", addr, name, most, want, timeout)
+				out <- res
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
