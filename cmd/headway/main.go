@@ -185,7 +185,17 @@ EndpointSlices, Namespaces and Pods of the API server in --kubeconfig) on
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return app.RunDNS(ctx, opts, kubeconfig, metricsListen, app.NewLogger(logLevel))
+			log := app.NewLogger(logLevel)
+			// The start touched most of the executable (every package's
+			// init, the server's and kubectl's too): hand those pages
+			// back before the first lists, and once more when synced,
+			// with the lists' garbage; what serving runs comes back
+			// from the file as it is used.
+			releaseStartupMemory()
+			return app.RunDNS(ctx, opts, kubeconfig, metricsListen, log, func() {
+				released := releaseStartupMemory()
+				log.Debug("released the start's memory", "executableMappings", released)
+			})
 		},
 	}
 	opts.AddFlags(cmd.Flags())

@@ -136,8 +136,9 @@ func (d *DNS) Ready(r *http.Request) error {
 
 // RunDNS is `headway dns`: the cluster DNS server alone, against the API
 // server of kubeconfig (empty: $KUBECONFIG, ~/.kube/config, or in-cluster),
-// with /metrics on metricsListen when set. It runs until ctx ends.
-func RunDNS(ctx context.Context, o DNSOptions, kubeconfig, metricsListen string, log *slog.Logger) error {
+// with /metrics on metricsListen when set. It runs until ctx ends; synced
+// (when not nil) is called once, when the server has listed the cluster.
+func RunDNS(ctx context.Context, o DNSOptions, kubeconfig, metricsListen string, log *slog.Logger, synced func()) error {
 	c, err := o.Config()
 	if err != nil {
 		return err
@@ -173,6 +174,17 @@ func RunDNS(ctx context.Context, o DNSOptions, kubeconfig, metricsListen string,
 		go func() { defer wg.Done(); hs.Serve(ln) }()
 		defer hs.Close()
 		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	if synced != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-d.Synced():
+				synced()
+			case <-ctx.Done():
+			}
+		}()
 	}
 	d.Run(ctx)
 	return nil

@@ -134,7 +134,7 @@ func (m *model) foldService(key string, ev *event, st *stale) {
 		delete(m.svcs, key)
 		delete(m.svcsByNS[ev.namespace], key)
 	} else {
-		m.svcs[key] = toSvcInfo(ev.svc)
+		m.svcs[key] = ev.svc
 		if m.svcsByNS[ev.namespace] == nil {
 			m.svcsByNS[ev.namespace] = map[string]bool{}
 		}
@@ -160,7 +160,7 @@ func (m *model) foldSlice(key string, ev *event, st *stale) {
 	old := m.slices[key]
 	var si *sliceInfo
 	if !ev.deleted {
-		si = toSliceInfo(ev.slice)
+		si = ev.slice
 	}
 	if old != nil {
 		delete(m.bySvc[old.service], key)
@@ -199,13 +199,10 @@ func (m *model) foldPod(key string, ev *event, st *stale) {
 		}
 		delete(m.pods, key)
 	}
-	if ev.deleted || ev.pod == nil || ev.pod.DeletionTimestamp != nil {
+	if ev.deleted || ev.pod == nil {
 		return
 	}
-	pi := toPodInfo(ev.pod)
-	if len(pi.addrs) == 0 {
-		return
-	}
+	pi := *ev.pod
 	m.pods[key] = pi
 	for i, a := range pi.addrs {
 		name := podName(a, pi.namespace, m.zone.name)

@@ -44,8 +44,8 @@ func (b *builder) update(evs []event) {
 }
 
 // apply folds Services, EndpointSlices, Namespaces and Pods in directly,
-// without informers; other objects are ignored. The index is marked
-// synced.
+// without informers (converted as the informers convert them); other
+// objects are ignored. The index is marked synced.
 func (b *builder) apply(objs []any) {
 	evs := make([]event, 0, len(objs)+1)
 	for _, o := range objs {
@@ -62,7 +62,8 @@ func (b *builder) apply(objs []any) {
 		default:
 			continue
 		}
-		evs = append(evs, toEvent(kind, o, nil, false, time.Now()))
+		c, _ := toCached(o)
+		evs = append(evs, toEvent(kind, c, nil, false, time.Now()))
 	}
 	evs = append(evs, event{kind: evSynced})
 	b.publish(b.model.apply(evs))

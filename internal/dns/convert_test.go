@@ -4,10 +4,12 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 func addrs(s ...string) []netip.Addr {
@@ -117,5 +119,78 @@ func TestToPodInfo(t *testing.T) {
 		if got.namespace != "web" || !reflect.DeepEqual(got.addrs, c.want) {
 			t.Errorf("%s: got %+v, want addrs %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestToCached: the informers' transform keeps an object's key, resource
+// version and records, the slice's trigger time and no pod record for a
+// pod being deleted; a cached record passes through unchanged (the
+// informers transform their initial watch list's objects twice); the
+// informers' stores key the records as they key the objects.
+func TestToCached(t *testing.T) {
+	at := time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC)
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web-1", ResourceVersion: "7",
+			Labels:      map[string]string{discoveryv1.LabelServiceName: "web"},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: at.Format(time.RFC3339Nano)}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.1"}}},
+	}
+	got, err := toCached(sl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := got.(*cached)
+	if !ok {
+		t.Fatalf("toCached(slice) = %T, want *cached", got)
+	}
+	if c.namespace != "web" || c.name != "web-1" || c.resourceVersion != "7" || c.trigger != at.UnixNano() {
+		t.Errorf("slice cached as %+v", c.objectKey)
+	}
+	if !reflect.DeepEqual(c.slice, toSliceInfo(sl)) || c.svc != nil || c.pod != nil {
+		t.Errorf("slice records %+v, want %+v only", c, toSliceInfo(sl))
+	}
+	if again, _ := toCached(c); again != c {
+		t.Errorf("toCached(cached) = %v, want the same record", again)
+	}
+	if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != "web/web-1" {
+		t.Errorf("informer key %q (%v), want web/web-1", key, err)
+	}
+	store := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc)
+	if err := store.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok, _ := store.GetByKey("web/web-1"); !ok || o != c {
+		t.Errorf("store holds %v, want the record", o)
+	}
+
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
+	got, _ = toCached(svc)
+	if c := got.(*cached); !reflect.DeepEqual(c.svc, toSvcInfo(svc)) || c.slice != nil || c.trigger != 0 {
+		t.Errorf("service cached as %+v", c)
+	}
+
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "p"}, Status: corev1.PodStatus{PodIP: "198.18.0.5"}}
+	got, _ = toCached(pod)
+	if c := got.(*cached); c.pod == nil || !reflect.DeepEqual(*c.pod, toPodInfo(pod)) {
+		t.Errorf("pod cached as %+v", c)
+	}
+	pod.DeletionTimestamp = &metav1.Time{Time: at}
+	got, _ = toCached(pod)
+	if c := got.(*cached); c.pod != nil {
+		t.Errorf("a pod being deleted cached with addresses %v", c.pod.addrs)
+	}
+	got, _ = toCached(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "q"}})
+	if c := got.(*cached); c.pod != nil {
+		t.Errorf("a pod without addresses cached with %v", c.pod.addrs)
+	}
+
+	got, _ = toCached(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}})
+	if key, _ := cache.MetaNamespaceKeyFunc(got); key != "web" {
+		t.Errorf("namespace keyed %q, want web", key)
+	}
+	cm := &corev1.ConfigMap{}
+	if got, _ := toCached(cm); got != cm {
+		t.Errorf("toCached(ConfigMap) = %v, want it unchanged", got)
 	}
 }

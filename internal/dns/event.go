@@ -1,11 +1,6 @@
 package dns
 
-import (
-	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-)
+import "time"
 
 // eventKind says which object an event is about.
 type eventKind uint8
@@ -18,15 +13,16 @@ const (
 	evSynced
 )
 
-// event is one informer notification. Obj is what the informer returned and
-// is never modified; for deletions only Namespace and Name matter.
+// event is one informer notification: the object's records as the
+// informer cached them (never modified); for deletions only namespace and
+// name matter.
 type event struct {
 	kind      eventKind
 	deleted   bool
 	namespace string
 	name      string
-	svc       *corev1.Service
-	slice     *discoveryv1.EndpointSlice
-	pod       *corev1.Pod
+	svc       *svcInfo
+	slice     *sliceInfo
+	pod       *podInfo  // nil: no addresses, or being deleted
 	at        time.Time // when the change was made (trigger time) or received
 }

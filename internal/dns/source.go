@@ -10,7 +10,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -48,7 +51,9 @@ func (q *eventQueue) drain() []event {
 // one index update. It works against any Kubernetes API server.
 func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 	log := b.cfg.Logger
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
+	// The informers cache the model's records (toCached), and index
+	// nothing: the builder looks objects up in the model, never in them.
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(toCached))
 	q := &eventQueue{notify: make(chan struct{}, 1)}
 	var synced atomic.Bool
 	at := func() time.Time {
@@ -81,13 +86,13 @@ func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 		hasSynced = append(hasSynced, reg.HasSyncedChecker())
 		return nil
 	}
-	if err := add(factory.Core().V1().Services().Informer(), evService); err != nil {
+	if err := add(informerOf(factory, &corev1.Service{}), evService); err != nil {
 		return err
 	}
-	if err := add(factory.Discovery().V1().EndpointSlices().Informer(), evSlice); err != nil {
+	if err := add(informerOf(factory, &discoveryv1.EndpointSlice{}), evSlice); err != nil {
 		return err
 	}
-	if err := add(factory.Core().V1().Namespaces().Informer(), evNamespace); err != nil {
+	if err := add(informerOf(factory, &corev1.Namespace{}), evNamespace); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -95,7 +100,7 @@ func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 	defer factory.Shutdown()
 	if b.cfg.PodMode == PodsVerified {
 		if podsServed(ctx, client) {
-			if err := add(factory.Core().V1().Pods().Informer(), evPod); err != nil {
+			if err := add(informerOf(factory, &corev1.Pod{}), evPod); err != nil {
 				return err
 			}
 		} else {
@@ -114,7 +119,7 @@ func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 					case <-t.C:
 					}
 					if podsServed(ctx, client) {
-						inf := factory.Core().V1().Pods().Informer()
+						inf := informerOf(factory, &corev1.Pod{})
 						if _, err := inf.AddEventHandler(handler(evPod)); err == nil {
 							factory.Start(ctx.Done())
 							log.Info("the API server serves pods now; watching them for pod records")
@@ -155,93 +160,51 @@ func (b *builder) run(ctx context.Context, client kubernetes.Interface) error {
 	}
 }
 
+// toEvent is the event of an object the informers cached (toCached);
+// old is its previous version on an update. Anything else is an event of
+// no kind.
 func toEvent(kind eventKind, obj, old any, deleted bool, at time.Time) event {
-	ev := event{kind: kind, deleted: deleted, at: at}
-	m, ok := obj.(metav1.Object)
+	c, ok := obj.(*cached)
 	if !ok {
 		return event{kind: 255}
 	}
-	ev.namespace, ev.name = m.GetNamespace(), m.GetName()
-	switch o := obj.(type) {
-	case *corev1.Service:
-		ev.svc = o
-	case *discoveryv1.EndpointSlice:
-		ev.slice = o
-		if !at.IsZero() && !deleted {
+	ev := event{kind: kind, deleted: deleted, at: at, namespace: c.namespace, name: c.name,
+		svc: c.svc, slice: c.slice, pod: c.pod}
+	switch kind {
+	case evNamespace:
+		ev.namespace = ""
+	case evSlice:
+		if !at.IsZero() && !deleted && c.trigger != 0 {
 			// Time the change from when it was made, when the writer says.
-			prev := ""
-			if os, ok := old.(*discoveryv1.EndpointSlice); ok {
-				prev = os.Annotations[corev1.EndpointsLastChangeTriggerTime]
+			var prev int64
+			if o, ok := old.(*cached); ok {
+				prev = o.trigger
 			}
-			if v := o.Annotations[corev1.EndpointsLastChangeTriggerTime]; v != "" && v != prev {
-				if t, err := time.Parse(time.RFC3339Nano, v); err == nil && t.Before(at) {
-					ev.at = t
-				}
+			if t := time.Unix(0, c.trigger); c.trigger != prev && t.Before(at) {
+				ev.at = t
 			}
 		}
-	case *corev1.Namespace:
-		ev.namespace, ev.name = "", o.Name
-	case *corev1.Pod:
-		ev.pod = o
 	}
 	return ev
 }
 
-// slim keeps of an object only what the index reads before the informer
-// caches it: the informers' copies are most of what the DNS server holds
-// (managed fields, owner references, topology, target references and
-// most annotations and labels go; pods keep their addresses only).
-func slim(obj any) (any, error) {
-	meta := func(o metav1.Object, labels map[string]string) metav1.ObjectMeta {
-		m := metav1.ObjectMeta{Name: o.GetName(), Namespace: o.GetNamespace(), UID: o.GetUID(), ResourceVersion: o.GetResourceVersion(),
-			DeletionTimestamp: o.GetDeletionTimestamp(), Labels: labels}
-		if a := o.GetAnnotations(); len(a) > 0 {
-			for _, k := range []string{corev1.EndpointsLastChangeTriggerTime, "service.alpha.kubernetes.io/tolerate-unready-endpoints"} {
-				if v, ok := a[k]; ok {
-					if m.Annotations == nil {
-						m.Annotations = map[string]string{}
-					}
-					m.Annotations[k] = v
-				}
-			}
+// informerOf is the factory's informer of obj's kind (a Service,
+// EndpointSlice, Namespace or Pod), made without the namespace index the
+// factory's own informers keep.
+func informerOf(factory informers.SharedInformerFactory, obj runtime.Object) cache.SharedIndexInformer {
+	return factory.InformerFor(obj, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		none := cache.Indexers{}
+		switch obj.(type) {
+		case *corev1.Service:
+			return coreinformers.NewServiceInformer(c, metav1.NamespaceAll, resync, none)
+		case *discoveryv1.EndpointSlice:
+			return discoveryinformers.NewEndpointSliceInformer(c, metav1.NamespaceAll, resync, none)
+		case *corev1.Namespace:
+			return coreinformers.NewNamespaceInformer(c, resync, none)
+		default:
+			return coreinformers.NewPodInformer(c, metav1.NamespaceAll, resync, none)
 		}
-		return m
-	}
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp},
-			Status:     corev1.PodStatus{PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
-		}, nil
-	case *discoveryv1.EndpointSlice:
-		var labels map[string]string
-		if v, ok := o.Labels[discoveryv1.LabelServiceName]; ok {
-			labels = map[string]string{discoveryv1.LabelServiceName: v}
-		}
-		s := &discoveryv1.EndpointSlice{ObjectMeta: meta(o, labels), AddressType: o.AddressType, Ports: o.Ports}
-		if len(o.Endpoints) > 0 {
-			s.Endpoints = make([]discoveryv1.Endpoint, len(o.Endpoints))
-			for i, e := range o.Endpoints {
-				s.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Hostname: e.Hostname,
-					Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready}}
-			}
-		}
-		return s, nil
-	case *corev1.Service:
-		ports := make([]corev1.ServicePort, len(o.Spec.Ports))
-		for i, p := range o.Spec.Ports {
-			ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port}
-		}
-		return &corev1.Service{ObjectMeta: meta(o, nil), Spec: corev1.ServiceSpec{
-			Type: o.Spec.Type, ClusterIP: o.Spec.ClusterIP, ClusterIPs: o.Spec.ClusterIPs, ExternalName: o.Spec.ExternalName,
-			Ports: ports, PublishNotReadyAddresses: o.Spec.PublishNotReadyAddresses}}, nil
-	case *corev1.Namespace:
-		return &corev1.Namespace{ObjectMeta: meta(o, nil)}, nil
-	case metav1.Object:
-		o.SetManagedFields(nil)
-		return obj, nil
-	}
-	return obj, nil
+	})
 }
 
 // podsServed tells whether the API serves pods (Headway grows resources
