@@ -359,6 +359,9 @@ func (res *resource) handleList(w http.ResponseWriter, r *http.Request, info req
 	if f.mediaType == mediaJSON && f.target == targetObject && !f.pretty && res.custom == nil && len(result.entries) == len(result.items) {
 		return res.writeListJSON(w, list, result)
 	}
+	if f.mediaType == mediaProtobuf && f.target == targetObject && res.custom == nil && len(result.entries) == len(result.items) {
+		return res.writeListProto(w, list, result)
+	}
 	if err := meta.SetList(list, result.items); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,6 +47,7 @@ type objectCache struct {
 	waiting  int             // requests waiting on progress
 	byPrefix map[string][]*resCache
 	byRes    map[*resource]*resCache
+	histSize int // events each resource keeps for its watchers (historySize)
 }
 
 // resCache is one resource's objects.
@@ -58,6 +60,7 @@ type resCache struct {
 	pending []storage.Event
 	listRev int64         // the revision the load listed at
 	entries []*cacheEntry // sorted by key
+	hist    *history      // the events since the load; nil until loaded
 }
 
 // cacheEntry is one stored object. Immutable but for its cached encoding.
@@ -67,6 +70,7 @@ type cacheEntry struct {
 	obj     runtime.Object // nil when the stored value does not decode
 	corrupt string         // the decode error's message, for the list's warning
 	json    atomic.Pointer[[]byte]
+	proto   atomic.Pointer[[]byte] // with the protobuf envelope
 }
 
 // cacheWaitLimit is how long a request waits for the cache to reach the
@@ -85,6 +89,7 @@ func newObjectCache(s *Server) *objectCache {
 		progress: make(chan struct{}),
 		byPrefix: map[string][]*resCache{},
 		byRes:    map[*resource]*resCache{},
+		histSize: historySize,
 	}
 }
 
@@ -141,7 +146,11 @@ func (c *objectCache) loadLocked(rc *resCache) {
 	if rc.loaded {
 		rc.ready = make(chan struct{})
 	}
-	rc.loaded, rc.pending, rc.entries = false, nil, nil
+	if rc.hist != nil {
+		// Its watchers end (their clients watch again, from the reload).
+		rc.hist.close()
+	}
+	rc.loaded, rc.pending, rc.entries, rc.hist = false, nil, nil, nil
 	ctx := c.ctx
 	c.s.watchers.Add(1)
 	go func() {
@@ -177,9 +186,10 @@ func (c *objectCache) load(ctx context.Context, rc *resCache, gen int) error {
 		return nil // reset meanwhile; a newer load runs
 	}
 	rc.entries, rc.listRev = entries, page.Revision
+	rc.hist = newHistory(page.Revision, c.histSize)
 	for _, ev := range rc.pending {
 		if ev.Revision > page.Revision {
-			rc.applyLocked(ev, nil)
+			rc.applyLocked(ev, rc.res.events.get(ev))
 		}
 	}
 	rc.pending = nil
@@ -287,13 +297,15 @@ func (c *objectCache) apply(ev storage.Event) {
 	c.mu.Unlock()
 	// Decode outside the lock, through the resource's event cache: the
 	// watches of the resource share this decoding.
-	var objs map[*resCache]runtime.Object
-	if ev.Type == storage.EventPut && len(caches) > 0 {
-		objs = make(map[*resCache]runtime.Object, len(caches))
+	var shared map[*resCache]*cachedEvent
+	if len(caches) > 0 {
+		shared = make(map[*resCache]*cachedEvent, len(caches))
 		for _, rc := range caches {
-			if obj, err := rc.res.eventObject(ev); err == nil {
-				objs[rc] = obj
+			ce := rc.res.events.get(ev)
+			if ev.Type == storage.EventPut {
+				_, _ = ce.current(rc.res, ev)
 			}
+			shared[rc] = ce
 		}
 	}
 	c.mu.Lock()
@@ -303,7 +315,11 @@ func (c *objectCache) apply(ev storage.Event) {
 		case !rc.loaded:
 			rc.pending = append(rc.pending, ev)
 		case ev.Revision > rc.listRev:
-			rc.applyLocked(ev, objs[rc])
+			ce := shared[rc]
+			if ce == nil { // registered meanwhile
+				ce = rc.res.events.get(ev)
+			}
+			rc.applyLocked(ev, ce)
 		}
 	}
 	if ev.Revision > c.rev {
@@ -315,9 +331,11 @@ func (c *objectCache) apply(ev storage.Event) {
 	}
 }
 
-// applyLocked puts or removes the event's object (obj: its decoding, if
-// done).
-func (rc *resCache) applyLocked(ev storage.Event, obj runtime.Object) {
+// applyLocked puts or removes the event's object (ce: the event's shared
+// decodings and encodings) and adds the event to the history its watchers
+// read.
+func (rc *resCache) applyLocked(ev storage.Event, ce *cachedEvent) {
+	defer rc.hist.add(ev, ce)
 	i, found := slices.BinarySearchFunc(rc.entries, ev.KV.Key, func(e *cacheEntry, k string) int { return strings.Compare(e.key, k) })
 	if ev.Type == storage.EventDelete {
 		if found {
@@ -325,7 +343,11 @@ func (rc *resCache) applyLocked(ev storage.Event, obj runtime.Object) {
 		}
 		return
 	}
+	obj, _ := ce.current(rc.res, ev)
 	e := rc.res.newEntry(ev.KV.Key, ev.Revision, ev.KV.Value, obj)
+	if e.obj != nil {
+		ce.entry.Store(e)
+	}
 	if found {
 		rc.entries[i] = e
 	} else {
@@ -339,20 +361,37 @@ func (rc *resCache) applyLocked(ev storage.Event, obj runtime.Object) {
 // caller reads the store); the error is the 504 kube-apiserver answers
 // for a revision the store has not reached.
 func (c *objectCache) snapshot(ctx context.Context, rc *resCache, prefix string, minRev int64) (entries []*cacheEntry, rev int64, ok bool, err error) {
+	cur, ok, err := c.waitLocked(ctx, rc, minRev)
+	if !ok {
+		return nil, 0, false, err
+	}
+	defer c.mu.Unlock()
+	return rc.entriesLocked(prefix), cur, true, nil
+}
+
+// entriesLocked is rc's entries under prefix (c.mu held).
+func (rc *resCache) entriesLocked(prefix string) []*cacheEntry {
+	lo, _ := slices.BinarySearchFunc(rc.entries, prefix, func(e *cacheEntry, k string) int { return strings.Compare(e.key, k) })
+	hi := lo
+	for hi < len(rc.entries) && strings.HasPrefix(rc.entries[hi].key, prefix) {
+		hi++
+	}
+	return slices.Clone(rc.entries[lo:hi])
+}
+
+// waitLocked waits until rc is loaded and holds every change up to at
+// least minRev; when ok, c.mu is held and cur is the revision rc is at.
+// ok is false when the cache cannot answer in time (the caller reads the
+// store); the error is the 504 kube-apiserver answers for a revision the
+// store has not reached.
+func (c *objectCache) waitLocked(ctx context.Context, rc *resCache, minRev int64) (cur int64, ok bool, err error) {
 	deadline := time.Now().Add(cacheWaitLimit)
 	var storeReached time.Time
 	for {
 		c.mu.Lock()
-		cur := max(c.rev, rc.listRev)
+		cur = max(c.rev, rc.listRev)
 		if rc.loaded && cur >= minRev {
-			lo, _ := slices.BinarySearchFunc(rc.entries, prefix, func(e *cacheEntry, k string) int { return strings.Compare(e.key, k) })
-			hi := lo
-			for hi < len(rc.entries) && strings.HasPrefix(rc.entries[hi].key, prefix) {
-				hi++
-			}
-			entries = slices.Clone(rc.entries[lo:hi])
-			c.mu.Unlock()
-			return entries, cur, true, nil
+			return cur, true, nil
 		}
 		progress, ready := c.progress, rc.ready
 		c.waiting++
@@ -362,14 +401,16 @@ func (c *objectCache) snapshot(ctx context.Context, rc *resCache, prefix string,
 			if storeReached.IsZero() {
 				storeReached = now
 			} else if now.Sub(storeReached) > cacheFallbackAfter {
-				return nil, 0, false, nil
+				c.unwait()
+				return 0, false, nil
 			}
 		}
 		if now.After(deadline) {
+			c.unwait()
 			if c.s.store.Revision() >= minRev {
-				return nil, 0, false, nil
+				return 0, false, nil
 			}
-			return nil, 0, false, tooLargeRV(minRev, cur)
+			return 0, false, tooLargeRV(minRev, cur)
 		}
 		t := time.NewTimer(min(deadline.Sub(now), cacheFallbackAfter/5))
 		select {
@@ -379,13 +420,17 @@ func (c *objectCache) snapshot(ctx context.Context, rc *resCache, prefix string,
 		case <-t.C:
 		}
 		t.Stop()
-		c.mu.Lock()
-		c.waiting--
-		c.mu.Unlock()
+		c.unwait()
 		if ctx.Err() != nil {
-			return nil, 0, false, ctx.Err()
+			return 0, false, ctx.Err()
 		}
 	}
+}
+
+func (c *objectCache) unwait() {
+	c.mu.Lock()
+	c.waiting--
+	c.mu.Unlock()
 }
 
 // lookup returns, for each stored kv, the cached entry for the same key
@@ -450,6 +495,11 @@ func (res *resource) listCached(ctx context.Context, rc *resCache, ns string, se
 	if err != nil || !ok {
 		return listResult{}, false, err
 	}
+	return res.selectEntries(entries, rev, sel), true, nil
+}
+
+// selectEntries is the list of the cached entries sel selects, at rev.
+func (res *resource) selectEntries(entries []*cacheEntry, rev int64, sel selection) listResult {
 	out := listResult{rev: rev, items: make([]runtime.Object, 0, len(entries)), entries: make([]*cacheEntry, 0, len(entries))}
 	for _, e := range entries {
 		if e.obj == nil {
@@ -461,30 +511,35 @@ func (res *resource) listCached(ctx context.Context, rc *resCache, ns string, se
 			out.entries = append(out.entries, e)
 		}
 	}
-	return out, true, nil
+	return out
 }
 
 // initialState is the state a watch starts with (its synthetic ADDED
 // events) and the revision it is at: from the cache when it can answer
 // (rvParam "" needs the store's current revision, "0" any, N at least N),
-// else from the store.
-func (res *resource) initialState(ctx context.Context, ns, rvParam string, rv int64, sel selection) (listResult, error) {
+// with the watch's position in the cache's events after it; else from the
+// store (cw nil: the caller watches the store).
+func (res *resource) initialState(ctx context.Context, ns, rvParam string, rv int64, sel selection) (out listResult, cw *cacheWatch, err error) {
 	if rc := res.s.cache.forResource(res); rc != nil {
 		minRev := rv
 		if rvParam == "" {
 			minRev = res.s.store.Revision()
 		}
-		out, ok, err := res.listCached(ctx, rc, ns, sel, minRev)
-		if err != nil || ok {
-			return out, err
+		entries, rev, cw, ok, err := res.s.cache.watchCached(ctx, rc, res.listPrefix(ns), minRev, true)
+		if err != nil {
+			return listResult{}, nil, err
+		}
+		if ok {
+			return res.selectEntries(entries, rev, sel), cw, nil
 		}
 	}
 	if rv > 0 {
 		if err := res.s.waitForRevision(ctx, rv); err != nil {
-			return listResult{}, err
+			return listResult{}, nil, err
 		}
 	}
-	return res.list(ctx, ns, map[string][]string{}, sel)
+	out, err = res.list(ctx, ns, map[string][]string{}, sel)
+	return out, nil, err
 }
 
 // entryJSON is the object's JSON encoding (as the JSON serializer writes
@@ -492,6 +547,9 @@ func (res *resource) initialState(ctx context.Context, ns, rvParam string, rv in
 func (res *resource) entryJSON(e *cacheEntry, buf *bytes.Buffer) ([]byte, error) {
 	if p := e.json.Load(); p != nil {
 		return *p, nil
+	}
+	if buf == nil {
+		buf = new(bytes.Buffer)
 	}
 	buf.Reset()
 	if err := res.s.codecs.json.Encode(e.obj, buf); err != nil {
@@ -553,6 +611,108 @@ func (res *resource) writeListJSON(w http.ResponseWriter, list runtime.Object, r
 		bw.Write(b)
 	}
 	bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		res.s.log.Debug("writing response failed", "err", err)
+	}
+	return nil
+}
+
+// entryProto is the object's protobuf encoding (with its envelope, as the
+// protobuf serializer writes it), encoded once and kept with the entry.
+func (res *resource) entryProto(e *cacheEntry) ([]byte, error) {
+	if p := e.proto.Load(); p != nil {
+		return *p, nil
+	}
+	b, err := res.encodeObject(e.obj, mediaProtobuf)
+	if err != nil {
+		return nil, err
+	}
+	e.proto.Store(&b)
+	return b, nil
+}
+
+// splitProtoEnvelope splits an object's protobuf encoding (the magic
+// number, then a runtime.Unknown) around the object's own bytes (the
+// Unknown's field 2): head ends with field 2's tag, tail is what follows
+// the object's bytes.
+func splitProtoEnvelope(b []byte) (head, raw, tail []byte, ok bool) {
+	const magicLen = 4
+	if len(b) < magicLen {
+		return nil, nil, nil, false
+	}
+	for i := magicLen; i < len(b); {
+		tag, n := binary.Uvarint(b[i:])
+		if n <= 0 || tag&7 != 2 {
+			return nil, nil, nil, false
+		}
+		l, m := binary.Uvarint(b[i+n:])
+		if m <= 0 || uint64(len(b)-i-n-m) < l {
+			return nil, nil, nil, false
+		}
+		start := i + n + m
+		end := start + int(l)
+		if tag>>3 == 2 {
+			return b[:i+n], b[start:end], b[end:], true
+		}
+		i = end
+	}
+	return nil, nil, nil, false
+}
+
+// writeListProto is writeListJSON for protobuf: the list's own fields are
+// encoded, and the items' cached encodings appended to its message (items
+// are field 2 of every list, after its metadata), byte for byte what the
+// protobuf serializer writes.
+func (res *resource) writeListProto(w http.ResponseWriter, list runtime.Object, result listResult) error {
+	if err := meta.SetList(list, []runtime.Object{}); err != nil {
+		return err
+	}
+	if list.GetObjectKind().GroupVersionKind().Empty() {
+		res.s.setKind(list, coreV1)
+	}
+	var buf bytes.Buffer
+	if err := res.s.codecs.proto.Encode(list, &buf); err != nil {
+		return err
+	}
+	head, listRaw, tail, ok := splitProtoEnvelope(buf.Bytes())
+	if !ok {
+		return fmt.Errorf("encoding %s list: unexpected protobuf envelope", res.reg.Plural)
+	}
+	items := make([][]byte, len(result.items))
+	size := len(listRaw)
+	for i, obj := range result.items {
+		var b []byte
+		var err error
+		if e := result.entries[i]; e != nil {
+			b, err = res.entryProto(e)
+		} else {
+			b, err = res.encodeObject(obj, mediaProtobuf)
+		}
+		if err != nil {
+			return err
+		}
+		_, raw, _, ok := splitProtoEnvelope(b)
+		if !ok {
+			return fmt.Errorf("encoding %s list: unexpected protobuf envelope of an item", res.reg.Plural)
+		}
+		items[i] = raw
+		size += 1 + uvarintLen(len(raw)) + len(raw)
+	}
+	writeWarnings(w, result.warnings)
+	w.Header().Set("Content-Type", mediaProtobuf)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head)
+	var n [binary.MaxVarintLen64]byte
+	bw.Write(binary.AppendUvarint(n[:0], uint64(size)))
+	bw.Write(listRaw)
+	for _, raw := range items {
+		bw.WriteByte(protoField2Bytes)
+		bw.Write(binary.AppendUvarint(n[:0], uint64(len(raw))))
+		bw.Write(raw)
+	}
+	bw.Write(tail)
 	if err := bw.Flush(); err != nil {
 		res.s.log.Debug("writing response failed", "err", err)
 	}

@@ -39,6 +39,8 @@ type gatedStore struct {
 	cacheWatch context.CancelFunc // ends the current watch of every key
 	compacted  int                // watches of every key to answer ErrCompacted
 	allWatches int                // watches of every key made
+
+	prefixWatches atomic.Int64 // watches of configmaps by prefix (a watch request's own)
 }
 
 var errListsOff = errors.New("the test turned store lists off")
@@ -52,6 +54,9 @@ func (g *gatedStore) List(ctx context.Context, prefix string, opts storage.ListO
 
 func (g *gatedStore) Watch(ctx context.Context, prefix string, from int64) (<-chan storage.Event, error) {
 	if prefix != "" {
+		if strings.Contains(prefix, "/configmaps/") {
+			g.prefixWatches.Add(1)
+		}
 		return g.Interface.Watch(ctx, prefix, from)
 	}
 	g.mu.Lock()

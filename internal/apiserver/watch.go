@@ -10,6 +10,7 @@ import (
 	"net/http"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +29,8 @@ type watchEncoder struct {
 	res     *resource
 	r       *http.Request
 	f       outputFormat
-	w       io.Writer
+	w       io.Writer // frames each write (protobuf: the length prefix)
+	raw     io.Writer // the response: for frames that carry their prefix
 	flusher http.Flusher
 	buf     bytes.Buffer
 
@@ -143,11 +145,24 @@ func (e *watchEncoder) flush() {
 	}
 }
 
-// sendFrame writes a frame another watcher may have encoded already.
+// sendFrame writes a frame another watcher may have encoded already
+// (protobuf frames carry their length prefix).
 func (e *watchEncoder) sendFrame(frame []byte) error {
 	e.arm()
-	_, err := e.w.Write(frame)
+	_, err := e.raw.Write(frame)
 	return err
+}
+
+// sendEntryProto writes a protobuf watch event of a cached object, reusing
+// its encoding.
+func (e *watchEncoder) sendEntryProto(typ watch.EventType, entry *cacheEntry) error {
+	obj, err := e.res.entryProto(entry)
+	if err != nil {
+		return err
+	}
+	e.buf.Reset()
+	e.buf.Write(protoWatchFrame(typ, obj))
+	return e.sendFrame(e.buf.Bytes())
 }
 
 // bookmark builds an empty object of the kind carrying only a resourceVersion.
@@ -237,23 +252,44 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	res.s.openWatches.Add(1)
 	defer res.s.openWatches.Add(-1)
 
+	prefix := res.listPrefix(info.Namespace)
 	var initialState listResult
+	var cw *cacheWatch // the watch is fed from the object cache's events
+	var werr error     // the watch cannot start: sent as an ERROR event
+	var events <-chan storage.Event
 	from := rv
 	if initial {
 		var err error
-		if initialState, err = res.initialState(ctx, info.Namespace, rvParam, rv, sel); err != nil {
+		if initialState, cw, err = res.initialState(ctx, info.Namespace, rvParam, rv, sel); err != nil {
 			return err
 		}
 		from = initialState.rev
-	} else if rv > 0 {
-		if err := res.s.waitForRevision(ctx, rv); err != nil {
+	} else if rc := res.s.cache.forResource(res); rc != nil {
+		minRev := rv
+		if minRev == 0 {
+			minRev = res.s.store.Revision()
+		}
+		_, _, w, ok, err := res.s.cache.watchCached(ctx, rc, prefix, minRev, false)
+		switch {
+		case apierrors.IsResourceExpired(err):
+			werr = err
+		case err != nil:
 			return err
+		case ok:
+			cw, from = w, minRev
 		}
 	}
-	if from == 0 {
-		from = res.s.store.Revision()
+	if cw == nil && werr == nil {
+		if !initial && rv > 0 {
+			if err := res.s.waitForRevision(ctx, rv); err != nil {
+				return err
+			}
+		}
+		if from == 0 {
+			from = res.s.store.Revision()
+		}
+		events, werr = res.s.store.Watch(ctx, prefix, from)
 	}
-	events, werr := res.s.store.Watch(ctx, res.listPrefix(info.Namespace), from)
 
 	ct := f.contentType()
 	if f.mediaType == mediaProtobuf {
@@ -263,7 +299,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
-	enc := &watchEncoder{res: res, r: r, f: f, w: w, rc: http.NewResponseController(w), writeTimeout: res.s.cfg.WatchWriteTimeout}
+	enc := &watchEncoder{res: res, r: r, f: f, w: w, raw: w, rc: http.NewResponseController(w), writeTimeout: res.s.cfg.WatchWriteTimeout}
 	// Whatever the server writes after the handler (the end of the body)
 	// gets a fresh deadline, and a reused HTTP/1 connection none.
 	defer enc.disarm()
@@ -291,9 +327,15 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	shared := f.target == targetObject && !f.pretty
 	for i, obj := range initialState.items {
 		var err error
+		var entry *cacheEntry
+		if initialState.entries != nil {
+			entry = initialState.entries[i]
+		}
 		switch {
-		case shared && f.mediaType == mediaJSON && initialState.entries != nil && initialState.entries[i] != nil:
-			err = enc.sendEntryJSON(watch.Added, initialState.entries[i])
+		case shared && f.mediaType == mediaJSON && entry != nil:
+			err = enc.sendEntryJSON(watch.Added, entry)
+		case shared && f.mediaType == mediaProtobuf && entry != nil:
+			err = enc.sendEntryProto(watch.Added, entry)
 		case initialState.entries != nil && f.target != targetObject:
 			// A Table or metadata conversion may set fields of the object
 			// it converts; the cache's objects are shared.
@@ -322,6 +364,36 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		tick = t.C
 	}
 	for {
+		var wake <-chan struct{}
+		if cw != nil {
+			batch, ready, gone := cw.read()
+			if gone {
+				// Fell too far behind, or the cache reloads: the client
+				// watches again (and relists if its version is gone).
+				res.s.log.Info("watch: closing a watch the cache can no longer feed (fell behind, or the resource reloads); the client watches again", "resource", res.reg.Plural, "namespace", info.Namespace, "lastResourceVersion", last)
+				return nil
+			}
+			if len(batch) > 0 {
+				// Each batch goes out in one flush: under a burst of writes,
+				// one write to the connection per batch instead of per event.
+				for _, he := range batch {
+					last = he.ev.Revision
+					if !strings.HasPrefix(he.ev.KV.Key, prefix) {
+						continue
+					}
+					if !res.sendCached(enc, he, sel, shared) {
+						return nil
+					}
+				}
+				enc.flush()
+				idle.Reset(enc.writeTimeout / 4)
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			}
+			wake = ready
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -333,6 +405,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			}
 			enc.flush()
 			idle.Reset(enc.writeTimeout / 4)
+		case <-wake:
 		case ev, ok := <-events:
 			if !ok {
 				return nil
@@ -358,6 +431,38 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			idle.Reset(enc.writeTimeout / 4)
 		}
 	}
+}
+
+// sendCached writes what a watch with selection sel sees of a cached event
+// (shared: the frame shared between watchers of plain objects, else the
+// event's shared objects, copied); false when the client is gone.
+func (res *resource) sendCached(enc *watchEncoder, he histEvent, sel selection, shared bool) bool {
+	if shared {
+		frame, err := res.eventFrame(he.ce, he.ev, sel, enc.f.mediaType)
+		if err != nil {
+			res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", he.ev.KV.Key, "err", err)
+			return true
+		}
+		return frame == nil || enc.sendFrame(frame) == nil
+	}
+	typ, usePrev, err := res.classifyShared(he.ce, he.ev, sel)
+	if err != nil {
+		res.s.log.Error("watch: decoding event failed", "resource", res.reg.Plural, "key", he.ev.KV.Key, "err", err)
+		return true
+	}
+	if typ == "" {
+		return true
+	}
+	obj := he.ce.cur
+	if usePrev {
+		obj = he.ce.prev
+	}
+	if obj == nil {
+		return true
+	}
+	// A Table or metadata conversion may set fields of the object it
+	// converts; the event's objects are shared.
+	return enc.send(typ, obj.DeepCopyObject()) == nil
 }
 
 // nextReady returns the next event if one is ready. The store hands events

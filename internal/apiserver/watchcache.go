@@ -2,7 +2,9 @@ package apiserver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -42,7 +44,12 @@ type cachedEvent struct {
 	cur, prev         runtime.Object // decoded (prev: the value before, or the deleted one)
 	curErr, prevErr   error
 
-	mu     sync.Mutex // guards frames, and serialises encoding of cur and prev
+	// entry is the object cache's entry for cur, when the cache applied
+	// the event: the two share cur's encodings.
+	entry atomic.Pointer[cacheEntry]
+
+	mu     sync.Mutex // guards objs and frames, and serialises encoding
+	objs   [4][]byte  // cur, prev; JSON then protobuf: see eventObjectEncoding
 	frames map[frameKey][]byte
 }
 
@@ -76,11 +83,48 @@ func (c *eventCache) get(ev storage.Event) *cachedEvent {
 // sharedWatchFrame is what handleWatch writes for ev to a watcher of
 // plain objects (not Tables or metadata) with selection sel: the whole
 // frame, shared with other watchers; nil when the selection sees no change.
+// Protobuf frames carry their length prefix.
 func (res *resource) sharedWatchFrame(ev storage.Event, sel selection, mediaType string) ([]byte, error) {
-	e := res.events.get(ev)
-	decode := func(value []byte) (runtime.Object, error) {
-		return res.decodeShared(storage.KV{Key: ev.KV.Key, Value: value, ModRevision: ev.Revision})
+	return res.eventFrame(res.events.get(ev), ev, sel, mediaType)
+}
+
+// eventFrame is sharedWatchFrame for the event's shared work e.
+func (res *resource) eventFrame(e *cachedEvent, ev storage.Event, sel selection, mediaType string) ([]byte, error) {
+	typ, usePrev, err := res.classifyShared(e, ev, sel)
+	if err != nil || typ == "" {
+		return nil, err
 	}
+	fk := frameKey{typ, usePrev, mediaType}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if b, ok := e.frames[fk]; ok {
+		return b, nil
+	}
+	obj, err := res.eventObjectEncoding(e, usePrev, mediaType)
+	if err != nil || obj == nil {
+		return nil, err
+	}
+	var b []byte
+	if mediaType == mediaProtobuf {
+		b = protoWatchFrame(typ, obj)
+	} else {
+		b = make([]byte, 0, len(obj)+len(typ)+23)
+		b = append(b, `{"type":"`...)
+		b = append(b, typ...)
+		b = append(b, `","object":`...)
+		b = append(b, obj...)
+		b = append(b, "}\n"...)
+	}
+	if e.frames == nil {
+		e.frames = make(map[frameKey][]byte, 2)
+	}
+	e.frames[fk] = b
+	return b, nil
+}
+
+// classifyShared is what a watch with selection sel sees of ev, from the
+// event's shared decodings (see classifyEvent).
+func (res *resource) classifyShared(e *cachedEvent, ev storage.Event, sel selection) (watch.EventType, bool, error) {
 	// prev is decoded only when a watcher needs it: a delete, or an update
 	// seen through a selection.
 	var err error
@@ -92,48 +136,121 @@ func (res *resource) sharedWatchFrame(ev storage.Event, sel selection, mediaType
 		return obj
 	}
 	prev := func() runtime.Object {
-		e.prevOnce.Do(func() {
-			switch {
-			case ev.Type == storage.EventDelete:
-				e.prev, e.prevErr = decode(ev.KV.Value)
-			case ev.PrevValue != nil:
-				e.prev, e.prevErr = decode(ev.PrevValue)
-			}
-		})
-		if e.prevErr != nil && err == nil {
-			err = e.prevErr
+		obj, perr := e.previous(res, ev)
+		if perr != nil && err == nil {
+			err = perr
 		}
-		return e.prev
+		return obj
 	}
 	typ, usePrev := classifyEvent(ev, sel, cur, prev, res.matches)
 	if err != nil {
-		return nil, err
+		return "", false, err
 	}
-	if typ == "" {
-		return nil, nil
+	return typ, usePrev, nil
+}
+
+// previous is the object before a change (the deleted one for a delete),
+// decoded once; nil for a create.
+func (e *cachedEvent) previous(res *resource, ev storage.Event) (runtime.Object, error) {
+	e.prevOnce.Do(func() {
+		switch {
+		case ev.Type == storage.EventDelete:
+			e.prev, e.prevErr = res.decodeShared(storage.KV{Key: ev.KV.Key, Value: ev.KV.Value, ModRevision: ev.Revision})
+		case ev.PrevValue != nil:
+			e.prev, e.prevErr = res.decodeShared(storage.KV{Key: ev.KV.Key, Value: ev.PrevValue, ModRevision: ev.Revision})
+		}
+	})
+	return e.prev, e.prevErr
+}
+
+// eventObjectEncoding is the encoding of the event's object (prev: the
+// one before) in mediaType, made once per event whatever the event type
+// the watchers see; e.mu is held. The object the event stored shares its
+// encoding with the object cache's entry (a later list reuses it).
+func (res *resource) eventObjectEncoding(e *cachedEvent, prev bool, mediaType string) ([]byte, error) {
+	i := 0
+	if prev {
+		i = 1
 	}
-	fk := frameKey{typ, usePrev, mediaType}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if b, ok := e.frames[fk]; ok {
+	if mediaType == mediaProtobuf {
+		i += 2
+	}
+	if b := e.objs[i]; b != nil {
 		return b, nil
 	}
 	obj := e.cur
-	if usePrev {
+	if prev {
 		obj = e.prev
 	}
 	if obj == nil {
-		return nil, nil // a decode failed above
+		return nil, nil // a decode failed
 	}
-	var buf bytes.Buffer
-	if err := res.s.encodeWatchFrame(&buf, mediaType, typ, obj); err != nil {
+	var b []byte
+	var err error
+	entry := e.entry.Load()
+	switch {
+	case !prev && entry != nil && entry.obj == obj && mediaType == mediaProtobuf:
+		b, err = res.entryProto(entry)
+	case !prev && entry != nil && entry.obj == obj:
+		b, err = res.entryJSON(entry, nil)
+	default:
+		b, err = res.encodeObject(obj, mediaType)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if e.frames == nil {
-		e.frames = make(map[frameKey][]byte, 2)
+	e.objs[i] = b
+	return b, nil
+}
+
+// encodeObject is obj's encoding in mediaType: JSON without the final
+// newline, protobuf with its envelope.
+func (res *resource) encodeObject(obj runtime.Object, mediaType string) ([]byte, error) {
+	var buf bytes.Buffer
+	if mediaType == mediaProtobuf {
+		if err := res.s.codecs.proto.Encode(obj, &buf); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
 	}
-	e.frames[fk] = buf.Bytes()
-	return buf.Bytes(), nil
+	if err := res.s.codecs.json.Encode(obj, &buf); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// protoWatchFrame is a protobuf watch frame: the length prefix, then the
+// metav1.WatchEvent{Type: typ, Object: {Raw: obj}} as the raw protobuf
+// serializer writes it (field 1 the type, field 2 the RawExtension with
+// its raw bytes as field 1).
+func protoWatchFrame(typ watch.EventType, obj []byte) []byte {
+	raw := 1 + uvarintLen(len(obj)) + len(obj)
+	n := 1 + uvarintLen(len(typ)) + len(typ) + 1 + uvarintLen(raw) + raw
+	b := make([]byte, 4, 4+n)
+	binary.BigEndian.PutUint32(b, uint32(n))
+	b = append(b, protoField1Bytes)
+	b = binary.AppendUvarint(b, uint64(len(typ)))
+	b = append(b, typ...)
+	b = append(b, protoField2Bytes)
+	b = binary.AppendUvarint(b, uint64(raw))
+	b = append(b, protoField1Bytes)
+	b = binary.AppendUvarint(b, uint64(len(obj)))
+	return append(b, obj...)
+}
+
+// Protobuf tags of length-delimited fields 1 and 2 (field<<3 | 2).
+const (
+	protoField1Bytes = 1<<3 | 2
+	protoField2Bytes = 2<<3 | 2
+)
+
+// uvarintLen is the length of n as a protobuf varint.
+func uvarintLen(n int) int {
+	l := 1
+	for u := uint64(n); u >= 0x80; u >>= 7 {
+		l++
+	}
+	return l
 }
 
 // current is the object a put event stored, decoded once for everyone
@@ -143,12 +260,6 @@ func (e *cachedEvent) current(res *resource, ev storage.Event) (runtime.Object, 
 		e.cur, e.curErr = res.decodeShared(storage.KV{Key: ev.KV.Key, Value: ev.KV.Value, ModRevision: ev.Revision})
 	})
 	return e.cur, e.curErr
-}
-
-// eventObject is the object a put event stored, decoded once (shared; never
-// modify it).
-func (res *resource) eventObject(ev storage.Event) (runtime.Object, error) {
-	return res.events.get(ev).current(res, ev)
 }
 
 // classifyEvent is what a watch with selection sel sees of a change whose
