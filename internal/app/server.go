@@ -59,6 +59,7 @@ func (r *Running) Wait() error { return <-r.done }
 // ends: open the store, start the API, then the controllers and the node.
 func Start(ctx context.Context, o Options) (*Running, error) {
 	start := time.Now()
+	steps := newPhases(start)
 	// Parsing the built-in types' schema is the largest piece of the
 	// start: overlap it with the PKI, the store and the listener.
 	go apiserver.PrepareTypeConverter(builtin.Scheme())
@@ -67,11 +68,13 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		return nil, err
 	}
 	log := cfg.Logger
+	steps.done("config")
 	store, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a, err := startAPI(ctx, cfg, store, log)
+	steps.done("store")
+	a, err := startAPI(ctx, cfg, store, log, steps)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -120,6 +123,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	} else if controllers, err = leaderOnly(ctx); err != nil {
 		return fail(err)
 	}
+	steps.done("controllers")
 	n, err := startNode(cfg, a, log)
 	if err != nil {
 		return fail(err)
@@ -136,6 +140,8 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		RestConfig: a.restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
 	}
 	go r.run(ctx, a, background)
+	steps.done("node")
+	steps.log(log)
 	log.Info("headway is ready", "api", a.url, "kubeconfig", a.kubeconfig, "startup", r.StartedIn.Round(time.Millisecond),
 		"try", "headway kubectl get namespaces (or: export KUBECONFIG="+a.kubeconfig+")")
 	return r, nil
