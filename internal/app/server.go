@@ -18,7 +18,6 @@ import (
 	"github.com/headway/headway/internal/agent"
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/pki"
-	"github.com/headway/headway/internal/registry/builtin"
 	"github.com/headway/headway/internal/storage"
 	"github.com/headway/headway/internal/storage/bolt"
 	"github.com/headway/headway/internal/storage/memory"
@@ -60,9 +59,6 @@ func (r *Running) Wait() error { return <-r.done }
 func Start(ctx context.Context, o Options) (*Running, error) {
 	start := time.Now()
 	steps := newPhases(start)
-	// Parsing the built-in types' schema is the largest piece of the
-	// start: overlap it with the PKI, the store and the listener.
-	go apiserver.PrepareTypeConverter(builtin.Scheme())
 	cfg, err := o.Config()
 	if err != nil {
 		return nil, err
