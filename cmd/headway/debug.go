@@ -7,8 +7,32 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	runtimepprof "runtime/pprof"
 	"time"
 )
+
+// profileStart starts a CPU profile written to path (none if path is
+// empty); the returned function stops it and closes the file. It is for
+// measuring where a start's time goes (--debug-start-cpuprofile); the
+// package inits before it are GODEBUG=inittrace=1's to show.
+func profileStart(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := runtimepprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		runtimepprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
 
 // servePprof serves the Go runtime's profiles (/debug/pprof/) on addr until
 // ctx ends: for measuring the server (heap of an idle server, CPU of a

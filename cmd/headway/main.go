@@ -64,7 +64,7 @@ func newRootCommand() *cobra.Command {
 
 func newServerCommand() *cobra.Command {
 	opts := app.DefaultOptions()
-	var pprofListen string
+	var pprofListen, startProfile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the API server, controllers, cluster DNS and node agent",
@@ -82,7 +82,12 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 					return fmt.Errorf("--debug-pprof-listen: %w", err)
 				}
 			}
+			stopProfile, err := profileStart(startProfile)
+			if err != nil {
+				return fmt.Errorf("--debug-start-cpuprofile: %w", err)
+			}
 			r, err := app.Start(ctx, opts)
+			stopProfile()
 			if err != nil {
 				return err
 			}
@@ -99,6 +104,8 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 	opts.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&pprofListen, "debug-pprof-listen", "", "serve Go runtime profiles (/debug/pprof/) over plain HTTP on this address, e.g. 127.0.0.1:6060 (default: none)")
 	_ = cmd.Flags().MarkHidden("debug-pprof-listen")
+	cmd.Flags().StringVar(&startProfile, "debug-start-cpuprofile", "", "write a CPU profile of the start (from the command line parsed to ready) to this file (default: none)")
+	_ = cmd.Flags().MarkHidden("debug-start-cpuprofile")
 	return cmd
 }
 

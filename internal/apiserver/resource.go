@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensionsapply "k8s.io/apiextensions-apiserver/pkg/client/applyconfiguration"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,10 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/applyconfigurations"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 	"sigs.k8s.io/structured-merge-diff/v6/typed"
 
+	"github.com/headway/headway/internal/apiserver/builtinschema"
 	"github.com/headway/headway/internal/registry"
 	"github.com/headway/headway/internal/storage"
 )
@@ -247,18 +246,15 @@ var (
 	typeConverterVal  managedfields.TypeConverter
 )
 
-// PrepareTypeConverter builds what New otherwise builds first, the schema
-// of the built-in types (parsing client-go's, about a fifth of a second of
-// CPU), so that a caller can overlap it with the rest of its start.
-func PrepareTypeConverter(scheme *runtime.Scheme) { typeConverter(scheme) }
-
 // typeConverter is the structured-merge-diff schema of the built-in types,
-// used by server-side apply and managedFields tracking.
+// used by server-side apply and managedFields tracking: client-go's and
+// apiextensions-apiserver's, generated as static data (builtinschema) rather
+// than parsed from their YAML, which took half of a start's CPU.
 func typeConverter(scheme *runtime.Scheme) managedfields.TypeConverter {
 	typeConverterOnce.Do(func() {
 		typeConverterVal = builtinTypeConverter{
-			core:          applyconfigurations.NewTypeConverter(scheme),
-			apiextensions: apiextensionsapply.NewTypeConverter(scheme),
+			core:          managedfields.NewSchemeTypeConverter(scheme, builtinschema.Core()),
+			apiextensions: managedfields.NewSchemeTypeConverter(scheme, builtinschema.APIExtensions()),
 		}
 	})
 	return typeConverterVal

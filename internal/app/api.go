@@ -102,12 +102,13 @@ func (a *api) clientFor(user string, groups ...string) (kubernetes.Interface, *r
 // the built-in objects and the default RBAC policy and writes the admin
 // kubeconfig; the server is then ready (with RBAC, once the authorizer has
 // read the roles and bindings). It serves until stop, also after ctx ends.
-func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger) (*api, error) {
+func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slog.Logger, steps *phases) (*api, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
 	bundle, err := pki.LoadOrCreateWith(cfg.PKIDir, kubernetesHosts(cfg, listenHost), pki.Options{NoSync: cfg.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("loading certificates: %w", err)
 	}
+	steps.done("pki")
 	if cfg.Store == "etcd" {
 		if err := checkSharedPKI(ctx, store, bundle); err != nil {
 			return nil, err
@@ -134,10 +135,12 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("issuing the API server's client certificate: %w", err)
 	}
+	steps.done("resources")
 	ln, podAddr, err := listenAPI(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	steps.done("listen")
 	port := ln.Addr().(*net.TCPAddr).Port
 	host := listenHost
 	if host == "" || host == "0.0.0.0" || host == "::" {
@@ -192,6 +195,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		return nil, err
 	}
 	id.srv = a.srv
+	steps.done("apiserver")
 	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopServe = stopServe
@@ -204,16 +208,19 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
 		return fail(fmt.Errorf("creating the built-in objects: %w", err))
 	}
+	steps.done("bootstrap")
 	if a.rbacInformers != nil {
 		if err := rbac.Reconcile(ctx, a.client, log.With("component", "rbac")); err != nil {
 			return fail(fmt.Errorf("creating the default roles and bindings: %w", err))
 		}
+		steps.done("rbac")
 		a.rbacInformers.Start(serveCtx.Done())
 		for typ, ok := range a.rbacInformers.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				return fail(fmt.Errorf("reading %v for the RBAC authorizer: %w", typ, context.Cause(ctx)))
 			}
 		}
+		steps.done("rbacSync")
 	}
 	if !cfg.NoControllers {
 		// What the controllers keep in every namespace is there for the
@@ -221,12 +228,14 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		if err := bootstrapIdentity(ctx, a.client, bundle.CAPEM); err != nil {
 			return fail(fmt.Errorf("creating the built-in namespaces' service accounts: %w", err))
 		}
+		steps.done("serviceAccounts")
 	}
 	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
 	if err := writeKubeconfig(a.kubeconfig, a.url, bundle, cfg.NoSync); err != nil {
 		return fail(err)
 	}
 	a.srv.SetReady(true)
+	steps.done("ready")
 	return a, nil
 }
 

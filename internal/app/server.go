@@ -18,7 +18,6 @@ import (
 	"github.com/headway/headway/internal/agent"
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/pki"
-	"github.com/headway/headway/internal/registry/builtin"
 	"github.com/headway/headway/internal/storage"
 	"github.com/headway/headway/internal/storage/bolt"
 	"github.com/headway/headway/internal/storage/memory"
@@ -59,19 +58,19 @@ func (r *Running) Wait() error { return <-r.done }
 // ends: open the store, start the API, then the controllers and the node.
 func Start(ctx context.Context, o Options) (*Running, error) {
 	start := time.Now()
-	// Parsing the built-in types' schema is the largest piece of the
-	// start: overlap it with the PKI, the store and the listener.
-	go apiserver.PrepareTypeConverter(builtin.Scheme())
+	steps := newPhases(start)
 	cfg, err := o.Config()
 	if err != nil {
 		return nil, err
 	}
 	log := cfg.Logger
+	steps.done("config")
 	store, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a, err := startAPI(ctx, cfg, store, log)
+	steps.done("store")
+	a, err := startAPI(ctx, cfg, store, log, steps)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -120,6 +119,7 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	} else if controllers, err = leaderOnly(ctx); err != nil {
 		return fail(err)
 	}
+	steps.done("controllers")
 	n, err := startNode(cfg, a, log)
 	if err != nil {
 		return fail(err)
@@ -136,6 +136,8 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		RestConfig: a.restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
 	}
 	go r.run(ctx, a, background)
+	steps.done("node")
+	steps.log(log)
 	log.Info("headway is ready", "api", a.url, "kubeconfig", a.kubeconfig, "startup", r.StartedIn.Round(time.Millisecond),
 		"try", "headway kubectl get namespaces (or: export KUBECONFIG="+a.kubeconfig+")")
 	return r, nil

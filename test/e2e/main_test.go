@@ -36,8 +36,10 @@ func TestMain(m *testing.M) {
 			headwayBin = filepath.Join(dir, "headway")
 			_, file, _, _ := runtime.Caller(0)
 			root := filepath.Join(filepath.Dir(file), "..", "..")
+			// As make build does.
 			ldflags, _ := exec.Command("make", "-s", "-C", root, "ldflags").Output()
-			cmd := exec.Command("go", "build", "-ldflags", strings.TrimSpace(string(ldflags)), "-o", headwayBin, "./cmd/headway")
+			tags, _ := exec.Command("make", "-s", "-C", root, "tags").Output()
+			cmd := exec.Command("go", "build", "-tags", strings.TrimSpace(string(tags)), "-ldflags", strings.TrimSpace(string(ldflags)), "-o", headwayBin, "./cmd/headway")
 			cmd.Dir = root
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			if err := cmd.Run(); err != nil {
