@@ -199,6 +199,10 @@ func (n *Network) ServeCNILoopback(ctx context.Context, owner CNIOwner) (netip.A
 	h := n.cniHandler(owner)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("CNI-Token")), []byte(token)) != 1 {
+			// Read the call first: a connection closed with its request
+			// unread is reset, and the reset can destroy the answer
+			// before the plugin reads it.
+			io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 			w.WriteHeader(http.StatusForbidden)
 			json.NewEncoder(w).Encode(&types.Error{Code: 100, Msg: "headway-cni: wrong or missing CNI-Token (the plugin script is written at headway's start)"})
 			return
