@@ -6,21 +6,31 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 )
 
 func TestJoinedListenersAcceptOnEach(t *testing.T) {
-	a, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := a.Addr().(*net.TCPAddr).Port
 	// The second address, as the pod address is: the same port elsewhere.
-	b, err := listenFreebind(context.Background(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(port)))
-	if err != nil {
+	// A port free on 127.0.0.1 may be taken on 127.0.0.2 by another test
+	// running meanwhile: then another port.
+	var a, b net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		a, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.Addr().(*net.TCPAddr).Port
+		b, err = listenFreebind(context.Background(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(port)))
+		if err == nil {
+			break
+		}
 		a.Close()
-		t.Fatal(err)
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 20 {
+			t.Fatal(err)
+		}
 	}
 	ln := joinListeners(a, b)
 	if ln.Addr().String() != a.Addr().String() {
