@@ -483,13 +483,22 @@ func TestRunNginx(t *testing.T) {
 	if err == nil && len(workers) == 0 {
 		t.Error("nginx has no worker processes")
 	}
+	// A worker that has not served yet may still be between its setgid and
+	// its setuid: wait for each to be nginx, with a deadline.
 	for _, w := range workers {
-		status, err := os.ReadFile("/proc/" + w + "/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(status), "\nUid:\t101\t101\t101\t101\n") {
-			t.Errorf("worker %s is not user 101:\n%s", w, status)
+		for {
+			status, err := os.ReadFile("/proc/" + w + "/status")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(status), "\nUid:\t101\t101\t101\t101\n") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("worker %s is not user 101:\n%s", w, status)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 
