@@ -560,19 +560,29 @@ func (res *resource) entryJSON(e *cacheEntry, buf *bytes.Buffer) ([]byte, error)
 	return b, nil
 }
 
-// writeListJSON writes list (its metadata set, no items yet) with the
-// result's items as JSON, byte for byte what the JSON serializer writes,
-// reusing each cached object's encoding: the list's own fields are
-// encoded, and the items spliced into its empty "items" array.
-func (res *resource) writeListJSON(w http.ResponseWriter, list runtime.Object, result listResult) error {
+// encodeEmptyList encodes list (its metadata set) with no items, for
+// writeListJSON and writeListProto to add the cached items to.
+func (res *resource) encodeEmptyList(list runtime.Object, enc runtime.Encoder) (*bytes.Buffer, error) {
 	if err := meta.SetList(list, []runtime.Object{}); err != nil {
-		return err
+		return nil, err
 	}
 	if list.GetObjectKind().GroupVersionKind().Empty() {
 		res.s.setKind(list, coreV1)
 	}
 	var buf bytes.Buffer
-	if err := res.s.codecs.json.Encode(list, &buf); err != nil {
+	if err := enc.Encode(list, &buf); err != nil {
+		return nil, err
+	}
+	return &buf, nil
+}
+
+// writeListJSON writes list (its metadata set, no items yet) with the
+// result's items as JSON, byte for byte what the JSON serializer writes,
+// reusing each cached object's encoding: the list's own fields are
+// encoded, and the items spliced into its empty "items" array.
+func (res *resource) writeListJSON(w http.ResponseWriter, list runtime.Object, result listResult) error {
+	buf, err := res.encodeEmptyList(list, res.s.codecs.json)
+	if err != nil {
 		return err
 	}
 	head, ok := bytes.CutSuffix(buf.Bytes(), []byte("[]}\n"))
@@ -664,14 +674,8 @@ func splitProtoEnvelope(b []byte) (head, raw, tail []byte, ok bool) {
 // are field 2 of every list, after its metadata), byte for byte what the
 // protobuf serializer writes.
 func (res *resource) writeListProto(w http.ResponseWriter, list runtime.Object, result listResult) error {
-	if err := meta.SetList(list, []runtime.Object{}); err != nil {
-		return err
-	}
-	if list.GetObjectKind().GroupVersionKind().Empty() {
-		res.s.setKind(list, coreV1)
-	}
-	var buf bytes.Buffer
-	if err := res.s.codecs.proto.Encode(list, &buf); err != nil {
+	buf, err := res.encodeEmptyList(list, res.s.codecs.proto)
+	if err != nil {
 		return err
 	}
 	head, listRaw, tail, ok := splitProtoEnvelope(buf.Bytes())
