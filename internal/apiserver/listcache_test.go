@@ -3,7 +3,6 @@ package apiserver
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -421,19 +420,7 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 	mkNamespaces(t, cs, "slow")
 	cms := cs.CoreV1().ConfigMaps("slow")
 	rv := strconv.FormatInt(store.Revision(), 10)
-	// The stalled client is client-go on its own HTTP/2 connection with a
-	// 64 KiB receive window per stream (client-go's default is 4 MiB), so
-	// that a little data fills it.
-	stuckCfg := &rest.Config{Host: cs.RESTClient().Get().URL().Scheme + "://" + cs.RESTClient().Get().URL().Host, BearerToken: "t", QPS: -1,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			ForceAttemptHTTP2: true,
-			HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
-		}}
-	stuckCS, err := kubernetes.NewForConfig(stuckCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stuckCS := smallWindowClient(t, cs)
 	stuck, err := stuckCS.CoreV1().ConfigMaps("slow").Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
 	if err != nil {
 		t.Fatal(err)

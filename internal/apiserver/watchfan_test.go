@@ -39,6 +39,25 @@ func restConfigOf(cs *kubernetes.Clientset, ct string) *rest.Config {
 	return cfg
 }
 
+// smallWindowClient is client-go on its own HTTP/2 connection with a 64 KiB
+// receive window per stream (client-go's default is 4 MiB), so that a
+// little unread data stalls it: the slow watcher of several tests.
+func smallWindowClient(t *testing.T, cs *kubernetes.Clientset) *kubernetes.Clientset {
+	t.Helper()
+	cfg := restConfigOf(cs, "")
+	cfg.TLSClientConfig = rest.TLSClientConfig{}
+	cfg.Transport = &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+		HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
+	}
+	stuck, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stuck
+}
+
 // nextEvents reads n events from w (bookmarks only when withBookmarks),
 // as "TYPE name", failing on an ERROR event or after a deadline.
 func nextEvents(t *testing.T, w watch.Interface, n int, withBookmarks bool) ([]string, []watch.Event) {
@@ -282,17 +301,7 @@ func TestWatcherBehindIsClosed(t *testing.T) {
 	}
 	rv := strconv.FormatInt(store.Revision(), 10)
 	// A client with a 64 KiB window that does not read until the writes are done.
-	stuckCfg := restConfigOf(cs, "")
-	stuckCfg.TLSClientConfig = rest.TLSClientConfig{}
-	stuckCfg.Transport = &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-		ForceAttemptHTTP2: true,
-		HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
-	}
-	stuckCS, err := kubernetes.NewForConfig(stuckCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stuckCS := smallWindowClient(t, cs)
 	stuck, err := stuckCS.CoreV1().ConfigMaps("slow").Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
 	if err != nil {
 		t.Fatal(err)
