@@ -392,7 +392,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 	s.shuttingDown.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(shutdownCtx) }()
+	// Shutdown waits for every HTTP/2 connection to go away, and the HTTP/2
+	// server gives an idle one a second after its GOAWAY before it closes
+	// it: close the idle ones as they become idle, so a stop waits for the
+	// requests in flight only.
+	tick := time.NewTicker(5 * time.Millisecond)
+	var err error
+wait:
+	for {
+		select {
+		case err = <-shut:
+			break wait
+		case <-tick.C:
+			s.connsMu.Lock()
+			cl := s.conns
+			s.connsMu.Unlock()
+			if cl != nil {
+				cl.closeIdle()
+			}
+		}
+	}
+	tick.Stop()
 	if err != nil {
 		srv.Close()
 	}

@@ -197,6 +197,22 @@ func (l *connLimiter) setState(nc net.Conn, st http.ConnState) {
 	l.mu.Unlock()
 }
 
+// closeIdle closes every tracked connection that is idle (no request in
+// flight): the server's stop does not wait for those.
+func (l *connLimiter) closeIdle() {
+	l.mu.Lock()
+	var idle []*limitedConn
+	for e := l.conns.Front(); e != nil; e = e.Next() {
+		if c := e.Value.(*limitedConn); c.state == http.StateIdle {
+			idle = append(idle, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
 // open is the number of tracked connections.
 func (l *connLimiter) open() int {
 	l.mu.Lock()
