@@ -36,7 +36,14 @@ func TestMain(m *testing.M) {
 			headwayBin = filepath.Join(dir, "headway")
 			_, file, _, _ := runtime.Caller(0)
 			root := filepath.Join(filepath.Dir(file), "..", "..")
-			// As make build does.
+			// As make build does: the container init first, then headway
+			// stamped with its digest.
+			initCmd := exec.Command("make", "-s", "-C", root, "init")
+			initCmd.Stdout, initCmd.Stderr = os.Stderr, os.Stderr
+			if err := initCmd.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "building headway-init:", err)
+				return 1
+			}
 			ldflags, _ := exec.Command("make", "-s", "-C", root, "ldflags").Output()
 			tags, _ := exec.Command("make", "-s", "-C", root, "tags").Output()
 			cmd := exec.Command("go", "build", "-tags", strings.TrimSpace(string(tags)), "-ldflags", strings.TrimSpace(string(ldflags)), "-o", headwayBin, "./cmd/headway")

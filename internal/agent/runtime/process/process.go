@@ -49,6 +49,11 @@ type Config struct {
 	// CgroupParent is the cgroup (in each hierarchy) holding the pods'
 	// cgroups; "" is "headway-process".
 	CgroupParent string
+	// ContainerInit is the executable started as each container's first
+	// process (argv[0] containerinit.Arg0); "" is the small headway-init
+	// this binary embeds, installed in DataDir/bin, or else the agent's
+	// own executable (see package initbin).
+	ContainerInit string
 }
 
 // Runtime is the process runtime.
@@ -61,6 +66,9 @@ type Runtime struct {
 
 	busyboxOnce sync.Once
 	busyboxDir  string
+
+	initOnce sync.Once
+	initExe  string
 
 	cgroups *cgroups
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -33,7 +34,7 @@ func TestCheckNeedsACommand(t *testing.T) {
 
 // newTestRuntime makes a process runtime with a pod network on its own
 // bridge and range, removed when the test ends.
-func newTestRuntime(t *testing.T) *Runtime {
+func newTestRuntime(t *testing.T, opts ...func(*Config)) *Runtime {
 	t.Helper()
 	if err := network.Check(); err != nil {
 		t.Skipf("skipping: %v", err)
@@ -48,8 +49,12 @@ func newTestRuntime(t *testing.T) *Runtime {
 		n.Teardown()
 		t.Fatal(err)
 	}
-	r, err := New(Config{PodsDir: filepath.Join(dir, "pods"), DataDir: dir, Network: n, CgroupParent: testCgroupParent(),
-		DNS: network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}})
+	cfg := Config{PodsDir: filepath.Join(dir, "pods"), DataDir: dir, Network: n, CgroupParent: testCgroupParent(),
+		DNS: network.DNSSettings{ClusterDNS: netip.MustParseAddr("198.19.0.10"), ClusterDomain: "cluster.local"}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,5 +269,44 @@ func TestCleanupLeavesOtherAgentsPods(t *testing.T) {
 	case <-p.Done():
 		t.Fatalf("another agent's cleanup ended this agent's pod: %+v", p.Exit())
 	default:
+	}
+}
+
+// The small headway-init (cmd/headway-init, what make build embeds) is a
+// whole container init: the container runs from it, confined, in its pod.
+func TestSmallInitRunsContainers(t *testing.T) {
+	initExe := filepath.Join(t.TempDir(), "headway-init")
+	build := exec.Command("go", "build", "-o", initExe, "github.com/headway/headway/cmd/headway-init")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/headway-init: %v\n%s", err, out)
+	}
+	r := newTestRuntime(t, func(c *Config) { c.ContainerInit = initExe })
+	sb, err := r.RunSandbox(context.Background(), testPod("web-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(sb.Dir, "logs", "c", "0.log")
+	uid := int64(65534)
+	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{
+		Name: "c", Argv: []string{"sh", "-c", "hostname; cat /proc/1/comm; id -u; echo pid=$$; exec sleep 60"},
+		Env: []string{"PATH=/usr/bin:/bin"}, UID: &uid, LogPath: logPath,
+	})
+	// The container's PID 1, seen from the host, is the small binary.
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID()))
+	if err != nil || exe != initExe {
+		t.Errorf("the container's init runs %q (%v), want %s", exe, err, initExe)
+	}
+	// Once the shell has written everything, end it.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(string(logText(logPath)), "pid=") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.Signal(syscall.SIGTERM)
+	waitExit(t, p)
+	out := string(logText(logPath))
+	for _, w := range []string{"web-0\n", "headway-init\n", "65534\n", "pid="} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
 	}
 }

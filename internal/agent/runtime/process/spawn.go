@@ -25,6 +25,7 @@ import (
 	"github.com/headway/headway/internal/agent/nsfile"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/agent/runtime/process/containerinit"
+	"github.com/headway/headway/internal/agent/runtime/process/initbin"
 )
 
 // proc is a started container process: the container's init (see
@@ -317,16 +318,28 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 		cfgR.Close()
 		return err
 	}
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{containerinit.Arg0}, Env: []string{},
-		Stdout: p.stdio.childOut, Stderr: p.stdio.childErr, ExtraFiles: []*os.File{cfgR, statusW}}
-	if p.stdio.childIn != nil {
-		cmd.Stdin = p.stdio.childIn
+	newCmd := func(exe string) *exec.Cmd {
+		cmd := &exec.Cmd{Path: exe, Args: []string{containerinit.Arg0}, Env: []string{},
+			Stdout: p.stdio.childOut, Stderr: p.stdio.childErr, ExtraFiles: []*os.File{cfgR, statusW}}
+		if p.stdio.childIn != nil {
+			cmd.Stdin = p.stdio.childIn
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if !p.conf.hostPID {
+			cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID
+		}
+		return cmd
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if !p.conf.hostPID {
-		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID
-	}
+	cmd := newCmd(r.initExecutable())
 	err = cmd.Start()
+	if err != nil && cmd.Path != selfExe {
+		// The small init could not run (for one, ETXTBSY while another
+		// thread's fork held the file it was just written to open): the
+		// agent's own executable is the same init.
+		r.log.Warn("starting the container init "+cmd.Path+" failed; running the agent's own executable as the init", "container", c.Name, "err", err)
+		cmd = newCmd(selfExe)
+		err = cmd.Start()
+	}
 	cfgR.Close()
 	statusW.Close()
 	if err != nil {
@@ -354,6 +367,34 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 		r.log.Warn("sending the container's configuration to its init", "err", err)
 	}
 	return nil
+}
+
+// selfExe is the agent's own executable, which is also a container init.
+const selfExe = "/proc/self/exe"
+
+// initExecutable is the container init to run: the small headway-init this
+// binary embeds, installed (once) in the data directory, or the agent's own
+// executable when it embeds none (see package initbin).
+func (r *Runtime) initExecutable() string {
+	r.initOnce.Do(func() {
+		r.initExe = selfExe
+		if r.cfg.ContainerInit != "" {
+			r.initExe = r.cfg.ContainerInit
+			return
+		}
+		if r.cfg.DataDir == "" {
+			return
+		}
+		path, err := initbin.Install(filepath.Join(r.cfg.DataDir, "bin"))
+		switch {
+		case err != nil:
+			r.log.Warn("the small container init is not installed; containers start from the agent's own executable", "err", err)
+		case path != "":
+			r.initExe = path
+			r.log.Debug("containers start from the small container init", "path", path)
+		}
+	})
+	return r.initExe
 }
 
 // hidden are the host paths no container sees: Headway's data directory
