@@ -67,7 +67,10 @@ func statusWriters(t *testing.T, ctx context.Context, cs kubernetes.Interface, n
 // period 0) while status writers hammer it: every request must succeed.
 func TestWritesWithoutPreconditionsWinRaces(t *testing.T) {
 	c := cluster.Start(t, cluster.WithBolt(t.TempDir()), cluster.WithoutDNS())
-	ctx := ctxT(t)
+	// 40 rounds of durable writes: about 40 s alone under -race, more on a
+	// busy machine, so more than ctxT's minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
 	cs := c.Client
 	const ns, rounds, writers = "default", 40, 3
 	var total int64
