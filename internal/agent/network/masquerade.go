@@ -15,38 +15,123 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The pods' masquerading is the agent's own nftables table, one per
-// bridge ("ip headway-<bridge>"), programmed through netlink (no nft
-// command). In nft syntax it is
+// The agent's own nftables table, one per bridge ("ip headway-<bridge>"),
+// programmed through netlink (no nft command). In nft syntax it is
 //
 //	table ip headway-<bridge> {
+//		chain dns-prerouting {
+//			type filter hook prerouting priority raw; policy accept;
+//			ip daddr <dns> udp dport 53 notrack
+//			ip daddr <dns> tcp dport 53 notrack
+//		}
+//		chain dns-output {
+//			type filter hook output priority raw; policy accept;
+//			ip saddr <dns> udp sport 53 notrack
+//			ip saddr <dns> tcp sport 53 notrack
+//			ip daddr <dns> udp dport 53 notrack
+//			ip daddr <dns> tcp dport 53 notrack
+//		}
 //		chain postrouting {
 //			type nat hook postrouting priority srcnat; policy accept;
 //			ip saddr <pods> ip daddr != { <pods>, <services> } oifname != "<bridge>" masquerade
 //		}
 //	}
 //
-// The Service proxy's table is another ("ip headway", see package proxy).
+// The dns- chains (with a DNS address) keep the pods' queries to the
+// cluster DNS address, and its answers, out of conntrack, as Kubernetes'
+// NodeLocal DNSCache does for its address: the address is local on every
+// node (the DNS server binds it), so nothing translates that traffic and
+// the connection tracking is pure cost on every query (a lookup or an
+// insert each way). Without conntrack the packets also skip the nat
+// chains, which have nothing for them: kube-dns has no endpoints the proxy
+// would DNAT to, and the masquerade rule leaves traffic to the service
+// range and from the DNS address alone. The queries of pods in the host's
+// network (prerouting does not see them) are caught in output.
+//
+// The postrouting chain is there with masquerading on. The Service
+// proxy's table is another ("ip headway", see package proxy).
+
+// nodeTable is what the agent's table holds.
+type nodeTable struct {
+	// masquerade: the postrouting chain, for traffic from pods to
+	// addresses outside pods and services (services may be invalid: the
+	// pod range only).
+	masquerade     bool
+	pods, services netip.Prefix
+	// dns, when valid, is the cluster DNS address whose port 53 traffic is
+	// not tracked.
+	dns netip.Addr
+}
+
+func (nt nodeTable) empty() bool { return !nt.masquerade && !nt.dns.IsValid() }
 
 // masqTable is the agent's table for bridge.
-func masqTable(bridge string) *nftables.Table {
+func agentTable(bridge string) *nftables.Table {
 	return &nftables.Table{Name: "headway-" + bridge, Family: nftables.TableFamilyIPv4}
 }
 
-// installMasquerade replaces bridge's table with the masquerade rule for
-// traffic from pods to addresses outside the cluster ranges (service may
-// be invalid: the pod range only), in one transaction.
-func installMasquerade(bridge string, pods, service netip.Prefix) error {
+// installTable replaces bridge's table with nt's chains, in one
+// transaction.
+func installTable(bridge string, nt nodeTable) error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
 	}
-	t := masqTable(bridge)
+	t := agentTable(bridge)
 	// Add first so the delete finds it: the old table goes, the new one
 	// comes, atomically.
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	if nt.dns.IsValid() {
+		pre := c.AddChain(&nftables.Chain{Name: "dns-prerouting", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+		out := c.AddChain(&nftables.Chain{Name: "dns-output", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: notrackDNS(nt.dns, proto, true)})
+		}
+		for _, toDNS := range []bool{false, true} {
+			for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+				c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: notrackDNS(nt.dns, proto, toDNS)})
+			}
+		}
+	}
+	if nt.masquerade {
+		if err := addMasquerade(c, t, bridge, nt.pods, nt.services); err != nil {
+			return err
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// notrackDNS is "ip daddr <dns> <proto> dport 53 notrack" (toDNS) or "ip
+// saddr <dns> <proto> sport 53 notrack".
+func notrackDNS(dns netip.Addr, proto byte, toDNS bool) []expr.Any {
+	a := dns.As4()
+	addrOff, portOff := uint32(12), uint32(0) // saddr, sport
+	if toDNS {
+		addrOff, portOff = 16, 2 // daddr, dport
+	}
+	return []expr.Any{
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: a[:]},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{proto}},
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binary.BigEndian.AppendUint16(nil, 53)},
+		&expr.Notrack{},
+	}
+}
+
+// addMasquerade queues the postrouting chain masquerading traffic from
+// pods to addresses outside the cluster ranges (service may be invalid:
+// the pod range only).
+func addMasquerade(c *nftables.Conn, t *nftables.Table, bridge string, pods, service netip.Prefix) error {
 	accept := nftables.ChainPolicyAccept
 	ch := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
@@ -73,19 +158,16 @@ func installMasquerade(bridge string, pods, service netip.Prefix) error {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: ifname(bridge)},
 		&expr.Masq{},
 	}})
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables table %s: %w", t.Name, err)
-	}
 	return nil
 }
 
-// removeMasquerade deletes bridge's table; gone already is fine.
-func removeMasquerade(bridge string) error {
+// removeTable deletes bridge's table; gone already is fine.
+func removeTable(bridge string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
 	}
-	t := masqTable(bridge)
+	t := agentTable(bridge)
 	c.DelTable(t)
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("removing nftables table %s: %w", t.Name, err)
@@ -144,13 +226,20 @@ func ifname(name string) []byte {
 	return b
 }
 
-// setupMasquerade installs the table and turns IPv4 forwarding on,
-// remembering the old setting for Teardown.
-func (n *Network) setupMasquerade() error {
-	if err := installMasquerade(n.cfg.Bridge, n.cfg.ClusterCIDR, n.cfg.ServiceCIDR); err != nil {
+// setupTable installs the table and, with masquerading, turns IPv4
+// forwarding on, remembering the old setting for Teardown.
+func (n *Network) setupTable() error {
+	nt := nodeTable{masquerade: n.cfg.Masquerade, pods: n.cfg.ClusterCIDR, services: n.cfg.ServiceCIDR, dns: n.cfg.DNSIP}
+	if nt.empty() {
+		return nil
+	}
+	if err := installTable(n.cfg.Bridge, nt); err != nil {
 		return err
 	}
 	n.ownNFT = true
+	if !nt.masquerade {
+		return nil
+	}
 	const fwd = "/proc/sys/net/ipv4/ip_forward"
 	if old, err := os.ReadFile(fwd); err == nil && strings.TrimSpace(string(old)) != "1" {
 		if err := os.WriteFile(fwd, []byte("1"), 0o644); err != nil {

@@ -52,8 +52,9 @@ func TestIntervalElements(t *testing.T) {
 }
 
 // TestMasqueradeTable: in a network namespace of its own, the table is the
-// ruleset the agent wrote with the nft command before; installing it again
-// replaces it, and removing it leaves nothing.
+// ruleset the agent wrote with the nft command before, with the DNS
+// address's traffic left out of conntrack; installing it again replaces
+// it, and removing it leaves nothing.
 func TestMasqueradeTable(t *testing.T) {
 	needRoot(t)
 	ns := filepath.Join(t.TempDir(), "ns")
@@ -62,6 +63,7 @@ func TestMasqueradeTable(t *testing.T) {
 	}
 	t.Cleanup(func() { nsfile.Remove(ns) })
 	pods, svc := netip.MustParsePrefix("198.18.250.0/24"), netip.MustParsePrefix("198.19.250.0/24")
+	dns := netip.MustParseAddr("198.19.250.10")
 	const bridge = "hwt-masq"
 	tables := func() []string {
 		var names []string
@@ -83,7 +85,7 @@ func TestMasqueradeTable(t *testing.T) {
 	}
 	for range 2 {
 		inNS(t, ns, func() {
-			if err := installMasquerade(bridge, pods, svc); err != nil {
+			if err := installTable(bridge, nodeTable{masquerade: true, pods: pods, services: svc, dns: dns}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -100,11 +102,25 @@ func TestMasqueradeTable(t *testing.T) {
 			t.Fatalf("nft list: %v: %s", err, out)
 		}
 		want := fmt.Sprintf(`table ip headway-%[1]s {
+	chain dns-prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		ip daddr %[4]s udp dport 53 notrack
+		ip daddr %[4]s tcp dport 53 notrack
+	}
+
+	chain dns-output {
+		type filter hook output priority raw; policy accept;
+		ip saddr %[4]s udp sport 53 notrack
+		ip saddr %[4]s tcp sport 53 notrack
+		ip daddr %[4]s udp dport 53 notrack
+		ip daddr %[4]s tcp dport 53 notrack
+	}
+
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr %[2]s ip daddr != { %[2]s, %[3]s } oifname != "%[1]s" masquerade
 	}
-}`, bridge, pods, svc)
+}`, bridge, pods, svc, dns)
 		if got := strings.TrimSpace(string(out)); got != want {
 			t.Errorf("nft list:\n%s\nwant:\n%s", got, want)
 		}
@@ -113,7 +129,7 @@ func TestMasqueradeTable(t *testing.T) {
 	}
 	for range 2 {
 		inNS(t, ns, func() {
-			if err := removeMasquerade(bridge); err != nil {
+			if err := removeTable(bridge); err != nil {
 				t.Error(err)
 			}
 		})

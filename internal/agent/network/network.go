@@ -1,9 +1,9 @@
 // Package network gives pods their network: the bridge with the gateway
 // address, one network namespace per pod joined to the bridge by a veth
 // pair, addresses from a persisted IPAM, the cluster DNS address made local
-// to the host, and masquerading of traffic leaving the cluster ranges (its
-// own nftables table). It also renders the pods' resolv.conf and hosts
-// files.
+// to the host (its traffic kept out of conntrack), and masquerading of
+// traffic leaving the cluster ranges (both in its own nftables table). It
+// also renders the pods' resolv.conf and hosts files.
 //
 // It owns the node's pod and bridge state; Service state (the local route
 // of the service range, the Service rules) is the proxy's.
@@ -48,7 +48,8 @@ type Config struct {
 	// ServiceCIDR is not masqueraded (the proxy routes it, locally).
 	// Optional.
 	ServiceCIDR netip.Prefix
-	// DNSIP is made an address of the host (on lo). Optional.
+	// DNSIP is made an address of the host (on lo), and its port 53
+	// traffic is not tracked by conntrack. Optional.
 	DNSIP netip.Addr
 	// Masquerade traffic from pods to addresses outside the cluster ranges
 	// (nftables).
@@ -136,7 +137,8 @@ func (n *Network) Gateway() netip.Addr { return n.gateway }
 func (n *Network) IPAM() *IPAM { return n.ipam }
 
 // Setup creates (or adopts) the bridge with the gateway address, makes the
-// DNS address local, and installs masquerading.
+// DNS address local, and installs the agent's nftables table (DNS without
+// conntrack, masquerading).
 func (n *Network) Setup() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -185,10 +187,9 @@ func (n *Network) Setup() error {
 			return fmt.Errorf("making %s a local address: %w", n.cfg.DNSIP, err)
 		}
 	}
-	if n.cfg.Masquerade {
-		if err := n.setupMasquerade(); err != nil {
-			n.log.Warn("pods cannot reach addresses outside the cluster", "err", err)
-		}
+	if err := n.setupTable(); err != nil {
+		n.log.Warn("the node's nftables table is missing: pods cannot reach addresses outside the cluster, and their DNS queries are tracked by conntrack",
+			"table", agentTable(n.cfg.Bridge).Name, "masquerade", n.cfg.Masquerade, "err", err)
 	}
 	return nil
 }
@@ -212,13 +213,13 @@ func (n *Network) marked(what string) bool {
 }
 
 // Teardown removes what Setup made: the bridge, the DNS address, the
-// masquerade table. Pod networks must be removed first.
+// nftables table. Pod networks must be removed first.
 func (n *Network) Teardown() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var errs []error
 	if n.ownNFT {
-		if err := removeMasquerade(n.cfg.Bridge); err != nil {
+		if err := removeTable(n.cfg.Bridge); err != nil {
 			errs = append(errs, err)
 		}
 		if n.oldForward != "" {
