@@ -21,15 +21,12 @@ import (
 //	table ip headway-<bridge> {
 //		chain dns-prerouting {
 //			type filter hook prerouting priority raw; policy accept;
-//			ip daddr <dns> udp dport 53 notrack
-//			ip daddr <dns> tcp dport 53 notrack
+//			ip daddr <dns> meta l4proto { tcp, udp } th dport 53 notrack
 //		}
 //		chain dns-output {
 //			type filter hook output priority raw; policy accept;
-//			ip saddr <dns> udp sport 53 notrack
-//			ip saddr <dns> tcp sport 53 notrack
-//			ip daddr <dns> udp dport 53 notrack
-//			ip daddr <dns> tcp dport 53 notrack
+//			ip saddr <dns> meta l4proto { tcp, udp } th sport 53 notrack
+//			ip daddr <dns> meta l4proto { tcp, udp } th dport 53 notrack
 //		}
 //		chain postrouting {
 //			type nat hook postrouting priority srcnat; policy accept;
@@ -89,13 +86,17 @@ func installTable(bridge string, nt nodeTable) error {
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 		out := c.AddChain(&nftables.Chain{Name: "dns-output", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
-		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: notrackDNS(nt.dns, proto, true)})
-		}
-		for _, toDNS := range []bool{false, true} {
-			for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-				c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: notrackDNS(nt.dns, proto, toDNS)})
+		// The address first: other packets leave each rule at its first
+		// comparison.
+		for _, r := range []struct {
+			ch    *nftables.Chain
+			toDNS bool
+		}{{pre, true}, {out, false}, {out, true}} {
+			protos := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+			if err := c.AddSet(protos, []nftables.SetElement{{Key: []byte{unix.IPPROTO_TCP}}, {Key: []byte{unix.IPPROTO_UDP}}}); err != nil {
+				return err
 			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: r.ch, Exprs: notrackDNS(nt.dns, protos, r.toDNS)})
 		}
 	}
 	if nt.masquerade {
@@ -109,9 +110,10 @@ func installTable(bridge string, nt nodeTable) error {
 	return nil
 }
 
-// notrackDNS is "ip daddr <dns> <proto> dport 53 notrack" (toDNS) or "ip
-// saddr <dns> <proto> sport 53 notrack".
-func notrackDNS(dns netip.Addr, proto byte, toDNS bool) []expr.Any {
+// notrackDNS is "ip daddr <dns> meta l4proto <protos> th dport 53
+// notrack" (toDNS) or "ip saddr <dns> meta l4proto <protos> th sport 53
+// notrack".
+func notrackDNS(dns netip.Addr, protos *nftables.Set, toDNS bool) []expr.Any {
 	a := dns.As4()
 	addrOff, portOff := uint32(12), uint32(0) // saddr, sport
 	if toDNS {
@@ -121,7 +123,7 @@ func notrackDNS(dns netip.Addr, proto byte, toDNS bool) []expr.Any {
 		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 4},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: a[:]},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{proto}},
+		&expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: protos.Name, SetID: protos.ID},
 		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binary.BigEndian.AppendUint16(nil, 53)},
 		&expr.Notrack{},

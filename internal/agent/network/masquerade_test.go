@@ -104,16 +104,13 @@ func TestMasqueradeTable(t *testing.T) {
 		want := fmt.Sprintf(`table ip headway-%[1]s {
 	chain dns-prerouting {
 		type filter hook prerouting priority raw; policy accept;
-		ip daddr %[4]s udp dport 53 notrack
-		ip daddr %[4]s tcp dport 53 notrack
+		ip daddr %[4]s meta l4proto { tcp, udp } th dport 53 notrack
 	}
 
 	chain dns-output {
 		type filter hook output priority raw; policy accept;
-		ip saddr %[4]s udp sport 53 notrack
-		ip saddr %[4]s tcp sport 53 notrack
-		ip daddr %[4]s udp dport 53 notrack
-		ip daddr %[4]s tcp dport 53 notrack
+		ip saddr %[4]s meta l4proto { tcp, udp } th sport 53 notrack
+		ip daddr %[4]s meta l4proto { tcp, udp } th dport 53 notrack
 	}
 
 	chain postrouting {
