@@ -57,7 +57,7 @@ func pollDNS(ctx context.Context, addr, name string, want int, begin time.Time, 
 				res.err = fmt.Errorf("the cluster DNS at %s answered %s with at most %d of %d addresses within %s", addr, name, most, want, timeout)
 				out <- res
 				return
-			case <-time.After(pollEvery(most, want)):
+			case <-time.After(pollEvery(most, want, now.Sub(begin))):
 			}
 		}
 	}()
@@ -65,10 +65,17 @@ func pollDNS(ctx context.Context, addr, name string, want int, begin time.Time, 
 }
 
 // pollEvery is pollDNS's wait before its next question, having seen at
-// most have of want addresses.
-func pollEvery(have, want int) time.Duration {
+// most have of want addresses, elapsed after the start: every 50 ms until
+// 90 % of the addresses are in, then every 2 ms, and never more often than
+// 2 % (then 0.1 %) of the time elapsed. Each question is a TCP exchange
+// with the server, both taking CPU from the start being timed: a 40-second
+// CRI start whose last 10 % of pods take 4 s was asked about 700 times,
+// then up to 2000 times in those 4 s; now about 190 and 100 times. The
+// figure stays within 0.1 % of the time it reports (2 ms while that is
+// under 2 s, so the process runtime's 1.5 s target is timed as before).
+func pollEvery(have, want int, elapsed time.Duration) time.Duration {
 	if have*10 < want*9 {
-		return 50 * time.Millisecond
+		return max(50*time.Millisecond, elapsed/50)
 	}
-	return 2 * time.Millisecond
+	return max(2*time.Millisecond, elapsed/1000)
 }

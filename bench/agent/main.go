@@ -552,7 +552,7 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 	stopSampling := make(chan struct{})
 	peaks := make(chan helperPeak, 1)
 	go func() {
-		peaks <- sampleHelpers([]string{"headway-cni", "runc", "containerd-shim"}, 250*time.Millisecond, stopSampling)
+		peaks <- sampleHelpers([]string{"runc"}, []string{"headway-cni"}, 250*time.Millisecond, stopSampling)
 	}()
 	log.Printf("%s: %d-replica Parallel: creating", s.runtime, n)
 	cpu0 := readStackCPU(s, socket)
@@ -575,8 +575,8 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 	}
 	if err == nil {
 		res.parallelCPU = readStackCPU(s, socket).sub(cpu0)
-		log.Printf("%s: %d-replica Parallel: Ready; CPU used meanwhile by the node's pod machinery %.1f s (machine %.1f s)",
-			s.runtime, n, res.parallelCPU.total().Seconds(), res.parallelCPU.machine.Seconds())
+		log.Printf("%s: %d-replica Parallel: Ready; CPU used meanwhile by the node's pod machinery %.1f s (machine %.1f s, this benchmark %.1f s)",
+			s.runtime, n, res.parallelCPU.total().Seconds(), res.parallelCPU.machine.Seconds(), res.parallelCPU.bench.Seconds())
 	}
 	close(stopSampling)
 	res.helpers = <-peaks

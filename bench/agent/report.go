@@ -187,6 +187,12 @@ func report(o options, rs []*result, failed []error, skipped []string) string {
 		}
 		return fmt.Sprintf("%.1f s of %.1f s", c.machine.Seconds(), c.wall.Seconds()*float64(runtime.NumCPU()))
 	})
+	row(fmt.Sprintf("%d-replica start, CPU: this benchmark itself (watch, DNS poll, process sampler, kubectl), part of the machine's", o.replicas), func(r *result) string {
+		if r.parallelCPU.wall == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f s", r.parallelCPU.bench.Seconds())
+	})
 	w("\n")
 
 	for _, r := range rs {
