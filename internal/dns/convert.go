@@ -3,6 +3,7 @@ package dns
 import (
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -44,6 +45,9 @@ type sliceInfo struct {
 	fqdn      bool
 	ports     []portInfo
 	endpoints []epInfo
+	// hosts: the slice's endpoint names, built on first use
+	// (svcNames.hostTableOf).
+	hosts atomic.Pointer[hostTable]
 }
 
 // podInfo is a Pod: its namespace and addresses.

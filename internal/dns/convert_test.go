@@ -69,7 +69,7 @@ func TestToSliceInfo(t *testing.T) {
 	b := func(v bool) *bool { return &v }
 	udp := corev1.ProtocolUDP
 	labels := map[string]string{discoveryv1.LabelServiceName: "web"}
-	for _, c := range []struct {
+	for _, c := range []*struct {
 		name  string
 		slice discoveryv1.EndpointSlice
 		want  sliceInfo
@@ -98,8 +98,8 @@ func TestToSliceInfo(t *testing.T) {
 			sliceInfo{fqdn: true, ports: []portInfo{{port: -1}}}},
 	} {
 		got := toSliceInfo(&c.slice)
-		if !reflect.DeepEqual(*got, c.want) {
-			t.Errorf("%s:\n got %+v\nwant %+v", c.name, *got, c.want)
+		if !reflect.DeepEqual(got, &c.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.name, got, &c.want)
 		}
 	}
 }

@@ -4,17 +4,21 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 )
 
 // A Service's names in the index: one stub node under the Service's name,
 // holding what they are built from (the Service and its slices, shared
-// with the model, never copied). Its records, its _port._proto names and
-// its endpoint names are built the first time a query asks for them, once
-// per published version of the Service; until then a Service costs the
-// index one node, and an endpoint nothing beyond the model's record of it.
-// An update replaces the stub: O(slices of the Service), whatever its
-// number of endpoints.
+// with the model, never copied). Its records and its _port._proto names
+// are built the first time a query asks for them, once per published
+// version of the Service; its endpoint names are looked up in per-slice
+// tables, built the first time a query asks and kept with the slice, so
+// that a change of one slice costs the next endpoint query that slice's
+// table, not the Service's. Until then a Service costs the index one node,
+// and an endpoint nothing beyond the model's record of it. An update
+// replaces the stub: O(slices of the Service), whatever its number of
+// endpoints.
 
 // svcSource is what one Service's names are built from. Never modified.
 type svcSource struct {
@@ -30,7 +34,6 @@ type svcNames struct {
 	stub  *node                // the index's node for the Service's name
 	rec   atomic.Pointer[node] // the Service's name with its records
 	ports atomic.Pointer[[]portNode]
-	hosts atomic.Pointer[hostTable]
 }
 
 // portNode is a _port._proto name of a Service.
@@ -39,13 +42,28 @@ type portNode struct {
 	n           *node
 }
 
-// hostTable is a Service's endpoint names, by label: the entries of the
-// label labels[i] are es[start[i]:start[i+1]].
+// hostTable is one slice's part of its Service's endpoint names, by
+// label: the served addresses of the label labels[i] are
+// addrs[start[i]:start[i+1]], in the slice's order (each with every port
+// of the slice). It depends only on the slice and on whether the Service
+// publishes not-ready addresses, and is kept with the slice
+// (sliceInfo.hosts) for every version of the Service that has the slice.
 type hostTable struct {
-	labels []string // sorted
-	start  []int32
-	es     []entry
-	nodes  []atomic.Pointer[node]
+	publishNotReady bool
+	labels          []string // sorted
+	start           []int32
+	addrs           []netip.Addr
+	// nodes: the label's name as built for one version of the Service
+	// (from this slice and the others of that version that have the
+	// label), in the table of the version's first slice that has it.
+	nodes []atomic.Pointer[hostNode]
+}
+
+// hostNode is an endpoint name as built for the version of its Service
+// whose stub is stub.
+type hostNode struct {
+	stub *node
+	n    *node
 }
 
 // entry is one (address, port) pair a name stands for, as CoreDNS'
@@ -69,22 +87,31 @@ type servedEp struct {
 // DNS serves, in slice order, until f returns false.
 func (src *svcSource) eachServed(f func(e servedEp) bool) {
 	for _, slice := range src.slices {
-		if slice.fqdn {
+		if !slice.eachServed(src.svc.publishNotReady, f) {
+			return
+		}
+	}
+}
+
+// eachServed calls f with every address of the slice's endpoints that DNS
+// serves, in order, until f returns false (then it returns false too).
+func (slice *sliceInfo) eachServed(publishNotReady bool, f func(e servedEp) bool) bool {
+	if slice.fqdn {
+		return true
+	}
+	for i := range slice.endpoints {
+		e := &slice.endpoints[i]
+		if !served(e.ready, publishNotReady) {
 			continue
 		}
-		for i := range slice.endpoints {
-			e := &slice.endpoints[i]
-			if !served(e.ready, src.svc.publishNotReady) {
-				continue
-			}
-			for _, a := range e.addrs {
-				h, explicit := endpointLabel(e.hostname, a)
-				if !f(servedEp{addr: a, host: h, explicit: explicit, ports: slice.ports}) {
-					return
-				}
+		for _, a := range e.addrs {
+			h, explicit := endpointLabel(e.hostname, a)
+			if !f(servedEp{addr: a, host: h, explicit: explicit, ports: slice.ports}) {
+				return false
 			}
 		}
 	}
+	return true
 }
 
 // definesNames tells whether a (non-ExternalName) Service has names at
@@ -105,9 +132,17 @@ func (src *svcSource) owns(a netip.Addr) bool {
 	if !src.svc.headless && slices.Contains(src.svc.clusterIPs, a) {
 		return true
 	}
-	found := false
-	src.eachServed(func(e servedEp) bool { found = e.addr == a; return !found })
-	return found
+	for _, sl := range src.slices {
+		if sl.fqdn {
+			continue
+		}
+		for i := range sl.endpoints {
+			if e := &sl.endpoints[i]; served(e.ready, src.svc.publishNotReady) && slices.Contains(e.addrs, a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // owned are the addresses the Service gives PTR records, sorted, each once.
@@ -266,61 +301,87 @@ func (sn *svcNames) buildPorts() *[]portNode {
 }
 
 // host is the endpoint name <label>.<Service's name>, nil when the
-// Service has none.
+// Service has none: the entries of the label in each slice's table, in
+// slice order.
 func (sn *svcNames) host(label []byte) *node {
-	t := sn.hosts.Load()
-	if t == nil {
-		t = sn.buildHosts()
+	var first *atomic.Pointer[hostNode]
+	var es []entry
+	var target string
+	for _, sl := range sn.src.slices {
+		if sl.fqdn {
+			continue
+		}
+		t := sn.hostTableOf(sl)
+		i, ok := t.find(label)
+		if !ok {
+			continue
+		}
+		if first == nil {
+			first = &t.nodes[i]
+			if c := first.Load(); c != nil && c.stub == sn.stub {
+				return c.n
+			}
+			target = endpointName(t.labels[i], sn.src.base)
+		}
+		for _, a := range t.addrs[t.start[i]:t.start[i+1]] {
+			for _, p := range sl.ports {
+				es = append(es, entry{addr: a, port: p.port, target: target})
+			}
+		}
 	}
-	i := sort.Search(len(t.labels), func(i int) bool { return t.labels[i] >= string(label) })
-	if i == len(t.labels) || t.labels[i] != string(label) {
+	if first == nil {
 		return nil
 	}
-	if n := t.nodes[i].Load(); n != nil {
-		return n
-	}
-	es := t.es[t.start[i]:t.start[i+1]]
-	return sn.build(&t.nodes[i], func() *node { return entriesNode(sn.zone, es[0].target, es) })
+	n := entriesNode(sn.zone, target, es)
+	n.change = sn.stub.change
+	first.Store(&hostNode{stub: sn.stub, n: n})
+	return n
 }
 
-// buildHosts builds the table of the Service's endpoint names: for
-// headless and ClusterIP Services alike (CoreDNS answers both), every
-// served address under its endpoint's label, labels too long for DNS left
-// out.
-func (sn *svcNames) buildHosts() *hostTable {
-	var eps []servedEp
-	sn.src.eachServed(func(e servedEp) bool {
+// find is the index of label in the table.
+func (t *hostTable) find(label []byte) (int, bool) {
+	i := sort.Search(len(t.labels), func(i int) bool { return t.labels[i] >= string(label) })
+	return i, i < len(t.labels) && t.labels[i] == string(label)
+}
+
+// hostTableOf is the slice's table for the Service's version, built on
+// first use.
+func (sn *svcNames) hostTableOf(sl *sliceInfo) *hostTable {
+	pnr := sn.src.svc.publishNotReady
+	if t := sl.hosts.Load(); t != nil && t.publishNotReady == pnr {
+		return t
+	}
+	t := buildHostTable(sl, pnr)
+	sl.hosts.Store(t)
+	return t
+}
+
+// buildHostTable builds a slice's table of endpoint names: for headless
+// and ClusterIP Services alike (CoreDNS answers both), every served
+// address under its endpoint's label, labels too long for DNS left out.
+func buildHostTable(sl *sliceInfo, publishNotReady bool) *hostTable {
+	type labeled struct {
+		label string
+		addr  netip.Addr
+	}
+	eps := make([]labeled, 0, len(sl.endpoints))
+	sl.eachServed(publishNotReady, func(e servedEp) bool {
 		if labelOK(e.host) {
-			eps = append(eps, e)
+			eps = append(eps, labeled{e.host, e.addr})
 		}
 		return true
 	})
-	slices.SortStableFunc(eps, func(a, b servedEp) int {
-		switch {
-		case a.host < b.host:
-			return -1
-		case a.host > b.host:
-			return 1
-		}
-		return 0
-	})
-	t := &hostTable{}
-	var target string
+	slices.SortStableFunc(eps, func(a, b labeled) int { return strings.Compare(a.label, b.label) })
+	t := &hostTable{publishNotReady: publishNotReady, addrs: make([]netip.Addr, len(eps))}
 	for i, e := range eps {
-		if i == 0 || e.host != eps[i-1].host {
-			t.labels = append(t.labels, e.host)
-			t.start = append(t.start, int32(len(t.es)))
-			target = endpointName(e.host, sn.src.base)
+		if i == 0 || e.label != eps[i-1].label {
+			t.labels = append(t.labels, e.label)
+			t.start = append(t.start, int32(i))
 		}
-		for _, p := range e.ports {
-			t.es = append(t.es, entry{addr: e.addr, port: p.port, target: target})
-		}
+		t.addrs[i] = e.addr
 	}
-	t.start = append(t.start, int32(len(t.es)))
-	t.nodes = make([]atomic.Pointer[node], len(t.labels))
-	if !sn.hosts.CompareAndSwap(nil, t) {
-		return sn.hosts.Load()
-	}
+	t.start = append(t.start, int32(len(eps)))
+	t.nodes = make([]atomic.Pointer[hostNode], len(t.labels))
 	return t
 }
 
