@@ -42,18 +42,22 @@ import (
 )
 
 var (
-	bin        = flag.String("bin", "bin/headway", "headway binary")
-	corednsBin = flag.String("coredns", "", "coredns binary (default: PATH, then $(go env GOPATH)/bin/coredns)")
-	out        = flag.String("out", "", "write the markdown figures here (default: stdout)")
-	duration   = flag.Duration("duration", 15*time.Second, "length of each dnsperf throughput run")
-	latencyQPS = flag.Int("latency-qps", 20000, "offered load of the latency runs (queries/s), below both servers' capacity")
-	services   = flag.Int("services", 10000, "Services of the memory run")
-	endpoints  = flag.Int("endpoints", 100000, "endpoints of the memory run (spread over the Services)")
-	churnPods  = flag.Int("churn-pods", 1000, "endpoints of the churning headless Service")
-	changes    = flag.Int("changes", 300, "readiness changes timed in the churn run")
-	skipMemory = flag.Bool("skip-memory", false, "leave out the memory runs")
-	onlyMemory = flag.Bool("only-memory", false, "run the memory runs only")
-	echo       = flag.String("echo", "", "run only the UDP echo loop on this address (what the benchmark starts as its reference)")
+	bin            = flag.String("bin", "bin/headway", "headway binary")
+	corednsBin     = flag.String("coredns", "", "coredns binary (default: PATH, then $(go env GOPATH)/bin/coredns)")
+	out            = flag.String("out", "", "write the markdown figures here (default: stdout)")
+	duration       = flag.Duration("duration", 15*time.Second, "length of each dnsperf throughput run")
+	latencyQPS     = flag.Int("latency-qps", 20000, "offered load of the latency runs (queries/s), below both servers' capacity")
+	services       = flag.Int("services", 10000, "Services of the memory run")
+	endpoints      = flag.Int("endpoints", 100000, "endpoints of the memory run (spread over the Services)")
+	churnPods      = flag.Int("churn-pods", 1000, "endpoints of the churning headless Service")
+	changes        = flag.Int("changes", 300, "readiness changes timed in the churn run")
+	skipMemory     = flag.Bool("skip-memory", false, "leave out the memory runs")
+	skipThru       = flag.Bool("skip-throughput", false, "leave out the dnsperf throughput and latency runs")
+	pollAfterWrite = flag.Bool("poll-after-write", false, "programming latency: start asking the servers when the write has returned (before 2026-11-30 18:00 UTC), not when it is sent")
+	churnFlood     = flag.Bool("churn-flood", false, "flood Headway with dnsperf during the churn run")
+	hops           = flag.String("hops", "", "write each timed change's moments here (CSV, Unix ns): the write, its answer, the bench's own watch receiving it, each server's first changed answer")
+	onlyMemory     = flag.Bool("only-memory", false, "run the memory runs only")
+	echo           = flag.String("echo", "", "run only the UDP echo loop on this address (what the benchmark starts as its reference)")
 )
 
 func main() {
@@ -229,6 +233,54 @@ func run() error {
 			return fmt.Errorf("%s: %w\n%s", s.name, err, s.p.log.String())
 		}
 	}
+	if !*skipThru {
+		if err := throughput(w, servers, dnsperf, qfile, len(queries), coredns != ""); err != nil {
+			return err
+		}
+	}
+
+	// Programming latency while 1,000 pods churn.
+	if *churnFlood {
+		// dnsperf floods Headway (CPU 1) during the churn: its serving
+		// loop busy while the changes arrive.
+		_, port, _ := net.SplitHostPort(servers[0].addr)
+		flood := exec.Command("taskset", "-c", "1", dnsperf, "-s", "127.0.0.1", "-p", port, "-d", qfile, "-l", "600", "-c", "8", "-q", "256")
+		if err := flood.Start(); err != nil {
+			return err
+		}
+		defer func() { flood.Process.Kill(); flood.Wait() }()
+	}
+	lat, err := churn(ctx, client, servers)
+	if err != nil {
+		return err
+	}
+	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms (one UDP socket per server), %s, until the answer shows the change. Time from the write to the first such answer:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time", pollStart())
+	w("| server | p50 | p99 | max |\n| --- | --- | --- | --- |\n")
+	for _, s := range servers {
+		l := lat[s.name]
+		w("| %s | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+	}
+	hp99 := pct(lat["Headway"], 99)
+	w("\nTarget: p99 under 50 ms: %s", yesNo(hp99 < 50))
+	if len(servers) == 2 {
+		cp99 := pct(lat[servers[1].name], 99)
+		w("; below CoreDNS' (%.1f ms): %s", cp99, yesNo(hp99 < cp99))
+	}
+	w(". Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics. The index update one such change costs is `go test -bench IndexUpdate ./internal/dns` (target under 100 µs).\n\n")
+	for _, s := range servers {
+		s.p.stop()
+	}
+	servers = nil
+
+	if !*skipMemory {
+		return memory(w, dir, coredns)
+	}
+	return nil
+}
+
+// throughput runs dnsperf against each server and the UDP echo loop:
+// saturated, then at -latency-qps.
+func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string, nQueries int, withCoreDNS bool) error {
 	// The reference: a bare UDP echo loop (this program, -echo) on the
 	// same CPU, under the same load.
 	ep, _ := freePort()
@@ -248,9 +300,9 @@ func run() error {
 	loaded := append(slices.Clone(servers), &server{name: "UDP echo loop", addr: echoAddr, p: ech})
 
 	w("Both servers follow the same `headway server` (memory store) through its API, each pinned to CPU 0 (`taskset -c 0`; Go sizes GOMAXPROCS to the one CPU), with dnsperf %s pinned to CPU 1. CoreDNS 1.14.7 runs its `kubernetes` plugin alone (no cache plugin), `pods verified`, like Headway's default. ", dnsperfVersion(dnsperf))
-	w("The query mix is %d queries over 100 headless Services of 3 pods each, in equal shares: headless A, per-pod A, SRV, PTR, NXDOMAIN. ", len(queries))
+	w("The query mix is %d queries over 100 headless Services of 3 pods each, in equal shares: headless A, per-pod A, SRV, PTR, NXDOMAIN. ", nQueries)
 	w("The reference is a bare UDP echo loop (`go run ./bench/dns -echo ADDR`: one socket, read, set QR, write back; Go like Headway's server) pinned to the same CPU under the same dnsperf load: the limit of this path.\n\n")
-	if coredns == "" {
+	if !withCoreDNS {
 		w("CoreDNS is not installed (`go install github.com/coredns/coredns@v1.14.7`): Headway's figures only.\n\n")
 	}
 
@@ -283,33 +335,6 @@ func run() error {
 			ratio, yesNo(ratio >= 3), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
 	}
 	w("- Headway/UDP echo loop queries/s: **%.0f%%** (target ≥ 85%%: %s).\n\n", 100*hw.qps/ec.qps, yesNo(hw.qps >= 0.85*ec.qps))
-
-	// Programming latency while 1,000 pods churn.
-	lat, err := churn(ctx, client, servers)
-	if err != nil {
-		return err
-	}
-	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms until the answer shows the change. Time from the write to the first such answer:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time")
-	w("| server | p50 | p99 | max |\n| --- | --- | --- | --- |\n")
-	for _, s := range servers {
-		l := lat[s.name]
-		w("| %s | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
-	}
-	hp99 := pct(lat["Headway"], 99)
-	w("\nTarget: p99 under 50 ms: %s", yesNo(hp99 < 50))
-	if len(servers) == 2 {
-		cp99 := pct(lat[servers[1].name], 99)
-		w("; below CoreDNS' (%.1f ms): %s", cp99, yesNo(hp99 < cp99))
-	}
-	w(". Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics. The index update one such change costs is `go test -bench IndexUpdate ./internal/dns` (target under 100 µs).\n\n")
-	for _, s := range servers {
-		s.p.stop()
-	}
-	servers = nil
-
-	if !*skipMemory {
-		return memory(w, dir, coredns)
-	}
 	return nil
 }
 
@@ -556,6 +581,14 @@ func pct(v []float64, p int) float64 {
 
 func ptr[T any](v T) *T { return &v }
 
+// pollStart says when the churn run's questions start.
+func pollStart() string {
+	if *pollAfterWrite {
+		return "from when the write has returned"
+	}
+	return "from when the write is sent (the answer may change before the write returns)"
+}
+
 func headless(name, ns string) *corev1.Service {
 	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Name: "web", Port: 80, Protocol: corev1.ProtocolTCP}}}}
@@ -665,6 +698,50 @@ func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (map[
 			return nil, err
 		}
 	}
+	// With -hops, the bench watches the slices itself (as the servers'
+	// informers do, protobuf): when the API delivered each change.
+	var hopLog *os.File
+	var watched sync.Map // trigger time (RFC 3339) → time.Time received
+	if *hops != "" {
+		f, err := os.Create(*hops)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		hopLog = f
+		fmt.Fprint(f, "change,write,written,watched")
+		for _, s := range servers {
+			fmt.Fprintf(f, ",%s", strings.Fields(s.name)[0])
+		}
+		fmt.Fprintln(f)
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wi, err := c.DiscoveryV1().EndpointSlices("default").Watch(wctx, metav1.ListOptions{ResourceVersion: slicesNow[nSlices-1].ResourceVersion})
+		if err != nil {
+			return nil, err
+		}
+		defer wi.Stop()
+		go func() {
+			for ev := range wi.ResultChan() {
+				now := time.Now()
+				if sl, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
+					if t := sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"]; t != "" {
+						watched.LoadOrStore(t, now)
+					}
+				}
+			}
+		}()
+	}
+	// One UDP socket per server, for every poll.
+	conns := make([]*mdns.Conn, len(servers))
+	for si, s := range servers {
+		nc, err := net.Dial("udp", s.addr)
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		conns[si] = &mdns.Conn{Conn: nc}
+	}
 	lat := map[string][]float64{}
 	for i := 0; i < *changes; i++ {
 		k := rand.IntN(*churnPods)
@@ -672,28 +749,25 @@ func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (map[
 		ep := &sl.Endpoints[k%per]
 		ready := !*ep.Conditions.Ready
 		ep.Conditions.Ready = ptr(ready)
-		at := time.Now()
-		sl.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": at.UTC().Format(time.RFC3339Nano)}
-		updated, err := c.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{})
-		if err != nil {
-			return nil, err
-		}
-		slicesNow[k/per] = updated
 		name := fmt.Sprintf("churn-%d.churn.default.svc.cluster.local.", k)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		for _, s := range servers {
+		answered := make([]time.Time, len(servers))
+		begin := make(chan time.Time)
+		for si, s := range servers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				at := <-begin
 				cl := &mdns.Client{Net: "udp", Timeout: time.Second}
 				for time.Since(at) < 10*time.Second {
 					m := new(mdns.Msg)
 					m.SetQuestion(name, mdns.TypeA)
-					r, _, err := cl.Exchange(m, s.addr)
+					r, _, err := cl.ExchangeWithConn(m, conns[si])
 					if err == nil && (r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 1) == ready {
+						answered[si] = time.Now()
 						mu.Lock()
-						lat[s.name] = append(lat[s.name], float64(time.Since(at).Microseconds())/1000)
+						lat[s.name] = append(lat[s.name], float64(answered[si].Sub(at).Microseconds())/1000)
 						mu.Unlock()
 						return
 					}
@@ -704,7 +778,38 @@ func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (map[
 				mu.Unlock()
 			}()
 		}
+		startPolls := func(at time.Time) {
+			for range servers {
+				begin <- at
+			}
+		}
+		at := time.Now()
+		sl.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": at.UTC().Format(time.RFC3339Nano)}
+		if !*pollAfterWrite {
+			startPolls(at)
+		}
+		updated, err := c.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		written := time.Now()
+		if *pollAfterWrite {
+			startPolls(at)
+		}
+		slicesNow[k/per] = updated
 		wg.Wait()
+		if hopLog != nil {
+			trig := sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"]
+			var wat int64
+			if v, ok := watched.Load(trig); ok {
+				wat = v.(time.Time).UnixNano()
+			}
+			fmt.Fprintf(hopLog, "%d,%d,%d,%d", i, at.UnixNano(), written.UnixNano(), wat)
+			for _, t := range answered {
+				fmt.Fprintf(hopLog, ",%d", t.UnixNano())
+			}
+			fmt.Fprintln(hopLog)
+		}
 		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 	}
 	return lat, nil
