@@ -476,8 +476,8 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 				with(fmt.Sprintf("from create sent: %s / %s; max %s", ms(percentile(fromSend, 50)), ms(percentile(fromSend, 99)), ms(percentile(fromReturn, 100))))
 		}
 		b.r.add(label, "events delivered/s (all watchers)", rate(delivered, span)).
-			with(fmt.Sprintf("%d events in %v; the creates took %v (%s); %s", delivered, span.Round(time.Millisecond),
-				time.Duration(createsDone-start).Round(time.Millisecond), rate(p.total, time.Duration(createsDone-start)), m))
+			with(fmt.Sprintf("%d events in %v; the creates took %v (%s); %s (the creates and their delivery to every watcher); %s", delivered, span.Round(time.Millisecond),
+				time.Duration(createsDone-start).Round(time.Millisecond), rate(p.total, time.Duration(createsDone-start)), m.perOp(p.total, "create"), m))
 		if p.writers > 1 && b.create16Rate > 0 {
 			withW := rateValue(p.total, time.Duration(createsDone-start))
 			slow := b.create16Rate / withW

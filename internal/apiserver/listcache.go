@@ -48,6 +48,9 @@ type objectCache struct {
 	byPrefix map[string][]*resCache
 	byRes    map[*resource]*resCache
 	histSize int // events each resource keeps for its watchers (historySize)
+	// unannounced: the histories events were added to since the watchers
+	// were last woken (announce).
+	unannounced []*history
 }
 
 // resCache is one resource's objects.
@@ -254,7 +257,21 @@ func (c *objectCache) run(ctx context.Context, from int64) {
 		backoff = 50 * time.Millisecond
 		for ev := range events {
 			c.apply(ev)
+			// The events the store has ready too (the rest of one
+			// commit's, under many writers) are added before the
+			// watchers are woken, so that each watcher writes them in
+			// one go. Only what is already waiting: an event alone is
+			// announced at once.
+			for n := 1; n < historyBatch; n++ {
+				next, ready, _ := nextReady(events)
+				if !ready {
+					break
+				}
+				c.apply(next)
+			}
+			c.announce()
 		}
+		c.announce()
 		c.mu.Lock()
 		from = c.rev
 		c.mu.Unlock()
@@ -320,6 +337,9 @@ func (c *objectCache) apply(ev storage.Event) {
 				ce = rc.res.events.get(ev)
 			}
 			rc.applyLocked(ev, ce)
+			if k := len(c.unannounced); k == 0 || c.unannounced[k-1] != rc.hist {
+				c.unannounced = append(c.unannounced, rc.hist)
+			}
 		}
 	}
 	if ev.Revision > c.rev {
@@ -329,6 +349,18 @@ func (c *objectCache) apply(ev storage.Event) {
 			c.progress = make(chan struct{})
 		}
 	}
+}
+
+// announce wakes the watchers of the events applied since the last
+// announce.
+func (c *objectCache) announce() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.unannounced {
+		h.announce()
+	}
+	clear(c.unannounced)
+	c.unannounced = c.unannounced[:0]
 }
 
 // applyLocked puts or removes the event's object (ce: the event's shared

@@ -24,29 +24,46 @@ import (
 	"github.com/headway/headway/internal/storage"
 )
 
-// watchEncoder writes watch events in the negotiated format.
+// watchEncoder writes watch events in the negotiated format. The frames
+// of the events ready for the watcher are gathered in out and handed to
+// the connection in one write and one flush (flush): over HTTP/2 one
+// round trip to the connection's writer, DATA frames of up to the frame
+// size and one TLS write for all of them, instead of one per event.
 type watchEncoder struct {
 	res     *resource
 	r       *http.Request
 	f       outputFormat
-	w       io.Writer // frames each write (protobuf: the length prefix)
-	raw     io.Writer // the response: for frames that carry their prefix
+	w       io.Writer // into out, framing each write (protobuf: the length prefix)
+	out     bytes.Buffer
+	resp    http.ResponseWriter
 	flusher http.Flusher
 	buf     bytes.Buffer
 
 	// A client that stops reading must not hold the watch (and the events
 	// queued for it) open: each write has writeTimeout to go out, then
 	// the connection's write fails and the watch ends. armed is the
-	// write deadline set (zero: none, while the watch is idle).
+	// write deadline set (zero: none, while the watch is idle); wrote
+	// the time of the last write.
 	rc           *http.ResponseController
 	writeTimeout time.Duration
 	armed        time.Time
+	wrote        time.Time
+	dirty        bool // frames written since the last flush
 }
+
+// watchSpill is how much a batch gathers before it goes to the
+// connection without waiting for the batch's end (the batch's memory is
+// bounded; each write is still many events under a burst).
+const watchSpill = 64 << 10
+
+// watchKeep is the largest batch buffer a watch keeps between batches.
+const watchKeep = 16 << 10
 
 // arm makes sure the write about to be made has a deadline at least half
 // of writeTimeout away (one deadline serves many writes).
 func (e *watchEncoder) arm() {
 	now := time.Now()
+	e.wrote = now
 	if e.armed.IsZero() || e.armed.Sub(now) < e.writeTimeout/2 {
 		e.armed = now.Add(e.writeTimeout)
 		_ = e.rc.SetWriteDeadline(e.armed)
@@ -60,6 +77,54 @@ func (e *watchEncoder) disarm() {
 		e.armed = time.Time{}
 		_ = e.rc.SetWriteDeadline(time.Time{})
 	}
+}
+
+// gathered ends a frame written into out: a batch that has grown to
+// watchSpill goes to the connection now (unflushed).
+func (e *watchEncoder) gathered() error {
+	e.dirty = true
+	if e.out.Len() < watchSpill {
+		return nil
+	}
+	e.arm()
+	return e.write()
+}
+
+// write hands what out holds to the response (armed).
+func (e *watchEncoder) write() error {
+	if e.out.Len() == 0 {
+		return nil
+	}
+	_, err := e.resp.Write(e.out.Bytes())
+	if e.out.Cap() > watchKeep {
+		e.out = bytes.Buffer{}
+	} else {
+		e.out.Reset()
+	}
+	return err
+}
+
+// flush sends what was written to the client: the batch in one write,
+// then one flush (nothing when no frame was written).
+func (e *watchEncoder) flush() error {
+	if !e.dirty {
+		return nil
+	}
+	e.dirty = false
+	e.arm()
+	if err := e.write(); err != nil {
+		return err
+	}
+	if e.flusher != nil {
+		return e.rc.Flush()
+	}
+	return nil
+}
+
+// idleFor is how long to wait before the watch counts as idle (its write
+// deadline cleared): 0 when it is idle now.
+func (e *watchEncoder) idleFor(now time.Time) time.Duration {
+	return max(0, e.wrote.Add(e.writeTimeout/4).Sub(now))
 }
 
 func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
@@ -88,9 +153,10 @@ func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) error {
 	if err := e.res.s.encodeWatchFrame(&e.buf, e.f.mediaType, typ, out); err != nil {
 		return err
 	}
-	e.arm()
-	_, err := e.w.Write(e.buf.Bytes())
-	return err
+	if _, err := e.w.Write(e.buf.Bytes()); err != nil {
+		return err
+	}
+	return e.gathered()
 }
 
 // sendEntryJSON writes a JSON watch event of a cached object, reusing its
@@ -106,9 +172,10 @@ func (e *watchEncoder) sendEntryJSON(typ watch.EventType, entry *cacheEntry) err
 	e.buf.WriteString(`","object":`)
 	e.buf.Write(obj)
 	e.buf.WriteString("}\n")
-	e.arm()
-	_, err = e.w.Write(e.buf.Bytes())
-	return err
+	if _, err := e.w.Write(e.buf.Bytes()); err != nil {
+		return err
+	}
+	return e.gathered()
 }
 
 // encodeWatchFrame puts into buf (emptied first) the watch event of typ
@@ -137,20 +204,11 @@ func (s *Server) encodeWatchFrame(buf *bytes.Buffer, mediaType string, typ watch
 	return nil
 }
 
-// flush sends what was written to the client.
-func (e *watchEncoder) flush() {
-	if e.flusher != nil {
-		e.arm()
-		e.flusher.Flush()
-	}
-}
-
 // sendFrame writes a frame another watcher may have encoded already
 // (protobuf frames carry their length prefix).
 func (e *watchEncoder) sendFrame(frame []byte) error {
-	e.arm()
-	_, err := e.raw.Write(frame)
-	return err
+	e.out.Write(frame)
+	return e.gathered()
 }
 
 // sendEntryProto writes a protobuf watch event of a cached object, reusing
@@ -160,9 +218,7 @@ func (e *watchEncoder) sendEntryProto(typ watch.EventType, entry *cacheEntry) er
 	if err != nil {
 		return err
 	}
-	e.buf.Reset()
-	e.buf.Write(protoWatchFrame(typ, obj))
-	return e.sendFrame(e.buf.Bytes())
+	return e.sendFrame(protoWatchFrame(typ, obj))
 }
 
 // bookmark builds an empty object of the kind carrying only a resourceVersion.
@@ -299,7 +355,8 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
-	enc := &watchEncoder{res: res, r: r, f: f, w: w, raw: w, rc: http.NewResponseController(w), writeTimeout: res.s.cfg.WatchWriteTimeout}
+	enc := &watchEncoder{res: res, r: r, f: f, resp: w, rc: http.NewResponseController(w), writeTimeout: res.s.cfg.WatchWriteTimeout}
+	enc.w = &enc.out
 	// Whatever the server writes after the handler (the end of the body)
 	// gets a fresh deadline, and a reused HTTP/1 connection none.
 	defer enc.disarm()
@@ -308,7 +365,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		fl.Flush()
 	}
 	if f.mediaType == mediaProtobuf {
-		enc.w = framer.NewLengthDelimitedFrameWriter(w)
+		enc.w = framer.NewLengthDelimitedFrameWriter(&enc.out)
 	}
 	if werr != nil {
 		var st *metav1.Status
@@ -319,7 +376,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		}
 		st.SetGroupVersionKind(coreV1.WithKind("Status"))
 		_ = enc.send(watch.Error, st)
-		enc.flush()
+		_ = enc.flush()
 		return nil
 	}
 	// Plain objects (not Tables or metadata) are encoded once per event
@@ -353,10 +410,22 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 			return nil
 		}
 	}
-	enc.flush()
-	// Once the watch is idle, its write deadline is cleared.
+	if enc.flush() != nil {
+		return nil
+	}
+	// Once the watch is idle, its write deadline is cleared. The timer is
+	// not reset by each batch: when it fires it waits out what is left
+	// since the last write, and once the watch is idle it stops until
+	// the next write (idleOn).
 	idle := time.NewTimer(enc.writeTimeout / 4)
 	defer idle.Stop()
+	idleOn := true
+	written := func() {
+		if !idleOn {
+			idle.Reset(enc.writeTimeout / 4)
+			idleOn = true
+		}
+	}
 	var tick <-chan time.Time
 	if bookmarks {
 		t := time.NewTicker(res.s.cfg.BookmarkInterval)
@@ -374,8 +443,9 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 				return nil
 			}
 			if len(batch) > 0 {
-				// Each batch goes out in one flush: under a burst of writes,
-				// one write to the connection per batch instead of per event.
+				// Each batch goes out in one write and one flush: under a
+				// burst of writes, one write to the connection per batch
+				// instead of per event.
 				for _, he := range batch {
 					last = he.ev.Revision
 					if !strings.HasPrefix(he.ev.KV.Key, prefix) {
@@ -385,11 +455,10 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 						return nil
 					}
 				}
-				enc.flush()
-				idle.Reset(enc.writeTimeout / 4)
-				if ctx.Err() != nil {
+				if enc.flush() != nil || ctx.Err() != nil {
 					return nil
 				}
+				written()
 				continue
 			}
 			wake = ready
@@ -397,14 +466,21 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-idle.C:
+		case now := <-idle.C:
+			if d := enc.idleFor(now); d > 0 {
+				idle.Reset(d)
+				break
+			}
 			enc.disarm()
+			idleOn = false
 		case <-tick:
 			if err := enc.send(watch.Bookmark, res.bookmark(last, false)); err != nil {
 				return nil
 			}
-			enc.flush()
-			idle.Reset(enc.writeTimeout / 4)
+			if enc.flush() != nil {
+				return nil
+			}
+			written()
 		case <-wake:
 		case ev, ok := <-events:
 			if !ok {
@@ -420,15 +496,17 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 				// instead of per event.
 				var ready, open bool
 				if ev, ready, open = nextReady(events); !open {
-					enc.flush()
+					_ = enc.flush()
 					return nil
 				}
 				if !ready {
 					break
 				}
 			}
-			enc.flush()
-			idle.Reset(enc.writeTimeout / 4)
+			if enc.flush() != nil {
+				return nil
+			}
+			written()
 		}
 	}
 }

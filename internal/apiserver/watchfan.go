@@ -34,7 +34,10 @@ type history struct {
 	start   int64
 	evicted bool
 	closed  bool
-	wake    chan struct{} // closed (and replaced) when an event is added or the history closes
+	wake    chan struct{} // closed (and replaced) by announce, or when the history closes
+	// announced is h.next when wake was last closed: the events after it
+	// are held but their watchers not woken yet (see announce).
+	announced int64
 }
 
 type histEvent struct {
@@ -55,7 +58,11 @@ func newHistory(start int64, size int) *history {
 	return &history{size: size, start: start, wake: make(chan struct{})}
 }
 
-// add appends one event; never blocks on a watcher.
+// add appends one event; never blocks on a watcher. The watchers waiting
+// for it are woken by announce: the cache adds every event the store has
+// ready (one commit's events, under many writers), then wakes each watcher
+// once for all of them, so that each writes them to its connection in one
+// go instead of one write per event.
 func (h *history) add(ev storage.Event, ce *cachedEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -71,6 +78,17 @@ func (h *history) add(ev storage.Event, ce *cachedEvent) {
 		h.ring[i] = he
 	}
 	h.next++
+}
+
+// announce wakes the watchers waiting for events added since the last
+// announce.
+func (h *history) announce() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.announced == h.next {
+		return
+	}
+	h.announced = h.next
 	close(h.wake)
 	h.wake = make(chan struct{})
 }
