@@ -257,11 +257,12 @@ func (c *objectCache) run(ctx context.Context, from int64) {
 		backoff = 50 * time.Millisecond
 		for ev := range events {
 			c.apply(ev)
-			// The events the store has ready too (the rest of one
-			// commit's, under many writers) are added before the
-			// watchers are woken, so that each watcher writes them in
-			// one go. Only what is already waiting: an event alone is
-			// announced at once.
+			// The watchers are woken at once for the first event (an
+			// event alone waits for nothing). The events the store has
+			// ready too (the rest of one commit's, under many writers)
+			// are added before they are woken again, so that a watcher
+			// writes them in one go. Only what is already waiting.
+			c.announce()
 			for n := 1; n < historyBatch; n++ {
 				next, ready, _ := nextReady(events)
 				if !ready {
