@@ -268,11 +268,17 @@ func (b *apiBench) list(ctx context.Context, ns string, want int, target string)
 		}
 		name := fmt.Sprintf("list %s objects, %s", thousands(want), format)
 		log.Printf("%s: median %v", name, median(typed))
-		w := b.r.add(name, "time per full list (median of "+strconv.Itoa(b.o.listRuns)+")", ms(median(typed))).
+		b.r.add(name, "time per full list (median of "+strconv.Itoa(b.o.listRuns)+")", ms(median(typed))).
 			with(fmt.Sprintf("decoded by client-go; undecoded body %s (median), %s; min %s / max %s; %s",
 				ms(median(raw)), bytesHuman(size), ms(percentile(typed, 0)), ms(percentile(typed, 100)), m))
 		if target != "" {
-			w.goal(target, median(typed) < 100*time.Millisecond)
+			// The target is the server's time (issue 20: "list of 10k
+			// objects as JSON under 100 ms server time"): the request to
+			// the last byte of the body, which client-go's decoding (the
+			// row above) does not lengthen.
+			b.r.add(name+": server time", "request → whole body, undecoded (median of "+strconv.Itoa(b.o.listRuns)+")", ms(median(raw))).
+				with(fmt.Sprintf("%s; min %s / max %s", bytesHuman(size), ms(percentile(raw, 0)), ms(percentile(raw, 100)))).
+				goal(target, median(raw) < 100*time.Millisecond)
 		}
 	}
 	return nil
