@@ -11,33 +11,10 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/vishvananda/netns"
 
 	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/testing/netnstest"
 )
-
-// inPod runs fn on a thread in the network namespace at path.
-func inPod(t *testing.T, path string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // not unlocked: the thread is dropped
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			t.Error(err)
-			return
-		}
-		fn()
-	}()
-	<-done
-}
 
 // TestPodDNSIsNotTracked: a pod's DNS queries to the cluster DNS address,
 // over UDP and TCP, reach a server bound there with the pod's own address
@@ -107,7 +84,7 @@ func TestPodDNSIsNotTracked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inPod(t, pod.NetNS, func() {
+	network.InNS(t, pod.NetNS, func() {
 		for _, proto := range []string{"udp", "tcp"} {
 			c := &dns.Client{Net: proto, Timeout: 3 * time.Second}
 			q := new(dns.Msg)

@@ -62,7 +62,7 @@ type nodeTable struct {
 
 func (nt nodeTable) empty() bool { return !nt.masquerade && !nt.dns.IsValid() }
 
-// masqTable is the agent's table for bridge.
+// agentTable is the agent's table for bridge.
 func agentTable(bridge string) *nftables.Table {
 	return &nftables.Table{Name: "headway-" + bridge, Family: nftables.TableFamilyIPv4}
 }

@@ -1,0 +1,4 @@
+package network
+
+// InNS is inNS for the package's external tests.
+var InNS = inNS
