@@ -360,14 +360,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 		ErrorLog:          log.New(serverLog{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	if lim.MaxConnections > 0 {
-		cl := &connLimiter{max: lim.MaxConnections, conns: list.New()}
-		s.connsMu.Lock()
-		s.conns = cl
-		s.connsMu.Unlock()
-		ln = &limitListener{Listener: ln, l: cl}
-		srv.ConnState = cl.setState
-	}
+	// Connections are tracked with or without a cap: a stop closes the
+	// idle ones (below).
+	cl := &connLimiter{max: lim.MaxConnections, conns: list.New()}
+	s.connsMu.Lock()
+	s.conns = cl
+	s.connsMu.Unlock()
+	ln = &limitListener{Listener: ln, l: cl}
+	srv.ConnState = cl.setState
 	s.cache.serve(ctx)
 	s.watchers.Add(1)
 	go func() {
@@ -406,12 +406,7 @@ wait:
 		case err = <-shut:
 			break wait
 		case <-tick.C:
-			s.connsMu.Lock()
-			cl := s.conns
-			s.connsMu.Unlock()
-			if cl != nil {
-				cl.closeIdle()
-			}
+			cl.closeIdle()
 		}
 	}
 	tick.Stop()

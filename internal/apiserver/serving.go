@@ -95,7 +95,7 @@ var (
 // connLimiter tracks the server's connections, oldest first, with the
 // state the HTTP server last reported for each.
 type connLimiter struct {
-	max   int
+	max   int // no cap when not positive
 	mu    sync.Mutex
 	conns *list.List // of *limitedConn
 }
@@ -165,7 +165,7 @@ func isFDExhaustion(err error) bool {
 func (l *connLimiter) add(c *limitedConn) (victim *limitedConn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.conns.Len() >= l.max {
+	if l.max > 0 && l.conns.Len() >= l.max {
 		for e := l.conns.Front(); e != nil; e = e.Next() {
 			o := e.Value.(*limitedConn)
 			if o.state == http.StateNew || o.state == http.StateIdle {
@@ -226,7 +226,7 @@ func (s *Server) OpenConnections() int {
 	s.connsMu.Lock()
 	l := s.conns
 	s.connsMu.Unlock()
-	if l == nil {
+	if l == nil || l.max <= 0 {
 		return -1
 	}
 	return l.open()

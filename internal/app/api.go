@@ -51,9 +51,6 @@ type api struct {
 	// restConfig and client authenticate as the admin.
 	restConfig *rest.Config
 	client     kubernetes.Interface
-	// componentConfigs are the configurations clientConfig handed out
-	// (their idle connections are closed at shutdown).
-	componentConfigs []*rest.Config
 	// rbacInformers feed the RBAC authorizer (nil with AlwaysAllow).
 	rbacInformers informers.SharedInformerFactory
 	// serveErr receives Serve's result; stopServe ends it.
@@ -84,7 +81,6 @@ func (a *api) clientConfig(user string, groups ...string) (*rest.Config, error) 
 		TLSClientConfig: rest.TLSClientConfig{CAData: a.bundle.CAPEM, CertData: certPEM, KeyData: keyPEM},
 		QPS:             -1,
 	}
-	a.componentConfigs = append(a.componentConfigs, cfg)
 	return cfg, nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 
 	"github.com/headway/headway/internal/agent"
@@ -187,13 +186,8 @@ func (r *Running) run(ctx context.Context, a *api, background []func(context.Con
 	for range background {
 		<-bgDone
 	}
-	// Close our own idle client connections first, or the HTTP/2 server
-	// waits for them to go away before it can stop.
-	for _, cfg := range append([]*rest.Config{a.restConfig}, a.componentConfigs...) {
-		if rt, err := rest.TransportFor(cfg); err == nil {
-			utilnet.CloseIdleConnectionsFor(rt)
-		}
-	}
+	// The API server's stop closes our own idle client connections with
+	// everyone's (apiserver.Server.Serve).
 	a.stopServe()
 	if !served {
 		if e := <-a.serveErr; err == nil {
