@@ -272,7 +272,6 @@ func (c *objectCache) run(ctx context.Context, from int64) {
 			}
 			c.announce()
 		}
-		c.announce()
 		c.mu.Lock()
 		from = c.rev
 		c.mu.Unlock()
