@@ -108,6 +108,9 @@ machine_info() {
 	echo "| load average before the run | $(cut -d' ' -f1-3 /proc/loadavg) |"
 }
 
+# In bench/results-<name>.md, the line that starts the notes kept between runs.
+NOTES_MARK='<!-- bench/run.sh keeps everything below this line between runs (dated notes and earlier measurements); everything above it is the output of the last run -->'
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -127,6 +130,11 @@ for section in "${SECTIONS[@]}"; do
 	title=${section#*|}
 	echo "bench/run.sh: running $name" >&2
 	out=$ROOT/bench/results-$name.md
+	# Dated notes below the marker line survive the run; the figures above
+	# it are replaced.
+	notes=$tmp/$name.notes
+	: >"$notes"
+	[[ -f $out ]] && awk -v m="$NOTES_MARK" 'f || $0 == m { f = 1; print }' "$out" >"$notes"
 	rm -f "$out"
 	{
 		echo
@@ -140,6 +148,12 @@ for section in "${SECTIONS[@]}"; do
 		echo "bench/run.sh: $name failed" >&2
 		echo "**failed** (see the run's output)" >>"$tmp/$name.md"
 		[[ -s $out ]] && cat "$out" >>"$tmp/$name.md"
+	fi
+	if [[ -s $notes ]]; then
+		{
+			echo
+			cat "$notes"
+		} >>"$out"
 	fi
 done
 
