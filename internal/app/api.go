@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -201,31 +203,59 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 		a.stop()
 		return nil, err
 	}
-	if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
-		return fail(fmt.Errorf("creating the built-in objects: %w", err))
-	}
-	steps.done("bootstrap")
-	if a.rbacInformers != nil {
-		if err := rbac.Reconcile(ctx, a.client, log.With("component", "rbac")); err != nil {
-			return fail(fmt.Errorf("creating the default roles and bindings: %w", err))
+	// The built-in objects and the service accounts in their namespaces on
+	// one side, the default RBAC objects and the authorizer's informers on
+	// the other: independent, so they run at once (on a restart with the
+	// data dir, where everything exists, they are mostly reads).
+	var objects, serviceAccounts, rbacTook, rbacSync time.Duration
+	var objectsErr, rbacErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t0 := time.Now()
+		if err := bootstrap(ctx, a.client, cfg.KubernetesIP, port, podAddr); err != nil {
+			objectsErr = fmt.Errorf("creating the built-in objects: %w", err)
+			return
 		}
-		steps.done("rbac")
-		a.rbacInformers.Start(serveCtx.Done())
-		for typ, ok := range a.rbacInformers.WaitForCacheSync(ctx.Done()) {
-			if !ok {
-				return fail(fmt.Errorf("reading %v for the RBAC authorizer: %w", typ, context.Cause(ctx)))
+		objects = time.Since(t0)
+		if !cfg.NoControllers {
+			// What the controllers keep in every namespace is there for the
+			// built-in ones from the start (the controllers see to new ones).
+			t1 := time.Now()
+			if err := bootstrapIdentity(ctx, a.client, bundle.CAPEM); err != nil {
+				objectsErr = fmt.Errorf("creating the built-in namespaces' service accounts: %w", err)
+				return
 			}
+			serviceAccounts = time.Since(t1)
 		}
-		steps.done("rbacSync")
+	})
+	if a.rbacInformers != nil {
+		wg.Go(func() {
+			t0 := time.Now()
+			if err := rbac.Reconcile(ctx, a.client, log.With("component", "rbac")); err != nil {
+				rbacErr = fmt.Errorf("creating the default roles and bindings: %w", err)
+				return
+			}
+			rbacTook = time.Since(t0)
+			t1 := time.Now()
+			a.rbacInformers.Start(serveCtx.Done())
+			for typ, ok := range a.rbacInformers.WaitForCacheSync(ctx.Done()) {
+				if !ok {
+					rbacErr = fmt.Errorf("reading %v for the RBAC authorizer: %w", typ, context.Cause(ctx))
+					return
+				}
+			}
+			rbacSync = time.Since(t1)
+		})
 	}
-	if !cfg.NoControllers {
-		// What the controllers keep in every namespace is there for the
-		// built-in ones from the start (the controllers see to new ones).
-		if err := bootstrapIdentity(ctx, a.client, bundle.CAPEM); err != nil {
-			return fail(fmt.Errorf("creating the built-in namespaces' service accounts: %w", err))
-		}
-		steps.done("serviceAccounts")
+	wg.Wait()
+	if err := errors.Join(objectsErr, rbacErr); err != nil {
+		return fail(err)
 	}
+	steps.done("objects")
+	steps.took("bootstrap", objects)
+	steps.took("serviceAccounts", serviceAccounts)
+	steps.took("rbac", rbacTook)
+	steps.took("rbacSync", rbacSync)
 	a.kubeconfig = filepath.Join(cfg.DataDir, "kubeconfig")
 	if err := writeKubeconfig(a.kubeconfig, a.url, bundle, cfg.NoSync); err != nil {
 		return fail(err)
@@ -320,40 +350,67 @@ func Resources(serviceCIDR netip.Prefix, store storage.Interface, o builtin.Opti
 // and kube-dns Services (systemServices).
 func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP netip.Addr, apiPort int, podAddr netip.AddrPort) error {
 	opts := metav1.CreateOptions{FieldManager: "headway"}
+	var steps []func() error
 	for _, name := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
-		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, opts)
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
+		steps = append(steps, func() error {
+			_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, opts)
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+			return nil
+		})
+	}
+	// The namespaces first: the kubernetes Service lives in one.
+	if err := allOf(steps...); err != nil {
+		return err
+	}
+	steps = []func() error{func() error {
+		svc := systemservices.KubernetesService(kubernetesIP.String(), int32(apiPort))
+		if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+			// Another server on the same store may have created it between
+			// our existence check and our reservation of its address.
+			if _, gerr := client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, svc.Name, metav1.GetOptions{}); gerr != nil {
+				return fmt.Errorf("the kubernetes Service: %w", err)
+			}
 		}
-	}
-	svc := systemservices.KubernetesService(kubernetesIP.String(), int32(apiPort))
-	if _, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
-		// Another server on the same store may have created it between
-		// our existence check and our reservation of its address.
-		if _, gerr := client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, svc.Name, metav1.GetOptions{}); gerr != nil {
-			return fmt.Errorf("the kubernetes Service: %w", err)
+		if err := reconcileAPIEndpoints(ctx, client, podAddr); err != nil {
+			return fmt.Errorf("the kubernetes Service's endpoints: %w", err)
 		}
-	}
-	if err := reconcileAPIEndpoints(ctx, client, podAddr); err != nil {
-		return fmt.Errorf("the kubernetes Service's endpoints: %w", err)
-	}
-	reclaim := corev1.PersistentVolumeReclaimDelete
-	binding := storagev1.VolumeBindingWaitForFirstConsumer
-	sc := &storagev1.StorageClass{
-		ObjectMeta:        metav1.ObjectMeta{Name: LocalPathClass, Annotations: map[string]string{storageclass.DefaultAnnotation: "true"}},
-		Provisioner:       LocalPathProvisioner,
-		ReclaimPolicy:     &reclaim,
-		VolumeBindingMode: &binding,
-	}
-	if _, err := client.StorageV1().StorageClasses().Create(ctx, sc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("the %s StorageClass: %w", LocalPathClass, err)
-	}
+		return nil
+	}, func() error {
+		reclaim := corev1.PersistentVolumeReclaimDelete
+		binding := storagev1.VolumeBindingWaitForFirstConsumer
+		sc := &storagev1.StorageClass{
+			ObjectMeta:        metav1.ObjectMeta{Name: LocalPathClass, Annotations: map[string]string{storageclass.DefaultAnnotation: "true"}},
+			Provisioner:       LocalPathProvisioner,
+			ReclaimPolicy:     &reclaim,
+			VolumeBindingMode: &binding,
+		}
+		if _, err := client.StorageV1().StorageClasses().Create(ctx, sc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("the %s StorageClass: %w", LocalPathClass, err)
+		}
+		return nil
+	}}
 	for _, pc := range systemPriorityClasses() {
-		if _, err := client.SchedulingV1().PriorityClasses().Create(ctx, pc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("the %s PriorityClass: %w", pc.Name, err)
-		}
+		steps = append(steps, func() error {
+			if _, err := client.SchedulingV1().PriorityClasses().Create(ctx, pc, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("the %s PriorityClass: %w", pc.Name, err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return allOf(steps...)
+}
+
+// allOf runs steps at once and returns their errors joined.
+func allOf(steps ...func() error) error {
+	errs := make([]error, len(steps))
+	var wg sync.WaitGroup
+	for i, step := range steps {
+		wg.Go(func() { errs[i] = step() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // systemPriorityClasses are the PriorityClasses every Kubernetes cluster

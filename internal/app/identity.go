@@ -116,14 +116,20 @@ func (id *identity) oidc() (*apiserver.OIDCDiscovery, error) {
 // serviceaccount and rootcacert controllers keep them.
 func bootstrapIdentity(ctx context.Context, client kubernetes.Interface, caPEM []byte) error {
 	opts := metav1.CreateOptions{FieldManager: "headway"}
+	var steps []func() error
 	for _, ns := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease} {
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sacontroller.DefaultName}}
-		if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, opts); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-		if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, rootcacert.Want(ns, caPEM), opts); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
+		steps = append(steps, func() error {
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sacontroller.DefaultName}}
+			if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+			return nil
+		}, func() error {
+			if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, rootcacert.Want(ns, caPEM), opts); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+			return nil
+		})
 	}
-	return nil
+	return allOf(steps...)
 }

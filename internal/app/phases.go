@@ -21,5 +21,11 @@ func (p *phases) done(name string) {
 	p.last = now
 }
 
+// took records d as name's, for a step that ran beside others (it does not
+// move the start of the next step).
+func (p *phases) took(name string, d time.Duration) {
+	p.attrs = append(p.attrs, name, d.Round(10*time.Microsecond))
+}
+
 // log writes the steps recorded so far at debug level.
 func (p *phases) log(log *slog.Logger) { log.Debug("start phases", p.attrs...) }

@@ -7,7 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/component-helpers/auth/rbac/reconciliation"
 )
 
@@ -15,19 +20,25 @@ import (
 // does at every start: missing ones are created, and existing ones get the
 // rules, aggregation selectors and subjects they lack (extra ones are
 // kept), unless annotated rbac.authorization.kubernetes.io/autoupdate:
-// "false". client must be allowed to escalate (system:masters). The objects
-// are independent of one another, so several are reconciled at once (each
-// is a read and a write: one after another they are most of a server's
-// start).
+// "false". client must be allowed to escalate (system:masters).
+//
+// Each kind is listed once first, and an object's first read comes from
+// that list: on a server restarted with its data, where every object is
+// there and up to date, the reconcile is four lists and no write (it was a
+// read per object, most of a restart). The objects are independent of one
+// another, so several are reconciled at once. An update that conflicts
+// (the listed copy was stale: another server changed it) is reconciled
+// again from a fresh read.
 func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logger) error {
 	rbac := client.RbacV1()
+	listed := listDefaults(ctx, client)
 	var steps []func() error
 	for _, r := range ClusterRoles() {
 		steps = append(steps, func() error {
-			res, err := (&reconciliation.ReconcileRoleOptions{
+			res, err := reconcileRole(&reconciliation.ReconcileRoleOptions{
 				Role: reconciliation.ClusterRoleRuleOwner{ClusterRole: r}, Confirm: true,
-				Client: reconciliation.ClusterRoleModifier{Client: rbac.ClusterRoles()},
-			}).Run()
+				Client: firstReadRoles{reconciliation.ClusterRoleModifier{Client: rbac.ClusterRoles()}, listed.clusterRoles},
+			})
 			if err != nil {
 				return fmt.Errorf("reconciling the clusterrole %s: %w", r.Name, err)
 			}
@@ -37,10 +48,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	}
 	for _, b := range ClusterRoleBindings() {
 		steps = append(steps, func() error {
-			res, err := (&reconciliation.ReconcileRoleBindingOptions{
+			res, err := reconcileBinding(&reconciliation.ReconcileRoleBindingOptions{
 				RoleBinding: reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: b}, Confirm: true,
-				Client: reconciliation.ClusterRoleBindingClientAdapter{Client: rbac.ClusterRoleBindings()},
-			}).Run()
+				Client: firstReadBindings{reconciliation.ClusterRoleBindingClientAdapter{Client: rbac.ClusterRoleBindings()}, listed.clusterRoleBindings},
+			})
 			if err != nil {
 				return fmt.Errorf("reconciling the clusterrolebinding %s: %w", b.Name, err)
 			}
@@ -50,10 +61,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	}
 	for _, r := range Roles() {
 		steps = append(steps, func() error {
-			res, err := (&reconciliation.ReconcileRoleOptions{
+			res, err := reconcileRole(&reconciliation.ReconcileRoleOptions{
 				Role: reconciliation.RoleRuleOwner{Role: r}, Confirm: true,
-				Client: reconciliation.RoleModifier{Client: rbac, NamespaceClient: client.CoreV1().Namespaces()},
-			}).Run()
+				Client: firstReadRoles{reconciliation.RoleModifier{Client: rbac, NamespaceClient: client.CoreV1().Namespaces()}, listed.roles},
+			})
 			if err != nil {
 				return fmt.Errorf("reconciling the role %s/%s: %w", r.Namespace, r.Name, err)
 			}
@@ -63,10 +74,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	}
 	for _, b := range RoleBindings() {
 		steps = append(steps, func() error {
-			res, err := (&reconciliation.ReconcileRoleBindingOptions{
+			res, err := reconcileBinding(&reconciliation.ReconcileRoleBindingOptions{
 				RoleBinding: reconciliation.RoleBindingAdapter{RoleBinding: b}, Confirm: true,
-				Client: reconciliation.RoleBindingClientAdapter{Client: rbac, NamespaceClient: client.CoreV1().Namespaces()},
-			}).Run()
+				Client: firstReadBindings{reconciliation.RoleBindingClientAdapter{Client: rbac, NamespaceClient: client.CoreV1().Namespaces()}, listed.roleBindings},
+			})
 			if err != nil {
 				return fmt.Errorf("reconciling the rolebinding %s/%s: %w", b.Namespace, b.Name, err)
 			}
@@ -75,6 +86,135 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 		})
 	}
 	return runAll(ctx, reconcileParallelism, steps)
+}
+
+func reconcileRole(o *reconciliation.ReconcileRoleOptions) (res *reconciliation.ReconcileClusterRoleResult, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		res, err = o.Run()
+		return err
+	})
+	return res, err
+}
+
+func reconcileBinding(o *reconciliation.ReconcileRoleBindingOptions) (res *reconciliation.ReconcileClusterRoleBindingResult, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		res, err = o.Run()
+		return err
+	})
+	return res, err
+}
+
+// defaultsListed holds, per kind, the objects listed before a reconcile.
+type defaultsListed struct {
+	clusterRoles, roles               *firstRead[reconciliation.RuleOwner]
+	clusterRoleBindings, roleBindings *firstRead[reconciliation.RoleBinding]
+}
+
+// listDefaults lists the four kinds at once. A kind whose list fails is
+// read object by object, as without the lists.
+func listDefaults(ctx context.Context, client kubernetes.Interface) defaultsListed {
+	rbac := client.RbacV1()
+	l := defaultsListed{
+		clusterRoles:        &firstRead[reconciliation.RuleOwner]{resource: rbacv1.Resource("clusterroles")},
+		roles:               &firstRead[reconciliation.RuleOwner]{resource: rbacv1.Resource("roles")},
+		clusterRoleBindings: &firstRead[reconciliation.RoleBinding]{resource: rbacv1.Resource("clusterrolebindings")},
+		roleBindings:        &firstRead[reconciliation.RoleBinding]{resource: rbacv1.Resource("rolebindings")},
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if list, err := rbac.ClusterRoles().List(ctx, metav1.ListOptions{}); err == nil {
+			l.clusterRoles.fill(len(list.Items), func(i int) (string, reconciliation.RuleOwner) {
+				return "/" + list.Items[i].Name, reconciliation.ClusterRoleRuleOwner{ClusterRole: &list.Items[i]}
+			})
+		}
+	})
+	wg.Go(func() {
+		if list, err := rbac.Roles(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
+			l.roles.fill(len(list.Items), func(i int) (string, reconciliation.RuleOwner) {
+				return list.Items[i].Namespace + "/" + list.Items[i].Name, reconciliation.RoleRuleOwner{Role: &list.Items[i]}
+			})
+		}
+	})
+	wg.Go(func() {
+		if list, err := rbac.ClusterRoleBindings().List(ctx, metav1.ListOptions{}); err == nil {
+			l.clusterRoleBindings.fill(len(list.Items), func(i int) (string, reconciliation.RoleBinding) {
+				return "/" + list.Items[i].Name, reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: &list.Items[i]}
+			})
+		}
+	})
+	wg.Go(func() {
+		if list, err := rbac.RoleBindings(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
+			l.roleBindings.fill(len(list.Items), func(i int) (string, reconciliation.RoleBinding) {
+				return list.Items[i].Namespace + "/" + list.Items[i].Name, reconciliation.RoleBindingAdapter{RoleBinding: &list.Items[i]}
+			})
+		}
+	})
+	wg.Wait()
+	return l
+}
+
+// firstRead answers the first read of each object from a list: the
+// object, or NotFound when the list did not have it. Later reads of the
+// same object (a reconcile run again after a conflict) go to the server.
+type firstRead[T any] struct {
+	resource schema.GroupResource
+	mu       sync.Mutex
+	listed   bool
+	objs     map[string]T
+	read     map[string]bool
+}
+
+func (f *firstRead[T]) fill(n int, item func(i int) (string, T)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listed = true
+	f.objs = make(map[string]T, n)
+	f.read = make(map[string]bool, n)
+	for i := range n {
+		k, v := item(i)
+		f.objs[k] = v
+	}
+}
+
+// take is the listed answer for namespace/name, or served false when the
+// read must go to the server.
+func (f *firstRead[T]) take(namespace, name string) (obj T, served bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := namespace + "/" + name
+	if !f.listed || f.read[k] {
+		return obj, false, nil
+	}
+	f.read[k] = true
+	obj, ok := f.objs[k]
+	if !ok {
+		return obj, true, apierrors.NewNotFound(f.resource, name)
+	}
+	return obj, true, nil
+}
+
+type firstReadRoles struct {
+	reconciliation.RuleOwnerModifier
+	first *firstRead[reconciliation.RuleOwner]
+}
+
+func (m firstReadRoles) Get(namespace, name string) (reconciliation.RuleOwner, error) {
+	if obj, ok, err := m.first.take(namespace, name); ok {
+		return obj, err
+	}
+	return m.RuleOwnerModifier.Get(namespace, name)
+}
+
+type firstReadBindings struct {
+	reconciliation.RoleBindingModifier
+	first *firstRead[reconciliation.RoleBinding]
+}
+
+func (m firstReadBindings) Get(namespace, name string) (reconciliation.RoleBinding, error) {
+	if obj, ok, err := m.first.take(namespace, name); ok {
+		return obj, err
+	}
+	return m.RoleBindingModifier.Get(namespace, name)
 }
 
 // reconcileParallelism is how many default objects are reconciled at once.

@@ -4,10 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // TestRunAll: every step runs, at most n at once; the first failure in the
@@ -75,4 +83,89 @@ func TestRunAll(t *testing.T) {
 	if err := runAll(ctx, 2, steps); !errors.Is(err, context.Canceled) {
 		t.Errorf("with an ended context: %v, want context.Canceled", err)
 	}
+}
+
+// TestReconcileReadsEachKindOnce: on a cluster that has every default
+// object, a reconcile is one list per kind and nothing else; a missing
+// object is created without a read of its own; an update that conflicts
+// (the listed copy was stale) is reconciled again from a fresh read.
+func TestReconcileReadsEachKindOnce(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	log := slog.New(slog.DiscardHandler)
+	if err := Reconcile(ctx, client, log); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "get" && a.GetResource().Group == rbacv1.GroupName {
+			t.Errorf("first reconcile: %s %s: a read of its own for a missing object", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	want := len(ClusterRoles()) + len(ClusterRoleBindings()) + len(Roles()) + len(RoleBindings())
+	if got := count(client.Actions(), "create", rbacv1.GroupName); got != want {
+		t.Fatalf("first reconcile created %d objects, want %d", got, want)
+	}
+
+	client.ClearActions()
+	if err := Reconcile(ctx, client, log); err != nil {
+		t.Fatal(err)
+	}
+	var verbs []string
+	for _, a := range client.Actions() {
+		verbs = append(verbs, a.GetVerb()+" "+a.GetResource().Resource)
+	}
+	if len(verbs) != 4 || count(client.Actions(), "list", rbacv1.GroupName) != 4 {
+		t.Fatalf("reconcile of an up-to-date cluster: %v, want one list of each of the four kinds", verbs)
+	}
+
+	// A default role lost a rule; its first update conflicts.
+	name := ClusterRoles()[0].Name
+	cr, err := client.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.Rules = nil
+	if _, err := client.RbacV1().ClusterRoles().Update(ctx, cr, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var conflicts atomic.Int32
+	client.PrependReactor("update", "clusterroles", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.(k8stesting.UpdateAction).GetObject().(*rbacv1.ClusterRole).Name == name && conflicts.Add(1) == 1 {
+			return true, nil, apierrors.NewConflict(rbacv1.Resource("clusterroles"), name, errors.New("stale"))
+		}
+		return false, nil, nil
+	})
+	client.ClearActions()
+	if err := Reconcile(ctx, client, log); err != nil {
+		t.Fatal(err)
+	}
+	if conflicts.Load() != 2 {
+		t.Fatalf("%d updates of %s, want 2 (a conflict, then the update from a fresh read)", conflicts.Load(), name)
+	}
+	gets := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "get" && a.GetResource().Resource == "clusterroles" {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Fatalf("%d reads of clusterroles after the conflict, want 1", gets)
+	}
+	cr, err = client.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Rules) != len(ClusterRoles()[0].Rules) {
+		t.Fatalf("%s has %d rules after the reconcile, want %d", name, len(cr.Rules), len(ClusterRoles()[0].Rules))
+	}
+}
+
+func count(actions []k8stesting.Action, verb, group string) int {
+	n := 0
+	for _, a := range actions {
+		if a.GetVerb() == verb && a.GetResource().Group == group {
+			n++
+		}
+	}
+	return n
 }
