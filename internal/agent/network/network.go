@@ -1,9 +1,11 @@
 // Package network gives pods their network: the bridge with the gateway
 // address, one network namespace per pod joined to the bridge by a veth
 // pair, addresses from a persisted IPAM, the cluster DNS address made local
-// to the host (its traffic kept out of conntrack), and masquerading of
-// traffic leaving the cluster ranges (both in its own nftables table). It
-// also renders the pods' resolv.conf and hosts files.
+// to the host (its traffic kept out of conntrack) and, with the node's DNS
+// server in the process, to each pod, with DNS sockets in the pod's own
+// namespace (poddns.go), and masquerading of traffic leaving the cluster
+// ranges (both in its own nftables table). It also renders the pods'
+// resolv.conf and hosts files.
 //
 // It owns the node's pod and bridge state; Service state (the local route
 // of the service range, the Service rules) is the proxy's.
