@@ -221,3 +221,15 @@ func (n *Network) attached(owner string) (name, nsPath string, ok bool) {
 	name, nsPath, ok = strings.Cut(strings.TrimSuffix(string(b), "\n"), "\n")
 	return name, nsPath, ok && nsPath != ""
 }
+
+// ForgetAttached drops the records of attached pods not in keep (gone
+// while the agent was down).
+func (n *Network) ForgetAttached(keep map[string]bool) {
+	entries, _ := os.ReadDir(filepath.Join(n.cfg.StateDir, "attached"))
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			n.closePodDNS(e.Name())
+			os.Remove(n.attachedPath(e.Name()))
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headway/headway/internal/agent/network"
+	"github.com/headway/headway/internal/agent/nsfile"
 	"github.com/headway/headway/internal/dns"
 	"github.com/headway/headway/internal/testing/netnstest"
 )
@@ -39,6 +40,16 @@ type testPodDNS struct {
 
 	mu      sync.Mutex
 	sockets map[string][]uint64 // socket inodes by pod
+	stops   map[string]func()
+}
+
+// stopAll stops serving every pod's sockets, as the process's end does.
+func (s *testPodDNS) stopAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, stop := range s.stops {
+		stop()
+	}
 }
 
 func (s *testPodDNS) ServePod(pod string, udp *net.UDPConn, tcp *net.TCPListener) (func(), error) {
@@ -53,7 +64,11 @@ func (s *testPodDNS) ServePod(pod string, udp *net.UDPConn, tcp *net.TCPListener
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ctx) }()
 	var once sync.Once
-	return func() { once.Do(func() { cancel(); <-done }) }, nil
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	s.mu.Lock()
+	s.stops[pod] = stop
+	s.mu.Unlock()
+	return stop, nil
 }
 
 func socketInode(c syscall.Conn) uint64 {
@@ -72,6 +87,11 @@ func socketInode(c syscall.Conn) uint64 {
 // answered when the server sees the pod's address, REFUSED when it sees
 // the DNS address.
 func podDNSSetup(t *testing.T, fail bool) (*network.Network, *testPodDNS) {
+	n, pd, _ := podDNSSetupConfig(t, fail)
+	return n, pd
+}
+
+func podDNSSetupConfig(t *testing.T, fail bool) (*network.Network, *testPodDNS, network.Config) {
 	t.Helper()
 	upstream := mdns.HandlerFunc(func(w mdns.ResponseWriter, q *mdns.Msg) {
 		m := new(mdns.Msg)
@@ -100,12 +120,13 @@ func podDNSSetup(t *testing.T, fail bool) (*network.Network, *testPodDNS) {
 	h.Apply(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"},
 		Spec: corev1.ServiceSpec{ClusterIP: "198.19.250.1", ClusterIPs: []string{"198.19.250.1"}, Type: corev1.ServiceTypeClusterIP,
 			Ports: []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP}}}})
-	pd := &testPodDNS{h: h, fail: fail, sockets: map[string][]uint64{}}
-	n, err := network.Open(network.Config{
+	pd := &testPodDNS{h: h, fail: fail, sockets: map[string][]uint64{}, stops: map[string]func(){}}
+	cfg := network.Config{
 		StateDir: t.TempDir(), Bridge: "hwtest0",
 		ClusterCIDR: podDNSCluster, Gateway: netip.MustParseAddr("198.18.250.1"),
 		ServiceCIDR: netip.MustParsePrefix("198.19.250.0/24"), DNSIP: podDNSIP, PodDNS: pd,
-	})
+	}
+	n, err := network.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +141,7 @@ func podDNSSetup(t *testing.T, fail bool) (*network.Network, *testPodDNS) {
 			t.Error(err)
 		}
 	})
-	return n, pd
+	return n, pd, cfg
 }
 
 // ask sends one query for name to the DNS address over proto (from src
@@ -296,5 +317,67 @@ func TestPodDNSFallback(t *testing.T) {
 	})
 	if moved := vethPackets(t, "pod-b") - before; moved < 2 {
 		t.Errorf("the pod's veth counted %d packets: the queries did not take the bridge", moved)
+	}
+}
+
+// askFrom resolves kubernetes.default at the DNS address in the namespace
+// at nsPath over UDP and TCP.
+func askFrom(t *testing.T, nsPath, when string) {
+	t.Helper()
+	network.InNS(t, nsPath, func() {
+		for _, proto := range []string{"udp", "tcp"} {
+			rc, a, err := ask(proto, "kubernetes.default.svc.cluster.local.", netip.Addr{})
+			if err != nil || rc != mdns.RcodeSuccess || a != "198.19.250.1" {
+				t.Errorf("%s: pod → %s over %s: rcode %d, A %q, %v", when, podDNSAddr, proto, rc, a, err)
+			}
+		}
+	})
+}
+
+// TestAttachedPodDNSReopens: a pod whose namespace is its runtime's (CRI,
+// attached through the CNI plugin) gets its own DNS sockets too; after the
+// agent's process ends (its sockets close, the pod runs on), the next run
+// adopting the pod (Reattach) opens them again in the recorded namespace;
+// forgetting the pod closes them.
+func TestAttachedPodDNSReopens(t *testing.T) {
+	if !netnstest.RunInOwn(t) {
+		return
+	}
+	n, pd, cfg := podDNSSetupConfig(t, false)
+	nsPath := filepath.Join(t.TempDir(), "sandbox")
+	if err := nsfile.Create(nsPath, unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsfile.Remove(nsPath) })
+	if _, err := n.AttachPod("pod-c", "default/c", nsPath); err != nil {
+		t.Fatal(err)
+	}
+	if !n.PodDNSOpen("pod-c") {
+		t.Fatal("the attached pod has no DNS sockets of its own")
+	}
+	askFrom(t, nsPath, "attached")
+
+	// The process ends; the runtime's namespace and the pod's veth stay.
+	pd.stopAll()
+	n2, err := network.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := n2.Reattach("pod-c"); !ok || err != nil {
+		t.Fatalf("Reattach: %v, %v", ok, err)
+	}
+	if !n2.PodDNSOpen("pod-c") {
+		t.Fatal("the adopted pod's DNS sockets were not opened again")
+	}
+	askFrom(t, nsPath, "adopted")
+	n2.ForgetAttached(map[string]bool{})
+	if n2.PodDNSOpen("pod-c") {
+		t.Error("ForgetAttached left the pod's DNS sockets open")
+	}
+	if ok, err := n2.Reattach("pod-c"); !ok || err != nil || n2.PodDNSOpen("pod-c") {
+		t.Errorf("Reattach of a forgotten pod: %v, %v, sockets open %v; want its veth back and no sockets (no record of its namespace)", ok, err, n2.PodDNSOpen("pod-c"))
 	}
 }
