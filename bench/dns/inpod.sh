@@ -45,13 +45,21 @@ run() {
 	"$@" -d "$dir/queries" -l "$secs" -c 4 -Q 200000 2>&1 |
 		awk '/Queries per second/ {q=$4} /Average Latency/ {l=$4} END {printf "%.0f %.3f\n", q, l*1000}'
 }
+# Where the pod's queries are answered: a socket bound to 198.19.0.10:53 in
+# the pod's own namespace (over its loopback), or only the node's (through
+# the veth and the bridge, whose packet count then grows with the queries).
+insock=$(nsenter -t "$podpid" -n ss -Hlun 'sport = :53' | grep -c '198\.19\.0\.10:53' || true)
+brpkts() { ip netns exec "$ns" cat /sys/class/net/headway0/statistics/rx_packets; }
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+br0=$(brpkts)
 read -r pq pl < <(run nsenter -t "$podpid" -n dnsperf -s 198.19.0.10 -p 53)
+br1=$(brpkts)
 read -r hq hl < <(run ip netns exec "$ns" dnsperf -s 127.0.0.1 -p 10053)
 echo "| path | QPS | average latency |"
 echo "| --- | --- | --- |"
 echo "| in a pod, 198.19.0.10:53 | $pq | $pl ms |"
 echo "| host, 127.0.0.1:10053 | $hq | $hl ms |"
+echo "DNS socket in the pod's namespace: $([[ $insock -gt 0 ]] && echo yes || echo "no (the node's, through the bridge)"); bridge packets during the pod run: $((br1 - br0))"
 echo "in-pod / host: $(awk -v a="$pq" -v b="$hq" 'BEGIN {printf "%.0f%%", 100*a/b}')"
 # The agent's table keeps the DNS address's port 53 traffic out of
 # conntrack: 0 here; the host path's flows (127.0.0.1:10053) are tracked.

@@ -57,6 +57,11 @@ type Config struct {
 	// DNSServer is where the cluster DNS server really listens
 	// (127.0.0.1:10053); the agent relays DNSIP:53 to it. Empty: no relay.
 	DNSServer string
+	// PodDNS, when set, is the cluster DNS server of this process: it also
+	// answers on sockets bound to DNSIP:53 in each pod's network namespace,
+	// so pods' queries stay on their own loopback. Nil: pods reach DNSIP
+	// on the node.
+	PodDNS network.PodDNSServer
 	// Bridge is the pod bridge's name.
 	Bridge string
 	// Gateway is the bridge's address, the first of ClusterCIDR.
@@ -202,7 +207,7 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 	n, err := network.Open(network.Config{
 		StateDir: filepath.Join(a.cfg.DataDir, "network"), Bridge: a.cfg.Bridge, Gateway: a.gateway,
 		ClusterCIDR: a.cfg.ClusterCIDR, PodCIDR: a.podCIDR, ServiceCIDR: a.cfg.ServiceCIDR, DNSIP: a.cfg.DNSIP,
-		Masquerade: !a.cfg.NoMasquerade, Log: a.log,
+		Masquerade: !a.cfg.NoMasquerade, PodDNS: a.cfg.PodDNS, Log: a.log,
 	})
 	if err == nil {
 		if err = n.Setup(); err != nil {

@@ -24,6 +24,7 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/headway/headway/internal/agent"
+	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/atomicfile"
 	"github.com/headway/headway/internal/proxy"
 )
@@ -144,6 +145,7 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 		}
 	})
 	relayTo := ""
+	var podDNS network.PodDNSServer
 	if cfg.DNSServiceIP.IsValid() {
 		dnsClient, err := clientFor(j.DNS)
 		if err != nil {
@@ -157,7 +159,7 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 		if err := d.ListenServiceIP(cfg.DNSServiceIP); err != nil {
 			log.Warn("cluster DNS cannot answer on the DNS Service address itself; the node agent relays it", "addr", cfg.DNSServiceIP, "err", err)
 		} else {
-			relayTo = ""
+			relayTo, podDNS = "", d
 		}
 		runs = append(runs, d.Run)
 	}
@@ -176,7 +178,7 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 		StreamingClients: []string{apiServerKubeletClient},
 		Client:           nodeClient, NodeName: nodeName, DataDir: cfg.DataDir,
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
-		DNSIP: cfg.DNSServiceIP, DNSServer: relayTo, Bridge: cfg.Bridge, NoMasquerade: !cfg.Agent.Masquerade,
+		DNSIP: cfg.DNSServiceIP, DNSServer: relayTo, PodDNS: podDNS, Bridge: cfg.Bridge, NoMasquerade: !cfg.Agent.Masquerade,
 		Log: log.With("component", "agent"), RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
 		AwaitPodCIDR: true, NodeIP: nodeIP,
 	})

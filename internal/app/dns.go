@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -43,6 +44,54 @@ type DNS struct {
 	service *dns.Server
 	client  kubernetes.Interface
 	log     *slog.Logger
+
+	// pods are the servers of pods' own sockets (ServePod), each with
+	// its stop; nil once Run has returned.
+	podsMu sync.Mutex
+	pods   map[*dns.Server]func()
+}
+
+// ServePod implements network.PodDNSServer: the server answers on a pod's own
+// sockets (bound to the DNS Service address in the pod's network
+// namespace) with the same handler, until stop.
+func (d *DNS) ServePod(pod string, udp *net.UDPConn, tcp *net.TCPListener) (func(), error) {
+	srv := d.h.ServerOn(udp, tcp)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			d.podsMu.Lock()
+			delete(d.pods, srv)
+			d.podsMu.Unlock()
+		})
+	}
+	d.podsMu.Lock()
+	defer d.podsMu.Unlock()
+	if d.pods == nil {
+		cancel()
+		return nil, errors.New("the cluster DNS server has stopped")
+	}
+	d.pods[srv] = stop
+	go func() { defer close(done); srv.Serve(ctx) }()
+	d.log.Debug("answering in the pod's network namespace", "pod", pod, "addr", srv.Addr().String())
+	return stop, nil
+}
+
+// stopPods stops serving every pod's sockets, and any handed later.
+func (d *DNS) stopPods() {
+	d.podsMu.Lock()
+	stops := make([]func(), 0, len(d.pods))
+	for _, stop := range d.pods {
+		stops = append(stops, stop)
+	}
+	d.pods = nil
+	d.podsMu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
 }
 
 // ListenServiceIP binds ip:53 too (UDP and TCP, before the node agent puts
@@ -71,7 +120,7 @@ func ListenDNS(c DNSConfig, client kubernetes.Interface, log *slog.Logger) (*DNS
 	if err != nil {
 		return nil, err
 	}
-	return &DNS{h: h, srv: srv, client: client, log: log}, nil
+	return &DNS{h: h, srv: srv, client: client, log: log, pods: map[*dns.Server]func(){}}, nil
 }
 
 // Addr is the bound ip:port.
@@ -85,6 +134,7 @@ func (d *DNS) Synced() <-chan struct{} { return d.h.Synced() }
 func (d *DNS) Run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer d.stopPods()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/headway/headway/internal/agent"
+	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/apiserver"
 	"github.com/headway/headway/internal/auth/rbac"
 	"github.com/headway/headway/internal/pki"
@@ -56,6 +57,7 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 		})
 	}
 	relayTo := "" // where the agent relays the DNS Service address
+	var podDNS network.PodDNSServer
 	if !cfg.NoDNS {
 		// A DNS port already in use stops the server with an error that
 		// names the address; once listening, /readyz checks it answers.
@@ -78,7 +80,7 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 			if err := d.ListenServiceIP(cfg.DNSServiceIP); err != nil {
 				log.Warn("cluster DNS cannot answer on the DNS Service address itself; the node agent relays it", "addr", cfg.DNSServiceIP, "err", err)
 			} else {
-				relayTo = ""
+				relayTo, podDNS = "", d
 			}
 		}
 	}
@@ -87,7 +89,7 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		ag, err := newAgent(cfg, nodeClient, relayTo, a.bundle, log.With("component", "agent"))
+		ag, err := newAgent(cfg, nodeClient, relayTo, podDNS, a.bundle, log.With("component", "agent"))
 		if err != nil {
 			return nil, err
 		}
@@ -103,8 +105,9 @@ func startNode(cfg Config, a *api, log *slog.Logger) (*node, error) {
 
 // newAgent builds the node agent of `headway server`; dnsAddr is where it
 // relays the DNS Service address to ("" when the cluster DNS answers there
-// itself or does not run).
-func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *pki.Bundle, log *slog.Logger) (*agent.Agent, error) {
+// itself or does not run), podDNS the cluster DNS when it answers there
+// itself (and so in pods' namespaces too).
+func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, podDNS network.PodDNSServer, bundle *pki.Bundle, log *slog.Logger) (*agent.Agent, error) {
 	// The streaming server listens on the node address: the bridge's
 	// gateway as root, else loopback.
 	hosts := []string{cfg.Gateway.String(), "127.0.0.1", "localhost"}
@@ -119,7 +122,7 @@ func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, bundle *p
 		StreamingTLS: streamTLS, StreamingClients: []string{apiServerKubeletClient},
 		Client: client, NodeName: cfg.Agent.NodeName, DataDir: cfg.DataDir,
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
-		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr,
+		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr, PodDNS: podDNS,
 		Bridge: cfg.Bridge, Gateway: cfg.Gateway, NoMasquerade: !cfg.Agent.Masquerade, BackoffBase: cfg.Agent.BackoffBase, Log: log,
 		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
 		AwaitPodCIDR: cfg.AllocateNodeCIDRs, NodeIP: cfg.NodeIP,

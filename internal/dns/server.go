@@ -49,6 +49,14 @@ func (h *Handler) ListenNonLocal(addr string) (*Server, error) {
 	}, freeBind)
 }
 
+// ServerOn makes a Server of sockets bound elsewhere (a pod's, in its network
+// namespace): one UDP socket and a TCP listener on the same address. Its
+// Serve closes them when it returns.
+func (h *Handler) ServerOn(udp *net.UDPConn, tcp *net.TCPListener) *Server {
+	return &Server{h: h, addr: udp.LocalAddr().(*net.UDPAddr).AddrPort(), udp: []*net.UDPConn{udp}, tcp: tcp,
+		async: make(chan struct{}, 1024), conns: map[net.Conn]*list.Element{}, order: list.New()}
+}
+
 // control sets socket options before a bind.
 type control func(network, address string, c syscall.RawConn) error
 

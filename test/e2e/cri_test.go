@@ -391,9 +391,39 @@ func criFaults(t *testing.T, c *criCluster, k kubectl) {
 			t.Fatalf("pod %s has no processes after the server without --cleanup stopped", n)
 		}
 	}
+	// The pods' own DNS sockets (198.19.0.10:53 in their namespaces) went
+	// with the server; the next one opens them again, and they answer.
+	pids := map[string]int{}
+	for n, p := range before {
+		if procs := c.procsInPod(p.UID); len(procs) > 0 {
+			pids[n] = procs[0]
+			if podDNSSocket(procs[0]) {
+				t.Errorf("pod %s still has a DNS socket in its namespace after the server stopped", n)
+			}
+		}
+	}
 	c.start(t, true)
 	criSamePods(t, c, k, before, "after the server restarted")
+	for n, pid := range pids {
+		if !waitFor(30*time.Second, func() bool { return podDNSSocket(pid) }) {
+			t.Fatalf("pod %s has no DNS socket of its own after the restarted server adopted it", n)
+		}
+		out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-n", "dig", "+short", "+time=3", "+tries=1",
+			"@198.19.0.10", "kubernetes.default.svc.cluster.local").CombinedOutput()
+		if err != nil || !regexp.MustCompile(`(?m)^198\.19\.0\.1$`).Match(out) {
+			t.Fatalf("pod %s asks 198.19.0.10 for kubernetes.default after the restart: %v\n%s", n, err, out)
+		}
+	}
+	t.Logf("the adopted pods' DNS sockets are open again in their namespaces and answer: %v", slices.Sorted(maps.Keys(pids)))
 	c.recordSandboxes(t)
+}
+
+// podDNSSocket says whether the network namespace of process pid has a
+// UDP socket bound to the DNS Service address 198.19.0.10, port 53 (a pod's
+// own, which the node's DNS server serves).
+func podDNSSocket(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/udp")
+	return err == nil && strings.Contains(string(b), " 0A0013C6:0035 ")
 }
 
 // criSamePods checks that the pods are still the ones in before: Running,

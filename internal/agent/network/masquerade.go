@@ -69,6 +69,16 @@ func agentTable(bridge string) *nftables.Table {
 
 // installTable replaces bridge's table with nt's chains, in one
 // transaction.
+// The IDs of the table's anonymous sets, which name them to the rules of
+// the same batch. Given here: google/nftables otherwise takes them from a
+// package counter it does not lock, which the Service proxy's batches,
+// built at the same time on another goroutine, increment too. (With an ID
+// it leaves the name to us: "__set%d", which the kernel numbers.)
+const (
+	setIDNotrack = 1 // three sets: 1, 2, 3
+	setIDCluster = 4
+)
+
 func installTable(bridge string, nt nodeTable) error {
 	c, err := nftables.New()
 	if err != nil {
@@ -88,11 +98,12 @@ func installTable(bridge string, nt nodeTable) error {
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 		// The address first: other packets leave each rule at its first
 		// comparison.
-		for _, r := range []struct {
+		for i, r := range []struct {
 			ch    *nftables.Chain
 			toDNS bool
 		}{{pre, true}, {out, false}, {out, true}} {
-			protos := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+			protos := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto,
+				Name: "__set%d", ID: setIDNotrack + uint32(i)}
 			if err := c.AddSet(protos, []nftables.SetElement{{Key: []byte{unix.IPPROTO_TCP}}, {Key: []byte{unix.IPPROTO_UDP}}}); err != nil {
 				return err
 			}
@@ -141,7 +152,8 @@ func addMasquerade(c *nftables.Conn, t *nftables.Table, bridge string, pods, ser
 	if service.IsValid() {
 		cluster = append(cluster, service)
 	}
-	set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr}
+	set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr,
+		Name: "__set%d", ID: setIDCluster}
 	if err := c.AddSet(set, intervalElements(cluster)); err != nil {
 		return err
 	}

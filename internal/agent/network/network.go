@@ -1,9 +1,11 @@
 // Package network gives pods their network: the bridge with the gateway
 // address, one network namespace per pod joined to the bridge by a veth
 // pair, addresses from a persisted IPAM, the cluster DNS address made local
-// to the host (its traffic kept out of conntrack), and masquerading of
-// traffic leaving the cluster ranges (both in its own nftables table). It
-// also renders the pods' resolv.conf and hosts files.
+// to the host (its traffic kept out of conntrack) and, with the node's DNS
+// server in the process, to each pod, with DNS sockets in the pod's own
+// namespace (poddns.go), and masquerading of traffic leaving the cluster
+// ranges (both in its own nftables table). It also renders the pods'
+// resolv.conf and hosts files.
 //
 // It owns the node's pod and bridge state; Service state (the local route
 // of the service range, the Service rules) is the proxy's.
@@ -56,7 +58,10 @@ type Config struct {
 	Masquerade bool
 	// MTU of the bridge and veths; 0 is 1500.
 	MTU int
-	Log *slog.Logger
+	// PodDNS, when set (with DNSIP), serves each pod's own DNS sockets,
+	// bound to DNSIP:53 in the pod's network namespace (see openPodDNS).
+	PodDNS PodDNSServer
+	Log    *slog.Logger
 }
 
 // Network is the node's pod network.
@@ -72,6 +77,10 @@ type Network struct {
 	ownDNSAddr bool
 	ownNFT     bool
 	oldForward string
+
+	dnsMu sync.Mutex
+	// podDNS stops the serving of each pod's own DNS sockets (by owner).
+	podDNS map[string]func()
 }
 
 // ErrUnsupported says the node cannot give pods their own network here (not
@@ -126,7 +135,7 @@ func Open(cfg Config) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Network{cfg: cfg, ipam: ipam, gateway: gw, log: cfg.Log}, nil
+	return &Network{cfg: cfg, ipam: ipam, gateway: gw, log: cfg.Log, podDNS: map[string]func(){}}, nil
 }
 
 // Gateway is the bridge's address, the pods' default route and the node's
@@ -287,6 +296,7 @@ func (n *Network) AddPod(owner, name string) (*PodNetwork, error) {
 		nsfile.Remove(pn.NetNS)
 		return nil, err
 	}
+	n.openPodDNS(owner, name, pn)
 	return pn, nil
 }
 
@@ -370,6 +380,8 @@ func (n *Network) AttachPod(owner, name, nsPath string) (*PodNetwork, error) {
 	if err := n.configurePod(pn, vethName(owner)); err != nil {
 		return nil, err
 	}
+	n.recordAttached(owner, name, nsPath)
+	n.openPodDNS(owner, name, pn)
 	return pn, nil
 }
 
@@ -390,12 +402,39 @@ func (n *Network) Reattach(owner string) (bool, error) {
 		}
 		netlink.LinkSetHairpin(l, true)
 	}
-	return true, netlink.LinkSetUp(l)
+	if err := netlink.LinkSetUp(l); err != nil {
+		return true, err
+	}
+	n.reopenPodDNS(owner)
+	return true, nil
+}
+
+// reopenPodDNS gives an adopted attached pod its DNS sockets again (this
+// process did not open them), or, without a DNS server here, takes away the
+// route an earlier run left, so its queries reach the node's socket.
+func (n *Network) reopenPodDNS(owner string) {
+	name, nsPath, ok := n.attached(owner)
+	if !ok || n.PodDNSOpen(owner) || !n.cfg.DNSIP.IsValid() {
+		return
+	}
+	if n.cfg.PodDNS == nil {
+		if err := removePodDNSRoute(nsPath, n.cfg.DNSIP); err != nil {
+			n.log.Warn("the pod may not reach the cluster DNS", "pod", name, "err", err)
+		}
+		return
+	}
+	ip, ok := n.ipam.Lookup(owner)
+	if !ok {
+		return
+	}
+	n.openPodDNS(owner, name, &PodNetwork{NetNS: nsPath, IP: ip, Gateway: n.gateway})
 }
 
 // DetachPod removes owner's veth pair (the namespace is its maker's); the
 // address stays owner's.
 func (n *Network) DetachPod(owner string) error {
+	n.closePodDNS(owner)
+	os.Remove(n.attachedPath(owner))
 	if l, err := netlink.LinkByName(vethName(owner)); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			return fmt.Errorf("removing veth %s: %w", vethName(owner), err)
@@ -411,7 +450,9 @@ func (n *Network) Prefix() netip.Prefix { return n.cfg.PodCIDR }
 // with release, its address is freed too.
 func (n *Network) RemovePod(owner string, release bool) error {
 	// Deleting the host end removes the pair at once; the namespace itself
-	// goes away asynchronously once unmounted.
+	// goes away asynchronously once unmounted, and once no socket of
+	// ours is left in it.
+	n.closePodDNS(owner)
 	var err error
 	if l, lerr := netlink.LinkByName(vethName(owner)); lerr == nil {
 		if derr := netlink.LinkDel(l); derr != nil {

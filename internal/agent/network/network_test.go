@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -160,26 +159,20 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// inNS runs fn on a thread in the namespace at path.
+// inNS runs fn on a thread in the namespace at path, and takes the thread
+// back (one dropped there could be the main thread, which Go keeps: the
+// namespace would live on).
 func inNS(t *testing.T, path string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // not unlocked: the thread is dropped
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			t.Error(err)
-			return
-		}
-		fn()
-	}()
-	<-done
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer ns.Close()
+	if err := doInNS(ns, func() error { fn(); return nil }); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestPodNetworks: two pods on the test bridge reach each other and the

@@ -18,8 +18,11 @@ var kinds = map[int]string{unix.CLONE_NEWNET: "net", unix.CLONE_NEWIPC: "ipc", u
 
 // Create makes a new namespace of the kind flag (CLONE_NEWNET, ...) and
 // keeps it alive by bind mounting it on path; a namespace already mounted
-// there is kept. The unshare happens on a thread of its own that is thrown
-// away afterwards, so no other goroutine ever runs in it.
+// there is kept. The unshare happens on a locked thread, which goes back to
+// its own namespace once the new one is mounted (a thread thrown away
+// there could be the main thread, which Go keeps, wedged, and with it the
+// namespace after its file is removed); one that cannot go back stays
+// locked and ends with its goroutine, so no other goroutine runs in it.
 func Create(path string, flag int) error {
 	kind, ok := kinds[flag]
 	if !ok {
@@ -35,17 +38,29 @@ func Create(path string, flag int) error {
 	f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		runtime.LockOSThread()
+		self, err := unix.Open("/proc/thread-self/ns/"+kind, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(self)
 		if err := unix.Unshare(flag); err != nil {
+			// Still in its own namespace.
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("unshare: %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), unix.Gettid(), kind)
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind mounting the namespace on %s: %w", path, err)
-			return
+		err = unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind mounting the namespace on %s: %w", path, err)
 		}
-		errc <- nil
+		if unix.Setns(self, flag) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread ends with this goroutine
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)

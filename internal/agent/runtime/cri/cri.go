@@ -492,6 +492,7 @@ func (r *Runtime) ForgetPods(ctx context.Context, keep map[string]bool) {
 				r.cfg.Network.IPAM().Release(o)
 			}
 		}
+		r.cfg.Network.ForgetAttached(keep)
 	}
 }
 
