@@ -4,14 +4,17 @@
 # host path to the same server (127.0.0.1:10053), in one run. The server runs
 # in a network namespace this script makes (root; removed at the end).
 #
-#   bench/dns/inpod.sh [seconds]   (HEADWAY_BIN: the headway binary; default bin/headway)
+#   bench/dns/inpod.sh [seconds [rounds]]   (HEADWAY_BIN: the headway binary; default bin/headway)
 #
 # Prints queries per second and average latency for both paths and the
-# in-pod share of the host figure.
+# in-pod share of the host figure: the medians of ROUNDS (default 3)
+# rounds, each a pod run then a host run of SECONDS (default 8), so that
+# both paths meet the same moments of a shared machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HEADWAY_BIN=${HEADWAY_BIN:-$PWD/bin/headway}
 secs=${1:-8}
+rounds=${2:-3}
 [[ $(id -u) == 0 ]] || { echo "bench/dns/inpod.sh: needs root (network namespaces)" >&2; exit 1; }
 command -v dnsperf >/dev/null || { echo "bench/dns/inpod.sh: dnsperf is missing (apt-get install dnsperf)" >&2; exit 1; }
 
@@ -51,15 +54,24 @@ run() {
 insock=$(nsenter -t "$podpid" -n ss -Hlun 'sport = :53' | grep -c '198\.19\.0\.10:53' || true)
 brpkts() { ip netns exec "$ns" cat /sys/class/net/headway0/statistics/rx_packets; }
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-br0=$(brpkts)
-read -r pq pl < <(run nsenter -t "$podpid" -n dnsperf -s 198.19.0.10 -p 53)
-br1=$(brpkts)
-read -r hq hl < <(run ip netns exec "$ns" dnsperf -s 127.0.0.1 -p 10053)
+br=0
+pqs=() pls=() hqs=() hls=()
+for r in $(seq "$rounds"); do
+	br0=$(brpkts)
+	read -r q l < <(run nsenter -t "$podpid" -n dnsperf -s 198.19.0.10 -p 53)
+	br=$((br + $(brpkts) - br0))
+	pqs+=("$q") pls+=("$l")
+	read -r q l < <(run ip netns exec "$ns" dnsperf -s 127.0.0.1 -p 10053)
+	hqs+=("$q") hls+=("$l")
+	echo "round $r: in a pod ${pqs[-1]} q/s (${pls[-1]} ms), host $q q/s ($l ms)"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+pq=$(median "${pqs[@]}") pl=$(median "${pls[@]}") hq=$(median "${hqs[@]}") hl=$(median "${hls[@]}")
 echo "| path | QPS | average latency |"
 echo "| --- | --- | --- |"
-echo "| in a pod, 198.19.0.10:53 | $pq | $pl ms |"
-echo "| host, 127.0.0.1:10053 | $hq | $hl ms |"
-echo "DNS socket in the pod's namespace: $([[ $insock -gt 0 ]] && echo yes || echo "no (the node's, through the bridge)"); bridge packets during the pod run: $((br1 - br0))"
+echo "| in a pod, 198.19.0.10:53 (median of $rounds) | $pq | $pl ms |"
+echo "| host, 127.0.0.1:10053 (median of $rounds) | $hq | $hl ms |"
+echo "DNS socket in the pod's namespace: $([[ $insock -gt 0 ]] && echo yes || echo "no (the node's, through the bridge)"); bridge packets during the pod runs: $br"
 echo "in-pod / host: $(awk -v a="$pq" -v b="$hq" 'BEGIN {printf "%.0f%%", 100*a/b}')"
 # The agent's table keeps the DNS address's port 53 traffic out of
 # conntrack: 0 here; the host path's flows (127.0.0.1:10053) are tracked.

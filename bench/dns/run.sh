@@ -86,11 +86,11 @@ inpod() {
 		return 0
 	fi
 	local outp ratio
-	outp=$(bench/dns/inpod.sh 8 2>&1) || { echo "$outp" >&2; return 1; }
+	outp=$(bench/dns/inpod.sh 8 3 2>&1) || { echo "$outp" >&2; return 1; }
 	ratio=$(echo "$outp" | sed -n 's/^in-pod \/ host: \([0-9]*\)%.*/\1/p')
 	echo "### In-pod DNS path"
 	echo
-	echo "dnsperf inside a process pod's network namespace against the DNS Service address (198.19.0.10:53), beside dnsperf on the host path to the same server (127.0.0.1:10053), one run of \`bench/dns/inpod.sh 8\` (the server unpinned, 4 dnsperf clients):"
+	echo "dnsperf inside a process pod's network namespace against the DNS Service address (198.19.0.10:53), beside dnsperf on the host path to the same server (127.0.0.1:10053), \`bench/dns/inpod.sh 8 3\`: three rounds of 8 s on each path, alternating, medians (the server unpinned, 4 dnsperf clients):"
 	echo
 	echo "$outp" | grep '^|'
 	echo
