@@ -26,24 +26,10 @@ func TestPodDNSIsNotTracked(t *testing.T) {
 		return
 	}
 	dnsIP := netip.MustParseAddr("198.19.250.10")
-	n, err := network.Open(network.Config{
+	n := setUp(t, network.Config{
 		StateDir: t.TempDir(), Bridge: "hwtest0",
 		ClusterCIDR: netip.MustParsePrefix("198.18.250.0/24"), Gateway: netip.MustParseAddr("198.18.250.1"),
 		ServiceCIDR: netip.MustParsePrefix("198.19.250.0/24"), DNSIP: dnsIP, Masquerade: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Setup(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, o := range n.PodNamespaces() {
-			n.RemovePod(o, true)
-		}
-		if err := n.Teardown(); err != nil {
-			t.Error(err)
-		}
 	})
 
 	// The cluster DNS server on the address: it answers with the address

@@ -126,6 +126,13 @@ func podDNSSetupConfig(t *testing.T, fail bool) (*network.Network, *testPodDNS, 
 		ClusterCIDR: podDNSCluster, Gateway: netip.MustParseAddr("198.18.250.1"),
 		ServiceCIDR: netip.MustParsePrefix("198.19.250.0/24"), DNSIP: podDNSIP, PodDNS: pd,
 	}
+	return setUp(t, cfg), pd, cfg
+}
+
+// setUp opens the network of cfg and sets it up; when the test ends, its
+// pods are removed and it is torn down.
+func setUp(t *testing.T, cfg network.Config) *network.Network {
+	t.Helper()
 	n, err := network.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +148,7 @@ func podDNSSetupConfig(t *testing.T, fail bool) (*network.Network, *testPodDNS, 
 			t.Error(err)
 		}
 	})
-	return n, pd, cfg
+	return n
 }
 
 // ask sends one query for name to the DNS address over proto (from src

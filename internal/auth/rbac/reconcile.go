@@ -35,10 +35,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	var steps []func() error
 	for _, r := range ClusterRoles() {
 		steps = append(steps, func() error {
-			res, err := reconcileRole(&reconciliation.ReconcileRoleOptions{
+			res, err := onConflictAgain((&reconciliation.ReconcileRoleOptions{
 				Role: reconciliation.ClusterRoleRuleOwner{ClusterRole: r}, Confirm: true,
 				Client: firstReadRoles{reconciliation.ClusterRoleModifier{Client: rbac.ClusterRoles()}, listed.clusterRoles},
-			})
+			}).Run)
 			if err != nil {
 				return fmt.Errorf("reconciling the clusterrole %s: %w", r.Name, err)
 			}
@@ -48,10 +48,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	}
 	for _, b := range ClusterRoleBindings() {
 		steps = append(steps, func() error {
-			res, err := reconcileBinding(&reconciliation.ReconcileRoleBindingOptions{
+			res, err := onConflictAgain((&reconciliation.ReconcileRoleBindingOptions{
 				RoleBinding: reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: b}, Confirm: true,
 				Client: firstReadBindings{reconciliation.ClusterRoleBindingClientAdapter{Client: rbac.ClusterRoleBindings()}, listed.clusterRoleBindings},
-			})
+			}).Run)
 			if err != nil {
 				return fmt.Errorf("reconciling the clusterrolebinding %s: %w", b.Name, err)
 			}
@@ -61,10 +61,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	}
 	for _, r := range Roles() {
 		steps = append(steps, func() error {
-			res, err := reconcileRole(&reconciliation.ReconcileRoleOptions{
+			res, err := onConflictAgain((&reconciliation.ReconcileRoleOptions{
 				Role: reconciliation.RoleRuleOwner{Role: r}, Confirm: true,
 				Client: firstReadRoles{reconciliation.RoleModifier{Client: rbac, NamespaceClient: client.CoreV1().Namespaces()}, listed.roles},
-			})
+			}).Run)
 			if err != nil {
 				return fmt.Errorf("reconciling the role %s/%s: %w", r.Namespace, r.Name, err)
 			}
@@ -74,10 +74,10 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	}
 	for _, b := range RoleBindings() {
 		steps = append(steps, func() error {
-			res, err := reconcileBinding(&reconciliation.ReconcileRoleBindingOptions{
+			res, err := onConflictAgain((&reconciliation.ReconcileRoleBindingOptions{
 				RoleBinding: reconciliation.RoleBindingAdapter{RoleBinding: b}, Confirm: true,
 				Client: firstReadBindings{reconciliation.RoleBindingClientAdapter{Client: rbac, NamespaceClient: client.CoreV1().Namespaces()}, listed.roleBindings},
-			})
+			}).Run)
 			if err != nil {
 				return fmt.Errorf("reconciling the rolebinding %s/%s: %w", b.Namespace, b.Name, err)
 			}
@@ -88,17 +88,11 @@ func Reconcile(ctx context.Context, client kubernetes.Interface, log *slog.Logge
 	return runAll(ctx, reconcileParallelism, steps)
 }
 
-func reconcileRole(o *reconciliation.ReconcileRoleOptions) (res *reconciliation.ReconcileClusterRoleResult, err error) {
+// onConflictAgain runs run again while it fails with a conflict (as
+// client-go's retry.RetryOnConflict, with its default back-off).
+func onConflictAgain[R any](run func() (R, error)) (res R, err error) {
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		res, err = o.Run()
-		return err
-	})
-	return res, err
-}
-
-func reconcileBinding(o *reconciliation.ReconcileRoleBindingOptions) (res *reconciliation.ReconcileClusterRoleBindingResult, err error) {
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		res, err = o.Run()
+		res, err = run()
 		return err
 	})
 	return res, err
