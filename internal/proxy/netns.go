@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/netnsrun"
 )
 
 // NetNS is a network namespace the proxy works in; the zero value (no
@@ -27,36 +27,13 @@ func (n NetNS) open() (int, error) {
 	return fd, nil
 }
 
-// Do runs fn with the calling goroutine's thread in the namespace: sockets
-// fn creates belong to it for good. Our own namespace: fn runs as is.
+// Do runs fn with a thread in the namespace: sockets fn creates belong to
+// it for good. Our own namespace: fn runs as is.
 func (n NetNS) Do(fn func() error) error {
 	if n.Path == "" {
 		return fn()
 	}
-	target, err := n.open()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(target)
-	runtime.LockOSThread()
-	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer unix.Close(self)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering network namespace %s: %w", n.Path, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked, so the runtime ends it with the goroutine
-		// instead of reusing it in the wrong namespace.
-		return errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", n.Path, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return netnsrun.Do(n.Path, fn)
 }
 
 func closeFd(fd int) {

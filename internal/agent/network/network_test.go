@@ -14,9 +14,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/headway/headway/internal/netnsrun"
 )
 
 func TestIPAMPersistsAndReuses(t *testing.T) {
@@ -164,13 +165,7 @@ func needRoot(t *testing.T) {
 // namespace would live on).
 func inNS(t *testing.T, path string, fn func()) {
 	t.Helper()
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer ns.Close()
-	if err := doInNS(ns, func() error { fn(); return nil }); err != nil {
+	if err := netnsrun.Do(path, func() error { fn(); return nil }); err != nil {
 		t.Error(err)
 	}
 }

@@ -8,12 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/netnsrun"
 )
 
 // PodDNSServer serves the cluster DNS on sockets opened inside a pod's network
@@ -116,7 +117,7 @@ func listenPodDNS(nsPath string, dnsIP, podIP netip.Addr) (*net.UDPConn, *net.TC
 	}
 	var udp *net.UDPConn
 	var tcp *net.TCPListener
-	err = doInNS(ns, func() error {
+	err = netnsrun.Do(nsPath, func() error {
 		addr := netip.AddrPortFrom(dnsIP, 53).String()
 		var lc net.ListenConfig
 		pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
@@ -132,41 +133,6 @@ func listenPodDNS(nsPath string, dnsIP, podIP netip.Addr) (*net.UDPConn, *net.TC
 		return nil
 	})
 	return udp, tcp, err
-}
-
-// doInNS runs fn on a thread in the network namespace ns (sockets fn makes
-// stay there), then takes the thread back to its own namespace. Only a
-// thread that cannot go back stays locked, to end with its goroutine: a
-// thread simply dropped in the pod's namespace could be the main thread,
-// which Go does not end but keeps, wedged, and with it the namespace.
-func doInNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		var err error
-		defer func() { errc <- err }() // also when fn ends its goroutine
-		runtime.LockOSThread()
-		self, serr := netns.Get()
-		if serr != nil {
-			runtime.UnlockOSThread()
-			err = serr
-			return
-		}
-		defer self.Close()
-		if serr := netns.Set(ns); serr != nil {
-			runtime.UnlockOSThread()
-			err = fmt.Errorf("entering the pod's network namespace: %w", serr)
-			return
-		}
-		defer func() {
-			if serr := netns.Set(self); serr != nil {
-				err = errors.Join(err, fmt.Errorf("leaving the pod's network namespace: %w", serr))
-				return
-			}
-			runtime.UnlockOSThread()
-		}()
-		err = fn()
-	}()
-	return <-errc
 }
 
 // removePodDNSRoute removes the local route listenPodDNS made, so the pod's
