@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -361,7 +362,7 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 		})
 	}
 	// The namespaces first: the kubernetes Service lives in one.
-	if err := allOf(steps...); err != nil {
+	if err := utilerrors.AggregateGoroutines(steps...); err != nil {
 		return err
 	}
 	steps = []func() error{func() error {
@@ -399,18 +400,7 @@ func bootstrap(ctx context.Context, client kubernetes.Interface, kubernetesIP ne
 			return nil
 		})
 	}
-	return allOf(steps...)
-}
-
-// allOf runs steps at once and returns their errors joined.
-func allOf(steps ...func() error) error {
-	errs := make([]error, len(steps))
-	var wg sync.WaitGroup
-	for i, step := range steps {
-		wg.Go(func() { errs[i] = step() })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return utilerrors.AggregateGoroutines(steps...)
 }
 
 // systemPriorityClasses are the PriorityClasses every Kubernetes cluster

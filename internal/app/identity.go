@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/headway/headway/internal/apiserver"
@@ -131,5 +132,5 @@ func bootstrapIdentity(ctx context.Context, client kubernetes.Interface, caPEM [
 			return nil
 		})
 	}
-	return allOf(steps...)
+	return utilerrors.AggregateGoroutines(steps...)
 }
