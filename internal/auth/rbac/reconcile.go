@@ -117,29 +117,29 @@ func listDefaults(ctx context.Context, client kubernetes.Interface) defaultsList
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if list, err := rbac.ClusterRoles().List(ctx, metav1.ListOptions{}); err == nil {
-			l.clusterRoles.fill(len(list.Items), func(i int) (string, reconciliation.RuleOwner) {
-				return "/" + list.Items[i].Name, reconciliation.ClusterRoleRuleOwner{ClusterRole: &list.Items[i]}
+			fill(l.clusterRoles, list.Items, func(r *rbacv1.ClusterRole) reconciliation.RuleOwner {
+				return reconciliation.ClusterRoleRuleOwner{ClusterRole: r}
 			})
 		}
 	})
 	wg.Go(func() {
 		if list, err := rbac.Roles(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
-			l.roles.fill(len(list.Items), func(i int) (string, reconciliation.RuleOwner) {
-				return list.Items[i].Namespace + "/" + list.Items[i].Name, reconciliation.RoleRuleOwner{Role: &list.Items[i]}
+			fill(l.roles, list.Items, func(r *rbacv1.Role) reconciliation.RuleOwner {
+				return reconciliation.RoleRuleOwner{Role: r}
 			})
 		}
 	})
 	wg.Go(func() {
 		if list, err := rbac.ClusterRoleBindings().List(ctx, metav1.ListOptions{}); err == nil {
-			l.clusterRoleBindings.fill(len(list.Items), func(i int) (string, reconciliation.RoleBinding) {
-				return "/" + list.Items[i].Name, reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: &list.Items[i]}
+			fill(l.clusterRoleBindings, list.Items, func(b *rbacv1.ClusterRoleBinding) reconciliation.RoleBinding {
+				return reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: b}
 			})
 		}
 	})
 	wg.Go(func() {
 		if list, err := rbac.RoleBindings(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
-			l.roleBindings.fill(len(list.Items), func(i int) (string, reconciliation.RoleBinding) {
-				return list.Items[i].Namespace + "/" + list.Items[i].Name, reconciliation.RoleBindingAdapter{RoleBinding: &list.Items[i]}
+			fill(l.roleBindings, list.Items, func(b *rbacv1.RoleBinding) reconciliation.RoleBinding {
+				return reconciliation.RoleBindingAdapter{RoleBinding: b}
 			})
 		}
 	})
@@ -153,20 +153,22 @@ func listDefaults(ctx context.Context, client kubernetes.Interface) defaultsList
 type firstRead[T any] struct {
 	resource schema.GroupResource
 	mu       sync.Mutex
-	listed   bool
-	objs     map[string]T
-	read     map[string]bool
+	objs     map[string]T    // by namespace/name; nil: not listed
+	read     map[string]bool // the names answered already
 }
 
-func (f *firstRead[T]) fill(n int, item func(i int) (string, T)) {
+// fill makes f answer from items, as wrap makes them the reconciler's.
+func fill[O any, P interface {
+	*O
+	metav1.Object
+}, T any](f *firstRead[T], items []O, wrap func(P) T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.listed = true
-	f.objs = make(map[string]T, n)
-	f.read = make(map[string]bool, n)
-	for i := range n {
-		k, v := item(i)
-		f.objs[k] = v
+	f.objs = make(map[string]T, len(items))
+	f.read = make(map[string]bool, len(items))
+	for i := range items {
+		o := P(&items[i])
+		f.objs[o.GetNamespace()+"/"+o.GetName()] = wrap(o)
 	}
 }
 
@@ -176,7 +178,7 @@ func (f *firstRead[T]) take(namespace, name string) (obj T, served bool, err err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := namespace + "/" + name
-	if !f.listed || f.read[k] {
+	if f.objs == nil || f.read[k] {
 		return obj, false, nil
 	}
 	f.read[k] = true
