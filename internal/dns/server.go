@@ -53,8 +53,14 @@ func (h *Handler) ListenNonLocal(addr string) (*Server, error) {
 // namespace): one UDP socket and a TCP listener on the same address. Its
 // Serve closes them when it returns.
 func (h *Handler) ServerOn(udp *net.UDPConn, tcp *net.TCPListener) *Server {
-	return &Server{h: h, addr: udp.LocalAddr().(*net.UDPAddr).AddrPort(), udp: []*net.UDPConn{udp}, tcp: tcp,
-		async: make(chan struct{}, 1024), conns: map[net.Conn]*list.Element{}, order: list.New()}
+	s := h.newServer()
+	s.addr, s.udp, s.tcp = udp.LocalAddr().(*net.UDPAddr).AddrPort(), []*net.UDPConn{udp}, tcp
+	return s
+}
+
+// newServer is a Server of h without sockets yet.
+func (h *Handler) newServer() *Server {
+	return &Server{h: h, async: make(chan struct{}, 1024), conns: map[net.Conn]*list.Element{}, order: list.New()}
 }
 
 // control sets socket options before a bind.
@@ -67,7 +73,7 @@ func (h *Handler) listen(addr string, udp, tcp control) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DNS listen address %q: want ip:port", addr)
 	}
-	s := &Server{h: h, async: make(chan struct{}, 1024), conns: map[net.Conn]*list.Element{}, order: list.New()}
+	s := h.newServer()
 	n := runtime.GOMAXPROCS(0)
 	if !reusePortSupported {
 		n = 1

@@ -67,8 +67,6 @@ func agentTable(bridge string) *nftables.Table {
 	return &nftables.Table{Name: "headway-" + bridge, Family: nftables.TableFamilyIPv4}
 }
 
-// installTable replaces bridge's table with nt's chains, in one
-// transaction.
 // The IDs of the table's anonymous sets, which name them to the rules of
 // the same batch. Given here: google/nftables otherwise takes them from a
 // package counter it does not lock, which the Service proxy's batches,
@@ -79,6 +77,8 @@ const (
 	setIDCluster = 4
 )
 
+// installTable replaces bridge's table with nt's chains, in one
+// transaction.
 func installTable(bridge string, nt nodeTable) error {
 	c, err := nftables.New()
 	if err != nil {
