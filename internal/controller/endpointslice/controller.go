@@ -46,11 +46,24 @@ type Controller struct {
 
 	mu sync.Mutex
 	// triggers is, per service, the time of the oldest change not yet
-	// written.
-	triggers map[string]time.Time
+	// written, kept apart for the slices and the legacy Endpoints: a sync
+	// that wrote the slices but not the Endpoints must not stamp its old
+	// time again on the slices' next write.
+	triggers map[string]pendingTrigger
 	// written is, per service, what the controller wrote and the informer
 	// may not show yet: slice name → generation (-1: deleted, with uid).
 	written map[string]map[string]expectation
+}
+
+// pendingTrigger holds the oldest unwritten change for each kind of
+// object; a zero time is none.
+type pendingTrigger struct{ slices, endpoints time.Time }
+
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 type expectation struct {
@@ -81,7 +94,7 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		log:         log.With("controller", "endpointslice"),
 		Workers:     4,
 		MaxPerSlice: MaxEndpointsPerSlice,
-		triggers:    map[string]time.Time{},
+		triggers:    map[string]pendingTrigger{},
 		written:     map[string]map[string]expectation{},
 	}
 	c.queue = workloop.New("endpointslice", c.log, c.sync)
@@ -119,11 +132,7 @@ func (c *Controller) enqueue(obj any) {
 }
 
 func (c *Controller) trigger(key string, at time.Time) {
-	c.mu.Lock()
-	if t, ok := c.triggers[key]; !ok || at.Before(t) {
-		c.triggers[key] = at
-	}
-	c.mu.Unlock()
+	c.restoreTrigger(key, pendingTrigger{slices: at, endpoints: at})
 	c.queue.Add(key)
 }
 
@@ -200,14 +209,28 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	return err
 }
 
-// takeTrigger returns and clears the service's pending trigger time.
-func (c *Controller) takeTrigger(key string) (time.Time, bool) {
+// takeTrigger returns and clears the service's pending trigger times.
+func (c *Controller) takeTrigger(key string) pendingTrigger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, ok := c.triggers[key]
+	t := c.triggers[key]
 	delete(c.triggers, key)
-	return t, ok
+	return t
 }
+
+// restoreTrigger merges times back into the service's pending ones,
+// keeping the earliest of each.
+func (c *Controller) restoreTrigger(key string, t pendingTrigger) {
+	if t.slices.IsZero() && t.endpoints.IsZero() {
+		return
+	}
+	c.mu.Lock()
+	cur := c.triggers[key]
+	c.triggers[key] = pendingTrigger{slices: earlier(cur.slices, t.slices), endpoints: earlier(cur.endpoints, t.endpoints)}
+	c.mu.Unlock()
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // fresh reports whether the slice cache reflects every write made for the
 // service, forgetting the expectations it meets.
@@ -246,14 +269,23 @@ func (c *Controller) Sync(ctx context.Context, key string) (err error) {
 	if err != nil {
 		return nil
 	}
-	trig, hasTrig := c.takeTrigger(key)
+	// What this sync has not written goes back when it fails: both times
+	// until the slices are written, then the Endpoints' alone.
+	trig := c.takeTrigger(key)
+	// A change with no time recorded yet: the informer's cache is updated
+	// before its handlers run, so this sync can see a pod's change before
+	// podChanged noted when it happened. The change happened by now.
+	now := time.Now()
+	if trig.slices.IsZero() {
+		trig.slices = now
+	}
+	if trig.endpoints.IsZero() {
+		trig.endpoints = now
+	}
+	unwritten := trig
 	defer func() {
-		if err != nil && hasTrig {
-			c.mu.Lock()
-			if t, ok := c.triggers[key]; !ok || trig.Before(t) {
-				c.triggers[key] = trig
-			}
-			c.mu.Unlock()
+		if err != nil {
+			c.restoreTrigger(key, unwritten)
 		}
 	}()
 	svc, err := c.services.Services(ns).Get(name)
@@ -290,15 +322,12 @@ func (c *Controller) Sync(ctx context.Context, key string) (err error) {
 			owned = append(owned, s)
 		}
 	}
-	triggerTime := ""
-	if hasTrig {
-		triggerTime = trig.UTC().Format(time.RFC3339Nano)
-	}
-	changes := Reconcile(svc, pods, owned, c.MaxPerSlice, triggerTime)
+	changes := Reconcile(svc, pods, owned, c.MaxPerSlice, stamp(trig.slices))
 	if err := c.applySlices(ctx, key, changes); err != nil {
 		return err
 	}
-	return c.syncEndpoints(ctx, svc, pods, triggerTime)
+	unwritten.slices = time.Time{}
+	return c.syncEndpoints(ctx, svc, pods, stamp(trig.endpoints))
 }
 
 func (c *Controller) applySlices(ctx context.Context, key string, ch Changes) error {
