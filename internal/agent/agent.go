@@ -123,6 +123,9 @@ type Agent struct {
 
 	// containerd is the managed containerd (nil without one).
 	containerd *containerd.Containerd
+	// podsTmpfs: the pods' directory is a tmpfs the agent may unmount
+	// when it stops (podsdir.go).
+	podsTmpfs bool
 	// cniOwner answers the CNI plugin (set once the CRI runtime runs).
 	cniOwner atomic.Pointer[network.CNIOwner]
 
@@ -226,6 +229,7 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 	}
 	dns := network.DNSSettings{ClusterDNS: a.cfg.DNSIP, ClusterDomain: a.cfg.ClusterDomain, HostResolvConf: "/etc/resolv.conf"}
 	a.log.Info("container runtime chosen", "runtime", mode, "why", why)
+	a.podsTmpfs = mountPodsTmpfs(a.podsDir(), a.log)
 	if mode == "cri" {
 		rt, err := a.startCRI(ctx, rtCtx, n, dns)
 		if err != nil {
@@ -237,7 +241,7 @@ func (a *Agent) setupRuntime(ctx, rtCtx context.Context) error {
 		return nil
 	}
 	p, err := process.New(process.Config{
-		PodsDir: filepath.Join(a.cfg.DataDir, "pods"), DataDir: a.cfg.DataDir, Network: n, Log: a.log, DNS: dns,
+		PodsDir: a.podsDir(), DataDir: a.cfg.DataDir, Network: n, Log: a.log, DNS: dns,
 		// hostNetwork pods have the node's address as their pod IP.
 		HostIP: a.hostIP,
 	})
@@ -368,7 +372,7 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 	}
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	rt, err := cri.New(rctx, cri.Config{Endpoint: endpoint, PodsDir: filepath.Join(a.cfg.DataDir, "pods"),
+	rt, err := cri.New(rctx, cri.Config{Endpoint: endpoint, PodsDir: a.podsDir(),
 		LogsDir: filepath.Join(a.cfg.DataDir, "logs"), Network: n, DNS: dns, NodeName: a.cfg.NodeName, Log: a.log})
 	if err != nil {
 		if a.containerd != nil {
@@ -381,6 +385,13 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 	a.cniOwner.Store(&o)
 	return rt, nil
 }
+
+// podsDir is where each pod's own files are (<data-dir>/pods).
+func (a *Agent) podsDir() string { return filepath.Join(a.cfg.DataDir, "pods") }
+
+// emptyDirDir is where the pod's emptyDir volumes are: on the disk, beside
+// the pods' tmpfs (podsdir.go).
+func (a *Agent) emptyDirDir(uid string) string { return filepath.Join(a.cfg.DataDir, "emptydir", uid) }
 
 // Run registers the node and runs its pods until ctx ends; then it stops
 // every container, removes the pod networks and the bridge, and returns.
@@ -412,9 +423,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if ad, ok := a.rt.(hwruntime.Adopter); ok && ad.KeepOnStop() && !a.cfg.CleanupOnStop {
 			a.log.Info("pods keep running; the pod network stays for the next start to adopt them (--cleanup removes everything)")
-		} else if a.net != nil {
-			if err := a.net.Teardown(); err != nil {
-				a.log.Warn("removing the pod network", "err", err)
+		} else {
+			if a.net != nil {
+				if err := a.net.Teardown(); err != nil {
+					a.log.Warn("removing the pod network", "err", err)
+				}
+			}
+			// No pod outlives this stop: their files go with the tmpfs.
+			if a.podsTmpfs {
+				if err := unmountPodsTmpfs(a.podsDir()); err != nil {
+					a.log.Warn("unmounting the pods' tmpfs", "dir", a.podsDir(), "err", err)
+				}
 			}
 		}
 	}()
@@ -493,6 +512,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			keep[string(p.UID)] = true
 		}
 		cl.ForgetPods(ctx, keep)
+		entries, _ := os.ReadDir(filepath.Join(a.cfg.DataDir, "emptydir"))
+		for _, e := range entries {
+			if !keep[e.Name()] {
+				os.RemoveAll(a.emptyDirDir(e.Name()))
+			}
+		}
 	}
 	a.log.Info("node agent running", "runtime", a.runtimeName(), "pod-cidr", a.podCIDR, "bridge", a.cfg.Bridge, "node-ip", a.hostIP)
 	<-ctx.Done()

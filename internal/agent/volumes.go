@@ -19,8 +19,9 @@ import (
 )
 
 // prepareVolumes makes each pod volume a directory on the host and returns
-// their paths by volume name: emptyDir, configMap, secret and downwardAPI
-// under the pod's directory; persistentVolumeClaim the PV's local path;
+// their paths by volume name: configMap, secret, downwardAPI and projected
+// under the pod's directory (a tmpfs, podsdir.go), emptyDir on the disk
+// under <data-dir>/emptydir/<pod uid>; persistentVolumeClaim the PV's local path;
 // hostPath the host path, which must exist (nothing is created on the host
 // outside the data dir). Claims are bound by the local-path provisioner.
 // refresh is when a service-account token in a projected volume is due
@@ -32,6 +33,11 @@ func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, sb *hwrunti
 		var err error
 		switch {
 		case v.EmptyDir != nil:
+			// On the disk, not the pods' tmpfs; a pod of an earlier
+			// version keeps its directory in its pod's.
+			if _, serr := os.Stat(dir); serr != nil {
+				dir = filepath.Join(a.emptyDirDir(string(pod.UID)), v.Name)
+			}
 			err = os.MkdirAll(dir, 0o777)
 			if err == nil {
 				err = os.Chmod(dir, 0o777)

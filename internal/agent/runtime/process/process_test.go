@@ -310,3 +310,31 @@ func TestSmallInitRunsContainers(t *testing.T) {
 		}
 	}
 }
+
+// TestMainThreadStaysOnTheHost: starting and entering containers (on
+// threads that change namespaces and are thrown away) never leaves the
+// process's main thread in a pod's mount namespace, where /proc/self would
+// show the pod's mounts and the namespace would live as long as the
+// process.
+func TestMainThreadStaysOnTheHost(t *testing.T) {
+	host, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(context.Background(), testPod("web-main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		spec := &hwruntime.ContainerSpec{Name: fmt.Sprint("c", i), Argv: []string{"true"}, LogPath: filepath.Join(sb.Dir, "logs", fmt.Sprint("c", i), "0.log")}
+		p, err := r.Start(context.Background(), sb, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitExit(t, p)
+		if now, _ := os.Readlink("/proc/self/ns/mnt"); now != host {
+			t.Fatalf("after %d containers the main thread is in mount namespace %s, not the host's %s", i+1, now, host)
+		}
+	}
+}

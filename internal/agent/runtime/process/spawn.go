@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/headway/headway/internal/agent/fsmeta"
 	"github.com/headway/headway/internal/agent/nsfile"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/agent/runtime/process/containerinit"
@@ -169,12 +170,19 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	if err != nil {
 		r.log.Warn("the container's cgroup is incomplete: its limits may not be enforced", "pod", sb.Namespace+"/"+sb.Name, "container", c.Name, "err", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o700); err != nil {
+	var logf *os.File
+	if err := fsmeta.Do(func() error {
+		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o700); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("opening the log file: %w", err)
+		}
+		logf = f
+		return nil
+	}); err != nil {
 		return nil, err
-	}
-	logf, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the log file: %w", err)
 	}
 	sio, err := newStdio(c, logf)
 	if err != nil {
@@ -232,6 +240,14 @@ func (r *Runtime) awaitStart(p *proc) error {
 	}
 	return fmt.Errorf("the container's init said %q", kind+" "+arg)
 }
+
+// init keeps the main goroutine on the process's main thread for good
+// (LockOSThread in an init function does). Containers are started and
+// entered from threads that change namespaces and are thrown away by
+// ending their goroutines while locked; Go cannot end the main thread, so
+// one of those on it would leave it wedged in a pod's mount namespace,
+// keeping the namespace alive and showing its mounts in /proc/self.
+func init() { runtime.LockOSThread() }
 
 // ownsPath says whether path is in Headway's data dir (a pod volume, a
 // claim's directory), not a host path.
