@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/headway/headway/internal/agent/fsmeta"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 )
 
@@ -763,12 +762,10 @@ func (w *worker) removeSandbox(final bool) {
 	if final {
 		// A deleted pod's logs go with it (<data-dir>/logs/<ns>_<name>_<uid>).
 		dirs, _ := filepath.Glob(filepath.Join(w.a.cfg.DataDir, "logs", "*_"+w.uid))
-		fsmeta.Do(func() error {
-			for _, d := range dirs {
-				os.RemoveAll(d)
-			}
-			return os.RemoveAll(w.a.emptyDirDir(w.uid))
-		})
+		for _, d := range dirs {
+			os.RemoveAll(d)
+		}
+		os.RemoveAll(w.a.emptyDirDir(w.uid))
 	}
 	w.sb, w.volumes, w.tokenRefresh = nil, nil, time.Time{}
 }

@@ -11,8 +11,6 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/headway/headway/internal/agent/fsmeta"
 )
 
 // kinds names the namespace files under /proc/<pid>/task/<tid>/ns.
@@ -33,15 +31,11 @@ func Create(path string, flag int) error {
 	if IsMount(path) {
 		return nil
 	}
-	if err := fsmeta.Do(func() error {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
-		if err != nil {
-			return err
-		}
-		return f.Close()
-	}); err != nil {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
+	if err != nil {
 		return err
 	}
+	f.Close()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -83,7 +77,7 @@ func Remove(path string) error {
 			return fmt.Errorf("unmounting %s: %w", path, err)
 		}
 	}
-	if err := fsmeta.Do(func() error { return os.Remove(path) }); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil

@@ -22,7 +22,6 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/headway/headway/internal/agent/fsmeta"
 	"github.com/headway/headway/internal/agent/nsfile"
 	hwruntime "github.com/headway/headway/internal/agent/runtime"
 	"github.com/headway/headway/internal/agent/runtime/process/containerinit"
@@ -170,19 +169,12 @@ func (r *Runtime) Start(ctx context.Context, sb *hwruntime.Sandbox, c *hwruntime
 	if err != nil {
 		r.log.Warn("the container's cgroup is incomplete: its limits may not be enforced", "pod", sb.Namespace+"/"+sb.Name, "container", c.Name, "err", err)
 	}
-	var logf *os.File
-	if err := fsmeta.Do(func() error {
-		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o700); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return fmt.Errorf("opening the log file: %w", err)
-		}
-		logf = f
-		return nil
-	}); err != nil {
+	if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o700); err != nil {
 		return nil, err
+	}
+	logf, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the log file: %w", err)
 	}
 	sio, err := newStdio(c, logf)
 	if err != nil {
