@@ -12,9 +12,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 )
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, what string, cond wait.ConditionFunc) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(t.Context(), 5*time.Millisecond, 10*time.Second, true, cond.WithContext()); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
 
 // failingEndpoints is the client writer whose Endpoints creates fail while
 // fail is set, as when the Endpoints cache is behind; it names slices the
@@ -37,17 +46,6 @@ func (w failingEndpoints) CreateEndpoints(ctx context.Context, e *corev1.Endpoin
 		return apierrors.NewAlreadyExists(schema.GroupResource{Resource: "endpoints"}, e.Name)
 	}
 	return w.ClientWriter.CreateEndpoints(ctx, e)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // A sync that wrote the slices but failed on the Endpoints keeps its change
@@ -86,7 +84,7 @@ func TestTriggerTimeAfterEndpointsFailure(t *testing.T) {
 		}
 		return l[0]
 	}
-	waitFor(t, "the slice in the informer", func() bool { return slice() != nil })
+	waitFor(t, "the slice in the informer", func() (bool, error) { return slice() != nil, nil })
 	first := slice().Annotations[TriggerTimeAnnotation]
 	if first == "" {
 		t.Fatal("the first slice has no trigger time")
@@ -99,9 +97,9 @@ func TestTriggerTimeAfterEndpointsFailure(t *testing.T) {
 	if _, err := client.CoreV1().Pods("default").UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the ready pod in the informer", func() bool {
+	waitFor(t, "the ready pod in the informer", func() (bool, error) {
 		p, err := c.pods.Pods("default").Get("web-0")
-		return err == nil && p.Status.Conditions[0].Status == corev1.ConditionTrue
+		return err == nil && p.Status.Conditions[0].Status == corev1.ConditionTrue, nil
 	})
 	if err := c.Sync(ctx, key); err != nil {
 		t.Fatal(err)
