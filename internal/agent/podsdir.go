@@ -46,6 +46,17 @@ func mountPodsTmpfs(dir string, log *slog.Logger) bool {
 		log.Info("the pods' directory is a mount of its own; its files stay on it", "dir", abs, "fstype", fstype)
 		return false
 	}
+	// A mount made in a mount namespace of this process's own (`ip netns
+	// exec`, a systemd unit's PrivateTmp) goes with the process: a server
+	// killed there would leave its containers running with their pid files
+	// gone, and the next start could not end them. There the files stay on
+	// the disk, which every namespace shares.
+	if own, err := os.Readlink("/proc/self/ns/mnt"); err != nil {
+		return false
+	} else if host, err := os.Readlink("/proc/1/ns/mnt"); err != nil || host != own {
+		log.Info("headway runs in a mount namespace of its own; the pods' files stay on the disk", "dir", abs)
+		return false
+	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		log.Warn("the pods' directory cannot be made; pods keep their files on the disk", "dir", abs, "err", err)
 		return false

@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,6 +30,7 @@ func TestHostStateAfterKill(t *testing.T) {
 	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
 	before := hostState(t, ns)
 	dataDir := t.TempDir()
+	earlier := podSleepers() // left by other runs: not this test's to judge
 
 	s := launchNetnsServer(t, ns, dataDir, "--store", "bolt")
 	s.mustKubectl(t, "create", "service", "clusterip", "web", "--tcp=80:80")
@@ -51,6 +54,15 @@ func TestHostStateAfterKill(t *testing.T) {
 		t.Fatalf("while the pod runs the namespace should have its veth:\n%s", strings.Join(first, "\n"))
 	}
 
+	var orphans []int // p1's container as the killed server left it
+	for _, pid := range podSleepers() {
+		if !slices.Contains(earlier, pid) {
+			orphans = append(orphans, pid)
+		}
+	}
+	if len(orphans) == 0 {
+		t.Fatal("no process of pod p1's container (sleep 3600) found while it runs")
+	}
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +74,20 @@ func TestHostStateAfterKill(t *testing.T) {
 	s = launchNetnsServer(t, ns, dataDir, "--store", "bolt")
 	if got := podIP(); got != ip {
 		t.Errorf("pod p1 had %s before the kill and %s after the restart", ip, got)
+	}
+	// The restart ends the container the killed server left (found by its
+	// pid file) before it starts the pod again.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left := slices.DeleteFunc(slices.Clone(orphans), func(pid int) bool { return !slices.Contains(podSleepers(), pid) })
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("the container processes %v the killed server left still run after the restart", left)
+		}
 	}
 	// The restart replaced nothing twice: the same links, addresses,
 	// routes and tables as the first run.
@@ -78,6 +104,27 @@ func TestHostStateAfterKill(t *testing.T) {
 	if got := hostState(t, ns); !slices.Equal(got, before) {
 		t.Fatalf("a clean stop after the restart left state behind:\nbefore the first start:\n%s\nafter the stop:\n%s", strings.Join(before, "\n"), strings.Join(got, "\n"))
 	}
+}
+
+// podSleepers are the PIDs of the processes running pod p1's container
+// command here (`sleep 3600`, host name p1).
+func podSleepers() []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if string(cmd) != "sleep\x003600\x00" {
+			continue
+		}
+		if env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); slices.Contains(strings.Split(string(env), "\x00"), "HOSTNAME=p1") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // hostState is what a server may change in the namespace ns, one sorted
