@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -47,13 +48,13 @@ func mountPodsTmpfs(dir string, log *slog.Logger) bool {
 		return false
 	}
 	// A mount made in a mount namespace of this process's own (`ip netns
-	// exec`, a systemd unit's PrivateTmp) goes with the process: a server
-	// killed there would leave its containers running with their pid files
-	// gone, and the next start could not end them. There the files stay on
-	// the disk, which every namespace shares.
-	if own, err := os.Readlink("/proc/self/ns/mnt"); err != nil {
-		return false
-	} else if host, err := os.Readlink("/proc/1/ns/mnt"); err != nil || host != own {
+	// exec`, a systemd unit's PrivateTmp, `unshare -m`) goes with the
+	// process: a server killed there would leave its containers running
+	// with their pid files gone, and the next start could not end them.
+	// There the files stay on the disk, which every namespace shares. What
+	// made such a namespace started this process in it, so its parent is
+	// elsewhere (PID 1 may not be readable, in a sandbox).
+	if privateMountNamespace() {
 		log.Info("headway runs in a mount namespace of its own; the pods' files stay on the disk", "dir", abs)
 		return false
 	}
@@ -71,6 +72,17 @@ func mountPodsTmpfs(dir string, log *slog.Logger) bool {
 	}
 	log.Debug("the pods' files are on a tmpfs", "dir", abs)
 	return true
+}
+
+// privateMountNamespace reports whether this process's mount namespace is
+// not its parent's (false when either cannot be read).
+func privateMountNamespace() bool {
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return false
+	}
+	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	return err == nil && parent != own
 }
 
 // unmountPodsTmpfs detaches the pods' tmpfs and every mount under it (the
