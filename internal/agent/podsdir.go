@@ -1,13 +1,11 @@
 package agent
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,21 +28,27 @@ import (
 // (the pods' files are root's alone, as before).
 const podsTmpfsOptions = "mode=0700"
 
-// mountPodsTmpfs makes dir a tmpfs unless it is one already (a previous
-// run left it mounted with pods running) or it holds pods written to the
-// disk by an earlier version (they stay where they are). It reports
-// whether dir is a tmpfs this agent may unmount when it stops; failures
-// (no privilege, no tmpfs) leave the pods on the disk, as before.
+// mountPodsTmpfs makes dir a tmpfs unless its files are in memory already
+// (a previous run left its tmpfs mounted with pods running, or the data dir
+// is on one), another filesystem is mounted there, or it holds pods written
+// to the disk by an earlier version (they stay where they are). It reports
+// whether dir is on a tmpfs, which the agent unmounts when it stops if it
+// is a mount of its own; failures (no privilege, no tmpfs) leave the pods
+// on the disk, as before.
 func mountPodsTmpfs(dir string, log *slog.Logger) bool {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return false
 	}
-	if fstype, ok := mountAt(abs); ok {
-		if fstype == "tmpfs" {
-			return true
-		}
-		log.Info("the pods' directory is a mount of its own; its files stay on it", "dir", abs, "fstype", fstype)
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		log.Warn("the pods' directory cannot be made; pods keep their files on the disk", "dir", abs, "err", err)
+		return false
+	}
+	if onTmpfs(abs) {
+		return true
+	}
+	if isMountPoint(abs) {
+		log.Info("the pods' directory is a mount of its own; its files stay on it", "dir", abs)
 		return false
 	}
 	// A mount made in a mount namespace of this process's own (`ip netns
@@ -56,10 +60,6 @@ func mountPodsTmpfs(dir string, log *slog.Logger) bool {
 	// elsewhere (PID 1 may not be readable, in a sandbox).
 	if privateMountNamespace() {
 		log.Info("headway runs in a mount namespace of its own; the pods' files stay on the disk", "dir", abs)
-		return false
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		log.Warn("the pods' directory cannot be made; pods keep their files on the disk", "dir", abs, "err", err)
 		return false
 	}
 	if entries, _ := os.ReadDir(abs); len(entries) > 0 {
@@ -87,13 +87,13 @@ func privateMountNamespace() bool {
 
 // unmountPodsTmpfs detaches the pods' tmpfs and every mount under it (the
 // IPC namespace files of pods not removed), leaving the empty directory on
-// the disk.
+// the disk; a dir that is not a tmpfs mount of its own is left as it is.
 func unmountPodsTmpfs(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	if fstype, ok := mountAt(abs); !ok || fstype != "tmpfs" {
+	if !onTmpfs(abs) || !isMountPoint(abs) {
 		return nil
 	}
 	if err := unix.Unmount(abs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
@@ -102,61 +102,15 @@ func unmountPodsTmpfs(dir string) error {
 	return nil
 }
 
-// mountAt returns the filesystem type of the mount whose mount point is
-// path (the last one, which is what path shows), if one is.
-func mountAt(path string) (fstype string, ok bool) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) < 5 || unescapeMount(fields[4]) != path {
-			continue
-		}
-		if _, after, found := strings.Cut(line, " - "); found {
-			if f := strings.Fields(after); len(f) > 0 {
-				fstype, ok = f[0], true
-			}
-		}
-	}
-	return fstype, ok
+// onTmpfs reports whether path is on a tmpfs.
+func onTmpfs(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, ok := octal(s[i+1 : i+4]); ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func octal(s string) (byte, bool) {
-	if len(s) != 3 {
-		return 0, false
-	}
-	var v int
-	for _, c := range s {
-		if c < '0' || c > '7' {
-			return 0, false
-		}
-		v = v*8 + int(c-'0')
-	}
-	return byte(v), v < 256
+// isMountPoint reports whether a filesystem is mounted on path: it is on
+// another device than its parent directory.
+func isMountPoint(path string) bool {
+	var st, parent unix.Stat_t
+	return unix.Stat(path, &st) == nil && unix.Stat(filepath.Dir(path), &parent) == nil && st.Dev != parent.Dev
 }
