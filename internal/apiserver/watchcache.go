@@ -60,7 +60,7 @@ type frameKey struct {
 }
 
 func newEventCache() *eventCache {
-	return &eventCache{entries: make(map[eventKey]*cachedEvent, eventCacheSize), ring: make([]eventKey, eventCacheSize)}
+	return &eventCache{entries: make(map[eventKey]*cachedEvent)}
 }
 
 func (c *eventCache) get(ev storage.Event) *cachedEvent {
@@ -70,11 +70,15 @@ func (c *eventCache) get(ev storage.Event) *cachedEvent {
 	if e, ok := c.entries[k]; ok {
 		return e
 	}
-	if old := c.ring[c.next]; old.key != "" {
-		delete(c.entries, old)
+	// The ring grows to eventCacheSize as events come (a resource nobody
+	// writes keeps none), then replaces its oldest.
+	if len(c.ring) < eventCacheSize {
+		c.ring = append(c.ring, k)
+	} else {
+		delete(c.entries, c.ring[c.next])
+		c.ring[c.next] = k
+		c.next = (c.next + 1) % len(c.ring)
 	}
-	c.ring[c.next] = k
-	c.next = (c.next + 1) % len(c.ring)
 	e := &cachedEvent{}
 	c.entries[k] = e
 	return e

@@ -54,6 +54,11 @@ const historySize = 1024
 // its connection each).
 const historyBatch = 256
 
+// firstBatch is a new watcher's batch: its buffer grows to historyBatch
+// only when it finds batches full (a busy resource); most watchers, idle
+// ones, keep the small one (a full buffer is ~30 KB per watch).
+const firstBatch = 8
+
 func newHistory(start int64, size int) *history {
 	return &history{size: size, start: start, wake: make(chan struct{})}
 }
@@ -152,10 +157,14 @@ type cacheWatch struct {
 // watch must end.
 func (w *cacheWatch) read() (events []histEvent, wake <-chan struct{}, gone bool) {
 	if w.buf == nil {
-		w.buf = make([]histEvent, historyBatch)
+		w.buf = make([]histEvent, firstBatch)
 	}
 	events, wake, gone = w.hist.read(w.next, w.buf)
 	w.next += int64(len(events))
+	if len(events) == len(w.buf) && len(w.buf) < historyBatch {
+		// More may be waiting: take more at a time from now on.
+		w.buf = make([]histEvent, min(2*len(w.buf), historyBatch))
+	}
 	return events, wake, gone
 }
 

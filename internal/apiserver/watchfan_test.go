@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
+	"github.com/headway/headway/internal/storage"
 	"github.com/headway/headway/internal/storage/memory"
 )
 
@@ -407,5 +408,68 @@ func TestProtobufFromCachedEncodings(t *testing.T) {
 		if got := protoWatchFrame(typ, obj); !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("%s frame:\ngot  %x\nwant %x", typ, got, want.Bytes())
 		}
+	}
+}
+
+// TestWatchBatchGrowsWhenFull: a new watcher takes firstBatch events at a
+// time; finding its batches full it takes twice as many each time, up to
+// historyBatch, and reads every event once, in order.
+func TestWatchBatchGrowsWhenFull(t *testing.T) {
+	const n = 600
+	h := newHistory(0, historySize)
+	for i := 1; i <= n; i++ {
+		h.add(storage.Event{Type: storage.EventPut, KV: storage.KV{Key: fmt.Sprintf("/k/%d", i)}, Revision: int64(i)}, nil)
+	}
+	w := &cacheWatch{hist: h}
+	var sizes []int
+	next := int64(1)
+	for next <= n {
+		events, _, gone := w.read()
+		if gone || len(events) == 0 {
+			t.Fatalf("read after revision %d: %d events, gone %v", next-1, len(events), gone)
+		}
+		for _, e := range events {
+			if e.ev.Revision != next {
+				t.Fatalf("event with revision %d, want %d", e.ev.Revision, next)
+			}
+			next++
+		}
+		sizes = append(sizes, len(events))
+	}
+	want := []int{8, 16, 32, 64, 128, 256, 96}
+	if fmt.Sprint(sizes) != fmt.Sprint(want) {
+		t.Fatalf("batches %v, want %v", sizes, want)
+	}
+	if events, wake, gone := w.read(); len(events) != 0 || wake == nil || gone {
+		t.Fatalf("read past the end: %d events, wake %v, gone %v", len(events), wake != nil, gone)
+	}
+}
+
+// TestEventCacheKeepsRecent: the event cache starts empty and grows to
+// eventCacheSize entries, then forgets the oldest event for each new one.
+func TestEventCacheKeepsRecent(t *testing.T) {
+	c := newEventCache()
+	if len(c.ring) != 0 {
+		t.Fatalf("a new event cache holds a ring of %d", len(c.ring))
+	}
+	ev := func(i int) storage.Event {
+		return storage.Event{KV: storage.KV{Key: fmt.Sprintf("/k/%d", i)}, Revision: int64(i)}
+	}
+	first := c.get(ev(1))
+	if c.get(ev(1)) != first {
+		t.Fatal("the same event gave two entries")
+	}
+	for i := 2; i <= eventCacheSize+10; i++ {
+		c.get(ev(i))
+		if len(c.ring) != min(i, eventCacheSize) || len(c.entries) != min(i, eventCacheSize) {
+			t.Fatalf("after %d events: ring %d, entries %d", i, len(c.ring), len(c.entries))
+		}
+	}
+	if c.get(ev(1)) == first {
+		t.Fatal("the oldest event was kept past eventCacheSize newer ones")
+	}
+	last := c.get(ev(eventCacheSize + 10))
+	if c.get(ev(eventCacheSize+10)) != last {
+		t.Fatal("a recent event was forgotten")
 	}
 }
