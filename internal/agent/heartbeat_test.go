@@ -75,3 +75,47 @@ func TestHeartbeatRestoresReadyQuickly(t *testing.T) {
 		t.Fatalf("the agent wrote its Ready node's status %d more times in ten heartbeats; want none (once a minute)", after-before)
 	}
 }
+
+// TestLeaseRenewedWithoutReading: as the kubelet does, the agent renews the
+// Lease its last renewal returned, reading it only when it has none or a
+// renewal failed; a Lease deleted meanwhile is made again.
+func TestLeaseRenewedWithoutReading(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "u1"}}
+	cs := k8sfake.NewSimpleClientset(node)
+	a := &Agent{cfg: Config{Client: cs, NodeName: "n1", DataDir: t.TempDir(), LeaseDuration: 40 * time.Second},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx := context.Background()
+	count := func(verb string) int {
+		n := 0
+		for _, act := range cs.Actions() {
+			if act.GetResource().Resource == "leases" && act.GetVerb() == verb {
+				n++
+			}
+		}
+		return n
+	}
+	for range 5 {
+		if err := a.renewLease(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g, c, u := count("get"), count("create"), count("update"); g != 1 || c != 1 || u != 4 {
+		t.Fatalf("five renewals: %d gets, %d creates, %d updates; want 1, 1, 4", g, c, u)
+	}
+	l, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil || l.Spec.RenewTime == nil || len(l.OwnerReferences) != 1 || l.OwnerReferences[0].UID != "u1" {
+		t.Fatalf("lease %+v, err %v", l, err)
+	}
+	if err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.renewLease(ctx); err == nil {
+		t.Fatal("renewing a deleted Lease did not fail")
+	}
+	if err := a.renewLease(ctx); err != nil {
+		t.Fatalf("the renewal after a failure: %v", err)
+	}
+	if _, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "n1", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the deleted Lease was not made again: %v", err)
+	}
+}

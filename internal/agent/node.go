@@ -258,23 +258,37 @@ func (a *Agent) renewLease(ctx context.Context) error {
 	leases := a.cfg.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(a.cfg.LeaseDuration / time.Second)
-	l, err := leases.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		l = &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Namespace: corev1.NamespaceNodeLease},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &a.cfg.NodeName, LeaseDurationSeconds: &secs, RenewTime: &now, AcquireTime: &now},
+	// As the kubelet does, the Lease the last renewal returned is renewed
+	// without reading it first; after a failure (a conflict, the Lease
+	// deleted) it is read again.
+	l := a.lease
+	a.lease = nil
+	if l == nil {
+		var err error
+		l, err = leases.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			l = &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Namespace: corev1.NamespaceNodeLease},
+				Spec:       coordinationv1.LeaseSpec{HolderIdentity: &a.cfg.NodeName, LeaseDurationSeconds: &secs, RenewTime: &now, AcquireTime: &now},
+			}
+			if node, err := a.cfg.Client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
+				l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}
+			}
+			l, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "headway-agent"})
+			if err == nil {
+				a.lease = l
+			}
+			return err
 		}
-		if node, err := a.cfg.Client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
-			l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}
+		if err != nil {
+			return err
 		}
-		_, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "headway-agent"})
-		return err
-	}
-	if err != nil {
-		return err
 	}
 	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &a.cfg.NodeName, &secs, &now
-	_, err = leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "headway-agent"})
+	l, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "headway-agent"})
+	if err == nil {
+		a.lease = l
+	}
 	return err
 }
 
