@@ -6,11 +6,12 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/headway/headway/internal/testing/leftover"
 )
 
 // TestHostStateAfterKill is issue 17's crash check of the host state: the
@@ -110,14 +111,8 @@ func TestHostStateAfterKill(t *testing.T) {
 // command here (`sleep 3600`, host name p1).
 func podSleepers() []int {
 	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if string(cmd) != "sleep\x003600\x00" {
+	for _, pid := range allPIDs() {
+		if !slices.Equal(leftover.Cmdline(pid), []string{"sleep", "3600"}) {
 			continue
 		}
 		if env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); slices.Contains(strings.Split(string(env), "\x00"), "HOSTNAME=p1") {
