@@ -23,7 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -113,7 +112,6 @@ type Config struct {
 // Agent is a node agent.
 type Agent struct {
 	cfg      Config
-	lease    *coordinationv1.Lease // the node's Lease as last renewed (heartbeat's own)
 	log      *slog.Logger
 	rt       hwruntime.Runtime
 	net      *network.Network

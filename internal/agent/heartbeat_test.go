@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
@@ -94,8 +95,10 @@ func TestLeaseRenewedWithoutReading(t *testing.T) {
 		}
 		return n
 	}
+	var lease *coordinationv1.Lease
 	for range 5 {
-		if err := a.renewLease(ctx); err != nil {
+		var err error
+		if lease, err = a.renewLease(ctx, lease); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,10 +112,10 @@ func TestLeaseRenewedWithoutReading(t *testing.T) {
 	if err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.renewLease(ctx); err == nil {
-		t.Fatal("renewing a deleted Lease did not fail")
+	if lease, err = a.renewLease(ctx, lease); err == nil || lease != nil {
+		t.Fatalf("renewing a deleted Lease gave %v, err %v; want an error and no Lease", lease, err)
 	}
-	if err := a.renewLease(ctx); err != nil {
+	if _, err := a.renewLease(ctx, lease); err != nil {
 		t.Fatalf("the renewal after a failure: %v", err)
 	}
 	if _, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "n1", metav1.GetOptions{}); err != nil {

@@ -212,8 +212,10 @@ func (a *Agent) awaitPodCIDR(ctx context.Context) (netip.Prefix, error) {
 func (a *Agent) heartbeat(ctx context.Context) {
 	renew := a.cfg.LeaseDuration / 4
 	lastStatus := time.Now()
+	var lease *coordinationv1.Lease
 	for {
-		if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
+		var err error
+		if lease, err = a.renewLease(ctx, lease); err != nil && ctx.Err() == nil {
 			a.log.Warn("renewing the node lease", "err", err)
 		}
 		nodes := a.cfg.Client.CoreV1().Nodes()
@@ -254,15 +256,16 @@ func (a *Agent) readyStatus() corev1.ConditionStatus {
 	return corev1.ConditionTrue
 }
 
-func (a *Agent) renewLease(ctx context.Context) error {
+// renewLease renews the node's Lease and returns it as renewed (nil after
+// a failure). As the kubelet does, it renews last, the Lease the previous
+// renewal returned, without reading it first; with none (the first
+// renewal, or one after a failure: a conflict, the Lease deleted) it reads
+// it, or makes it.
+func (a *Agent) renewLease(ctx context.Context, last *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	leases := a.cfg.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(a.cfg.LeaseDuration / time.Second)
-	// As the kubelet does, the Lease the last renewal returned is renewed
-	// without reading it first; after a failure (a conflict, the Lease
-	// deleted) it is read again.
-	l := a.lease
-	a.lease = nil
+	l := last
 	if l == nil {
 		var err error
 		l, err = leases.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
@@ -274,22 +277,22 @@ func (a *Agent) renewLease(ctx context.Context) error {
 			if node, err := a.cfg.Client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err == nil {
 				l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}
 			}
-			l, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "headway-agent"})
-			if err == nil {
-				a.lease = l
-			}
-			return err
+			return orNil(leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "headway-agent"}))
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &a.cfg.NodeName, &secs, &now
-	l, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "headway-agent"})
-	if err == nil {
-		a.lease = l
+	return orNil(leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "headway-agent"}))
+}
+
+// orNil is a write's result, nil when it failed.
+func orNil(l *coordinationv1.Lease, err error) (*coordinationv1.Lease, error) {
+	if err != nil {
+		return nil, err
 	}
-	return err
+	return l, nil
 }
 
 func readTrim(path string) string {
