@@ -4,7 +4,7 @@
 # and `make test` call it, and so does CI (.ci/run).
 #
 #   scripts/install-deps.sh run    what `headway server` uses: containerd,
-#                                  runc, CNI plugins, catatonit (the pause
+#                                  runc, crun, CNI plugins, catatonit (the pause
 #                                  image), iproute2, busybox
 #   scripts/install-deps.sh test   that, and what the tests use: nft (to
 #                                  read the rules Headway programs through
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 what="${1:-run}"
-run_pkgs=(iproute2 containerd runc containernetworking-plugins catatonit busybox ca-certificates curl)
+run_pkgs=(iproute2 containerd runc crun containernetworking-plugins catatonit busybox ca-certificates curl)
 test_pkgs=(nftables make git dnsutils tmux python3 tar nginx etcd-server etcd-client)
 pkgs=("${run_pkgs[@]}")
 [[ "$what" == test ]] && pkgs+=("${test_pkgs[@]}")

@@ -85,6 +85,9 @@ type Config struct {
 	// CRIEndpoint is an existing CRI runtime's socket (containerd, CRI-O);
 	// empty with the CRI runtime starts a managed containerd.
 	CRIEndpoint string
+	// OCIRuntime is what the managed containerd runs containers with:
+	// auto (also when empty), crun or runc.
+	OCIRuntime string
 	// CleanupOnStop stops and removes every pod when the agent stops, also
 	// with a runtime whose pods otherwise outlive it (CRI).
 	CleanupOnStop bool
@@ -362,7 +365,7 @@ func (a *Agent) startCRI(ctx, rtCtx context.Context, n *network.Network, dns net
 		cd, err := containerd.Start(rtCtx, containerd.Config{
 			Dir: filepath.Join(a.cfg.DataDir, "containerd"), ImagesDir: filepath.Join(a.cfg.DataDir, "images"),
 			RegistryConfigDir: filepath.Join(a.cfg.DataDir, "registries"),
-			CNIBinDirs:        []string{binDir, "/usr/lib/cni", "/opt/cni/bin"}, CNIConfDir: confDir, Log: a.log,
+			CNIBinDirs:        []string{binDir, "/usr/lib/cni", "/opt/cni/bin"}, CNIConfDir: confDir, OCIRuntime: a.cfg.OCIRuntime, Log: a.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting containerd: %w", err)

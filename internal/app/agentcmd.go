@@ -179,7 +179,7 @@ func RunAgent(ctx context.Context, o AgentCommandOptions) error {
 		Client:           nodeClient, NodeName: nodeName, DataDir: cfg.DataDir,
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
 		DNSIP: cfg.DNSServiceIP, DNSServer: relayTo, PodDNS: podDNS, Bridge: cfg.Bridge, NoMasquerade: !cfg.Agent.Masquerade,
-		Log: log.With("component", "agent"), RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
+		Log: log.With("component", "agent"), RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, OCIRuntime: cfg.Agent.OCIRuntime, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
 		AwaitPodCIDR: true, NodeIP: nodeIP,
 	})
 	if err != nil {

@@ -118,6 +118,9 @@ type AgentOptions struct {
 	BackoffBase time.Duration
 	// CRIEndpoint is an existing CRI runtime's socket.
 	CRIEndpoint string
+	// OCIRuntime is what the managed containerd's shims run: auto, crun
+	// or runc.
+	OCIRuntime string
 	// Cleanup stops and removes every pod when the server stops.
 	Cleanup bool
 	// NodeLeaseDurationSeconds is the node Lease's duration; the agent
@@ -193,7 +196,7 @@ func DefaultDNSOptions() DNSOptions {
 
 // DefaultAgentOptions are the documented defaults.
 func DefaultAgentOptions() AgentOptions {
-	return AgentOptions{Bridge: DefaultBridge, Masquerade: true, NodeLeaseDurationSeconds: 40}
+	return AgentOptions{Bridge: DefaultBridge, Masquerade: true, NodeLeaseDurationSeconds: 40, OCIRuntime: "auto"}
 }
 
 // AddFlags registers the server flags.
@@ -243,6 +246,7 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Bridge, "bridge", o.Bridge, "name of the pod bridge; its address is the first of this node's pod range (all of --cluster-cidr, or the node's /24 of it with the server's --allocate-node-cidrs and on `headway agent` nodes)")
 	fs.BoolVar(&o.Masquerade, "masquerade", o.Masquerade, "masquerade traffic from pods to addresses outside the cluster ranges (nftables)")
 	fs.StringVar(&o.CRIEndpoint, "container-runtime-endpoint", o.CRIEndpoint, "an existing CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock) instead of the containerd headway starts itself; implies --runtime cri under auto")
+	fs.StringVar(&o.OCIRuntime, "oci-runtime", o.OCIRuntime, "what the containerd headway starts runs containers with: auto (crun when installed and usable, else runc), crun or runc")
 	fs.IntVar(&o.NodeLeaseDurationSeconds, "node-lease-duration-seconds", o.NodeLeaseDurationSeconds, "the duration of this node's Lease, which the agent renews every quarter of it; keep the server's --node-monitor-grace-period above it (as the kubelet's nodeLeaseDurationSeconds)")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "on exit, stop and remove every pod (with the CRI runtime pods otherwise keep running and the next start adopts them)")
 }
@@ -395,6 +399,11 @@ func (o *Options) Config() (Config, error) {
 	case "auto", "cri", "process", "none":
 	default:
 		errs = append(errs, fmt.Errorf("--runtime %q: want auto, cri, process or none", c.Runtime))
+	}
+	switch c.Agent.OCIRuntime {
+	case "auto", "crun", "runc":
+	default:
+		errs = append(errs, fmt.Errorf("--oci-runtime %q: want auto, crun or runc", c.Agent.OCIRuntime))
 	}
 	switch c.ProxyMode {
 	case proxy.ModeAuto, proxy.ModeNFTables, proxy.ModeUserspace, proxy.ModeNone:

@@ -124,7 +124,7 @@ func newAgent(cfg Config, client kubernetes.Interface, dnsAddr string, podDNS ne
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain,
 		DNSIP: cfg.DNSServiceIP, DNSServer: dnsAddr, PodDNS: podDNS,
 		Bridge: cfg.Bridge, Gateway: cfg.Gateway, NoMasquerade: !cfg.Agent.Masquerade, BackoffBase: cfg.Agent.BackoffBase, Log: log,
-		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
+		RuntimeMode: cfg.Runtime, CRIEndpoint: cfg.Agent.CRIEndpoint, OCIRuntime: cfg.Agent.OCIRuntime, CleanupOnStop: cfg.Agent.Cleanup, LeaseDuration: time.Duration(cfg.Agent.NodeLeaseDurationSeconds) * time.Second,
 		AwaitPodCIDR: cfg.AllocateNodeCIDRs, NodeIP: cfg.NodeIP,
 	})
 }

@@ -69,8 +69,11 @@ type settings struct {
 	// (no CAP_SYS_RESOURCE): without it runc fails every sandbox.
 	RestrictOOMScoreAdj bool
 	DisableAppArmor     bool
-	// RuncBinary is the runc the shims run (BinaryName); empty means runc
-	// from PATH.
+	// OCIRuntime is the OCI runtime the runc shims run: "runc" (also when
+	// empty) or "crun". It names the runtime's state directory.
+	OCIRuntime string
+	// RuncBinary is the OCI runtime binary the shims run (BinaryName);
+	// empty means runc from PATH.
 	RuncBinary string
 
 	// CNIBinDirs are the plugin directories in search order. For containerd
@@ -91,9 +94,16 @@ func (s settings) configVersion() int {
 	return 2
 }
 
-// runcRoot is runc's state directory, inside containerd's state dir rather
-// than the shim's default /run/containerd/runc.
-func (s settings) runcRoot() string { return s.State + "/runc" }
+// runcRoot is the OCI runtime's state directory, inside containerd's state
+// dir rather than the shim's default /run/containerd/runc. runc and crun
+// keep different state, so each has its own: a container made by one stays
+// with it (its shim keeps the options it was created with).
+func (s settings) runcRoot() string {
+	if s.OCIRuntime == "" {
+		return s.State + "/runc"
+	}
+	return s.State + "/" + s.OCIRuntime
+}
 
 // multipleCNIBinDirs reports whether containerd takes a list of CNI plugin
 // directories (bin_dirs, containerd 2.1 and later).

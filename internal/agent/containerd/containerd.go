@@ -57,6 +57,9 @@ type Config struct {
 	// (by the network package); containerd uses the first file there.
 	// Empty means <Dir>/cni/net.d.
 	CNIConfDir string
+	// OCIRuntime is what the shims run containers with: auto (also when
+	// empty: crun when installed and usable, else runc), crun or runc.
+	OCIRuntime string
 	// PauseImage names the pod sandbox image; DefaultPauseImage if empty.
 	// When containerd does not have it, Headway builds it from catatonit.
 	PauseImage string
@@ -77,9 +80,9 @@ type Containerd struct {
 	snapshotter string
 	binary      string
 	ctrPath     string
-	// runc is runc's binary as a sealed memfd (see sealedRunc); nil when
-	// the shims run runc from PATH.
-	runc *sealedRunc
+	// runc is the OCI runtime's binary (crun or runc) as a sealed memfd
+	// (see sealedBinary); nil when the shims run runc from PATH.
+	runc *sealedBinary
 
 	mu   sync.Mutex
 	proc *process // the running containerd; nil while restarting
@@ -278,14 +281,8 @@ func (c *Containerd) decide(cfg Config) (settings, error) {
 	}
 	c.snapshotter = s.Snapshotter
 
-	if runc, err := exec.LookPath("runc"); err != nil {
-		c.log.Info("containerd decision", "runc", "from PATH", "reason", "runc not found: "+err.Error())
-	} else if sr, err := sealRunc(runc, filepath.Join(c.dir, "bin", "runc")); err != nil {
-		c.log.Info("containerd decision", "runc", runc, "reason", "a sealed copy could not be made ("+err.Error()+"): each container init copies runc itself")
-	} else {
-		c.runc = sr
-		s.RuncBinary = sr.link
-		c.log.Info("containerd decision", "runc", sr.link, "reason", "a sealed in-memory copy of "+runc+": runc init skips copying itself for every container")
+	if err := c.decideOCIRuntime(&s, cfg.OCIRuntime); err != nil {
+		return s, err
 	}
 
 	ok, why := appArmorUsable()

@@ -21,9 +21,9 @@ func TestSealedRunc(t *testing.T) {
 		t.Skip("runc not installed (Debian: apt-get install runc)")
 	}
 	link := filepath.Join(t.TempDir(), "bin", "runc")
-	sr, err := sealRunc(runc, link)
+	sr, err := sealBinary("runc", runc, link)
 	if err != nil {
-		t.Fatalf("sealRunc: %v", err)
+		t.Fatalf("sealBinary: %v", err)
 	}
 	target, err := os.Readlink(link)
 	if err != nil {
@@ -34,8 +34,8 @@ func TestSealedRunc(t *testing.T) {
 		t.Errorf("link points at %s, want %s", target, want)
 	}
 	seals, err := unix.FcntlInt(sr.f.Fd(), unix.F_GET_SEALS, 0)
-	if err != nil || seals != runcSeals {
-		t.Errorf("seals %#x (err %v), want exactly %#x", seals, err, runcSeals)
+	if err != nil || seals != runtimeSeals {
+		t.Errorf("seals %#x (err %v), want exactly %#x", seals, err, runtimeSeals)
 	}
 	// A container reaching it through /proc/self/exe cannot change it.
 	if f, err := os.OpenFile(link, os.O_WRONLY, 0); err == nil {
