@@ -102,7 +102,7 @@ func parseContainerdLog(path string, times map[string][2]time.Time) *breakdown {
 		{name: "sandbox returned → CreateContainer called (agent)"},
 		{name: "CreateContainer"},
 		{name: "CreateContainer returned → StartContainer called (agent)"},
-		{name: "StartContainer (runc create + start)"},
+		{name: "StartContainer (the OCI runtime's create + start)"},
 		{name: "StartContainer returned → Ready seen by the watch (probe, status write, watch)"},
 	}}
 	for name, p := range pods {

@@ -207,6 +207,9 @@ func nginxSpec() corev1.PodSpec {
 type result struct {
 	runtime   string
 	nodeReady time.Duration
+	// ociRuntime is what the managed containerd's shims run, from the
+	// server's log ("" for the process runtime).
+	ociRuntime string
 
 	firstPull, nginxFirstPull time.Duration
 	single, singleGone        []time.Duration
@@ -291,6 +294,7 @@ func measure(ctx context.Context, o options, rt string) (res *result, err error)
 		return res, err
 	}
 	res.nodeReady = s.nodeReady
+	res.ociRuntime = ociRuntimeChosen(s.logPath)
 	var socket string
 	defer func() {
 		// Always: delete what is left through the API, stop the server
@@ -552,7 +556,7 @@ func parallel(ctx context.Context, o options, s *server, res *result, socket str
 	stopSampling := make(chan struct{})
 	peaks := make(chan helperPeak, 1)
 	go func() {
-		peaks <- sampleHelpers([]string{"runc"}, []string{"headway-cni"}, 250*time.Millisecond, stopSampling)
+		peaks <- sampleHelpers([]string{"runc", "crun"}, []string{"headway-cni"}, 250*time.Millisecond, stopSampling)
 	}()
 	log.Printf("%s: %d-replica Parallel: creating", s.runtime, n)
 	cpu0 := readStackCPU(s, socket)

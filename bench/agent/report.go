@@ -65,6 +65,12 @@ func report(o options, rs []*result, failed []error, skipped []string) string {
 		w("\n")
 	}
 	row("server exec → Node Ready", func(r *result) string { return orDash(r.nodeReady) })
+	row("OCI runtime the managed containerd's shims run (the server's log)", func(r *result) string {
+		if r.ociRuntime == "" {
+			return "—"
+		}
+		return r.ociRuntime
+	})
 	row("single pod: delete → the runtime has removed it, median", func(r *result) string { return orDash(pct(r.singleGone, 50)) })
 	row("nginx:alpine (image's command, httpGet probe on /): create → Ready, median / p99; first pull", func(r *result) string {
 		if len(r.nginx) == 0 {
@@ -124,11 +130,11 @@ func report(o options, rs []*result, failed []error, skipped []string) string {
 		}
 		return fmt.Sprintf("%d / %d", len(r.shimsAfterTeardown), r.leftoverShims)
 	})
-	row(fmt.Sprintf("%d-replica start: most CNI plugin processes (headway-cni) at once, their summed RSS; runc at once", o.replicas), func(r *result) string {
+	row(fmt.Sprintf("%d-replica start: most CNI plugin processes (headway-cni) at once, their summed RSS; the OCI runtime (runc or crun) at once", o.replicas), func(r *result) string {
 		if r.runtime != "cri" || r.helpers.count == nil {
 			return "—"
 		}
-		return fmt.Sprintf("%d, %s; %d", r.helpers.count["headway-cni"], mib(r.helpers.rss["headway-cni"]), r.helpers.count["runc"])
+		return fmt.Sprintf("%d, %s; %d", r.helpers.count["headway-cni"], mib(r.helpers.rss["headway-cni"]), r.helpers.count["runc"]+r.helpers.count["crun"])
 	})
 	row("CPU: machine busy in 2 s before the server started (the neighbours)", func(r *result) string {
 		return fmt.Sprintf("%.0f%%", 100*r.busyBefore)
@@ -158,7 +164,7 @@ func report(o options, rs []*result, failed []error, skipped []string) string {
 	cpu("containerd itself", func(c stackCPU) time.Duration { return c.containerd }, true)
 	cpu("containerd's children (CNI plugins, `containerd-shim-runc-v2 start`)", func(c stackCPU) time.Duration { return c.containerdChildren }, true)
 	cpu("shims themselves", func(c stackCPU) time.Duration { return c.shims }, true)
-	cpu("shims' children (runc create, start)", func(c stackCPU) time.Duration { return c.shimChildren }, true)
+	cpu("shims' children (the OCI runtime: runc or crun create, start)", func(c stackCPU) time.Duration { return c.shimChildren }, true)
 	cpu("the pods' processes (CRI: pause and container, with runc init before exec)", func(c stackCPU) time.Duration { return c.pods }, false)
 	row(fmt.Sprintf("CPU while the %d pods run Ready and nothing happens, per second of wall time: headway server / containerd / shims / the pods", o.replicas), func(r *result) string {
 		c := r.idleCPU
@@ -278,8 +284,10 @@ func machine(bin string) string {
 		f := strings.Fields(string(out))
 		parts = append(parts, "containerd "+f[len(f)-1])
 	}
-	if out, err := exec.Command("runc", "--version").Output(); err == nil {
-		parts = append(parts, strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0])
+	for _, oci := range []string{"runc", "crun"} {
+		if out, err := exec.Command(oci, "--version").Output(); err == nil {
+			parts = append(parts, strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0])
+		}
 	}
 	if out, err := exec.Command(bin, "version").Output(); err == nil {
 		parts = append(parts, strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0])

@@ -372,3 +372,27 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ociRuntimeChosen reads from the server's log what the managed
+// containerd's shims run: "crun", "crun (through headway-crun)", "runc", or
+// "" when the log says nothing of it (the process runtime).
+func ociRuntimeChosen(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	chosen := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.Contains(line, `msg="containerd decision"`) {
+			continue
+		}
+		if _, v, ok := strings.Cut(line, " oci_runtime="); ok {
+			v, _, _ = strings.Cut(v, " ")
+			chosen = v
+			if strings.Contains(line, "/headway-crun ") {
+				chosen += " (through headway-crun)"
+			}
+		}
+	}
+	return chosen
+}
