@@ -796,10 +796,8 @@ func (r *Runtime) track(id string, started time.Time) *container {
 	r.mu.Lock()
 	r.live[id] = c
 	r.mu.Unlock()
-	select {
-	case r.pollWake <- struct{}{}:
-	default:
-	}
+	// No poll now: it would only find the container running. A 100-pod
+	// start woke one ListContainers of every container per container.
 	return c
 }
 
