@@ -61,7 +61,16 @@ func (l *suiteLog) String() string {
 // their own bridge, addresses given by the headway-cni plugin, and
 // busybox:1.28 pulled from a registry on 127.0.0.1 through a docker.io
 // mirror.
+//
+// It runs twice: with the OCI runtime the managed containerd picks by itself
+// (crun where it is installed and usable) and with runc, so both stay tried.
 func TestSuite(t *testing.T) {
+	for _, oci := range []string{"auto", "runc"} {
+		t.Run("oci-runtime="+oci, func(t *testing.T) { suite(t, oci) })
+	}
+}
+
+func suite(t *testing.T, oci string) {
 	if err := network.Check(); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
@@ -172,11 +181,18 @@ func TestSuite(t *testing.T) {
 	// still left when it stopped is killed by PID.
 	cd, err := containerd.Start(context.Background(), containerd.Config{
 		Dir: filepath.Join(dir, "containerd"), RegistryConfigDir: regDir,
-		CNIBinDirs: []string{binDir, "/usr/lib/cni", "/opt/cni/bin"}, CNIConfDir: confDir, Log: log,
+		CNIBinDirs: []string{binDir, "/usr/lib/cni", "/opt/cni/bin"}, CNIConfDir: confDir, OCIRuntime: oci, Log: log,
 	})
 	if err != nil {
 		stopCNI()
 		t.Fatal(err)
+	}
+	want := "oci_runtime=runc"
+	if _, err := exec.LookPath("crun"); err == nil && oci == "auto" {
+		want = "oci_runtime=crun"
+	}
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("containerd's decisions do not say %s:\n%s", want, logs.String())
 	}
 	cdSock := strings.TrimPrefix(cd.Endpoint(), "unix://")
 	t.Cleanup(func() {
