@@ -174,7 +174,7 @@ func cannotRun(rt string) string {
 		}
 	}
 	if len(missing) > 0 {
-		return "not on PATH: " + strings.Join(missing, ", ") + " (Debian: apt-get install busybox containerd runc catatonit containernetworking-plugins)"
+		return "not on PATH: " + strings.Join(missing, ", ") + " (Debian: apt-get install busybox containerd runc crun catatonit containernetworking-plugins)"
 	}
 	return ""
 }

@@ -116,7 +116,7 @@ func Available() (ok bool, why string) {
 	}
 	if len(missing) > 0 {
 		return false, "managed containerd needs " + strings.Join(missing, ", ") +
-			" (Debian/Ubuntu: apt-get install containerd runc catatonit containernetworking-plugins)"
+			" (Debian/Ubuntu: apt-get install containerd runc crun catatonit containernetworking-plugins)"
 	}
 	return true, ""
 }
