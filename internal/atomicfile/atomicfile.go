@@ -63,3 +63,23 @@ func writeFrom(path string, perm os.FileMode, sync bool, write func(w io.Writer)
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// Symlink makes link a symbolic link to target in one rename (through
+// link+"_tmp"), replacing what link was, so that a reader finds the old
+// link or the new one, never none. A link already pointing at target is
+// left as it is.
+func Symlink(target, link string) error {
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	tmp := link + "_tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

@@ -33,3 +33,32 @@ func testReplaces(t *testing.T, write func(string, []byte, os.FileMode) error) {
 		t.Fatalf("left behind: %v", entries)
 	}
 }
+
+// TestSymlink: the link is made, then replaced in place (over a link and
+// over a plain file), and no temporary entry stays behind.
+func TestSymlink(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "l")
+	for _, target := range []string{"/a", "/b", "/b"} {
+		if err := Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.Readlink(link); err != nil || got != target {
+			t.Fatalf("link points at %q (%v), want %q", got, err, target)
+		}
+	}
+	os.Remove(link)
+	if err := os.WriteFile(link, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Symlink("/c", link); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.Readlink(link); got != "/c" {
+		t.Fatalf("link points at %q, want /c", got)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("%d entries in the directory, want the link alone", len(entries))
+	}
+}

@@ -61,13 +61,7 @@ func WriteDir(dir string, files map[string][]byte, perm os.FileMode) error {
 		}
 	}
 	old, _ := os.Readlink(filepath.Join(dir, dataLink))
-	tmpLink := filepath.Join(dir, dataLink+"_tmp")
-	os.Remove(tmpLink)
-	if err := os.Symlink(filepath.Base(next), tmpLink); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmpLink, filepath.Join(dir, dataLink)); err != nil {
-		os.Remove(tmpLink)
+	if err := Symlink(filepath.Base(next), filepath.Join(dir, dataLink)); err != nil {
 		return fail(err)
 	}
 	// The visible entries: a link through ..data for each, and nothing

@@ -127,16 +127,7 @@ func (c *Containerd) installWrapper(binDir string) (string, error) {
 			return "", err
 		}
 	}
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return link, nil
-	}
-	tmp := link + ".tmp"
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Symlink(target, link); err != nil {
 		return "", err
 	}
 	return link, nil

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/atomicfile"
 )
 
 // runtimeSeals are the seals runc itself puts on the copy of its binary it
@@ -84,13 +86,7 @@ func sealBinary(name, src, link string) (*sealedBinary, error) {
 	if err := os.MkdirAll(filepath.Dir(link), 0o711); err != nil {
 		return fail(err)
 	}
-	tmp := link + ".tmp"
-	os.Remove(tmp)
-	if err := os.Symlink(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), tmp); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Symlink(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), link); err != nil {
 		return fail(err)
 	}
 	out, err := exec.Command(link, "--version").CombinedOutput()
