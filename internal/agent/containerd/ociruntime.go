@@ -83,18 +83,19 @@ func (c *Containerd) useCrun(s *settings, path, binDir string) error {
 			sr.Close()
 			return fmt.Errorf("the cgroup v2 hierarchy at %s holds controllers (%s), which crun refuses, and its wrapper could not be installed: %w", ociwrap.Unified, controllers, err)
 		}
+		// sealBinary ran the copy; run it through the wrapper too.
+		out, err := exec.Command(wrapper, "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "crun version") {
+			sr.Close()
+			return fmt.Errorf("%s --version: %v: %s", wrapper, err, firstLine(string(out)))
+		}
 		binary = wrapper
 		reason += ", run through " + ociwrap.Name + ": the cgroup v2 hierarchy at " + ociwrap.Unified +
 			" holds controllers (" + controllers + "), which crun refuses; each crun call gets a mount namespace without it"
 	}
-	out, err := exec.Command(binary, "--version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "crun version") {
-		sr.Close()
-		return fmt.Errorf("%s --version: %v: %s", binary, err, firstLine(string(out)))
-	}
 	c.runc = sr
 	s.OCIRuntime, s.RuncBinary = "crun", binary
-	c.log.Info("containerd decision", "oci_runtime", "crun", "binary", binary, "version", firstLine(string(out)), "reason", reason)
+	c.log.Info("containerd decision", "oci_runtime", "crun", "binary", binary, "version", sr.version, "reason", reason)
 	return nil
 }
 

@@ -43,8 +43,9 @@ const runtimeSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | 
 // The link is valid while this process runs; containerd, which runs runc
 // through its shims, is this process's child and stops with it.
 type sealedBinary struct {
-	f    *os.File
-	link string
+	f       *os.File
+	link    string
+	version string // the first line of `<link> --version`
 }
 
 // sealBinary copies the binary of the OCI runtime name ("runc" or "crun")
@@ -93,7 +94,7 @@ func sealBinary(name, src, link string) (*sealedBinary, error) {
 	if err != nil || !strings.HasPrefix(string(out), name+" version") {
 		return fail(fmt.Errorf("%s --version: %v: %s", link, err, firstLine(string(out))))
 	}
-	return &sealedBinary{f: f, link: link}, nil
+	return &sealedBinary{f: f, link: link, version: firstLine(string(out))}, nil
 }
 
 // Close releases the memfd; the link then dangles until the next start
