@@ -72,9 +72,9 @@ type settings struct {
 	// OCIRuntime is the OCI runtime the runc shims run: "runc" (also when
 	// empty) or "crun". It names the runtime's state directory.
 	OCIRuntime string
-	// RuncBinary is the OCI runtime binary the shims run (BinaryName);
-	// empty means runc from PATH.
-	RuncBinary string
+	// OCIBinary is the OCI runtime binary (runc, crun or crun's wrapper)
+	// the shims run (BinaryName); empty means runc from PATH.
+	OCIBinary string
 
 	// CNIBinDirs are the plugin directories in search order. For containerd
 	// before 2.1 only the first one is written (bin_dir takes one directory):
@@ -94,11 +94,11 @@ func (s settings) configVersion() int {
 	return 2
 }
 
-// runcRoot is the OCI runtime's state directory, inside containerd's state
+// ociRoot is the OCI runtime's state directory, inside containerd's state
 // dir rather than the shim's default /run/containerd/runc. runc and crun
 // keep different state, so each has its own: a container made by one stays
 // with it (its shim keeps the options it was created with).
-func (s settings) runcRoot() string {
+func (s settings) ociRoot() string {
 	if s.OCIRuntime == "" {
 		return s.State + "/runc"
 	}
@@ -179,9 +179,9 @@ func renderConfig(s settings) string {
 		w("")
 		w("[%s.containerd.runtimes.runc.options]", cri)
 		w("  SystemdCgroup = false")
-		w("  Root = %s", tomlString(s.runcRoot()))
-		if s.RuncBinary != "" {
-			w("  BinaryName = %s", tomlString(s.RuncBinary))
+		w("  Root = %s", tomlString(s.ociRoot()))
+		if s.OCIBinary != "" {
+			w("  BinaryName = %s", tomlString(s.OCIBinary))
 		}
 		w("")
 		w("[%s.cni]", cri)
@@ -217,9 +217,9 @@ func renderConfig(s settings) string {
 	w("")
 	w("[%s.containerd.runtimes.runc.options]", runtime)
 	w("  SystemdCgroup = false")
-	w("  Root = %s", tomlString(s.runcRoot()))
-	if s.RuncBinary != "" {
-		w("  BinaryName = %s", tomlString(s.RuncBinary))
+	w("  Root = %s", tomlString(s.ociRoot()))
+	if s.OCIBinary != "" {
+		w("  BinaryName = %s", tomlString(s.OCIBinary))
 	}
 	w("")
 	w("[%s.cni]", runtime)

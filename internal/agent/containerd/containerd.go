@@ -80,9 +80,9 @@ type Containerd struct {
 	snapshotter string
 	binary      string
 	ctrPath     string
-	// runc is the OCI runtime's binary (crun or runc) as a sealed memfd
+	// oci is the OCI runtime's binary (crun or runc) as a sealed memfd
 	// (see sealedBinary); nil when the shims run runc from PATH.
-	runc *sealedBinary
+	oci *sealedBinary
 
 	mu   sync.Mutex
 	proc *process // the running containerd; nil while restarting
@@ -175,11 +175,11 @@ func Start(ctx context.Context, cfg Config) (*Containerd, error) {
 
 	s, err := c.decide(cfg)
 	if err != nil {
-		c.runc.Close()
+		c.oci.Close()
 		return nil, err
 	}
 	if err := writeFileAtomic(c.configPath, []byte(renderConfig(s))); err != nil {
-		c.runc.Close()
+		c.oci.Close()
 		return nil, err
 	}
 	c.stopStale()
@@ -187,13 +187,13 @@ func Start(ctx context.Context, cfg Config) (*Containerd, error) {
 	start := time.Now()
 	p, err := c.launch()
 	if err != nil {
-		c.runc.Close()
+		c.oci.Close()
 		return nil, err
 	}
 	c.proc = p
 	fail := func(err error) (*Containerd, error) {
 		c.terminate(p)
-		c.runc.Close()
+		c.oci.Close()
 		return nil, err
 	}
 	if err := c.waitReady(ctx, p); err != nil {
@@ -354,7 +354,7 @@ func (c *Containerd) Stop() error {
 // supervise restarts containerd when it exits, until Stop or ctx ends.
 func (c *Containerd) supervise(ctx context.Context) {
 	defer close(c.done)
-	defer c.runc.Close() // after containerd has stopped
+	defer c.oci.Close() // after containerd has stopped
 	backoff := restartBackoff
 	for {
 		c.mu.Lock()

@@ -60,7 +60,7 @@ func testSettings(v version, capSysResource, overlay bool) settings {
 		CNIBinDirs:          []string{"/data/cni/bin", "/usr/lib/cni"},
 		CNIConfDir:          "/data/cni/net.d",
 		RegistryConfigDir:   "/data/registries",
-		RuncBinary:          "/data/containerd/bin/runc",
+		OCIBinary:           "/data/containerd/bin/runc",
 	}
 	if overlay {
 		s.Snapshotter = "overlayfs"

@@ -17,7 +17,7 @@ import (
 )
 
 // decideOCIRuntime chooses the OCI runtime the shims run and sets s's
-// OCIRuntime and RuncBinary (empty: runc from PATH). want is the
+// OCIRuntime and OCIBinary (empty: runc from PATH). want is the
 // --oci-runtime asked for: auto (or empty), crun or runc; crun asked for
 // and not usable is an error.
 //
@@ -60,8 +60,8 @@ func (c *Containerd) decideOCIRuntime(s *settings, want string) error {
 		c.log.Info("containerd decision", "runc", runc, "reason", "a sealed copy could not be made ("+err.Error()+"): each container init copies runc itself")
 		return nil
 	}
-	c.runc = sr
-	s.RuncBinary = sr.link
+	c.oci = sr
+	s.OCIBinary = sr.link
 	c.log.Info("containerd decision", "runc", sr.link, "reason", "a sealed in-memory copy of "+runc+": runc init skips copying itself for every container")
 	return nil
 }
@@ -93,8 +93,8 @@ func (c *Containerd) useCrun(s *settings, path, binDir string) error {
 		reason += ", run through " + ociwrap.Name + ": the cgroup v2 hierarchy at " + ociwrap.Unified +
 			" holds controllers (" + controllers + "), which crun refuses; each crun call gets a mount namespace without it"
 	}
-	c.runc = sr
-	s.OCIRuntime, s.RuncBinary = "crun", binary
+	c.oci = sr
+	s.OCIRuntime, s.OCIBinary = "crun", binary
 	c.log.Info("containerd decision", "oci_runtime", "crun", "binary", binary, "version", sr.version, "reason", reason)
 	return nil
 }
