@@ -68,7 +68,7 @@ func (c *Containerd) decideOCIRuntime(s *settings, want string) error {
 
 // useCrun sets s up for crun at path, or says why crun cannot be used.
 func (c *Containerd) useCrun(s *settings, path, binDir string) error {
-	controllers, hybrid, err := hybridV2Controllers()
+	controllers, err := hybridV2Controllers()
 	if err != nil {
 		return fmt.Errorf("reading the cgroup layout: %w", err)
 	}
@@ -77,7 +77,7 @@ func (c *Containerd) useCrun(s *settings, path, binDir string) error {
 		return fmt.Errorf("a sealed copy could not be made: %w", err)
 	}
 	binary, reason := sr.link, "a sealed in-memory copy of "+path+" (crun skips copying itself at every call)"
-	if hybrid && controllers != "" {
+	if controllers != "" {
 		wrapper, err := c.installWrapper(binDir)
 		if err != nil {
 			sr.Close()
@@ -134,30 +134,30 @@ func (c *Containerd) installWrapper(binDir string) (string, error) {
 	return link, nil
 }
 
-// hybridV2Controllers reports whether the host mounts cgroups the hybrid
-// way (v1 controllers under a tmpfs at /sys/fs/cgroup, the v2 hierarchy at
-// /sys/fs/cgroup/unified) and, if so, the controllers the v2 hierarchy
-// holds ("" for none).
-func hybridV2Controllers() (controllers string, hybrid bool, err error) {
+// hybridV2Controllers returns the controllers the cgroup v2 hierarchy holds
+// on a host that mounts cgroups the hybrid way (v1 controllers under a tmpfs
+// at /sys/fs/cgroup, the v2 hierarchy at /sys/fs/cgroup/unified): what crun
+// refuses. "" on other hosts, or when it holds none.
+func hybridV2Controllers() (string, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
-		return "", false, err
+		return "", err
 	}
 	if st.Type != unix.TMPFS_MAGIC {
-		return "", false, nil // cgroup v2 alone (or something crun will say)
+		return "", nil // cgroup v2 alone (or something crun will say)
 	}
 	if err := unix.Statfs(ociwrap.Unified, &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return "", false, nil
+			return "", nil
 		}
-		return "", false, err
+		return "", err
 	}
 	if st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return "", false, nil
+		return "", nil
 	}
 	data, err := os.ReadFile(ociwrap.Unified + "/cgroup.controllers")
 	if err != nil {
-		return "", true, err
+		return "", err
 	}
-	return string(bytes.TrimSpace(data)), true, nil
+	return string(bytes.TrimSpace(data)), nil
 }
