@@ -77,6 +77,12 @@ type Config struct {
 	// batch of events to a client before the watch is closed (a client
 	// that stopped reading; it re-watches or relists). Default 10 s.
 	WatchWriteTimeout time.Duration
+	// WatchFlushRate is how many flushes a second the watches served from
+	// memory make together before they are paced (watchpace.go): 0 is
+	// 1,000 per usable core, negative never paces.
+	WatchFlushRate int
+	// pace replaces the pacing WatchFlushRate gives (tests).
+	pace *flushPace
 	// AgentTransport reaches node agents for pod logs, exec, attach and
 	// port-forward (TLS with the server's client certificate).
 	AgentTransport *http.Transport
@@ -127,6 +133,8 @@ type Server struct {
 	// cache holds built-in resources' objects for lists and watches that
 	// may be served from memory (listcache.go).
 	cache *objectCache
+	// pace spreads the cached watches' flushes under load (watchpace.go).
+	pace *flushPace
 }
 
 // New builds a server from its config.
@@ -158,6 +166,10 @@ func New(cfg Config) (*Server, error) {
 		versions:  map[string][]string{},
 		inflight:  newInflight(cfg.Limits),
 		warm:      newWarmStacks(),
+		pace:      newFlushPace(cfg.WatchFlushRate),
+	}
+	if cfg.pace != nil {
+		s.pace = cfg.pace
 	}
 	s.cache = newObjectCache(s)
 	for _, reg := range append(cfg.Resources[:len(cfg.Resources):len(cfg.Resources)], s.reviewResources()...) {

@@ -56,7 +56,9 @@ type watchEncoder struct {
 // bounded; each write is still many events under a burst).
 const watchSpill = 64 << 10
 
-// watchKeep is the largest batch buffer a watch keeps between batches.
+// watchKeep is the largest batch buffer an idle watch keeps; a busy one
+// keeps the buffer its batches grew (at most about watchSpill) until it is
+// idle, so that paced batches (watchpace.go) do not grow a new one each.
 const watchKeep = 16 << 10
 
 // arm makes sure the write about to be made has a deadline at least half
@@ -96,12 +98,19 @@ func (e *watchEncoder) write() error {
 		return nil
 	}
 	_, err := e.resp.Write(e.out.Bytes())
-	if e.out.Cap() > watchKeep {
+	if e.out.Cap() > 2*watchSpill {
 		e.out = bytes.Buffer{}
 	} else {
 		e.out.Reset()
 	}
 	return err
+}
+
+// shrink lets an idle watch's batch buffer go when it grew past watchKeep.
+func (e *watchEncoder) shrink() {
+	if e.out.Len() == 0 && e.out.Cap() > watchKeep {
+		e.out = bytes.Buffer{}
+	}
 }
 
 // flush sends what was written to the client: the batch in one write,
@@ -432,6 +441,15 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 		defer t.Stop()
 		tick = t.C
 	}
+	// paced: the frames gathered have waited their turn to be flushed
+	// (watchpace.go).
+	paced := false
+	var paceTimer *time.Timer
+	defer func() {
+		if paceTimer != nil {
+			paceTimer.Stop()
+		}
+	}()
 	for {
 		var wake <-chan struct{}
 		if cw != nil {
@@ -442,22 +460,41 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 				res.s.log.Info("watch: closing a watch the cache can no longer feed (fell behind, or the resource reloads); the client watches again", "resource", res.reg.Plural, "namespace", info.Namespace, "lastResourceVersion", last)
 				return nil
 			}
-			if len(batch) > 0 {
-				// Each batch goes out in one write and one flush: under a
-				// burst of writes, one write to the connection per batch
-				// instead of per event.
-				for _, he := range batch {
-					last = he.ev.Revision
-					if !strings.HasPrefix(he.ev.KV.Key, prefix) {
-						continue
-					}
-					if !res.sendCached(enc, he, sel, shared) {
-						return nil
-					}
+			// Each batch goes out in one write and one flush: under a
+			// burst of writes, one write to the connection per batch
+			// instead of per event.
+			for _, he := range batch {
+				last = he.ev.Revision
+				if !strings.HasPrefix(he.ev.KV.Key, prefix) {
+					continue
 				}
+				if !res.sendCached(enc, he, sel, shared) {
+					return nil
+				}
+			}
+			if enc.dirty && !paced {
+				// Under a load of flushes, wait for this watch's turn and
+				// send what comes meanwhile in the same flush.
+				paced = true
+				if d := res.s.pace.reserve(time.Now()); d > 0 {
+					if paceTimer == nil {
+						paceTimer = time.NewTimer(d)
+					} else {
+						paceTimer.Reset(d)
+					}
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-paceTimer.C:
+					}
+					continue
+				}
+			}
+			if len(batch) > 0 || enc.dirty {
 				if enc.flush() != nil || ctx.Err() != nil {
 					return nil
 				}
+				paced = false
 				written()
 				continue
 			}
@@ -472,6 +509,7 @@ func (res *resource) handleWatch(w http.ResponseWriter, r *http.Request, info re
 				break
 			}
 			enc.disarm()
+			enc.shrink()
 			idleOn = false
 		case <-tick:
 			if err := enc.send(watch.Bookmark, res.bookmark(last, false)); err != nil {
