@@ -124,10 +124,23 @@ trap 'rm -rf "$tmp"' EXIT
 	machine_info
 } >"$tmp/header.md"
 
+# BENCH_ONLY=apiserver,agent runs those sections alone; the others keep what
+# the last results.md has for them (the machine table is this run's).
+only=",${BENCH_ONLY:-},"
+kept() { # the section titled $1 in the current results.md
+	[[ -f $RESULTS ]] && awk -v t="## $1" '$0 == t { f = 1; print ""; print; next } f && /^## / { exit } f' "$RESULTS"
+}
+
 status=0
 for section in "${SECTIONS[@]}"; do
 	name=${section%%|*}
 	title=${section#*|}
+	if [[ $only != ",," && $only != *",$name,"* ]]; then
+		if ! kept "$title" >"$tmp/$name.md" || [[ ! -s $tmp/$name.md ]]; then
+			printf '\n## %s\n\n(not run)\n' "$title" >"$tmp/$name.md"
+		fi
+		continue
+	fi
 	echo "bench/run.sh: running $name" >&2
 	out=$ROOT/bench/results-$name.md
 	# Dated notes below the marker line survive the run; the figures above

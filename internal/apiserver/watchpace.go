@@ -32,7 +32,7 @@ type flushPace struct {
 const (
 	watchFlushesPerCore = 1000
 	watchPaceBurst      = 4 * time.Millisecond
-	watchPaceMax        = 40 * time.Millisecond
+	watchPaceMax        = 60 * time.Millisecond
 )
 
 // newFlushPace paces flushes at rate per second; rate 0 is
