@@ -18,7 +18,7 @@ LDFLAGS := -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Bui
 # is built without cgo, so it cannot load Go plugins either.
 TAGS := kustomize_disable_go_plugin_support
 
-.PHONY: build init run test test-short bench reliability ldflags tags lint deps deps-test
+.PHONY: build init run test test-short bench reliability ldflags tags lint deps deps-test deps-bench
 
 # The process runtime's container init, embedded in headway (see
 # internal/agent/runtime/process/initbin): a 2 MB static binary that starts
@@ -47,6 +47,12 @@ deps:
 deps-test:
 	bash scripts/install-deps.sh test
 
+# What the benchmarks compare with: dnsperf (apt) and CoreDNS (a Go install,
+# the version the DNS tests compare answers with).
+deps-bench:
+	bash scripts/install-deps.sh bench
+	command -v coredns >/dev/null || test -x "$$($(GO) env GOPATH)/bin/coredns" || $(GO) install github.com/coredns/coredns@v1.14.7
+
 # Start a server with the embedded defaults (root for pods: sudo make run).
 run: deps build
 	./bin/headway server
@@ -70,7 +76,7 @@ test-short:
 reliability: build
 	HEADWAY_BIN=$(CURDIR)/bin/headway HEADWAY_RELIABILITY=full $(GO) test -count=1 -v -run 'TestReliability$$' ./test/e2e/ 2>&1 | grep -E -A4 'reliability summary|^(--- |FAIL|ok)'
 
-bench: build
+bench: deps-bench build
 	HEADWAY_BIN=$(CURDIR)/bin/headway ./bench/run.sh
 
 # What the e2e's own build passes (after `make init`).

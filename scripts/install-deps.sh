@@ -10,6 +10,9 @@
 #                                  read the rules Headway programs through
 #                                  netlink), dig, tmux, python3, nginx (the
 #                                  test images), ...
+#   scripts/install-deps.sh bench  that, and what `make bench` compares
+#                                  with: dnsperf (CoreDNS itself is a Go
+#                                  install, in the Makefile's deps-bench)
 #
 # Root runs apt-get directly; other users through sudo. HEADWAY_NO_INSTALL=1
 # only checks and prints.
@@ -18,8 +21,10 @@ set -euo pipefail
 what="${1:-run}"
 run_pkgs=(iproute2 containerd runc crun containernetworking-plugins catatonit busybox ca-certificates curl)
 test_pkgs=(nftables make git dnsutils tmux python3 tar nginx etcd-server etcd-client)
+bench_pkgs=(dnsperf util-linux)
 pkgs=("${run_pkgs[@]}")
-[[ "$what" == test ]] && pkgs+=("${test_pkgs[@]}")
+[[ "$what" == test || "$what" == bench ]] && pkgs+=("${test_pkgs[@]}")
+[[ "$what" == bench ]] && pkgs+=("${bench_pkgs[@]}")
 
 if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
 	echo "install-deps: not a Debian machine; install these (or your distribution's equivalents) yourself: ${pkgs[*]}" >&2
