@@ -83,6 +83,31 @@ func (w recordingWriter) Flush() {
 
 func (w recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// recordedWatches serves h over TLS and HTTP/2 with its watch responses
+// recorded, and a client of it speaking ct ("": client-go's default).
+func recordedWatches(t *testing.T, h http.Handler, ct string) (*kubernetes.Clientset, *watchWrites) {
+	t.Helper()
+	rec := &watchWrites{}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") != "" {
+			w = recordingWriter{ResponseWriter: w, r: rec}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	cfg := &rest.Config{Host: ts.URL, BearerToken: "t", TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: -1}
+	if ct != "" {
+		cfg.ContentType, cfg.AcceptContentTypes = ct, ct
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, rec
+}
+
 // TestWatchBatchesReadyEvents: the events ready for a watcher when it
 // writes go to its connection in one write and one flush (JSON and
 // protobuf, over HTTP/2 and TLS to client-go), byte for byte the frames
@@ -105,22 +130,7 @@ func TestWatchBatchesReadyEvents(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The same server, its watch responses recorded.
-			rec := &watchWrites{}
-			ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Query().Get("watch") != "" {
-					w = recordingWriter{ResponseWriter: w, r: rec}
-				}
-				h.ServeHTTP(w, r)
-			}))
-			ts.EnableHTTP2 = true
-			ts.StartTLS()
-			defer ts.Close()
-			cfg := &rest.Config{Host: ts.URL, BearerToken: "t", TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: -1}
-			cfg.ContentType, cfg.AcceptContentTypes = ct, ct
-			wcs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			wcs, rec := recordedWatches(t, h, ct)
 			w, err := wcs.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: strconv.FormatInt(store.Revision(), 10)})
 			if err != nil {
 				t.Fatal(err)

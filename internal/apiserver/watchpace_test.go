@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/headway/headway/internal/storage/memory"
 )
@@ -72,21 +68,7 @@ func TestWatchPacedFlushes(t *testing.T) {
 	if _, err := cms.List(ctx, metav1.ListOptions{ResourceVersion: "0"}); err != nil {
 		t.Fatal(err)
 	}
-	rec := &watchWrites{}
-	h := srv.Handler()
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("watch") != "" {
-			w = recordingWriter{ResponseWriter: w, r: rec}
-		}
-		h.ServeHTTP(w, r)
-	}))
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	defer ts.Close()
-	wcs, err := kubernetes.NewForConfig(&rest.Config{Host: ts.URL, BearerToken: "t", TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wcs, rec := recordedWatches(t, srv.Handler(), "")
 	w, err := wcs.CoreV1().ConfigMaps("paced").Watch(ctx, metav1.ListOptions{ResourceVersion: strconv.FormatInt(store.Revision(), 10)})
 	if err != nil {
 		t.Fatal(err)
