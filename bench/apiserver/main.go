@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 type options struct {
 	out        string
 	cpuprofile string
+	trace      string
 	memprofile string
 	profile    string
 
@@ -71,7 +73,8 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the markdown table to this file")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of one phase (see -profile) to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write the allocations of one phase (see -profile) to this file (and FILE.base before it: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
-	flag.StringVar(&o.profile, "profile", "create16", "phase -cpuprofile and -memprofile cover: create1, create16, get16, list, watch")
+	flag.StringVar(&o.trace, "trace", "", "write an execution trace of one phase (see -profile) to this file")
+	flag.StringVar(&o.profile, "profile", "create16", "phase -cpuprofile and -memprofile cover: create1, create16, get16, list, watch, memref (the memory-store reference)")
 	flag.IntVar(&o.creates1, "creates1", 2000, "creates by the single client")
 	flag.IntVar(&o.creates16, "creates16", 10000, "creates by the 16 clients (this namespace is also the 10k list)")
 	flag.IntVar(&o.createsShare, "creates-shared", 5000, "creates by 16 clients over one shared HTTP/2 connection (0 skips)")
@@ -236,7 +239,9 @@ func memoryReference(ctx context.Context, r *report, o options, dir string) erro
 	if _, err := creates(ctx, cs, nsWarm, "warm", 320); err != nil {
 		return fmt.Errorf("warm-up (memory): %w", err)
 	}
-	return b.create(ctx, cs, nsMany, o.memRef, "reference: create, 16 clients, memory store (not durable)", "")
+	return withProfile(o, "memref", func() error {
+		return b.create(ctx, cs, nsMany, o.memRef, "reference: create, 16 clients, memory store (not durable)", "")
+	})
 }
 
 // quietLogs keeps the in-process server's logs to errors only.
@@ -249,8 +254,22 @@ func quietLogs(o *app.Options) {
 // withProfile runs fn under the CPU profiler, and between two snapshots of
 // the allocation profile, when phase is the profiled one.
 func withProfile(o options, phase string, fn func() error) error {
-	if o.profile != phase || (o.cpuprofile == "" && o.memprofile == "") {
+	if o.profile != phase || (o.cpuprofile == "" && o.memprofile == "" && o.trace == "") {
 		return fn()
+	}
+	if o.trace != "" {
+		f, err := os.Create(o.trace)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer func() {
+			trace.Stop()
+			log.Printf("execution trace of %s written to %s (go tool trace -pprof=sched %s)", phase, o.trace, o.trace)
+		}()
 	}
 	if o.memprofile != "" {
 		if err := writeAllocs(o.memprofile + ".base"); err != nil {

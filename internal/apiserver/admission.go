@@ -175,7 +175,22 @@ func (o serverObjects) List(ctx context.Context, gvr schema.GroupVersionResource
 	if err != nil {
 		return nil, err
 	}
-	list, err := res.list(ctx, ns, nil, selection{labels: labels.Everything(), fields: fields.Everything()})
+	sel := selection{labels: labels.Everything(), fields: fields.Everything()}
+	// From the object cache, as kube-apiserver's admission plugins read
+	// informers, but never older than this server's own last write of the
+	// resource: a webhook configuration, quota or limit range created
+	// through this server applies to the next request. The items are
+	// shared with the cache: admission steps only read them.
+	if rc := o.s.cache.forResource(res); rc != nil {
+		list, ok, err := res.listCached(ctx, rc, ns, sel, res.written.Load())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return list.items, nil
+		}
+	}
+	list, err := res.list(ctx, ns, nil, sel)
 	if err != nil {
 		return nil, err
 	}

@@ -105,6 +105,10 @@ type Server struct {
 	store     storage.Interface
 	codecs    *codecs
 	resources map[string]*resource // "group/version/plural"
+	// written: each storage prefix's newest write by this server
+	// (resource.written), shared by the resources stored there.
+	writtenMu sync.Mutex
+	written   map[string]*atomic.Int64
 	byGV      map[schema.GroupVersion][]*resource
 	groups    []string // API groups in order, "" first
 	versions  map[string][]string

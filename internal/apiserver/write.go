@@ -309,6 +309,7 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 		}
 		return nil, err
 	}
+	res.wrote(rev)
 	acc.SetResourceVersion(formatRV(rev))
 	return obj, nil
 }
@@ -557,13 +558,14 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 			acc.SetResourceVersion(curAcc.GetResourceVersion())
 			return obj, true, nil
 		}
-		_, _, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision)
+		_, rev, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision)
 		if errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound) {
 			return nil, false, errRetry
 		}
 		if err != nil {
 			return nil, false, err
 		}
+		res.wrote(rev)
 		if h := res.reg.Hooks.AfterDelete; h != nil {
 			h(ctx, obj)
 		}
@@ -601,6 +603,7 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	if err != nil {
 		return nil, false, err
 	}
+	res.wrote(rev)
 	acc.SetResourceVersion(formatRV(rev))
 	return obj, false, nil
 }
