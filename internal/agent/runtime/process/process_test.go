@@ -289,13 +289,18 @@ func TestSmallInitRunsContainers(t *testing.T) {
 	logPath := filepath.Join(sb.Dir, "logs", "c", "0.log")
 	uid := int64(65534)
 	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{
-		Name: "c", Argv: []string{"sh", "-c", "hostname; cat /proc/1/comm; id -u; echo pid=$$; exec sleep 60"},
+		Name: "c", Argv: []string{"sh", "-c", "hostname; cat /proc/1/comm; id -u; echo gomaxprocs=${GOMAXPROCS:-unset}; echo pid=$$; exec sleep 60"},
 		Env: []string{"PATH=/usr/bin:/bin"}, UID: &uid, LogPath: logPath,
 	})
 	// The container's PID 1, seen from the host, is the small binary.
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID()))
 	if err != nil || exe != initExe {
 		t.Errorf("the container's init runs %q (%v), want %s", exe, err, initExe)
+	}
+	// The init runs its Go runtime with one P (initEnv); the program gets
+	// the container's environment alone.
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID())); err != nil || string(env) != "GOMAXPROCS=1\x00" {
+		t.Errorf("the container's init has environment %q (%v), want GOMAXPROCS=1 alone", env, err)
 	}
 	// Once the shell has written everything, end it.
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(string(logText(logPath)), "pid=") && time.Now().Before(deadline); {
@@ -304,7 +309,7 @@ func TestSmallInitRunsContainers(t *testing.T) {
 	p.Signal(syscall.SIGTERM)
 	waitExit(t, p)
 	out := string(logText(logPath))
-	for _, w := range []string{"web-0\n", "headway-init\n", "65534\n", "pid="} {
+	for _, w := range []string{"web-0\n", "headway-init\n", "65534\n", "gomaxprocs=unset\n", "pid="} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}

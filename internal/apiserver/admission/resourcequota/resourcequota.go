@@ -41,8 +41,7 @@ type charge struct {
 // Validate refuses a request that would exceed a quota and charges the
 // quotas it counts against.
 func (p *Plugin) Validate(ctx context.Context, a *admission.Attributes, o admission.Objects) error {
-	usage, old, ok := requestUsage(a)
-	if !ok {
+	if !counted(a) {
 		return nil
 	}
 	objs, err := o.List(ctx, quotas, a.Namespace)
@@ -50,8 +49,9 @@ func (p *Plugin) Validate(ctx context.Context, a *admission.Attributes, o admiss
 		return err
 	}
 	if len(objs) == 0 {
-		return nil
+		return nil // most namespaces: no usage to compute
 	}
+	usage, old, _ := requestUsage(a)
 	list := make([]*corev1.ResourceQuota, 0, len(objs))
 	for _, obj := range objs {
 		if q, ok := obj.(*corev1.ResourceQuota); ok {
@@ -107,20 +107,29 @@ func (p *Plugin) refund(ctx context.Context, a *admission.Attributes, o admissio
 // subresources, deletes, and updates of anything but Services and claims
 // (whose node ports, load balancers and storage may grow).
 func requestUsage(a *admission.Attributes) (usage, old corev1.ResourceList, ok bool) {
-	if a.Subresource != "" || a.Object == nil {
+	if !counted(a) {
 		return nil, nil, false
+	}
+	gr := a.Resource.GroupResource()
+	if a.Operation == admission.Update {
+		return quota.Usage(gr, a.Object), quota.Usage(gr, a.OldObject), true
+	}
+	return quota.Usage(gr, a.Object), nil, true
+}
+
+// counted says whether quota counts the request (requestUsage).
+func counted(a *admission.Attributes) bool {
+	if a.Subresource != "" || a.Object == nil {
+		return false
 	}
 	gr := a.Resource.GroupResource()
 	switch a.Operation {
 	case admission.Create:
-		return quota.Usage(gr, a.Object), nil, true
+		return true
 	case admission.Update:
-		if gr.Group != "" || (gr.Resource != "services" && gr.Resource != "persistentvolumeclaims") || a.OldObject == nil {
-			return nil, nil, false
-		}
-		return quota.Usage(gr, a.Object), quota.Usage(gr, a.OldObject), true
+		return gr.Group == "" && (gr.Resource == "services" || gr.Resource == "persistentvolumeclaims") && a.OldObject != nil
 	}
-	return nil, nil, false
+	return false
 }
 
 // Plan decides which quotas (sorted by name) a request counts against and
