@@ -64,6 +64,24 @@ func benchStart(ctx context.Context, r *report, o options, tmp, big string) erro
 	}
 	addStartRows(r, "server start → /readyz, fresh data dir", fresh, m, true)
 
+	// The same without the start's page mapping ahead (package prefault):
+	// the previous Headway, in the same run.
+	var plain []startRun
+	m = startMeter()
+	launchWithoutPrefault = true
+	for i := range o.startRuns {
+		dir := filepath.Join(tmp, fmt.Sprintf("start-plain-%d", i))
+		sr, err := startOnce(ctx, bin, dir, extra)
+		os.RemoveAll(dir)
+		if err != nil {
+			launchWithoutPrefault = false
+			return fmt.Errorf("server start (fresh data dir, HEADWAY_NO_PREFAULT=1): %w", err)
+		}
+		plain = append(plain, sr)
+	}
+	launchWithoutPrefault = false
+	addStartRows(r, "reference: server start → /readyz, fresh data dir, without mapping the start's pages ahead (HEADWAY_NO_PREFAULT=1, the previous Headway)", plain, m, false)
+
 	if o.idleRuns > 0 {
 		var idles []idleRun
 		for i := range o.idleRuns {
@@ -107,6 +125,9 @@ func benchStart(ctx context.Context, r *report, o options, tmp, big string) erro
 	}
 	return nil
 }
+
+// launchWithoutPrefault: launch starts the server with HEADWAY_NO_PREFAULT=1.
+var launchWithoutPrefault bool
 
 // startRun is one start of the binary.
 type startRun struct {
@@ -296,6 +317,9 @@ func launch(ctx context.Context, bin, dir string, extra []string) (*server, star
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Env = append(os.Environ(), "HEADWAY_DATA_DIR="+dir)
+	if launchWithoutPrefault {
+		cmd.Env = append(cmd.Env, "HEADWAY_NO_PREFAULT=1")
+	}
 	// If this program dies first, the kernel kills the server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 

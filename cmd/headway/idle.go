@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/prefault"
 )
 
 // releaseStartupMemory hands back what only the start needed, once the
-// server has settled: the heap the start left as garbage (a collection, and
-// the freed spans returned to the kernel) and this executable's read-only
+// server has settled: the heap the start left as garbage and the heap
+// mapped ahead (prefault's ballast dropped, a collection, and the freed
+// spans returned to the kernel) and this executable's read-only
 // mappings (code, read-only data, the function tables), which the start
 // touched nearly whole and the kernel maps in 2 MiB pages where the page
 // cache holds large folios. Only mappings that hold nothing but the file's
@@ -22,6 +25,7 @@ import (
 // from now on) what the server still runs. It returns the bytes of mappings
 // it released.
 func releaseStartupMemory() (released int64) {
+	prefault.Release() // the heap goal follows the live heap again
 	debug.FreeOSMemory()
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
