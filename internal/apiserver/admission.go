@@ -182,7 +182,7 @@ func (o serverObjects) List(ctx context.Context, gvr schema.GroupVersionResource
 	// through this server applies to the next request. The items are
 	// shared with the cache: admission steps only read them.
 	if rc := o.s.cache.forResource(res); rc != nil {
-		list, ok, err := res.listCached(ctx, rc, ns, sel, res.written.Load())
+		list, ok, err := res.listCached(ctx, rc, ns, sel, o.s.store.writtenUnder(res.prefix))
 		if err != nil {
 			return nil, err
 		}

@@ -214,7 +214,6 @@ func (s *Server) newCustomResource(crd *apiextensionsv1.CustomResourceDefinition
 		fieldManagers: map[string]*managedfields.FieldManager{},
 		custom:        cr,
 		events:        newEventCache(),
-		written:       s.writtenUnder("/registry/" + group + "/" + crd.Spec.Names.Plural + "/"),
 	}
 	res.selectableFields = res.fieldSet(reg.New())
 	for _, sf := range cr.selectable {

@@ -210,14 +210,13 @@ func (res *resource) deleteObjectAdmitted(ctx context.Context, ns, name string, 
 			if err != nil {
 				return nil, false, err
 			}
-			res.wrote(rev)
 			nacc.SetResourceVersion(formatRV(rev))
 			return next, false, nil
 		}
 		if dryRun {
 			return cur, true, nil
 		}
-		_, rev, err := res.s.store.Delete(ctx, key, kv.ModRevision)
+		_, _, err = res.s.store.Delete(ctx, key, kv.ModRevision)
 		if errors.Is(err, storage.ErrConflict) {
 			continue
 		}
@@ -227,7 +226,6 @@ func (res *resource) deleteObjectAdmitted(ctx context.Context, ns, name string, 
 		if err != nil {
 			return nil, false, err
 		}
-		res.wrote(rev)
 		if h := res.reg.Hooks.AfterDelete; h != nil {
 			h(ctx, cur)
 		}
@@ -332,7 +330,6 @@ func (res *resource) markDeleted(ctx context.Context, kv storage.KV, cur runtime
 	if err != nil {
 		return nil, false, err
 	}
-	res.wrote(rev)
 	nacc.SetResourceVersion(formatRV(rev))
 	return next, false, nil
 }
@@ -346,14 +343,12 @@ func (res *resource) unsafeDelete(ctx context.Context, kv storage.KV, name strin
 	if dryRun {
 		return obj, true, nil
 	}
-	_, rev, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision)
-	if err != nil {
+	if _, _, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision); err != nil {
 		if errors.Is(err, storage.ErrConflict) {
 			return nil, false, apierrors.NewConflict(res.reg.GroupResource(), name, fmt.Errorf("the object changed while it was being deleted; try again"))
 		}
 		return nil, false, err
 	}
-	res.wrote(rev)
 	res.s.log.Warn("unsafe deletion of an undecodable object", "key", kv.Key)
 	return obj, true, nil
 }

@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,36 +43,6 @@ type resource struct {
 	custom *customResource
 	// events shares decoded and encoded store events between watches.
 	events *eventCache
-	// written is the revision of this server's newest write under prefix
-	// (shared by the resources that store there): admission reads its
-	// configuration from the object cache once the cache holds it.
-	written *atomic.Int64
-}
-
-// writtenUnder is the newest-write revision of a storage prefix, one per
-// prefix however many resources (versions, shared storage) use it.
-func (s *Server) writtenUnder(prefix string) *atomic.Int64 {
-	s.writtenMu.Lock()
-	defer s.writtenMu.Unlock()
-	if s.written == nil {
-		s.written = map[string]*atomic.Int64{}
-	}
-	w := s.written[prefix]
-	if w == nil {
-		w = new(atomic.Int64)
-		s.written[prefix] = w
-	}
-	return w
-}
-
-// wrote records a write under res's prefix at rev.
-func (res *resource) wrote(rev int64) {
-	for {
-		cur := res.written.Load()
-		if rev <= cur || res.written.CompareAndSwap(cur, rev) {
-			return
-		}
-	}
 }
 
 type subresourceInfo struct {
@@ -104,7 +73,6 @@ func newResource(s *Server, reg *registry.Resource) (*resource, error) {
 		}
 		res.prefix = "/registry/" + g + "/" + ss.Plural + "/"
 	}
-	res.written = s.writtenUnder(res.prefix)
 	res.selectableFields = res.fieldSet(reg.New())
 	for _, sub := range []string{"", "status"} {
 		if reg.CreateOnly != nil {

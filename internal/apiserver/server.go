@@ -102,13 +102,9 @@ type Config struct {
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	store     storage.Interface
+	store     *recordingStore // cfg.Store, noting each prefix's newest write
 	codecs    *codecs
 	resources map[string]*resource // "group/version/plural"
-	// written: each storage prefix's newest write by this server
-	// (resource.written), shared by the resources stored there.
-	writtenMu sync.Mutex
-	written   map[string]*atomic.Int64
 	byGV      map[schema.GroupVersion][]*resource
 	groups    []string // API groups in order, "" first
 	versions  map[string][]string
@@ -163,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		store:     cfg.Store,
+		store:     &recordingStore{Interface: cfg.Store},
 		codecs:    newCodecs(cfg.Scheme),
 		resources: map[string]*resource{},
 		byGV:      map[schema.GroupVersion][]*resource{},

@@ -309,7 +309,6 @@ func (res *resource) createObject(ctx context.Context, ns string, obj runtime.Ob
 		}
 		return nil, err
 	}
-	res.wrote(rev)
 	acc.SetResourceVersion(formatRV(rev))
 	return obj, nil
 }
@@ -558,14 +557,13 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 			acc.SetResourceVersion(curAcc.GetResourceVersion())
 			return obj, true, nil
 		}
-		_, rev, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision)
+		_, _, err := res.s.store.Delete(ctx, kv.Key, kv.ModRevision)
 		if errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound) {
 			return nil, false, errRetry
 		}
 		if err != nil {
 			return nil, false, err
 		}
-		res.wrote(rev)
 		if h := res.reg.Hooks.AfterDelete; h != nil {
 			h(ctx, obj)
 		}
@@ -603,7 +601,6 @@ func (res *resource) storeUpdate(ctx context.Context, kv storage.KV, cur, obj ru
 	if err != nil {
 		return nil, false, err
 	}
-	res.wrote(rev)
 	acc.SetResourceVersion(formatRV(rev))
 	return obj, false, nil
 }
