@@ -68,18 +68,15 @@ func benchStart(ctx context.Context, r *report, o options, tmp, big string) erro
 	// the previous Headway, in the same run.
 	var plain []startRun
 	m = startMeter()
-	launchWithoutPrefault = true
 	for i := range o.startRuns {
 		dir := filepath.Join(tmp, fmt.Sprintf("start-plain-%d", i))
-		sr, err := startOnce(ctx, bin, dir, extra)
+		sr, err := startOnce(ctx, bin, dir, extra, "HEADWAY_NO_PREFAULT=1")
 		os.RemoveAll(dir)
 		if err != nil {
-			launchWithoutPrefault = false
 			return fmt.Errorf("server start (fresh data dir, HEADWAY_NO_PREFAULT=1): %w", err)
 		}
 		plain = append(plain, sr)
 	}
-	launchWithoutPrefault = false
 	addStartRows(r, "reference: server start → /readyz, fresh data dir, without mapping the start's pages ahead (HEADWAY_NO_PREFAULT=1, the previous Headway)", plain, m, false)
 
 	if o.idleRuns > 0 {
@@ -125,9 +122,6 @@ func benchStart(ctx context.Context, r *report, o options, tmp, big string) erro
 	}
 	return nil
 }
-
-// launchWithoutPrefault: launch starts the server with HEADWAY_NO_PREFAULT=1.
-var launchWithoutPrefault bool
 
 // startRun is one start of the binary.
 type startRun struct {
@@ -271,8 +265,8 @@ const clockTicks = 100
 var startupRE = regexp.MustCompile(`headway is ready.*\bstartup=([0-9.]+[a-zµ]+)`)
 
 // startOnce starts the server on dir, waits for /readyz, and stops it.
-func startOnce(ctx context.Context, bin, dir string, extra []string) (startRun, error) {
-	p, sr, err := launch(ctx, bin, dir, extra)
+func startOnce(ctx context.Context, bin, dir string, extra []string, env ...string) (startRun, error) {
+	p, sr, err := launch(ctx, bin, dir, extra, env...)
 	if err != nil {
 		return sr, err
 	}
@@ -302,9 +296,9 @@ func (p *server) stop() (time.Duration, error) {
 	return d, nil
 }
 
-// launch starts the server on dir and waits for /readyz; the caller stops
-// it.
-func launch(ctx context.Context, bin, dir string, extra []string) (*server, startRun, error) {
+// launch starts the server on dir (env added to its environment) and waits
+// for /readyz; the caller stops it.
+func launch(ctx context.Context, bin, dir string, extra []string, env ...string) (*server, startRun, error) {
 	var sr startRun
 	port, err := freePort()
 	if err != nil {
@@ -316,10 +310,7 @@ func launch(ctx context.Context, bin, dir string, extra []string) (*server, star
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.Env = append(os.Environ(), "HEADWAY_DATA_DIR="+dir)
-	if launchWithoutPrefault {
-		cmd.Env = append(cmd.Env, "HEADWAY_NO_PREFAULT=1")
-	}
+	cmd.Env = append(append(os.Environ(), "HEADWAY_DATA_DIR="+dir), env...)
 	// If this program dies first, the kernel kills the server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
