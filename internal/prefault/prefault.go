@@ -248,6 +248,11 @@ func readFile(path string) ([]byte, error) {
 	}
 }
 
+// lines, parse and hex are written out rather than taken from bytes,
+// strings and strconv: importing those has about 80 more packages
+// initialised before this one (97th instead of 21st, GODEBUG=inittrace=1),
+// and their page faults with them.
+
 // lines yields b's lines.
 func lines(b []byte) func(func([]byte) bool) {
 	return func(yield func([]byte) bool) {
