@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/headway/headway/internal/app"
+	"github.com/headway/headway/internal/gcpace"
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
@@ -59,6 +60,7 @@ type options struct {
 	idleRuns     int
 	idleSettle   time.Duration
 	sharedAll    bool
+	gcPace       bool
 	watchMode    string
 }
 
@@ -95,6 +97,7 @@ func main() {
 	flag.BoolVar(&o.netns, "netns", false, "run in new network and mount namespaces (root; for -server-args with a node agent, whose bridge and rules stay in them)")
 	flag.IntVar(&o.idleRuns, "idle-runs", 3, "server starts measured for idle memory (median reported; 0 skips)")
 	flag.DurationVar(&o.idleSettle, "idle-settle", 35*time.Second, "how long after ready the idle server's memory is read (the server releases the start's memory 5 s and 30 s after ready)")
+	flag.BoolVar(&o.gcPace, "gc-pace", true, "pace garbage collection as headway server does (internal/gcpace: a 128 MiB heap goal while allocating fast); false: plain GOGC")
 	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
 	flag.StringVar(&o.watchMode, "watch-mode", "both", "watchers of the fan-out benchmark: client-go (decode every event, as informers), raw (HTTP/2 streams that only read frames: the server's cost), or both")
 	flag.Parse()
@@ -161,6 +164,14 @@ func run(o options) (*report, error) {
 		return r, fmt.Errorf("starting the in-process cluster (bolt): %w", err)
 	}
 	log.Printf("in-process cluster (bolt) ready in %v at %s", time.Since(t0).Round(time.Millisecond), c.URL)
+	if o.gcPace {
+		// As headway server does once started (the pacing is the
+		// process's, so the in-process clients' collections too).
+		defer gcpace.Start(ctx, gcpace.Options{})()
+		r.notef("Garbage collection paced as headway server's (internal/gcpace: heap goal at least 128 MiB while allocating ≥ 32 MiB/s; -gc-pace=false for plain GOGC).")
+	} else {
+		r.notef("Garbage collection: plain GOGC (-gc-pace=false).")
+	}
 	stopped := false
 	stop := func() error {
 		if stopped {

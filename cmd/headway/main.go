@@ -22,6 +22,7 @@ import (
 	"github.com/headway/headway/internal/agent/network"
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/busybox"
+	"github.com/headway/headway/internal/gcpace"
 	// Before kubectl's packages: only `headway kubectl` loads its translations.
 	"github.com/headway/headway/internal/kubectltranslations"
 	// Initialised first of ours, before the heavy packages: maps the
@@ -92,11 +93,14 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 			}
 			r, err := app.Start(ctx, opts)
 			stopProfile()
-			// Started: collections go by the live heap again.
+			// Started: collections go by the live heap again, except
+			// under bursts of writes and pod starts, when the heap may
+			// grow to 128 MiB before a collection (internal/gcpace).
 			prefault.Release()
 			if err != nil {
 				return err
 			}
+			defer gcpace.Start(ctx, gcpace.Options{Logger: opts.Logger})()
 			for _, after := range idleSettle {
 				settled := time.AfterFunc(after, func() {
 					released := releaseStartupMemory()
@@ -136,6 +140,8 @@ restart needs neither the token nor the CA file again.`,
 			defer stop()
 			opts.Logger = app.NewLogger(opts.LogLevel)
 			app.RouteKlog(opts.Logger)
+			// Pods starting are bursts of allocation, as writes are.
+			defer gcpace.Start(ctx, gcpace.Options{Logger: opts.Logger})()
 			return app.RunAgent(ctx, opts)
 		},
 	}
