@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -54,6 +55,7 @@ var (
 	skipMemory     = flag.Bool("skip-memory", false, "leave out the memory runs")
 	skipThru       = flag.Bool("skip-throughput", false, "leave out the dnsperf throughput and latency runs")
 	pollAfterWrite = flag.Bool("poll-after-write", false, "programming latency: start asking the servers when the write has returned (before 2026-11-30 18:00 UTC), not when it is sent")
+	churnInTurn    = flag.Bool("churn-in-turn", true, "programming latency: also time each server alone (the others stopped), after the run with all at once")
 	churnFlood     = flag.Bool("churn-flood", false, "flood Headway with dnsperf during the churn run")
 	hops           = flag.String("hops", "", "write each timed change's moments here (CSV, Unix ns): the write, its answer, the bench's own watch receiving it, each server's first changed answer")
 	onlyMemory     = flag.Bool("only-memory", false, "run the memory runs only")
@@ -250,21 +252,30 @@ func run() error {
 		}
 		defer func() { flood.Process.Kill(); flood.Wait() }()
 	}
-	lat, err := churn(ctx, client, servers)
+	lat, alone, err := churn(ctx, client, servers)
 	if err != nil {
 		return err
 	}
-	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms (one UDP socket per server), %s, until the answer shows the change. Time from the write to the first such answer:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time", pollStart())
-	w("| server | p50 | p99 | max |\n| --- | --- | --- | --- |\n")
+	w("### DNS programming latency\n\nA headless Service of %d endpoints in slices of 100; %d times, one endpoint's readiness flips (an EndpointSlice update carrying `%s`), and each server is asked for that endpoint's name every 0.2 ms (one UDP socket per server), %s, until the answer shows the change. Time from the write to the first such answer, first with the servers following the changes at once (both pinned to CPU 0: each change wakes both, and the one the kernel runs second waits for the other), then each in turn with the other stopped (SIGSTOP) for its run:\n\n", *churnPods, *changes, "endpoints.kubernetes.io/last-change-trigger-time", pollStart())
+	w("| server | run | p50 | p99 | max |\n| --- | --- | --- | --- | --- |\n")
 	for _, s := range servers {
 		l := lat[s.name]
-		w("| %s | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+		w("| %s | at once | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+	}
+	for _, s := range servers {
+		if l, ok := alone[s.name]; ok {
+			w("| %s | in turn (alone on the core) | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+		}
 	}
 	hp99 := pct(lat["Headway"], 99)
 	w("\nTarget: p99 under 50 ms: %s", yesNo(hp99 < 50))
 	if len(servers) == 2 {
 		cp99 := pct(lat[servers[1].name], 99)
-		w("; below CoreDNS' (%.1f ms): %s", cp99, yesNo(hp99 < cp99))
+		w("; below CoreDNS' at once (%.1f vs %.1f ms): %s", hp99, cp99, yesNo(hp99 < cp99))
+		if alone != nil {
+			ha, ca := pct(alone["Headway"], 99), pct(alone[servers[1].name], 99)
+			w("; in turn (%.1f vs %.1f ms): %s", ha, ca, yesNo(ha < ca))
+		}
 	}
 	w(". Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics. The index update one such change costs is `go test -bench IndexUpdate ./internal/dns` (target under 100 µs).\n\n")
 	for _, s := range servers {
@@ -673,11 +684,92 @@ func populateMany(ctx context.Context, c kubernetes.Interface, services, endpoin
 
 // churn flips the readiness of random endpoints of a 1,000-endpoint
 // headless Service and times, per server, the write-to-answer latency.
-func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (map[string][]float64, error) {
+// churnState is the churn Service's slices as last written.
+type churnState struct{ slices []*discoveryv1.EndpointSlice }
+
+const churnPer = 100 // endpoints per slice
+
+// ready counts the ready endpoints: the addresses the Service's name has.
+func (st *churnState) ready() int {
+	n := 0
+	for _, sl := range st.slices {
+		for _, ep := range sl.Endpoints {
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// churn times the programming latency twice: with every server following
+// the changes at once (all pinned to CPU 0, so each change wakes them all
+// and the p99 says which one the kernel ran first: bench/results-dns.md),
+// then each server in turn, the others stopped (SIGSTOP) for that run, so
+// each has the core to itself as it would on a machine of its own.
+func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (atOnce, inTurn map[string][]float64, err error) {
+	st, err := churnSetup(ctx, c, servers)
+	if err != nil {
+		return nil, nil, err
+	}
+	atOnce, err = churnTimed(ctx, c, st, servers, *hops)
+	if err != nil || len(servers) < 2 || !*churnInTurn {
+		return atOnce, nil, err
+	}
+	inTurn = map[string][]float64{}
+	for _, s := range servers {
+		lat, err := churnAlone(ctx, c, st, servers, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		inTurn[s.name] = lat[s.name]
+	}
+	return atOnce, inTurn, nil
+}
+
+// churnAlone times s with the other servers stopped, then resumes them and
+// waits until each answers with the Service's current addresses.
+func churnAlone(ctx context.Context, c kubernetes.Interface, st *churnState, servers []*server, s *server) (map[string][]float64, error) {
+	var stopped []*server
+	defer func() {
+		for _, o := range stopped {
+			o.p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	for _, o := range servers {
+		if o != s {
+			if err := o.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				return nil, fmt.Errorf("stopping %s for %s's run alone: %w", o.name, s.name, err)
+			}
+			stopped = append(stopped, o)
+		}
+	}
+	if err := waitAnswer(s.addr, "churn.default.svc.cluster.local.", st.ready(), time.Minute); err != nil {
+		return nil, err
+	}
+	lat, err := churnTimed(ctx, c, st, []*server{s}, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range stopped {
+		o.p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	stopped = nil
+	for _, o := range servers {
+		if err := waitAnswer(o.addr, "churn.default.svc.cluster.local.", st.ready(), time.Minute); err != nil {
+			return nil, fmt.Errorf("%s after its pause: %w", o.name, err)
+		}
+	}
+	return lat, nil
+}
+
+// churnSetup creates the churn Service and its slices and waits for every
+// server to answer with all of them.
+func churnSetup(ctx context.Context, c kubernetes.Interface, servers []*server) (*churnState, error) {
 	if _, err := c.CoreV1().Services("default").Create(ctx, headless("churn", "default"), metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	const per = 100
+	const per = churnPer
 	nSlices := (*churnPods + per - 1) / per
 	slicesNow := make([]*discoveryv1.EndpointSlice, nSlices)
 	for s := 0; s < nSlices; s++ {
@@ -698,12 +790,22 @@ func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (map[
 			return nil, err
 		}
 	}
-	// With -hops, the bench watches the slices itself (as the servers'
+	return &churnState{slices: slicesNow}, nil
+}
+
+// churnTimed flips -changes random endpoints' readiness, one at a time,
+// and times each server in servers from the write to its first changed
+// answer (in ms). hops, when not "", is the CSV of each change's moments.
+func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, servers []*server, hops string) (map[string][]float64, error) {
+	const per = churnPer
+	slicesNow := st.slices
+	nSlices := len(slicesNow)
+	// With hops, the bench watches the slices itself (as the servers'
 	// informers do, protobuf): when the API delivered each change.
 	var hopLog *os.File
 	var watched sync.Map // trigger time (RFC 3339) → time.Time received
-	if *hops != "" {
-		f, err := os.Create(*hops)
+	if hops != "" {
+		f, err := os.Create(hops)
 		if err != nil {
 			return nil, err
 		}

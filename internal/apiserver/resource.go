@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 	"sigs.k8s.io/structured-merge-diff/v6/typed"
+	"sigs.k8s.io/structured-merge-diff/v6/value"
 
 	"github.com/headway/headway/internal/apiserver/builtinschema"
 	"github.com/headway/headway/internal/registry"
@@ -252,9 +254,13 @@ var (
 // than parsed from their YAML, which took half of a start's CPU.
 func typeConverter(scheme *runtime.Scheme) managedfields.TypeConverter {
 	typeConverterOnce.Do(func() {
+		core, apiextensions := builtinschema.Core(), builtinschema.APIExtensions()
 		typeConverterVal = builtinTypeConverter{
-			core:          managedfields.NewSchemeTypeConverter(scheme, builtinschema.Core()),
-			apiextensions: managedfields.NewSchemeTypeConverter(scheme, builtinschema.APIExtensions()),
+			scheme:              scheme,
+			coreParser:          core,
+			apiextensionsParser: apiextensions,
+			core:                managedfields.NewSchemeTypeConverter(scheme, core),
+			apiextensions:       managedfields.NewSchemeTypeConverter(scheme, apiextensions),
 		}
 	})
 	return typeConverterVal
@@ -263,14 +269,53 @@ func typeConverter(scheme *runtime.Scheme) managedfields.TypeConverter {
 // builtinTypeConverter joins client-go's schema of the Kubernetes types
 // and apiextensions-apiserver's of CustomResourceDefinition.
 type builtinTypeConverter struct {
-	core, apiextensions managedfields.TypeConverter
+	scheme                          *runtime.Scheme
+	coreParser, apiextensionsParser *typed.Parser
+	core, apiextensions             managedfields.TypeConverter
 }
 
 func (c builtinTypeConverter) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
+	tc, parser := c.core, c.coreParser
 	if obj.GetObjectKind().GroupVersionKind().Group == apiextensionsv1.GroupName {
-		return c.apiextensions.ObjectToTyped(obj, opts...)
+		tc, parser = c.apiextensions, c.apiextensionsParser
 	}
-	return c.core.ObjectToTyped(obj, opts...)
+	if tv, ok := c.unvalidated(obj, parser, opts); ok {
+		return tv, nil
+	}
+	return tc.ObjectToTyped(obj, opts...)
+}
+
+// unvalidated returns a Go struct of a type in parser's schema as a typed
+// value without the validating walk, when duplicates are allowed: that is
+// how managedFields tracking takes the objects of an update (the new and
+// the live one) and of an apply (the live one). With duplicates allowed
+// the walk checks only that the value's shape follows the schema, which a
+// struct of the type the schema was generated from does, and that
+// associative lists' items have their keys, which the comparison or merge
+// that follows checks again (and fails on, as the walk would have). It
+// was a tenth of a create's managedFields work. Unstructured objects
+// (custom resources, apply patches) and strict conversions take the
+// validating path.
+func (c builtinTypeConverter) unvalidated(obj runtime.Object, parser *typed.Parser, opts []typed.ValidationOptions) (*typed.TypedValue, bool) {
+	if !slices.Contains(opts, typed.AllowDuplicates) {
+		return nil, false
+	}
+	if _, ok := obj.(runtime.Unstructured); ok {
+		return nil, false
+	}
+	name, err := c.scheme.ToOpenAPIDefinitionName(obj.GetObjectKind().GroupVersionKind())
+	if err != nil {
+		return nil, false
+	}
+	t := parser.Type(name)
+	if !t.IsValid() {
+		return nil, false
+	}
+	v, err := value.NewValueReflect(obj)
+	if err != nil {
+		return nil, false
+	}
+	return typed.AsTypedUnvalidated(v, t.Schema, t.TypeRef), true
 }
 
 func (c builtinTypeConverter) TypedToObject(value *typed.TypedValue) (runtime.Object, error) {
