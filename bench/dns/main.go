@@ -51,13 +51,13 @@ var (
 	services       = flag.Int("services", 10000, "Services of the memory run")
 	endpoints      = flag.Int("endpoints", 100000, "endpoints of the memory run (spread over the Services)")
 	churnPods      = flag.Int("churn-pods", 1000, "endpoints of the churning headless Service")
-	changes        = flag.Int("changes", 300, "readiness changes timed in the churn run")
+	changes        = flag.Int("changes", 600, "readiness changes timed in each churn run (600: the p99 is then the 6th slowest)")
 	skipMemory     = flag.Bool("skip-memory", false, "leave out the memory runs")
 	skipThru       = flag.Bool("skip-throughput", false, "leave out the dnsperf throughput and latency runs")
 	pollAfterWrite = flag.Bool("poll-after-write", false, "programming latency: start asking the servers when the write has returned (before 2026-11-30 18:00 UTC), not when it is sent")
 	churnInTurn    = flag.Bool("churn-in-turn", true, "programming latency: also time each server alone (the others stopped), after the run with all at once")
 	churnFlood     = flag.Bool("churn-flood", false, "flood Headway with dnsperf during the churn run")
-	hops           = flag.String("hops", "", "write each timed change's moments here (CSV, Unix ns): the write, its answer, the bench's own watch receiving it, each server's first changed answer")
+	hops           = flag.String("hops", "", "write each timed change's moments here (CSV, Unix ns): the write, its answer, the bench's own watch receiving it, each server's first changed answer; the runs of each server alone go to FILE.<server>")
 	onlyMemory     = flag.Bool("only-memory", false, "run the memory runs only")
 	echo           = flag.String("echo", "", "run only the UDP echo loop on this address (what the benchmark starts as its reference)")
 )
@@ -252,7 +252,7 @@ func run() error {
 		}
 		defer func() { flood.Process.Kill(); flood.Wait() }()
 	}
-	lat, alone, err := churn(ctx, client, servers)
+	lat, alone, aloneDelivered, err := churn(ctx, client, servers)
 	if err != nil {
 		return err
 	}
@@ -267,6 +267,11 @@ func run() error {
 			w("| %s | in turn (alone on the core) | %.1f ms | %.1f ms | %.1f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
 		}
 	}
+	for _, s := range servers {
+		if l, ok := aloneDelivered[s.name]; ok && len(l) > 0 {
+			w("| %s | in turn, from the API's delivery of the change (the bench's own watch) | %.2f ms | %.2f ms | %.2f ms |\n", s.name, pct(l, 50), pct(l, 99), pct(l, 100))
+		}
+	}
 	hp99 := pct(lat["Headway"], 99)
 	w("\nTarget: p99 under 50 ms: %s", yesNo(hp99 < 50))
 	if len(servers) == 2 {
@@ -275,6 +280,9 @@ func run() error {
 		if alone != nil {
 			ha, ca := pct(alone["Headway"], 99), pct(alone[servers[1].name], 99)
 			w("; in turn (%.1f vs %.1f ms): %s", ha, ca, yesNo(ha < ca))
+			if hd, cd := aloneDelivered["Headway"], aloneDelivered[servers[1].name]; len(hd) > 0 && len(cd) > 0 {
+				w("; in turn from the delivery (the server's own part; the rest is the API write, the same for both) %.2f vs %.2f ms: %s", pct(hd, 99), pct(cd, 99), yesNo(pct(hd, 99) < pct(cd, 99)))
+			}
 		}
 	}
 	w(". Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics. The index update one such change costs is `go test -bench IndexUpdate ./internal/dns` (target under 100 µs).\n\n")
@@ -707,29 +715,31 @@ func (st *churnState) ready() int {
 // and the p99 says which one the kernel ran first: bench/results-dns.md),
 // then each server in turn, the others stopped (SIGSTOP) for that run, so
 // each has the core to itself as it would on a machine of its own.
-func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (atOnce, inTurn map[string][]float64, err error) {
+// inTurn holds each server's latencies alone, from the write and from the
+// API's delivery (the bench's own watch) to the first changed answer.
+func churn(ctx context.Context, c kubernetes.Interface, servers []*server) (atOnce, inTurn, inTurnDelivered map[string][]float64, err error) {
 	st, err := churnSetup(ctx, c, servers)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	atOnce, err = churnTimed(ctx, c, st, servers, *hops)
+	atOnce, _, err = churnTimed(ctx, c, st, servers, *hops, false)
 	if err != nil || len(servers) < 2 || !*churnInTurn {
-		return atOnce, nil, err
+		return atOnce, nil, nil, err
 	}
-	inTurn = map[string][]float64{}
+	inTurn, inTurnDelivered = map[string][]float64{}, map[string][]float64{}
 	for _, s := range servers {
-		lat, err := churnAlone(ctx, c, st, servers, s)
+		lat, delivered, err := churnAlone(ctx, c, st, servers, s)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		inTurn[s.name] = lat[s.name]
+		inTurn[s.name], inTurnDelivered[s.name] = lat[s.name], delivered[s.name]
 	}
-	return atOnce, inTurn, nil
+	return atOnce, inTurn, inTurnDelivered, nil
 }
 
 // churnAlone times s with the other servers stopped, then resumes them and
 // waits until each answers with the Service's current addresses.
-func churnAlone(ctx context.Context, c kubernetes.Interface, st *churnState, servers []*server, s *server) (map[string][]float64, error) {
+func churnAlone(ctx context.Context, c kubernetes.Interface, st *churnState, servers []*server, s *server) (lat, delivered map[string][]float64, err error) {
 	var stopped []*server
 	defer func() {
 		for _, o := range stopped {
@@ -739,17 +749,21 @@ func churnAlone(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 	for _, o := range servers {
 		if o != s {
 			if err := o.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				return nil, fmt.Errorf("stopping %s for %s's run alone: %w", o.name, s.name, err)
+				return nil, nil, fmt.Errorf("stopping %s for %s's run alone: %w", o.name, s.name, err)
 			}
 			stopped = append(stopped, o)
 		}
 	}
 	if err := waitAnswer(s.addr, "churn.default.svc.cluster.local.", st.ready(), time.Minute); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	lat, err := churnTimed(ctx, c, st, []*server{s}, "")
+	hopsAlone := ""
+	if *hops != "" {
+		hopsAlone = *hops + "." + strings.Fields(s.name)[0]
+	}
+	lat, delivered, err = churnTimed(ctx, c, st, []*server{s}, hopsAlone, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, o := range stopped {
 		o.p.cmd.Process.Signal(syscall.SIGCONT)
@@ -757,10 +771,10 @@ func churnAlone(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 	stopped = nil
 	for _, o := range servers {
 		if err := waitAnswer(o.addr, "churn.default.svc.cluster.local.", st.ready(), time.Minute); err != nil {
-			return nil, fmt.Errorf("%s after its pause: %w", o.name, err)
+			return nil, nil, fmt.Errorf("%s after its pause: %w", o.name, err)
 		}
 	}
-	return lat, nil
+	return lat, delivered, nil
 }
 
 // churnSetup creates the churn Service and its slices and waits for every
@@ -796,18 +810,21 @@ func churnSetup(ctx context.Context, c kubernetes.Interface, servers []*server) 
 // churnTimed flips -changes random endpoints' readiness, one at a time,
 // and times each server in servers from the write to its first changed
 // answer (in ms). hops, when not "", is the CSV of each change's moments.
-func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, servers []*server, hops string) (map[string][]float64, error) {
+//
+// With watch (or hops), the bench also watches the slices itself, as the
+// servers' informers do: afterDelivery is then each server's time from the
+// API delivering the change to the bench to its first changed answer, the
+// server's own part (ms; changes the bench's watch saw first).
+func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, servers []*server, hops string, watch bool) (lat, afterDelivery map[string][]float64, err error) {
 	const per = churnPer
 	slicesNow := st.slices
 	nSlices := len(slicesNow)
-	// With hops, the bench watches the slices itself (as the servers'
-	// informers do, protobuf): when the API delivered each change.
 	var hopLog *os.File
 	var watched sync.Map // trigger time (RFC 3339) → time.Time received
 	if hops != "" {
 		f, err := os.Create(hops)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer f.Close()
 		hopLog = f
@@ -816,11 +833,13 @@ func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 			fmt.Fprintf(f, ",%s", strings.Fields(s.name)[0])
 		}
 		fmt.Fprintln(f)
+	}
+	if hops != "" || watch {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		wi, err := c.DiscoveryV1().EndpointSlices("default").Watch(wctx, metav1.ListOptions{ResourceVersion: slicesNow[nSlices-1].ResourceVersion})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer wi.Stop()
 		go func() {
@@ -839,12 +858,12 @@ func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 	for si, s := range servers {
 		nc, err := net.Dial("udp", s.addr)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer nc.Close()
 		conns[si] = &mdns.Conn{Conn: nc}
 	}
-	lat := map[string][]float64{}
+	lat, afterDelivery = map[string][]float64{}, map[string][]float64{}
 	for i := 0; i < *changes; i++ {
 		k := rand.IntN(*churnPods)
 		sl := slicesNow[k/per].DeepCopy()
@@ -892,7 +911,7 @@ func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 		}
 		updated, err := c.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		written := time.Now()
 		if *pollAfterWrite {
@@ -900,12 +919,28 @@ func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 		}
 		slicesNow[k/per] = updated
 		wg.Wait()
-		if hopLog != nil {
-			trig := sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"]
-			var wat int64
-			if v, ok := watched.Load(trig); ok {
-				wat = v.(time.Time).UnixNano()
+		trig := sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"]
+		var wat int64
+		if hopLog != nil || watch {
+			// The bench's watch may get the event after a server answered.
+			for deadline := time.Now().Add(time.Second); ; time.Sleep(100 * time.Microsecond) {
+				if v, ok := watched.Load(trig); ok {
+					wat = v.(time.Time).UnixNano()
+					break
+				}
+				if time.Now().After(deadline) {
+					break
+				}
 			}
+		}
+		if wat != 0 {
+			for si, s := range servers {
+				if !answered[si].IsZero() {
+					afterDelivery[s.name] = append(afterDelivery[s.name], float64(answered[si].UnixNano()-wat)/1e6)
+				}
+			}
+		}
+		if hopLog != nil {
 			fmt.Fprintf(hopLog, "%d,%d,%d,%d", i, at.UnixNano(), written.UnixNano(), wat)
 			for _, t := range answered {
 				fmt.Fprintf(hopLog, ",%d", t.UnixNano())
@@ -914,5 +949,5 @@ func churnTimed(ctx context.Context, c kubernetes.Interface, st *churnState, ser
 		}
 		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 	}
-	return lat, nil
+	return lat, afterDelivery, nil
 }
