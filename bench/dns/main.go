@@ -35,6 +35,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,12 +61,18 @@ var (
 	hops           = flag.String("hops", "", "write each timed change's moments here (CSV, Unix ns): the write, its answer, the bench's own watch receiving it, each server's first changed answer; the runs of each server alone go to FILE.<server>")
 	onlyMemory     = flag.Bool("only-memory", false, "run the memory runs only")
 	echo           = flag.String("echo", "", "run only the UDP echo loop on this address (what the benchmark starts as its reference)")
+	echoBatch      = flag.Int("echo-batch", 0, "with -echo: read and write up to this many datagrams per system call (recvmmsg, sendmmsg; 0: one at a time)")
+	skipChurn      = flag.Bool("skip-churn", false, "leave out the programming latency runs")
 )
 
 func main() {
 	flag.Parse()
 	if *echo != "" {
-		if err := echoLoop(*echo); err != nil {
+		loop := echoLoop
+		if *echoBatch > 0 {
+			loop = func(addr string) error { return echoBatchLoop(addr, *echoBatch) }
+		}
+		if err := loop(*echo); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/dns -echo:", err)
 			os.Exit(1)
 		}
@@ -242,6 +249,12 @@ func run() error {
 	}
 
 	// Programming latency while 1,000 pods churn.
+	if *skipChurn {
+		if !*skipMemory {
+			return memory(w, dir, coredns)
+		}
+		return nil
+	}
 	if *churnFlood {
 		// dnsperf floods Headway (CPU 1) during the churn: its serving
 		// loop busy while the changes arrive.
@@ -316,11 +329,24 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 	if err := waitEcho(echoAddr, 10*time.Second); err != nil {
 		return fmt.Errorf("echo loop: %w\n%s", err, ech.log.String())
 	}
-	loaded := append(slices.Clone(servers), &server{name: "UDP echo loop", addr: echoAddr, p: ech})
+	// A second reference: the echo loop reading and writing in batches, as
+	// Headway's server does on Linux (recvmmsg, sendmmsg of up to 16).
+	bp, _ := freePort()
+	batchAddr := fmt.Sprintf("127.0.0.1:%d", bp)
+	bech, err := start("taskset", "-c", "0", self, "-echo", batchAddr, "-echo-batch", "16")
+	if err != nil {
+		return err
+	}
+	defer bech.stop()
+	if err := waitEcho(batchAddr, 10*time.Second); err != nil {
+		return fmt.Errorf("batched echo loop: %w\n%s", err, bech.log.String())
+	}
+	const batchedEcho = "UDP echo loop, batched (recvmmsg/sendmmsg, 16)"
+	loaded := append(slices.Clone(servers), &server{name: "UDP echo loop", addr: echoAddr, p: ech}, &server{name: batchedEcho, addr: batchAddr, p: bech})
 
 	w("Both servers follow the same `headway server` (memory store) through its API, each pinned to CPU 0 (`taskset -c 0`; Go sizes GOMAXPROCS to the one CPU), with dnsperf %s pinned to CPU 1. CoreDNS 1.14.7 runs its `kubernetes` plugin alone (no cache plugin), `pods verified`, like Headway's default. ", dnsperfVersion(dnsperf))
 	w("The query mix is %d queries over 100 headless Services of 3 pods each, in equal shares: headless A, per-pod A, SRV, PTR, NXDOMAIN. ", nQueries)
-	w("The reference is a bare UDP echo loop (`go run ./bench/dns -echo ADDR`: one socket, read, set QR, write back; Go like Headway's server) pinned to the same CPU under the same dnsperf load: the limit of this path.\n\n")
+	w("The reference is a bare UDP echo loop (`go run ./bench/dns -echo ADDR`: one socket, read, set QR, write back; Go like Headway's server) pinned to the same CPU under the same dnsperf load: the limit of this path for a server that reads and writes one datagram per system call. Headway's server on Linux reads up to 16 waiting queries with one recvmmsg and sends their answers with one sendmmsg; the same echo loop batched that way (`-echo ADDR -echo-batch 16`, golang.org/x/net's ReadBatch/WriteBatch) is the second reference.\n\n")
 	if !withCoreDNS {
 		w("CoreDNS is not installed (`go install github.com/coredns/coredns@v1.14.7`): Headway's figures only.\n\n")
 	}
@@ -353,7 +379,8 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 		w("- Headway/CoreDNS queries/s: **%.2f×** (target ≥ 3×: %s); p99 %.3f ms vs %.3f ms (lower: %s).\n",
 			ratio, yesNo(ratio >= 3), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
 	}
-	w("- Headway/UDP echo loop queries/s: **%.0f%%** (target ≥ 85%%: %s).\n\n", 100*hw.qps/ec.qps, yesNo(hw.qps >= 0.85*ec.qps))
+	w("- Headway/UDP echo loop queries/s: **%.0f%%** (target ≥ 85%%: %s).\n", 100*hw.qps/ec.qps, yesNo(hw.qps >= 0.85*ec.qps))
+	w("- Headway/batched UDP echo loop queries/s: %.0f%%.\n\n", 100*hw.qps/results[batchedEcho].qps)
 	return nil
 }
 
@@ -513,6 +540,41 @@ func echoLoop(addr string) error {
 		if n >= 12 {
 			buf[2] |= 0x80
 			uc.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}
+}
+
+// echoBatchLoop is echoLoop reading up to n datagrams per recvmmsg and
+// answering them with one sendmmsg.
+func echoBatchLoop(addr string, n int) error {
+	c, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return err
+	}
+	pc := ipv4.NewPacketConn(c)
+	msgs := make([]ipv4.Message, n)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 4096)}
+	}
+	replies := make([]ipv4.Message, 0, n)
+	for {
+		k, err := pc.ReadBatch(msgs, 0)
+		if err != nil {
+			return err
+		}
+		replies = replies[:0]
+		for _, m := range msgs[:k] {
+			if b := m.Buffers[0]; m.N >= 12 {
+				b[2] |= 0x80
+				replies = append(replies, ipv4.Message{Buffers: [][]byte{b[:m.N]}, Addr: m.Addr})
+			}
+		}
+		for len(replies) > 0 {
+			sent, err := pc.WriteBatch(replies, 0)
+			if err != nil {
+				sent = 1 // skip the one that failed
+			}
+			replies = replies[sent:]
 		}
 	}
 }

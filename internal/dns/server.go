@@ -148,6 +148,10 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) udpLoop(ctx context.Context, c *net.UDPConn) {
+	if b := newUDPBatch(c); b != nil {
+		s.udpBatchLoop(ctx, c, b)
+		return
+	}
 	buf := make([]byte, 65535)
 	out := make([]byte, 0, 65535)
 	for {
@@ -164,6 +168,35 @@ func (s *Server) udpLoop(ctx context.Context, c *net.UDPConn) {
 			c.WriteToUDPAddrPort(resp, from)
 		case actAsync:
 			s.goAsync(ctx, buf[:n], from.Addr().Unmap(), true, out, func(b []byte) { c.WriteToUDPAddrPort(b, from) })
+		}
+	}
+}
+
+// udpBatchLoop is udpLoop with the queries read and answered in batches
+// (recvmmsg, sendmmsg): the queries waiting at once are answered in turn,
+// then sent together.
+func (s *Server) udpBatchLoop(ctx context.Context, c *net.UDPConn, b *udpBatch) {
+	for {
+		n, err := b.read()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		for i := range n {
+			req := b.query(i)
+			from := b.source(i)
+			resp, act := s.h.serve(req, b.answerBuf(i), from.Addr().Unmap(), true)
+			switch act {
+			case actReply:
+				b.queue(i, resp)
+			case actAsync:
+				s.goAsync(ctx, req, from.Addr().Unmap(), true, b.answerBuf(i), func(r []byte) { c.WriteToUDPAddrPort(r, from) })
+			}
+		}
+		if err := b.flush(); err != nil && (errors.Is(err, net.ErrClosed) || ctx.Err() != nil) {
+			return
 		}
 	}
 }

@@ -418,3 +418,72 @@ func TestDig(t *testing.T) {
 		t.Fatalf("dig NXDOMAIN: %s", out)
 	}
 }
+
+// A burst from many clients at once (the server reads the waiting queries
+// in batches): every query gets its own answer, sent to the client that
+// asked, a malformed one among them included.
+func TestUDPBurstEachClientGetsItsOwnAnswers(t *testing.T) {
+	_, addr := serve(t, dns.Config{}, fixture()...)
+	names := []string{"nginx.default.svc.cluster.local.", "nginx-headless.default.svc.cluster.local.", "missing.default.svc.cluster.local."}
+	wantRcode := []int{mdns.RcodeSuccess, mdns.RcodeSuccess, mdns.RcodeNameError}
+	// Waves of 8 clients × 10 queries sent before any answer is read (80
+	// waiting at most: well inside the socket's receive buffer).
+	const clients, wave, waves = 8, 10, 3
+	var conns []net.Conn
+	for range clients {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	buf := make([]byte, 65535)
+	for w := range waves {
+		for k := range wave {
+			i := w*wave + k
+			for c, conn := range conns {
+				m := query(names[i%len(names)], mdns.TypeA)
+				m.Id = uint16(c<<8 | i)
+				b, err := m.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i%10 == 9 {
+					b = b[:len(b)-3] // cut short: FORMERR
+				}
+				if _, err := conn.Write(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for c, conn := range conns {
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			seen := map[uint16]bool{}
+			for len(seen) < wave {
+				n, err := conn.Read(buf)
+				if err != nil {
+					t.Fatalf("client %d, wave %d: %d of %d answers, then %v", c, w, len(seen), wave, err)
+				}
+				r := new(mdns.Msg)
+				if err := r.Unpack(buf[:n]); err != nil {
+					t.Fatalf("client %d: answer does not parse: %v", c, err)
+				}
+				i := int(r.Id & 0xff)
+				if int(r.Id>>8) != c || i/wave != w || seen[r.Id] {
+					t.Fatalf("client %d, wave %d got answer id %#x (another client's or wave's, or twice)", c, w, r.Id)
+				}
+				seen[r.Id] = true
+				want := wantRcode[i%len(names)]
+				if i%10 == 9 {
+					want = mdns.RcodeFormatError
+				} else if len(r.Question) != 1 || r.Question[0].Name != names[i%len(names)] {
+					t.Fatalf("client %d, query %d: answer for %v, want %s", c, i, r.Question, names[i%len(names)])
+				}
+				if r.Rcode != want {
+					t.Fatalf("client %d, query %d: rcode %s, want %s", c, i, mdns.RcodeToString[r.Rcode], mdns.RcodeToString[want])
+				}
+			}
+		}
+	}
+}
