@@ -3,10 +3,12 @@ package main
 import (
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // rssFileKB is this process's RssFile (mapped file pages) in KiB.
@@ -96,5 +98,58 @@ Anonymous:          1152 kB
 	want := []mapping{{0x400000, 0x1ae1000}, {0x1ae1000, 0x450b000}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("cleanExecutableMappings = %x, want %x (read-only, file pages only, of the executable)", got, want)
+	}
+}
+
+// releaseTimes runs quietRelease over 40 one-second windows whose CPU use
+// busy gives, and returns the windows at whose end it released.
+func releaseTimes(busy func(sec int) time.Duration) []int {
+	start := time.Now()
+	q := &quietRelease{start: start, after: idleSettle}
+	var used time.Duration
+	var released []int
+	for sec := 1; sec <= 40; sec++ {
+		used += busy(sec)
+		if q.window(start.Add(time.Duration(sec)*time.Second), used) {
+			released = append(released, sec)
+			used += 500 * time.Millisecond // the release's own CPU
+			q.released(used)
+		}
+	}
+	if q.done() != (len(released) == len(idleSettle)) {
+		panic("done disagrees with the releases")
+	}
+	return released
+}
+
+// TestReleaseWaitsForQuiet: the start's memory is released 5 s and 30 s
+// after ready when the server is quiet, and while it is busy (pods
+// starting) only once it has been quiet for two windows.
+func TestReleaseWaitsForQuiet(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		busy func(sec int) time.Duration
+		want []int
+	}{
+		{"quiet", func(int) time.Duration { return 20 * time.Millisecond }, []int{5, 30}},
+		{"busy from 3 s to 12 s", func(sec int) time.Duration {
+			if sec >= 3 && sec <= 12 {
+				return 900 * time.Millisecond
+			}
+			return 20 * time.Millisecond
+		}, []int{14, 30}},
+		{"busy around 30 s", func(sec int) time.Duration {
+			if sec >= 29 && sec <= 33 {
+				return 300 * time.Millisecond
+			}
+			return 0
+		}, []int{5, 35}},
+		{"never quiet", func(int) time.Duration { return 150 * time.Millisecond }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := releaseTimes(tc.busy); !slices.Equal(got, tc.want) {
+				t.Errorf("released after windows %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

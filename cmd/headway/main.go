@@ -101,13 +101,14 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 				return err
 			}
 			defer gcpace.Start(ctx, gcpace.Options{Logger: opts.Logger})()
-			for _, after := range idleSettle {
-				settled := time.AfterFunc(after, func() {
+			settleCtx, stopSettle := context.WithCancel(ctx)
+			defer stopSettle()
+			go func() {
+				releaseWhenQuiet(settleCtx, idleSettle, func() {
 					released := releaseStartupMemory()
 					opts.Logger.Debug("released the start's memory", "executableMappings", released)
 				})
-				defer settled.Stop()
-			}
+			}()
 			return r.Wait()
 		},
 	}
