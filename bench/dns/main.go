@@ -249,12 +249,25 @@ func run() error {
 	}
 
 	// Programming latency while 1,000 pods churn.
-	if *skipChurn {
-		if !*skipMemory {
-			return memory(w, dir, coredns)
+	if !*skipChurn {
+		if err := programmingLatency(ctx, w, client, servers, dnsperf, qfile); err != nil {
+			return err
 		}
-		return nil
 	}
+	for _, s := range servers {
+		s.p.stop()
+	}
+	servers = nil
+
+	if !*skipMemory {
+		return memory(w, dir, coredns)
+	}
+	return nil
+}
+
+// programmingLatency times the servers' answers to 1,000 churning endpoints
+// (at once, then each in turn) and writes the section.
+func programmingLatency(ctx context.Context, w func(string, ...any), client kubernetes.Interface, servers []*server, dnsperf, qfile string) error {
 	if *churnFlood {
 		// dnsperf floods Headway (CPU 1) during the churn: its serving
 		// loop busy while the changes arrive.
@@ -299,14 +312,6 @@ func run() error {
 		}
 	}
 	w(". Headway also exports the same measure, from the slice's trigger time to the first answer, as `headway_dns_programming_latency_seconds` on /metrics. The index update one such change costs is `go test -bench IndexUpdate ./internal/dns` (target under 100 µs).\n\n")
-	for _, s := range servers {
-		s.p.stop()
-	}
-	servers = nil
-
-	if !*skipMemory {
-		return memory(w, dir, coredns)
-	}
 	return nil
 }
 

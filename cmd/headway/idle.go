@@ -134,7 +134,7 @@ type quietRelease struct {
 // window takes the end of a window (now, the process's CPU time so far)
 // and says whether to release now.
 func (q *quietRelease) window(now time.Time, cpu time.Duration) bool {
-	if q.next >= len(q.after) {
+	if q.done() {
 		return false
 	}
 	if cpu-q.last < quietCPU {

@@ -32,7 +32,11 @@ type mmsghdr struct {
 
 // udpBatch reads a UDP socket's queries with recvmmsg and writes their
 // answers with sendmmsg, each answer to the address (the sockaddr as the
-// kernel gave it) its query came from.
+// kernel gave it) its query came from. golang.org/x/net's ReadBatch and
+// WriteBatch make the same calls, but parse each sender into a new
+// net.UDPAddr and marshal it back (allocations on every query) and need an
+// ipv4 or ipv6 PacketConn per family; here the headers, buffers and
+// sockaddrs are the socket's own, reused for every batch.
 type udpBatch struct {
 	rc    syscall.RawConn
 	recv  [udpBatchSize]mmsghdr
@@ -73,28 +77,7 @@ func (b *udpBatch) read() (int, error) {
 		b.recv[i].hdr.Flags = 0
 		b.recv[i].len = 0
 	}
-	var n int
-	var errno syscall.Errno
-	err := b.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.recv[0])), udpBatchSize, 0, 0, 0)
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait until the socket is readable
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, errno
-	}
-	return n, nil
+	return mmsg(b.rc.Read, unix.SYS_RECVMMSG, b.recv[:])
 }
 
 // query is the i-th datagram read.
@@ -146,28 +129,42 @@ func (b *udpBatch) queue(i int, resp []byte) {
 func (b *udpBatch) flush() error {
 	defer func() { b.n = 0 }()
 	for sent := 0; sent < b.n; {
-		var r int
-		var errno syscall.Errno
-		err := b.rc.Write(func(fd uintptr) bool {
-			for {
-				n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.send[sent])), uintptr(b.n-sent), 0, 0, 0)
-				switch e {
-				case unix.EINTR:
-					continue
-				case unix.EAGAIN:
-					return false // wait until the socket is writable
-				}
-				r, errno = int(n), e
-				return true
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if errno != 0 {
+		r, err := mmsg(b.rc.Write, unix.SYS_SENDMMSG, b.send[sent:b.n])
+		if _, ok := err.(syscall.Errno); ok {
 			r = 1 // this one failed: go on with the next
+		} else if err != nil {
+			return err
 		}
 		sent += r
 	}
 	return nil
+}
+
+// mmsg makes the system call trap (recvmmsg or sendmmsg) on msgs through
+// io (the socket's RawConn Read or Write, which waits until the socket is
+// ready when the call would block) and returns how many messages it took:
+// an errno of the call itself, or the socket's error (closed, say).
+func mmsg(io func(func(fd uintptr) bool) error, trap uintptr, msgs []mmsghdr) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := io(func(fd uintptr) bool {
+		for {
+			r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+			switch e {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until the socket is ready
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return n, nil
 }
