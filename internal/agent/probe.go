@@ -120,27 +120,36 @@ func (w *worker) startProbes(pod *corev1.Pod, c *ctr, proc hwruntime.Process) {
 }
 
 // maxQuickProbe is the longest wait between a readiness probe's quick
-// retries before it first passes.
-const maxQuickProbe = 100 * time.Millisecond
+// retries before it first passes; firstQuickProbe is the first wait
+// (a TCP, HTTP or gRPC check refused by a port not yet bound costs tens
+// of microseconds, so the first retries come soon: most servers bind
+// within a few milliseconds of their start).
+const (
+	firstQuickProbe     = 2 * time.Millisecond
+	firstQuickExecProbe = 20 * time.Millisecond
+	maxQuickProbe       = 100 * time.Millisecond
+)
 
 // probeLoop runs one probe every period and reports each verdict (after
 // the success/failure thresholds) to verdict, which says whether to go
 // on. A startup or liveness probe that reaches its failure threshold asks
 // for the container to be restarted and ends the loop (false). Before a
 // readiness probe first succeeds it is retried quickly, for at most one
-// period from the probe's start (from 20ms, doubling up to 100ms, so a pod
+// period from the probe's start (from 2ms, doubling up to 100ms, so a pod
 // is Ready at most 100ms after it serves, also when it was slow to start
 // because many pods started at once; an exec probe, a process each time,
-// keeps doubling): failures in that phase do not count and make no events.
+// starts from 20ms and keeps doubling): failures in that phase do not
+// count and make no events.
 func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, c *ctr, proc hwruntime.Process, podIP, kind string, ps probeSpec, fastStart bool, verdict func(bool) bool) bool {
 	delay := ps.initialDelay
 	successes, failures := int32(0), int32(0)
 	everPassed := false
-	quick := 20 * time.Millisecond
+	quick := firstQuickProbe
 	quickUntil := time.Now().Add(ps.initialDelay + ps.period)
 	quickCap := maxQuickProbe
 	if ps.Exec != nil {
-		quickCap = ps.period // each try starts a process: keep doubling
+		// Each try starts a process: start later and keep doubling.
+		quick, quickCap = firstQuickExecProbe, ps.period
 	}
 	for {
 		t := time.NewTimer(delay)

@@ -83,6 +83,9 @@ type ctr struct {
 	backoff     time.Duration
 	done        bool // an init container that succeeded
 	blocked     bool // cannot run under this runtime
+	// readyHold: until then the pod's status waits for this just started
+	// container's first readiness verdict (see holdForReadiness).
+	readyHold time.Time
 
 	// Written by probe goroutines under worker.mu.
 	ready, started bool
@@ -225,8 +228,45 @@ func (w *worker) sync(ctx context.Context) bool {
 		return false
 	}
 	w.reconcile(ctx, pod)
+	if until, hold := w.holdForReadiness(); hold {
+		w.wakeAt(until)
+		return false
+	}
 	w.writeStatus(ctx, pod)
 	return false
+}
+
+// firstVerdictWait is how long a just started container's status waits
+// for its readiness probe's first pass before it is written as running
+// but not ready.
+const firstVerdictWait = 100 * time.Millisecond
+
+// holdForReadiness says whether the status write waits, and until when:
+// a container just started whose readiness probe runs at once and has not
+// passed yet. Most servers pass within milliseconds, so the pod goes from
+// Pending to Running and Ready in one write instead of two (the second a
+// few milliseconds later, with its own round through every watcher: the
+// endpoints, the StatefulSet, the DNS). The probe's pass wakes the worker;
+// a probe still failing at the deadline leaves the pod Running, not ready.
+func (w *worker) holdForReadiness() (time.Time, bool) {
+	var until time.Time
+	now := time.Now()
+	for _, c := range w.ctrs {
+		if c.readyHold.IsZero() {
+			continue
+		}
+		w.mu.Lock()
+		ready := c.ready
+		w.mu.Unlock()
+		if c.proc == nil || ready || !now.Before(c.readyHold) {
+			c.readyHold = time.Time{}
+			continue
+		}
+		if until.IsZero() || c.readyHold.Before(until) {
+			until = c.readyHold
+		}
+	}
+	return until, !until.IsZero()
 }
 
 func (w *worker) wakeAt(t time.Time) {
@@ -488,6 +528,9 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *ctr) error {
 	}
 	w.event(pod, corev1.EventTypeNormal, "Created", "Created container "+c.spec.Name)
 	w.started(pod, c, spec, proc)
+	if rp := c.spec.ReadinessProbe; rp != nil && !c.init && c.spec.StartupProbe == nil && rp.InitialDelaySeconds == 0 {
+		c.readyHold = time.Now().Add(firstVerdictWait)
+	}
 	w.postStart(ctx, pod, c, proc)
 	return nil
 }

@@ -513,6 +513,55 @@ func TestWorkerReadinessProbe(t *testing.T) {
 	})
 }
 
+// TestWorkerReadyInOneWrite: a container whose readiness probe passes
+// soon after its start (here the second try, one quick retry later) makes
+// one status write, Running and Ready, not Running then Ready; one whose
+// probe keeps failing is still written Running and not ready.
+func TestWorkerReadyInOneWrite(t *testing.T) {
+	rt := fake.New(fake.Options{Dir: t.TempDir()})
+	var tries atomic.Int32
+	rt.SetExec(func(p *fake.Process, argv []string) (hwruntime.ExecResult, error) {
+		if argv[0] == "never" {
+			return hwruntime.ExecResult{ExitCode: 1}, nil
+		}
+		if tries.Add(1) == 1 {
+			return hwruntime.ExecResult{ExitCode: 1}, nil
+		}
+		return hwruntime.ExecResult{}, nil
+	})
+	soon, never := workerSleeper("c"), workerSleeper("c")
+	soon.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"soon"}}}, PeriodSeconds: 10}
+	never.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"never"}}}, PeriodSeconds: 10}
+	e := startWorkerEnv(t, rt, nil, workerPod("soon", soon), workerPod("never", never))
+	e.eventually("soon Ready", func() bool {
+		p, cs := e.status("soon")
+		return cs.Ready && workerCondition(p, corev1.PodReady) == corev1.ConditionTrue
+	})
+	e.eventually("never Running", func() bool {
+		p, cs := e.status("never")
+		return p.Status.Phase == corev1.PodRunning && cs.State.Running != nil
+	})
+	if p, cs := e.status("never"); cs.Ready || workerCondition(p, corev1.PodReady) == corev1.ConditionTrue {
+		t.Error("never: Ready while its readiness probe fails")
+	}
+	if n := tries.Load(); n < 2 {
+		t.Fatalf("soon: %d probe tries, want at least 2", n)
+	}
+	running := 0
+	for i, st := range e.written("soon") {
+		if st.Phase != corev1.PodRunning {
+			continue
+		}
+		running++
+		if len(st.ContainerStatuses) != 1 || !st.ContainerStatuses[0].Ready {
+			t.Errorf("soon: status write %d is Running but not ready: %+v", i, st.ContainerStatuses)
+		}
+	}
+	if running != 1 {
+		t.Errorf("soon: %d Running status writes, want 1", running)
+	}
+}
+
 // TestWorkerAdopts: a container the runtime still runs from before (an
 // Adopter's Running) is taken over: no new sandbox, no new start, the
 // restart count kept.
