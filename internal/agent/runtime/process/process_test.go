@@ -343,3 +343,54 @@ func TestMainThreadStaysOnTheHost(t *testing.T) {
 		}
 	}
 }
+
+// TestInitForwardsSignals: the container's init passes signals on to the
+// program, those it watches from before the start (SIGUSR1) and those it
+// watches only once the program runs (SIGPWR).
+func TestInitForwardsSignals(t *testing.T) {
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(context.Background(), testPod("web-sig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		name string
+		code int32
+	}{{syscall.SIGUSR1, "USR1", 7}, {syscall.SIGPWR, "PWR", 8}} {
+		logPath := filepath.Join(sb.Dir, "logs", "c", tc.name+".log")
+		p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{Name: "c", LogPath: logPath,
+			Argv: []string{"sh", "-c", fmt.Sprintf("trap 'exit %d' %s; echo trapped; while :; do sleep 0.02; done", tc.code, tc.name)}})
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("trapped")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the program did not start within 10 s", tc.name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Sent again until the program ends: a signal the init does not
+		// watch yet is dropped, and the test waits for the init to watch it.
+		var e hwruntime.Exit
+	wait:
+		for {
+			if err := p.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.Done():
+				e = p.Exit()
+				break wait
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the program did not end within 10 s", tc.name)
+			}
+		}
+		if e.Code != tc.code || e.Signal != 0 {
+			t.Errorf("%s: exit %+v, want code %d from the program's trap", tc.name, e, tc.code)
+		}
+	}
+}
