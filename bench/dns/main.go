@@ -47,7 +47,8 @@ var (
 	bin            = flag.String("bin", "bin/headway", "headway binary")
 	corednsBin     = flag.String("coredns", "", "coredns binary (default: PATH, then $(go env GOPATH)/bin/coredns)")
 	out            = flag.String("out", "", "write the markdown figures here (default: stdout)")
-	duration       = flag.Duration("duration", 15*time.Second, "length of each dnsperf throughput run")
+	duration       = flag.Duration("duration", 15*time.Second, "each server's saturated dnsperf time in all, split over -rounds")
+	rounds         = flag.Int("rounds", 5, "saturated throughput: interleaved rounds, each server (in a rotating order) for -duration/-rounds in each, so a machine whose speed drifts from minute to minute moves every server alike")
 	latencyQPS     = flag.Int("latency-qps", 20000, "offered load of the latency runs (queries/s), below both servers' capacity")
 	services       = flag.Int("services", 10000, "Services of the memory run")
 	endpoints      = flag.Int("endpoints", 100000, "endpoints of the memory run (spread over the Services)")
@@ -356,37 +357,79 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 		w("CoreDNS is not installed (`go install github.com/coredns/coredns@v1.14.7`): Headway's figures only.\n\n")
 	}
 
-	// Throughput, then latency at a fixed load below both capacities.
-	type perf struct{ qps, avg, p50, p99, lost float64 }
+	// Throughput in interleaved rounds, then latency at a fixed load below
+	// both capacities.
+	n := max(*rounds, 1)
+	roundLen := max(int((*duration / time.Duration(n)).Seconds()), 2)
+	qps := map[string][]float64{} // per round, in round order
+	sat := map[string][]perfResult{}
+	for r := range n {
+		for i := range loaded {
+			s := loaded[(i+r)%len(loaded)] // each round starts with the next server
+			_, port, _ := net.SplitHostPort(s.addr)
+			res, err := runDNSPerf(dnsperf, port, qfile, "-l", fmt.Sprint(roundLen), "-c", "8", "-q", "256")
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			qps[s.name] = append(qps[s.name], res.qps)
+			sat[s.name] = append(sat[s.name], res)
+		}
+	}
+	type perf struct{ qps, lo, hi, avg, p50, p99, lost float64 }
 	results := map[string]perf{}
 	for _, s := range loaded {
 		_, port, _ := net.SplitHostPort(s.addr)
-		res, err := runDNSPerf(dnsperf, port, qfile, "-l", fmt.Sprint(int(duration.Seconds())), "-c", "8", "-q", "256")
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
 		lat, err := runDNSPerf(dnsperf, port, qfile, "-l", "10", "-c", "8", "-Q", fmt.Sprint(*latencyQPS), "-v")
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		results[s.name] = perf{qps: res.qps, avg: res.avg, lost: res.lost, p50: lat.p50, p99: lat.p99}
+		var avg, lost []float64
+		for _, r := range sat[s.name] {
+			avg, lost = append(avg, r.avg), append(lost, r.lost)
+		}
+		results[s.name] = perf{qps: median(qps[s.name]), lo: slices.Min(qps[s.name]), hi: slices.Max(qps[s.name]),
+			avg: median(avg), lost: median(lost), p50: lat.p50, p99: lat.p99}
 	}
-	w("| server | queries/s (saturated) | mean latency saturated | lost | p50 at %d q/s | p99 at %d q/s |\n| --- | --- | --- | --- | --- | --- |\n", *latencyQPS, *latencyQPS)
+	w("Saturated throughput: %d rounds; in each, every server in turn for %d s (`dnsperf -c 8 -q 256`), each round starting with the next server; the figures are the medians of the rounds (lowest–highest beside them), each ratio the median of the rounds' own ratios, so that the machine's drift from minute to minute moves both sides of a ratio alike.\n\n", n, roundLen)
+	w("| server | queries/s (saturated), median (lowest–highest) | mean latency saturated | lost | p50 at %d q/s | p99 at %d q/s |\n| --- | --- | --- | --- | --- | --- |\n", *latencyQPS, *latencyQPS)
 	for _, s := range loaded {
 		r := results[s.name]
-		w("| %s | %.0f | %.3f ms | %.2f%% | %.3f ms | %.3f ms |\n", s.name, r.qps, r.avg*1000, r.lost, r.p50*1000, r.p99*1000)
+		w("| %s | %.0f (%.0f–%.0f) | %.3f ms | %.2f%% | %.3f ms | %.3f ms |\n", s.name, r.qps, r.lo, r.hi, r.avg*1000, r.lost, r.p50*1000, r.p99*1000)
 	}
-	hw, ec := results[servers[0].name], results["UDP echo loop"]
+	// ratio is a over b in each round: the median, lowest and highest.
+	ratio := func(a, b string) (med, lo, hi float64) {
+		var rs []float64
+		for i := range qps[a] {
+			rs = append(rs, qps[a][i]/qps[b][i])
+		}
+		return median(rs), slices.Min(rs), slices.Max(rs)
+	}
+	hw := results[servers[0].name]
 	w("\n")
 	if len(servers) == 2 {
 		cd := results[servers[1].name]
-		ratio := hw.qps / cd.qps
-		w("- Headway/CoreDNS queries/s: **%.2f×** (target ≥ 3×: %s); p99 %.3f ms vs %.3f ms (lower: %s).\n",
-			ratio, yesNo(ratio >= 3), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
+		m, lo, hi := ratio(servers[0].name, servers[1].name)
+		w("- Headway/CoreDNS queries/s: **%.2f×** (rounds %.2f–%.2f×; target ≥ 3×: %s); p99 %.3f ms vs %.3f ms (lower: %s).\n",
+			m, lo, hi, yesNo(m >= 3), hw.p99*1000, cd.p99*1000, yesNo(hw.p99 < cd.p99))
 	}
-	w("- Headway/UDP echo loop queries/s: **%.0f%%** (target ≥ 85%%: %s).\n", 100*hw.qps/ec.qps, yesNo(hw.qps >= 0.85*ec.qps))
-	w("- Headway/batched UDP echo loop queries/s: %.0f%%.\n\n", 100*hw.qps/results[batchedEcho].qps)
+	m, lo, hi := ratio(servers[0].name, "UDP echo loop")
+	w("- Headway/UDP echo loop queries/s: **%.0f%%** (rounds %.0f–%.0f%%; target ≥ 85%%: %s).\n", 100*m, 100*lo, 100*hi, yesNo(m >= 0.85))
+	m, lo, hi = ratio(servers[0].name, batchedEcho)
+	w("- Headway/batched UDP echo loop queries/s: %.0f%% (rounds %.0f–%.0f%%).\n\n", 100*m, 100*lo, 100*hi)
 	return nil
+}
+
+// median is the middle value (the mean of the two middle ones for an even
+// count).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // memory measures both servers' resident memory on the two fixtures.
