@@ -20,7 +20,7 @@ func report(o options, rs []*result, failed []error, skipped []string) string {
 	w("The real binary, `headway server --runtime R --cleanup` (bolt store) in a temporary data dir, "+
 		"one runtime after the other, on bridges and ranges of their own (process: hwbench0, 198.18.240.0/22; cri: hwbench1, 198.18.244.0/22). "+
 		"Every pod is the same: image `%s`, `busybox httpd -f -p 80 -h /etc`, a tcpSocket readiness probe on port 80 (defaults: the agent retries a "+
-		"probe that has not yet passed from 20 ms, doubling to at most 100 ms, during its first period), terminationGracePeriodSeconds 0. The process runtime runs the host's busybox for that image; "+
+		"probe that has not yet passed from 2 ms, doubling to at most 100 ms, during its first period, and a just started container's status waits up to 100 ms for that first pass), terminationGracePeriodSeconds 0. The process runtime runs the host's busybox for that image; "+
 		"CRI runs the image through the managed containerd, pulled once from a registry on 127.0.0.1 (built from the host's Debian packages). "+
 		"Times are from outside the server: create → the pod's Ready condition seen by a watch. Load average at the end: %s.\n\n",
 		busyboxImage, strings.Join(strings.Fields(string(load))[:3], " "))
