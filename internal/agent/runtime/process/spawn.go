@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -370,7 +369,7 @@ func (r *Runtime) spawnNew(sb *hwruntime.Sandbox, c *hwruntime.ContainerSpec, p 
 	cfg := containerinit.Config{Root: v.root, Proc: !p.conf.hostPID, Sysfs: sb.NetNS != "", Mqueue: !p.conf.hostIPC,
 		Hide: r.hidden(), Path: r.lookPath(c.Argv[0], c.Env), Argv: c.Argv, Env: c.Env, Dir: dir, TTY: c.TTY,
 		Cred: p.conf.cred, Confinement: p.conf.Confinement}
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+	if err := cfg.Encode(cfgW); err != nil {
 		// The init reads nothing and ends; awaitStart reports it.
 		r.log.Warn("sending the container's configuration to its init", "err", err)
 	}

@@ -19,8 +19,6 @@
 package containerinit
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +35,8 @@ const (
 	InitName = "headway-init"
 )
 
-// Config is what the agent tells a container's init (as JSON on fd 3).
+// Config is what the agent tells a container's init (on fd 3, in the form
+// of wire.go).
 type Config struct {
 	// Root is the container's private root ("" keeps the namespace's own
 	// root: the host's file system with the container's mounts).
@@ -73,17 +72,17 @@ type Cred struct {
 type Confinement struct {
 	// Privileged keeps every capability, loads no seccomp filter, masks
 	// nothing and gives the container the host's /dev.
-	Privileged bool `json:",omitempty"`
+	Privileged bool
 	// Caps is the capability set (bounding, and for root permitted and
 	// effective), as numbers.
 	Caps []int
 	// NoNewPrivs sets no_new_privs: setuid binaries and file
 	// capabilities grant nothing.
-	NoNewPrivs bool `json:",omitempty"`
+	NoNewPrivs bool
 	// Seccomp loads the RuntimeDefault-like filter: Filter, assembled by
 	// the agent (the process package's seccomp.go) once per capability set.
-	Seccomp bool   `json:",omitempty"`
-	Filter  []byte `json:",omitempty"`
+	Seccomp bool
+	Filter  []byte
 }
 
 // The container's init runs from this package's init function, before
@@ -116,9 +115,8 @@ func run() int {
 		fmt.Fprintf(status, "%s %s\n", StatusError, strings.ReplaceAll(err.Error(), "\n", " "))
 		return 127
 	}
-	var cfg Config
 	cf := os.NewFile(3, "config")
-	err := json.NewDecoder(bufio.NewReader(cf)).Decode(&cfg)
+	cfg, err := Decode(cf)
 	cf.Close()
 	if err != nil {
 		return fail(fmt.Errorf("reading the container's configuration: %w", err))
@@ -129,7 +127,7 @@ func run() int {
 	if name, err := syscall.BytePtrFromString(InitName); err == nil {
 		prctl(prSetName, uintptr(unsafe.Pointer(name)), 0, 0, 0)
 	}
-	if err := setupFS(&cfg); err != nil {
+	if err := setupFS(cfg); err != nil {
 		return fail(err)
 	}
 	sigs := make(chan os.Signal, 64)
