@@ -12,7 +12,7 @@ func TestConfigWireRoundTrip(t *testing.T) {
 		{},
 		{Root: "/tmp/pods/x/rootfs", Proc: true, Sysfs: true, Mqueue: true, Hide: []string{"/var/lib/headway", "/srv/pods"},
 			Path: "/bin/sh", Argv: []string{"sh", "-c", "echo 'a b' \"ü\"\n"}, Env: []string{"PATH=/bin", "EMPTY="}, Dir: "/work", TTY: true,
-			Cred: Cred{UID: 1000, GID: 4294967295, Groups: []uint32{0, 5, 65534}},
+			Cred:        Cred{UID: 1000, GID: 4294967295, Groups: []uint32{0, 5, 65534}},
 			Confinement: Confinement{Privileged: false, Caps: []int{0, 1, 40}, NoNewPrivs: true, Seccomp: true, Filter: bytes.Repeat([]byte{0, 0x80, 0xff}, 300)}},
 		{Confinement: Confinement{Privileged: true}, Argv: []string{""}, Env: []string{}},
 	} {
