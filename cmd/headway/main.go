@@ -221,7 +221,7 @@ EndpointSlices, Namespaces and Pods of the API server in --kubeconfig) on
 	opts.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server to follow (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus /metrics on, e.g. 127.0.0.1:9153 (default: none)")
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug-4 adds the Kubernetes libraries' request and response bodies)")
 	return cmd
 }
 
