@@ -81,13 +81,22 @@ func (v *view) ensure(target string, dir bool) error {
 		}
 		anc = filepath.Dir(anc)
 	}
+	below := strings.TrimPrefix(strings.TrimPrefix(target, anc), "/")
+	if v.root == "" {
+		// The directory itself, not a link to it: /var/run and /run are one
+		// directory on most hosts, and shadowing it under both names would
+		// stack a second tmpfs and a second bind of every entry on the first.
+		if real, err := filepath.EvalSymlinks(anc); err == nil {
+			anc = real
+		}
+	}
 	if !v.mine[anc] {
 		if err := v.shadow(anc); err != nil {
 			return fmt.Errorf("making a private view of %s: %w", anc, err)
 		}
 	}
 	// Below anc, everything is in a tmpfs of ours.
-	rest := strings.Split(strings.TrimPrefix(strings.TrimPrefix(target, anc), "/"), "/")
+	rest := strings.Split(below, "/")
 	p := anc
 	for i, part := range rest {
 		p = filepath.Join(p, part)

@@ -394,3 +394,60 @@ func TestInitForwardsSignals(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowOnceThroughALink: mount points under /var/run and /run, on a
+// host where one is a link to the other, shadow that directory once: one
+// tmpfs on /run in the container, both volumes there, the host's entries
+// still seen, nothing made on the host.
+func TestShadowOnceThroughALink(t *testing.T) {
+	if real, err := filepath.EvalSymlinks("/var/run"); err != nil || real != "/run" {
+		t.Skipf("/var/run is not a link to /run here (%q, %v)", real, err)
+	}
+	hostEntries, err := os.ReadDir("/run")
+	if err != nil || len(hostEntries) == 0 {
+		t.Skipf("nothing in the host's /run to compare with (%v)", err)
+	}
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(context.Background(), testPod("web-shadow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := filepath.Join(sb.Dir, "volumes", "a"), filepath.Join(sb.Dir, "volumes", "b")
+	os.MkdirAll(a, 0o755)
+	os.MkdirAll(b, 0o755)
+	os.WriteFile(filepath.Join(a, "f"), []byte("volume a\n"), 0o644)
+	os.WriteFile(filepath.Join(b, "f"), []byte("volume b\n"), 0o644)
+	logPath := filepath.Join(sb.Dir, "logs", "c", "0.log")
+	p := startOrFail(t, r, sb, &hwruntime.ContainerSpec{
+		Name: "c", LogPath: logPath, Env: []string{"PATH=/usr/bin:/bin"},
+		Argv: []string{"sh", "-c", "cat /var/run/headway-test-a/f /run/headway-test-b/f; ls -d /run/" + hostEntries[0].Name() +
+			"; awk '$5 == \"/run\" {print \"mount on /run:\", $0}' /proc/self/mountinfo"},
+		Mounts: []hwruntime.Mount{{Source: a, Target: "/var/run/headway-test-a"}, {Source: b, Target: "/run/headway-test-b"}},
+	})
+	if e := waitExit(t, p); e.Code != 0 {
+		t.Fatalf("exit %+v; output:\n%s", e, logText(logPath))
+	}
+	out := string(logText(logPath))
+	for _, w := range []string{"volume a\n", "volume b\n", "/run/" + hostEntries[0].Name() + "\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	// The host's own /run mount (if it is one) and our one tmpfs over it.
+	hostMounts := 0
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && f[4] == "/run" {
+				hostMounts++
+			}
+		}
+	}
+	if n := strings.Count(out, "mount on /run:"); n != hostMounts+1 {
+		t.Errorf("%d mounts on /run in the container, want %d (the host's %d and one shadow):\n%s", n, hostMounts+1, hostMounts, out)
+	}
+	for _, p := range []string{"/run/headway-test-a", "/run/headway-test-b"} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s exists on the host: %v", p, err)
+		}
+	}
+}
