@@ -361,8 +361,7 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 	// both capacities.
 	n := max(*rounds, 1)
 	roundLen := max(int((*duration / time.Duration(n)).Seconds()), 2)
-	qps := map[string][]float64{} // per round, in round order
-	sat := map[string][]perfResult{}
+	sat := map[string][]perfResult{} // per server, in round order
 	for r := range n {
 		for i := range loaded {
 			s := loaded[(i+r)%len(loaded)] // each round starts with the next server
@@ -371,10 +370,18 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			qps[s.name] = append(qps[s.name], res.qps)
 			sat[s.name] = append(sat[s.name], res)
 		}
 	}
+	// perRound is one figure of a server's rounds, in round order.
+	perRound := func(name string, f func(perfResult) float64) []float64 {
+		var v []float64
+		for _, r := range sat[name] {
+			v = append(v, f(r))
+		}
+		return v
+	}
+	qps := func(r perfResult) float64 { return r.qps }
 	type perf struct{ qps, lo, hi, avg, p50, p99, lost float64 }
 	results := map[string]perf{}
 	for _, s := range loaded {
@@ -383,12 +390,11 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		var avg, lost []float64
-		for _, r := range sat[s.name] {
-			avg, lost = append(avg, r.avg), append(lost, r.lost)
-		}
-		results[s.name] = perf{qps: median(qps[s.name]), lo: slices.Min(qps[s.name]), hi: slices.Max(qps[s.name]),
-			avg: median(avg), lost: median(lost), p50: lat.p50, p99: lat.p99}
+		q := perRound(s.name, qps)
+		results[s.name] = perf{qps: median(q), lo: slices.Min(q), hi: slices.Max(q),
+			avg:  median(perRound(s.name, func(r perfResult) float64 { return r.avg })),
+			lost: median(perRound(s.name, func(r perfResult) float64 { return r.lost })),
+			p50:  lat.p50, p99: lat.p99}
 	}
 	w("Saturated throughput: %d rounds; in each, every server in turn for %d s (`dnsperf -c 8 -q 256`), each round starting with the next server; the figures are the medians of the rounds (lowest–highest beside them), each ratio the median of the rounds' own ratios, so that the machine's drift from minute to minute moves both sides of a ratio alike.\n\n", n, roundLen)
 	w("| server | queries/s (saturated), median (lowest–highest) | mean latency saturated | lost | p50 at %d q/s | p99 at %d q/s |\n| --- | --- | --- | --- | --- | --- |\n", *latencyQPS, *latencyQPS)
@@ -398,9 +404,10 @@ func throughput(w func(string, ...any), servers []*server, dnsperf, qfile string
 	}
 	// ratio is a over b in each round: the median, lowest and highest.
 	ratio := func(a, b string) (med, lo, hi float64) {
+		qa, qb := perRound(a, qps), perRound(b, qps)
 		var rs []float64
-		for i := range qps[a] {
-			rs = append(rs, qps[a][i]/qps[b][i])
+		for i := range qa {
+			rs = append(rs, qa[i]/qb[i])
 		}
 		return median(rs), slices.Min(rs), slices.Max(rs)
 	}
