@@ -1,6 +1,7 @@
 package containerinit
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -115,13 +116,7 @@ func Decode(r io.Reader) (*Config, error) {
 
 type enc struct{ b []byte }
 
-func (e *enc) uint(v uint64) {
-	for v >= 0x80 {
-		e.b = append(e.b, byte(v)|0x80)
-		v >>= 7
-	}
-	e.b = append(e.b, byte(v))
-}
+func (e *enc) uint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 
 func (e *enc) bool(v bool) {
 	if v {
@@ -153,26 +148,20 @@ type dec struct {
 var errShort = errors.New("the configuration ends early")
 
 func (d *dec) uint() uint64 {
-	var v uint64
-	for shift := uint(0); ; shift += 7 {
-		if d.err != nil {
-			return 0
-		}
-		if len(d.b) == 0 {
-			d.err = errShort
-			return 0
-		}
-		if shift > 63 {
-			d.err = errors.New("a number in the configuration is too long")
-			return 0
-		}
-		c := d.b[0]
-		d.b = d.b[1:]
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v
-		}
+	if d.err != nil {
+		return 0
 	}
+	v, n := binary.Uvarint(d.b)
+	switch {
+	case n == 0:
+		d.err = errShort
+		return 0
+	case n < 0:
+		d.err = errors.New("a number in the configuration is too long")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
 }
 
 func (d *dec) uint32() uint32 {
