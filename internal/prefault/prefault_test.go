@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -47,15 +48,17 @@ func TestWantedName(t *testing.T) {
 // headway would be run, and as what it must leave alone: with the
 // executable's cached pages and 24 MiB of heap mapped ahead, allocating
 // 16 MiB takes at most half the page faults it takes without (and at most
-// 300 where the kernel maps the heap in large pages anyway), and the
-// ballast is held until released.
+// 300 where the kernel maps the heap in large pages anyway), the heap
+// mapped ahead is in transparent huge pages where the kernel offers them
+// (THP "madvise" or "always", and it had free huge pages), and the ballast
+// is held until released.
 func TestProbe(t *testing.T) {
 	dir := t.TempDir()
 	probe := filepath.Join(dir, "headway-probe")
 	if out, err := exec.Command("go", "build", "-o", probe, "./testdata/probe").CombinedOutput(); err != nil {
 		t.Fatalf("building the probe: %v\n%s", err, out)
 	}
-	run := func(name string, env ...string) (exe, heap, faults int, holding, released string) {
+	run := func(name string, env ...string) (exe, heap, huge, faults int, holding, released string) {
 		t.Helper()
 		path := probe
 		if name != "" {
@@ -71,8 +74,8 @@ func TestProbe(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 		var errText string
-		if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "executable=%d heap=%d holding=%s released=%s faults=%d err=%s",
-			&exe, &heap, &holding, &released, &faults, &errText); err != nil {
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "executable=%d heap=%d huge=%d holding=%s released=%s faults=%d err=%s",
+			&exe, &heap, &huge, &holding, &released, &faults, &errText); err != nil {
 			t.Fatalf("%s printed %q: %v", path, out, err)
 		}
 		if strings.Contains(errText, "invalid") {
@@ -83,19 +86,68 @@ func TestProbe(t *testing.T) {
 		}
 		return
 	}
-	exe, heap, with, holding, released := run("", "HEADWAY_NO_PREFAULT=")
+	fallbacks := thpFallbacks(t)
+	exe, heap, huge, with, holding, released := run("", "HEADWAY_NO_PREFAULT=")
 	if exe <= 0 || heap != HeapBytes || holding != "true" || released != "true" {
 		t.Errorf("as headway-probe: executable %d bytes, heap %d (want %d), ballast held %s, released %s; want all done",
 			exe, heap, HeapBytes, holding, released)
 	}
-	_, _, without, _, _ := run("", "HEADWAY_NO_PREFAULT=1")
+	switch mode := thpMode(t); {
+	case mode != "madvise" && mode != "always":
+		t.Logf("transparent huge pages %q: the heap mapped ahead is in small pages (%d KiB in huge pages)", mode, huge)
+	case huge < 2<<10 && thpFallbacks(t) > fallbacks:
+		t.Logf("the kernel had no free huge page for the heap mapped ahead (thp_fault_fallback rose): %d KiB in huge pages", huge)
+	case huge < 2<<10:
+		t.Errorf("transparent huge pages %q: %d KiB of the process's memory in huge pages after the start, want at least 2048 (the heap mapped ahead)", mode, huge)
+	default:
+		t.Logf("%d KiB in huge pages after the start", huge)
+	}
+	_, _, unmapped, without, _, _ := run("", "HEADWAY_NO_PREFAULT=1")
 	if with > max(300, without/2) {
 		t.Errorf("allocating 16 MiB took %d page faults with the heap mapped ahead, %d without", with, without)
 	}
+	if unmapped >= 2<<10 && thpMode(t) == "madvise" {
+		t.Errorf("without prefault %d KiB in huge pages, want none under THP \"madvise\" (the probe is not measuring the heap mapped ahead)", unmapped)
+	}
 	t.Logf("page faults allocating 16 MiB: %d with, %d without", with, without)
 	for _, name := range []string{"headway-container-init", "nslookup"} {
-		if exe, heap, _, holding, _ := run(name, "HEADWAY_NO_PREFAULT="); exe != 0 || heap != 0 || holding != "false" {
+		if exe, heap, _, _, holding, _ := run(name, "HEADWAY_NO_PREFAULT="); exe != 0 || heap != 0 || holding != "false" {
 			t.Errorf("as %s: executable %d bytes, heap %d, ballast held %s; want nothing done", name, exe, heap, holding)
 		}
 	}
+}
+
+// thpMode is the kernel's transparent huge page mode (the bracketed word
+// of /sys/kernel/mm/transparent_hugepage/enabled), "" if unknown.
+func thpMode(t *testing.T) string {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil {
+		t.Logf("transparent huge pages: %v", err)
+		return ""
+	}
+	s := string(b)
+	if i, j := strings.IndexByte(s, '['), strings.IndexByte(s, ']'); 0 <= i && i < j {
+		return s[i+1 : j]
+	}
+	return ""
+}
+
+// thpFallbacks is the kernel's count of huge page faults that fell back to
+// small pages (thp_fault_fallback in /proc/vmstat), -1 if unread.
+func thpFallbacks(t *testing.T) int {
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		t.Logf("reading /proc/vmstat: %v", err)
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "thp_fault_fallback "); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil {
+				return -1
+			}
+			return v
+		}
+	}
+	return -1
 }
