@@ -48,6 +48,7 @@ type options struct {
 	watchers     int
 	watchQuiet   int
 	watchBurst   int
+	watchRounds  int
 	startRuns    int
 	bigStartRuns int
 	memRef       int
@@ -86,6 +87,7 @@ func main() {
 	flag.IntVar(&o.watchers, "watchers", 100, "watchers on one namespace")
 	flag.IntVar(&o.watchQuiet, "watch-quiet", 500, "creates by one client, one at a time, while the watchers watch")
 	flag.IntVar(&o.watchBurst, "watch-burst", 2000, "creates by 16 clients at once while the watchers watch")
+	flag.IntVar(&o.watchRounds, "watch-rounds", 5, "rounds of the 16-client burst, each beside as many creates by the same clients into a namespace nobody watches (the slowdown is the median of the rounds' ratios)")
 	flag.IntVar(&o.startRuns, "start-runs", 10, "server starts per data-dir kind (median reported)")
 	flag.IntVar(&o.bigStartRuns, "big-start-runs", 5, "server starts on the data dir the in-process benchmarks filled (0 skips)")
 	flag.IntVar(&o.memRef, "memory-reference", 5000, "creates by 16 clients on a memory-store cluster, for reference (0 skips)")

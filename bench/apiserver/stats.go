@@ -64,3 +64,16 @@ func bytesHuman(n int) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// medianOf is the median of xs (the mean of the middle two for an even
+// count), 0 for none.
+func medianOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
