@@ -27,5 +27,8 @@ func (p *phases) took(name string, d time.Duration) {
 	p.attrs = append(p.attrs, name, d.Round(10*time.Microsecond))
 }
 
-// log writes the steps recorded so far at debug level.
-func (p *phases) log(log *slog.Logger) { log.Debug("start phases", p.attrs...) }
+// log writes the steps recorded so far at debug level, and extra
+// attributes after them.
+func (p *phases) log(log *slog.Logger, extra ...any) {
+	log.Debug("start phases", append(p.attrs, extra...)...)
+}

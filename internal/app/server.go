@@ -33,6 +33,10 @@ type Running struct {
 	RestConfig *rest.Config
 	// StartedIn is the time from Start to ready.
 	StartedIn time.Duration
+	// StartConnections is how many connections the API accepted before
+	// it was ready: its own clients' (one, their shared HTTP/2
+	// connection, each made with a TLS handshake).
+	StartConnections int64
 	// DNSAddr is where the cluster DNS answers (UDP and TCP, ip:port);
 	// empty when it is not running.
 	DNSAddr string
@@ -132,11 +136,11 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 	r := &Running{
 		Agent: n.agent, DNSAddr: n.dnsAddr, DNSSynced: n.dnsSynced, LeaderIdentity: identity,
 		APIServer: a.srv, Store: store, PKI: a.bundle, URL: a.url, Kubeconfig: a.kubeconfig,
-		RestConfig: a.restConfig, StartedIn: time.Since(start), done: make(chan error, 1),
+		RestConfig: a.restConfig, StartedIn: time.Since(start), StartConnections: a.startConnections, done: make(chan error, 1),
 	}
 	go r.run(ctx, a, background)
 	steps.done("node")
-	steps.log(log)
+	steps.log(log, "connections", a.startConnections)
 	log.Info("headway is ready", "api", a.url, "kubeconfig", a.kubeconfig, "startup", r.StartedIn.Round(time.Millisecond),
 		"try", "headway kubectl get namespaces (or: export KUBECONFIG="+a.kubeconfig+")")
 	return r, nil
