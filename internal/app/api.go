@@ -60,9 +60,8 @@ type api struct {
 	// serveErr receives Serve's result; stopServe ends it.
 	serveErr  chan error
 	stopServe context.CancelFunc
-	// accepted counts the API's connections; startConnections is the
-	// count when it became ready (its own clients' only).
-	accepted         *countingListener
+	// startConnections is how many connections the API accepted before
+	// it became ready (its own clients' only).
 	startConnections int64
 }
 
@@ -217,8 +216,8 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	tlsConfig := apiserver.TLSConfig(bundle.Serving, bundle.CAPool)
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopServe = stopServe
-	a.accepted = &countingListener{Listener: ln}
-	go func() { a.serveErr <- a.srv.Serve(serveCtx, a.accepted, tlsConfig) }()
+	accepted := &countingListener{Listener: ln}
+	go func() { a.serveErr <- a.srv.Serve(serveCtx, accepted, tlsConfig) }()
 
 	fail := func(err error) (*api, error) {
 		a.stop()
@@ -288,7 +287,7 @@ func startAPI(ctx context.Context, cfg Config, store storage.Interface, log *slo
 	if err := writeKubeconfig(a.kubeconfig, a.url, bundle, cfg.NoSync); err != nil {
 		return fail(err)
 	}
-	a.startConnections = a.accepted.n.Load()
+	a.startConnections = accepted.n.Load()
 	a.srv.SetReady(true)
 	steps.done("ready")
 	return a, nil
