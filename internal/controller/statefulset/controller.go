@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,7 +47,34 @@ type Controller struct {
 	// writes one sync makes at once under Parallel.
 	Workers, Burst int
 	now            func() time.Time
+
+	// The controller's own writes the informers have not shown yet (what
+	// kube's ReplicaSet controller calls expectations): a sync that runs
+	// before the pod informer has caught up with the previous sync's
+	// creates would otherwise create those pods again (each an
+	// AlreadyExists), and one that runs before the set's informer shows
+	// the previous status write would write the status again from the
+	// old resourceVersion (a Conflict, retried with backoff).
+	mu      sync.Mutex
+	pending map[string]map[string]time.Time // set key → pod name → when its create was sent
+	wrote   map[string]wroteStatus          // set key → its last status write
 }
+
+// wroteStatus is a run of status writes: the resourceVersions the set had
+// before each of them (the informer may show any of them until it shows
+// the last) and the set as the API returned it after the last.
+type wroteStatus struct {
+	before []string
+	after  *appsv1.StatefulSet
+}
+
+// maxBefore bounds wroteStatus.before.
+const maxBefore = 16
+
+// pendingTTL bounds how long a create the pod informer never showed (a
+// watch that relisted past a pod created and deleted meanwhile) keeps the
+// controller from creating that pod again.
+const pendingTTL = 30 * time.Second
 
 // New builds the controller on a shared informer factory.
 func New(client kubernetes.Interface, factory informers.SharedInformerFactory, recorder record.EventRecorder, log *slog.Logger) *Controller {
@@ -71,6 +99,8 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		Workers: 4,
 		Burst:   32,
 		now:     time.Now,
+		pending: map[string]map[string]time.Time{},
+		wrote:   map[string]wroteStatus{},
 	}
 	c.queue = workloop.NewAfter("statefulset", c.log, c.Sync)
 	setInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -79,9 +109,9 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		DeleteFunc: c.enqueue,
 	})
 	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueOwner,
-		UpdateFunc: func(old, obj any) { c.enqueueOwner(old); c.enqueueOwner(obj) },
-		DeleteFunc: c.enqueueOwner,
+		AddFunc:    func(obj any) { c.observed(obj); c.enqueueOwner(obj) },
+		UpdateFunc: func(old, obj any) { c.observed(obj); c.enqueueOwner(old); c.enqueueOwner(obj) },
+		DeleteFunc: func(obj any) { c.observed(obj); c.enqueueOwner(obj) },
 	})
 	revInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueOwner,
@@ -108,6 +138,105 @@ func objectMeta(obj any) metav1.Object {
 	}
 	m, _ := obj.(metav1.Object)
 	return m
+}
+
+// observed ends the wait for a pod the controller created: the informer
+// shows it (or its deletion) now.
+func (c *Controller) observed(obj any) {
+	m := objectMeta(obj)
+	if m == nil {
+		return
+	}
+	ref := metav1.GetControllerOf(m)
+	if ref == nil || ref.Kind != controllerKind.Kind {
+		return
+	}
+	key := m.GetNamespace() + "/" + ref.Name
+	c.mu.Lock()
+	if names := c.pending[key]; names != nil {
+		delete(names, m.GetName())
+		if len(names) == 0 {
+			delete(c.pending, key)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// expectCreate records a pod create about to be sent; created drops it
+// again when the create failed.
+func (c *Controller) expectCreate(key, pod string) {
+	c.mu.Lock()
+	if c.pending[key] == nil {
+		c.pending[key] = map[string]time.Time{}
+	}
+	c.pending[key][pod] = c.now()
+	c.mu.Unlock()
+}
+
+func (c *Controller) created(key, pod string, err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	if names := c.pending[key]; names != nil {
+		delete(names, pod)
+		if len(names) == 0 {
+			delete(c.pending, key)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// skipPending drops the plan's creates of pods created by an earlier sync
+// that the pod informer does not show yet.
+func (c *Controller) skipPending(key string, actions []Action) []Action {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := c.pending[key]
+	if len(names) == 0 {
+		return actions
+	}
+	now := c.now()
+	out := actions[:0:0]
+	for _, a := range actions {
+		if a.Type == CreatePod {
+			if at, ok := names[a.Pod.Name]; ok {
+				if now.Sub(at) < pendingTTL {
+					continue
+				}
+				delete(names, a.Pod.Name)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// latest returns the set to sync from: the cached one, or the one the
+// last status write returned while the informer still shows the set as it
+// was before that write or an earlier one of the same run. It also returns
+// the run's earlier resourceVersions, for the next write's record.
+func (c *Controller) latest(key string, cached *appsv1.StatefulSet) (*appsv1.StatefulSet, []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.wrote[key]
+	if ok && w.after.UID == cached.UID && slices.Contains(w.before, cached.ResourceVersion) {
+		return w.after.DeepCopy(), w.before
+	}
+	delete(c.wrote, key) // the informer caught up, or someone else wrote
+	return cached.DeepCopy(), nil
+}
+
+// wroteAfter records a status write that turned the set at
+// resourceVersion from into after.
+func (c *Controller) wroteAfter(key string, before []string, from string, after *appsv1.StatefulSet) {
+	before = append(slices.Clone(before), from)
+	if len(before) > maxBefore {
+		before = before[len(before)-maxBefore:]
+	}
+	c.mu.Lock()
+	c.wrote[key] = wroteStatus{before: before, after: after.DeepCopy()}
+	c.mu.Unlock()
 }
 
 // enqueueOwner queues the set controlling obj; an orphan pod queues the
@@ -160,12 +289,17 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 	}
 	cached, err := c.sets.StatefulSets(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.mu.Lock()
+		delete(c.pending, key)
+		delete(c.wrote, key)
+		c.mu.Unlock()
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	set := cached.DeepCopy()
+	set, before := c.latest(key, cached)
+	from := set.ResourceVersion
 	sel, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
 	if err != nil || sel.Empty() {
 		return 0, nil // validation keeps these out; nothing sensible to do
@@ -225,12 +359,18 @@ func (c *Controller) Sync(ctx context.Context, key string) (time.Duration, error
 	if len(plan.Actions) > 0 || plan.Waiting != "" {
 		c.log.Debug("sync", "statefulset", key, "actions", len(plan.Actions), "waiting", plan.Waiting)
 	}
-	actErr := c.apply(ctx, set, plan)
+	plan.Actions = c.skipPending(key, plan.Actions)
+	actErr := c.apply(ctx, key, set, plan)
 
 	if !apiequality.Semantic.DeepEqual(set.Status, plan.Status) {
 		set.Status = plan.Status
 		if err := c.writer.UpdateStatus(ctx, set); err != nil {
 			return 0, errors.Join(actErr, err)
+		}
+		// A writer that returns the written set (ClientWriter) lets the
+		// next sync start from it before the informer shows it.
+		if set.ResourceVersion != from {
+			c.wroteAfter(key, before, from, set)
 		}
 	}
 	if actErr != nil {
@@ -312,7 +452,7 @@ func (c *Controller) revisions(ctx context.Context, set *appsv1.StatefulSet, own
 
 // apply carries out a plan: claims first, then pods. Under Parallel the
 // writes of each group run Burst at a time; under OrderedReady one by one.
-func (c *Controller) apply(ctx context.Context, set *appsv1.StatefulSet, plan Plan) error {
+func (c *Controller) apply(ctx context.Context, key string, set *appsv1.StatefulSet, plan Plan) error {
 	var claims, pods []Action
 	for _, a := range plan.Actions {
 		if a.Type == CreateClaim || a.Type == UpdateClaim {
@@ -325,16 +465,16 @@ func (c *Controller) apply(ctx context.Context, set *appsv1.StatefulSet, plan Pl
 	if set.Spec.PodManagementPolicy == appsv1.ParallelPodManagement && c.Burst > 1 {
 		burst = c.Burst
 	}
-	if err := c.runAll(ctx, set, claims, burst); err != nil {
+	if err := c.runAll(ctx, key, set, claims, burst); err != nil {
 		return err
 	}
-	return c.runAll(ctx, set, pods, burst)
+	return c.runAll(ctx, key, set, pods, burst)
 }
 
-func (c *Controller) runAll(ctx context.Context, set *appsv1.StatefulSet, actions []Action, burst int) error {
+func (c *Controller) runAll(ctx context.Context, key string, set *appsv1.StatefulSet, actions []Action, burst int) error {
 	if burst <= 1 {
 		for _, a := range actions {
-			if err := c.do(ctx, set, a); err != nil {
+			if err := c.do(ctx, key, set, a); err != nil {
 				return err
 			}
 		}
@@ -351,7 +491,7 @@ func (c *Controller) runAll(ctx context.Context, set *appsv1.StatefulSet, action
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := c.do(ctx, set, a); err != nil {
+			if err := c.do(ctx, key, set, a); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -362,7 +502,7 @@ func (c *Controller) runAll(ctx context.Context, set *appsv1.StatefulSet, action
 	return errors.Join(errs...)
 }
 
-func (c *Controller) do(ctx context.Context, set *appsv1.StatefulSet, a Action) error {
+func (c *Controller) do(ctx context.Context, key string, set *appsv1.StatefulSet, a Action) error {
 	switch a.Type {
 	case CreateClaim:
 		pod := ""
@@ -374,7 +514,10 @@ func (c *Controller) do(ctx context.Context, set *appsv1.StatefulSet, a Action) 
 		return c.writer.UpdateClaim(ctx, set, a.Claim)
 	case CreatePod:
 		c.log.Debug("creating pod", "statefulset", set.Name, "pod", a.Pod.Name, "revision", a.Pod.Labels[RevisionLabel])
-		return c.writer.CreatePod(ctx, set, a.Pod)
+		c.expectCreate(key, a.Pod.Name)
+		err := c.writer.CreatePod(ctx, set, a.Pod)
+		c.created(key, a.Pod.Name, err)
+		return err
 	case DeletePod:
 		c.log.Debug("deleting pod", "statefulset", set.Name, "pod", a.Pod.Name, "why", a.Why)
 		return c.writer.DeletePod(ctx, set, a.Pod)

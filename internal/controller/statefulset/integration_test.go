@@ -535,3 +535,57 @@ func TestDeletedPodKeepsNameAndClaim(t *testing.T) {
 		t.Fatalf("www-web-1 should stay: %v", err)
 	}
 }
+
+// TestParallelWritesOnce: a 100-replica Parallel set creates each pod once
+// and writes its status without conflicts, although its syncs run while
+// the informers still lag the previous sync's writes (each of those would
+// be a rejected request: AlreadyExists, or a Conflict retried with backoff).
+func TestParallelWritesOnce(t *testing.T) {
+	c := cluster.Start(t)
+	ctx := t.Context()
+	client := c.Client
+	ns := "default"
+	kubeletsim.Start(t, ctx, client)
+
+	rejected := func() (creates, statuses float64) {
+		body, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			if !ok || !strings.HasPrefix(name, "apiserver_request_total{") || !strings.Contains(name, `code="409"`) {
+				continue
+			}
+			var v float64
+			fmt.Sscan(value, &v)
+			switch {
+			case strings.Contains(name, `resource="pods"`) && strings.Contains(name, `verb="POST"`) && strings.Contains(name, `subresource=""`):
+				creates += v
+			case strings.Contains(name, `resource="statefulsets"`) && strings.Contains(name, `subresource="status"`):
+				statuses += v
+			}
+		}
+		return creates, statuses
+	}
+	creates0, statuses0 := rejected()
+
+	svc, set := seed()
+	replicas := int32(100)
+	set.Spec.Replicas = &replicas
+	set.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	if _, err := client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.AppsV1().StatefulSets(ns).Create(ctx, set, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 60*time.Second, "100 ready replicas in the status", func() (bool, error) {
+		s := getSet(t, ctx, client, ns, "web")
+		return s.Status.ObservedGeneration == s.Generation && s.Status.ReadyReplicas == 100 && s.Status.Replicas == 100, nil
+	})
+	creates, statuses := rejected()
+	if creates != creates0 || statuses != statuses0 {
+		t.Fatalf("rejected writes: %v pod creates (AlreadyExists), %v status updates (Conflict); want none", creates-creates0, statuses-statuses0)
+	}
+}

@@ -29,6 +29,8 @@ type Writer interface {
 	GetRevision(ctx context.Context, namespace, name string) (*appsv1.ControllerRevision, error)
 	UpdateRevision(ctx context.Context, rev *appsv1.ControllerRevision) (*appsv1.ControllerRevision, error)
 	DeleteRevision(ctx context.Context, rev *appsv1.ControllerRevision) error
+	// UpdateStatus writes set's status. A writer may leave in set what
+	// the API returned (its new resourceVersion).
 	UpdateStatus(ctx context.Context, set *appsv1.StatefulSet) error
 }
 
@@ -130,10 +132,16 @@ func (w *ClientWriter) UpdateClaim(ctx context.Context, set *appsv1.StatefulSet,
 	return nil
 }
 
+// UpdateStatus writes the set's status; on success set is the set as the
+// API returned it.
 func (w *ClientWriter) UpdateStatus(ctx context.Context, set *appsv1.StatefulSet) error {
-	_, err := w.Client.AppsV1().StatefulSets(set.Namespace).UpdateStatus(ctx, set, metav1.UpdateOptions{})
+	out, err := w.Client.AppsV1().StatefulSets(set.Namespace).UpdateStatus(ctx, set, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	*set = *out
+	return nil
 }
