@@ -323,7 +323,10 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 	if raw {
 		nsWatch = nsWatchRaw
 	}
-	phases := []*watchPhase{{prefix: "q", writers: 1, total: b.o.watchQuiet}}
+	var phases []*watchPhase
+	if b.o.watchQuiet > 0 {
+		phases = append(phases, &watchPhase{prefix: "q", writers: 1, total: b.o.watchQuiet})
+	}
 	for r := range max(1, b.o.watchRounds) {
 		phases = append(phases, &watchPhase{prefix: fmt.Sprintf("b%d", r+1), writers: len(writers), total: b.o.watchBurst, round: r + 1})
 	}
