@@ -7,6 +7,15 @@
 // transaction and one fsync. After the commit the writer publishes the events
 // to watchers in revision order, then answers the callers.
 //
+// When the previous commit held more than one write (writers are busy), the
+// writer waits a little for more before committing: half the previous
+// commit's time, at most Options.MaxLinger, and only until the commit holds
+// as many writes as the busiest of the last 8 (then every writer seen lately
+// is in). A lone writer never waits. With
+// 16 API clients creating at once, commits hold about 2 writes without the
+// wait and twice as many with it: a fifth more creates/s for less CPU each,
+// and lower latency (bench/results.md).
+//
 // Besides the current keys the file keeps a log of every change (until
 // compacted), so that watches from an old revision, and lists at one, work
 // across restarts.
@@ -22,6 +31,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +48,7 @@ const (
 	DefaultTimeout         = time.Second
 	DefaultMaxBatch        = 256
 	DefaultInitialMmapSize = 1 << 30
+	DefaultMaxLinger       = 500 * time.Microsecond
 )
 
 // compactChunk is how many log entries one compaction transaction deletes.
@@ -52,6 +63,10 @@ type Options struct {
 	// MaxBatch caps how many writes share one transaction and fsync.
 	// 0 means DefaultMaxBatch.
 	MaxBatch int
+	// MaxLinger caps how long the writer waits for more writes to join a
+	// commit (see the package doc). 0 means DefaultMaxLinger; negative
+	// means never wait.
+	MaxLinger time.Duration
 	// WatchBuffer is how many events a watcher may fall behind before it is
 	// closed. 0 means storage.DefaultWatchBuffer.
 	WatchBuffer int
@@ -63,10 +78,11 @@ type Options struct {
 
 // Store is a storage.Interface kept in one bbolt file.
 type Store struct {
-	db       *bbolt.DB
-	path     string
-	maxBatch int
-	bc       *storage.Broadcaster
+	db        *bbolt.DB
+	path      string
+	maxBatch  int
+	maxLinger time.Duration
+	bc        *storage.Broadcaster
 
 	rev       atomic.Int64 // revision of the last committed write
 	compacted atomic.Int64
@@ -117,6 +133,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	switch {
+	case opts.MaxLinger == 0:
+		opts.MaxLinger = DefaultMaxLinger
+	case opts.MaxLinger < 0:
+		opts.MaxLinger = 0
+	}
 	if opts.InitialMmapSize <= 0 {
 		opts.InitialMmapSize = DefaultInitialMmapSize
 	}
@@ -145,6 +167,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db:         db,
 		path:       path,
 		maxBatch:   opts.MaxBatch,
+		maxLinger:  opts.MaxLinger,
 		reqs:       make(chan *request),
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -305,10 +328,18 @@ func (s *Store) Delete(ctx context.Context, key string, expectedRevision int64) 
 }
 
 // writer is the single goroutine that writes: it takes a request, gathers
-// whatever else is queued (up to maxBatch) and commits them together.
+// whatever else is queued (up to maxBatch), waits a little for more while
+// writers are busy (linger) and commits them together.
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	batch := make([]*request, 0, s.maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var (
+		recent   [8]int // the last commits' sizes
+		n        int    // commits so far
+		lastTook time.Duration
+	)
 	for {
 		select {
 		case r := <-s.reqs:
@@ -325,9 +356,41 @@ func (s *Store) writer() {
 				break gather
 			}
 		}
+		// As many writes as the busiest recent commit held means every
+		// writer seen lately is in: nobody else to wait for.
+		peak := min(slices.Max(recent[:]), s.maxBatch)
+		if wait := linger(recent[(n+len(recent)-1)%len(recent)], lastTook, s.maxLinger); wait > 0 && len(batch) < peak {
+			timer.Reset(wait)
+		wait:
+			for len(batch) < peak {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+				case <-timer.C:
+					break wait
+				case <-s.closing:
+					break wait // commit what was taken: every taken request is answered
+				}
+			}
+			timer.Stop()
+		}
+		start := time.Now()
 		s.commit(batch)
+		recent[n%len(recent)], lastTook = len(batch), time.Since(start)
+		n++
 		clear(batch)
 	}
+}
+
+// linger is how long the writer waits for more writes after the previous
+// commit held size writes and took took: not at all after a lone write,
+// else half that commit's time, at most limit. Waiting longer than a commit
+// costs would lose more than the shared commit saves.
+func linger(size int, took, limit time.Duration) time.Duration {
+	if size < 2 {
+		return 0
+	}
+	return min(took/2, limit)
 }
 
 // commit applies a batch in one transaction, publishes its events and

@@ -223,3 +223,61 @@ func BenchmarkCreate(b *testing.B) { benchmarkCreate(b, 16) }
 
 // BenchmarkCreateSerial: one caller, one fsync per create.
 func BenchmarkCreateSerial(b *testing.B) { benchmarkCreate(b, 1) }
+
+// TestCloseAnswersEveryWrite: writers busy enough that the writer waits for
+// more before committing (see the package doc) are all answered when the
+// store closes, with their write committed or ErrClosed, and every write
+// acknowledged is in the file after it is opened again.
+func TestCloseAnswersEveryWrite(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	ctx := t.Context()
+	const writers = 16
+	var (
+		mu    sync.Mutex
+		acked []string
+		done  atomic.Int64
+		wg    sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("/close/%d/%d", w, i)
+				_, err := s.Create(ctx, key, []byte("v"))
+				if errors.Is(err, storage.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("create %s: %v", key, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, key)
+				mu.Unlock()
+				done.Add(1)
+			}
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for done.Load() < 500 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writers still waiting 10s after Close")
+	}
+	s = open(t, dir)
+	defer s.Close()
+	for _, key := range acked {
+		if _, err := s.Get(ctx, key); err != nil {
+			t.Fatalf("acknowledged %s: %v after reopening (%d acknowledged)", key, err, len(acked))
+		}
+	}
+	t.Logf("%d writes acknowledged before Close", len(acked))
+}
