@@ -140,30 +140,27 @@ func objectMeta(obj any) metav1.Object {
 	return m
 }
 
+// setOf returns the key of the set controlling m, if a set controls it.
+func setOf(m metav1.Object) (string, bool) {
+	ref := metav1.GetControllerOf(m)
+	if ref == nil || ref.Kind != controllerKind.Kind || ref.APIVersion != controllerKind.GroupVersion().String() {
+		return "", false
+	}
+	return m.GetNamespace() + "/" + ref.Name, true
+}
+
 // observed ends the wait for a pod the controller created: the informer
 // shows it (or its deletion) now.
 func (c *Controller) observed(obj any) {
-	m := objectMeta(obj)
-	if m == nil {
-		return
-	}
-	ref := metav1.GetControllerOf(m)
-	if ref == nil || ref.Kind != controllerKind.Kind {
-		return
-	}
-	key := m.GetNamespace() + "/" + ref.Name
-	c.mu.Lock()
-	if names := c.pending[key]; names != nil {
-		delete(names, m.GetName())
-		if len(names) == 0 {
-			delete(c.pending, key)
+	if m := objectMeta(obj); m != nil {
+		if key, ok := setOf(m); ok {
+			c.forgetCreate(key, m.GetName())
 		}
 	}
-	c.mu.Unlock()
 }
 
-// expectCreate records a pod create about to be sent; created drops it
-// again when the create failed.
+// expectCreate records a pod create about to be sent; a failed create is
+// forgotten again.
 func (c *Controller) expectCreate(key, pod string) {
 	c.mu.Lock()
 	if c.pending[key] == nil {
@@ -173,10 +170,7 @@ func (c *Controller) expectCreate(key, pod string) {
 	c.mu.Unlock()
 }
 
-func (c *Controller) created(key, pod string, err error) {
-	if err == nil {
-		return
-	}
+func (c *Controller) forgetCreate(key, pod string) {
 	c.mu.Lock()
 	if names := c.pending[key]; names != nil {
 		delete(names, pod)
@@ -246,10 +240,11 @@ func (c *Controller) enqueueOwner(obj any) {
 	if m == nil {
 		return
 	}
-	if ref := metav1.GetControllerOf(m); ref != nil {
-		if ref.Kind == controllerKind.Kind && ref.APIVersion == controllerKind.GroupVersion().String() {
-			c.queue.Add(m.GetNamespace() + "/" + ref.Name)
-		}
+	if key, ok := setOf(m); ok {
+		c.queue.Add(key)
+		return
+	}
+	if metav1.GetControllerOf(m) != nil {
 		return
 	}
 	if _, ok := m.(*corev1.Pod); ok {
@@ -516,7 +511,9 @@ func (c *Controller) do(ctx context.Context, key string, set *appsv1.StatefulSet
 		c.log.Debug("creating pod", "statefulset", set.Name, "pod", a.Pod.Name, "revision", a.Pod.Labels[RevisionLabel])
 		c.expectCreate(key, a.Pod.Name)
 		err := c.writer.CreatePod(ctx, set, a.Pod)
-		c.created(key, a.Pod.Name, err)
+		if err != nil {
+			c.forgetCreate(key, a.Pod.Name)
+		}
 		return err
 	case DeletePod:
 		c.log.Debug("deleting pod", "statefulset", set.Name, "pod", a.Pod.Name, "why", a.Why)

@@ -24,6 +24,9 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/polymorphichelpers"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/headway/headway/internal/controller/statefulset"
 	"github.com/headway/headway/internal/testing/cluster"
 	"github.com/headway/headway/internal/testing/kubeletsim"
@@ -547,23 +550,29 @@ func TestParallelWritesOnce(t *testing.T) {
 	ns := "default"
 	kubeletsim.Start(t, ctx, client)
 
+	// The API's rejected writes (409) so far, from its request counter.
 	rejected := func() (creates, statuses float64) {
-		body, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		body, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").Stream(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(body), "\n") {
-			name, value, ok := strings.Cut(line, " ")
-			if !ok || !strings.HasPrefix(name, "apiserver_request_total{") || !strings.Contains(name, `code="409"`) {
-				continue
+		defer body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range families["apiserver_request_total"].GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
 			}
-			var v float64
-			fmt.Sscan(value, &v)
 			switch {
-			case strings.Contains(name, `resource="pods"`) && strings.Contains(name, `verb="POST"`) && strings.Contains(name, `subresource=""`):
-				creates += v
-			case strings.Contains(name, `resource="statefulsets"`) && strings.Contains(name, `subresource="status"`):
-				statuses += v
+			case l["code"] != "409":
+			case l["resource"] == "pods" && l["verb"] == "POST" && l["subresource"] == "":
+				creates += m.GetCounter().GetValue()
+			case l["resource"] == "statefulsets" && l["subresource"] == "status":
+				statuses += m.GetCounter().GetValue()
 			}
 		}
 		return creates, statuses

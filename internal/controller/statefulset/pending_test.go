@@ -1,7 +1,6 @@
 package statefulset
 
 import (
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -32,9 +31,8 @@ func TestPendingCreates(t *testing.T) {
 	all := []string{string(CreatePod) + " web-0", string(CreatePod) + " web-1", string(DeletePod) + " web-2"}
 
 	c.expectCreate("ns/web", "web-0")
-	c.created("ns/web", "web-0", nil)
 	c.expectCreate("ns/web", "web-1")
-	c.created("ns/web", "web-1", errors.New("quota"))
+	c.forgetCreate("ns/web", "web-1") // its create failed
 	if got, want := plan(), all[1:]; !slices.Equal(got, want) {
 		t.Fatalf("with web-0 created, web-1 failed: %v, want %v", got, want)
 	}
@@ -46,7 +44,6 @@ func TestPendingCreates(t *testing.T) {
 		t.Fatalf("pending left: %v", c.pending)
 	}
 	c.expectCreate("ns/web", "web-0")
-	c.created("ns/web", "web-0", nil)
 	now = now.Add(pendingTTL)
 	if got := plan(); !slices.Equal(got, all) {
 		t.Fatalf("after pendingTTL: %v, want %v", got, all)

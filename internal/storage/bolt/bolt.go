@@ -11,10 +11,10 @@
 // writer waits a little for more before committing: half the previous
 // commit's time, at most Options.MaxLinger, and only until the commit holds
 // as many writes as the busiest of the last 8 (then every writer seen lately
-// is in). A lone writer never waits. With
-// 16 API clients creating at once, commits hold about 2 writes without the
-// wait and twice as many with it: a fifth more creates/s for less CPU each,
-// and lower latency (bench/results.md).
+// is in). A lone writer never waits. With 16 API clients creating at once,
+// commits hold about 2 writes without the wait and twice as many with it: a
+// fifth more creates/s for less CPU each, and lower latency
+// (bench/results.md).
 //
 // Besides the current keys the file keeps a log of every change (until
 // compacted), so that watches from an old revision, and lists at one, work
