@@ -28,6 +28,7 @@ import (
 
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/gcpace"
+	"github.com/headway/headway/internal/procs"
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
@@ -62,6 +63,7 @@ type options struct {
 	idleSettle   time.Duration
 	sharedAll    bool
 	gcPace       bool
+	spareProc    bool
 	watchMode    string
 }
 
@@ -99,6 +101,7 @@ func main() {
 	flag.BoolVar(&o.netns, "netns", false, "run in new network and mount namespaces (root; for -server-args with a node agent, whose bridge and rules stay in them)")
 	flag.IntVar(&o.idleRuns, "idle-runs", 3, "server starts measured for idle memory (median reported; 0 skips)")
 	flag.DurationVar(&o.idleSettle, "idle-settle", 35*time.Second, "how long after ready the idle server's memory is read (the server releases the start's memory 5 s and 30 s after ready)")
+	flag.BoolVar(&o.spareProc, "spare-proc", true, "GOMAXPROCS one more than the CPUs, as headway server sets it with the bolt store (internal/procs; a GOMAXPROCS environment variable wins); false: Go's default")
 	flag.BoolVar(&o.gcPace, "gc-pace", true, "pace garbage collection as headway server does (internal/gcpace: a 128 MiB heap goal while allocating fast); false: plain GOGC")
 	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
 	flag.StringVar(&o.watchMode, "watch-mode", "both", "watchers of the fan-out benchmark: client-go (decode every event, as informers), raw (HTTP/2 streams that only read frames: the server's cost), or both")
@@ -130,14 +133,23 @@ func main() {
 func run(o options) (*report, error) {
 	r := &report{}
 	r.notef("Load average at start: %s.", loadavg())
+	procsNote := "Go's default (-spare-proc=false)"
+	if o.spareProc && !o.startOnly {
+		// As headway server does with the bolt store.
+		procs.SpareForSyncs()
+		procsNote = "one more than the CPUs, as headway server sets it with the bolt store (internal/procs)"
+		if os.Getenv("GOMAXPROCS") != "" {
+			procsNote = "from the GOMAXPROCS environment variable"
+		}
+	}
 	switch {
 	case o.startOnly:
 		r.notef("Only the real binary's start and idle memory (-start-only).")
 	case o.sharedAll:
-		r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
+		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
 		r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
 	default:
-		r.notef("GOMAXPROCS %d; in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0))
+		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
 		r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
 	}
 

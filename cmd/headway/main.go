@@ -29,6 +29,7 @@ import (
 	// executable's cached pages and the heap's first MiBs in a few calls
 	// instead of thousands of page faults.
 	"github.com/headway/headway/internal/prefault"
+	"github.com/headway/headway/internal/procs"
 	"github.com/headway/headway/internal/version"
 	// kubectl and client-go report the Kubernetes version without -ldflags.
 	_ "github.com/headway/headway/internal/version/kubeversion"
@@ -86,6 +87,11 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 				if err := servePprof(ctx, pprofListen, opts.Logger); err != nil {
 					return fmt.Errorf("--debug-pprof-listen: %w", err)
 				}
+			}
+			if opts.Store == "bolt" {
+				// The store's writer blocks in fdatasync twice a commit:
+				// a spare P lets it run again at once (internal/procs).
+				opts.Logger.Debug("GOMAXPROCS: one more than the CPUs, for the store's syncs", "GOMAXPROCS", procs.SpareForSyncs())
 			}
 			stopProfile, err := profileStart(startProfile)
 			if err != nil {
