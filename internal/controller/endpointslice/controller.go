@@ -53,6 +53,18 @@ type Controller struct {
 	// written is, per service, what the controller wrote and the informer
 	// may not show yet: slice name → generation (-1: deleted, with uid).
 	written map[string]map[string]expectation
+	// endpointsWritten is, per service, the legacy Endpoints the controller
+	// last wrote, until the Endpoints informer shows a version other than
+	// the ones those writes replaced (syncEndpoints).
+	endpointsWritten map[string]endpointsWrite
+}
+
+// endpointsWrite is a run of Endpoints writes the informer may not show
+// yet: the resourceVersions they replaced ("" for a create) and what the
+// last one returned.
+type endpointsWrite struct {
+	before map[string]bool
+	obj    *corev1.Endpoints
 }
 
 // pendingTrigger holds the oldest unwritten change for each kind of
@@ -96,6 +108,8 @@ func NewWithWriter(w Writer, factory informers.SharedInformerFactory, log *slog.
 		MaxPerSlice: MaxEndpointsPerSlice,
 		triggers:    map[string]pendingTrigger{},
 		written:     map[string]map[string]expectation{},
+
+		endpointsWritten: map[string]endpointsWrite{},
 	}
 	c.queue = workloop.New("endpointslice", c.log, c.sync)
 	svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -292,6 +306,7 @@ func (c *Controller) Sync(ctx context.Context, key string) (err error) {
 	if apierrors.IsNotFound(err) {
 		c.mu.Lock()
 		delete(c.written, key)
+		delete(c.endpointsWritten, key)
 		c.mu.Unlock()
 		// Slices go with their owner (garbage collector); Endpoints have none.
 		if _, err := c.endpoints.Endpoints(ns).Get(name); err == nil {
@@ -327,7 +342,7 @@ func (c *Controller) Sync(ctx context.Context, key string) (err error) {
 		return err
 	}
 	unwritten.slices = time.Time{}
-	return c.syncEndpoints(ctx, svc, pods, stamp(trig.endpoints))
+	return c.syncEndpoints(ctx, key, svc, pods, stamp(trig.endpoints))
 }
 
 func (c *Controller) applySlices(ctx context.Context, key string, ch Changes) error {
@@ -361,15 +376,73 @@ func (c *Controller) applySlices(ctx context.Context, key string, ch Changes) er
 	return errors.Join(errs...)
 }
 
-func (c *Controller) syncEndpoints(ctx context.Context, svc *corev1.Service, pods []*corev1.Pod, triggerTime string) error {
-	want := DesiredEndpoints(svc, pods, triggerTime)
+// currentEndpoints is the service's Endpoints as this controller last
+// knew them: the informer's, or, while the informer still shows a version
+// the controller's own writes replaced (or none, after its create), what
+// the last write returned. Without it a sync right after a write updated
+// from the replaced version (a Conflict) or created again (AlreadyExists),
+// and waited to retry.
+func (c *Controller) currentEndpoints(key string, svc *corev1.Service) (*corev1.Endpoints, error) {
 	cur, err := c.endpoints.Endpoints(svc.Namespace).Get(svc.Name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	seen := "" // the version the informer shows; none: ""
+	if err == nil {
+		seen = cur.ResourceVersion
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.endpointsWritten[key]
+	switch {
+	case ok && w.before[seen]:
+		return w.obj, nil
+	case ok:
+		delete(c.endpointsWritten, key) // the informer caught up, or another writer came after
+	}
+	return cur, err
+}
+
+// wroteEndpoints remembers an Endpoints write that replaced the version
+// before ("" for a create) and returned out.
+func (c *Controller) wroteEndpoints(key, before string, out *corev1.Endpoints) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if out == nil {
+		delete(c.endpointsWritten, key)
+		return
+	}
+	w, ok := c.endpointsWritten[key]
+	if !ok {
+		w.before = map[string]bool{}
+	}
+	w.before[before] = true
+	w.obj = out
+	c.endpointsWritten[key] = w
+}
+
+// forgetEndpoints drops the memory of the service's Endpoints writes (after
+// a write failed: the informer's version is the one to go by).
+func (c *Controller) forgetEndpoints(key string) {
+	c.mu.Lock()
+	delete(c.endpointsWritten, key)
+	c.mu.Unlock()
+}
+
+func (c *Controller) syncEndpoints(ctx context.Context, key string, svc *corev1.Service, pods []*corev1.Pod, triggerTime string) error {
+	want := DesiredEndpoints(svc, pods, triggerTime)
+	cur, err := c.currentEndpoints(key, svc)
 	if apierrors.IsNotFound(err) {
-		err = c.writer.CreateEndpoints(ctx, want)
-		if apierrors.IsAlreadyExists(err) {
-			return errStale
+		out, err := c.writer.CreateEndpoints(ctx, want)
+		if err != nil {
+			c.forgetEndpoints(key)
+			if apierrors.IsAlreadyExists(err) {
+				return errStale
+			}
+			return err
 		}
-		return err
+		c.wroteEndpoints(key, "", out)
+		return nil
 	}
 	if err != nil {
 		return err
@@ -387,9 +460,14 @@ func (c *Controller) syncEndpoints(ctx context.Context, svc *corev1.Service, pod
 	for k, v := range want.Annotations {
 		up.Annotations[k] = v
 	}
-	err = c.writer.UpdateEndpoints(ctx, up)
-	if apierrors.IsConflict(err) {
-		return errStale
+	out, err := c.writer.UpdateEndpoints(ctx, up)
+	if err != nil {
+		c.forgetEndpoints(key)
+		if apierrors.IsConflict(err) {
+			return errStale
+		}
+		return err
 	}
-	return err
+	c.wroteEndpoints(key, cur.ResourceVersion, out)
+	return nil
 }

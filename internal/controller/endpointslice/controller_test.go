@@ -2,7 +2,10 @@ package endpointslice
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,10 +14,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // waitFor polls cond until it holds or 10 s pass.
@@ -41,9 +46,9 @@ func (w failingEndpoints) CreateSlice(ctx context.Context, s *discoveryv1.Endpoi
 	return w.ClientWriter.CreateSlice(ctx, s)
 }
 
-func (w failingEndpoints) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) error {
+func (w failingEndpoints) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
 	if *w.fail {
-		return apierrors.NewAlreadyExists(schema.GroupResource{Resource: "endpoints"}, e.Name)
+		return nil, apierrors.NewAlreadyExists(schema.GroupResource{Resource: "endpoints"}, e.Name)
 	}
 	return w.ClientWriter.CreateEndpoints(ctx, e)
 }
@@ -125,5 +130,190 @@ func TestTriggerTimeAfterEndpointsFailure(t *testing.T) {
 	// have not shown, the one the failed sync took.
 	if got := ep.Annotations[TriggerTimeAnnotation]; got != first {
 		t.Fatalf("Endpoints trigger time %s; want the failed sync's %s", got, first)
+	}
+}
+
+// splitWriter writes slices where the informers see them and Endpoints to
+// another client the informers never see: the Endpoints informer stays
+// behind every write the controller makes, as it is for a moment after
+// each write on a busy server.
+type splitWriter struct {
+	ClientWriter
+	endpoints ClientWriter
+	conflicts *int // Endpoints writes the API refused as stale
+}
+
+func (w splitWriter) CreateSlice(ctx context.Context, s *discoveryv1.EndpointSlice) (*discoveryv1.EndpointSlice, error) {
+	if s.Name == "" {
+		s = s.DeepCopy()
+		s.Name = s.GenerateName + "abcde"
+	}
+	return w.ClientWriter.CreateSlice(ctx, s)
+}
+
+func (w splitWriter) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
+	out, err := w.endpoints.CreateEndpoints(ctx, e)
+	if apierrors.IsAlreadyExists(err) {
+		*w.conflicts++
+	}
+	return out, err
+}
+
+func (w splitWriter) UpdateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
+	out, err := w.endpoints.UpdateEndpoints(ctx, e)
+	if apierrors.IsConflict(err) {
+		*w.conflicts++
+	}
+	return out, err
+}
+
+// versioned is a fake clientset that gives every write a new
+// resourceVersion and refuses updates from an old one, as the API server
+// does (the fake tracker checks neither).
+func versioned(objs ...runtime.Object) *fake.Clientset {
+	c := fake.NewClientset(objs...)
+	rv := 100
+	c.PrependReactor("*", "endpoints", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		var e *corev1.Endpoints
+		switch a := a.(type) {
+		case k8stesting.CreateAction:
+			e = a.GetObject().(*corev1.Endpoints).DeepCopy()
+		case k8stesting.UpdateAction:
+			e = a.GetObject().(*corev1.Endpoints).DeepCopy()
+			old, err := c.Tracker().Get(a.GetResource(), e.Namespace, e.Name)
+			if err != nil {
+				return true, nil, err
+			}
+			if old.(*corev1.Endpoints).ResourceVersion != e.ResourceVersion {
+				return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "endpoints"}, e.Name, errors.New("the object has been modified"))
+			}
+		default:
+			return false, nil, nil
+		}
+		rv++
+		e.ResourceVersion = strconv.Itoa(rv)
+		var err error
+		if a.GetVerb() == "create" {
+			err = c.Tracker().Create(a.GetResource(), e, e.Namespace)
+		} else {
+			err = c.Tracker().Update(a.GetResource(), e, e.Namespace)
+		}
+		if err != nil {
+			return true, nil, err
+		}
+		return true, e, nil
+	})
+	return c
+}
+
+// Syncs that run before the Endpoints informer shows the controller's
+// previous writes build on what those writes returned: no AlreadyExists,
+// no Conflict, and the Endpoints follow every change. Once the informer
+// shows a version the controller did not write, that one counts.
+func TestEndpointsAfterOwnWrites(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	pod := func(name, ip string, ready bool) *corev1.Pod {
+		st := corev1.ConditionFalse
+		if ready {
+			st = corev1.ConditionTrue
+		}
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{"app": "web"}},
+			Spec:       corev1.PodSpec{NodeName: "node-1"},
+			Status: corev1.PodStatus{PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}},
+		}
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: "svc-uid"},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "web"}},
+	}
+	client := fake.NewClientset(pod("web-0", "198.18.0.5", false), svc)
+	epClient := versioned()
+	factory := informers.NewSharedInformerFactory(client, 0)
+	conflicts := 0
+	c := NewWithWriter(splitWriter{ClientWriter{Client: client}, ClientWriter{Client: epClient}, &conflicts}, factory, slog.New(slog.DiscardHandler))
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	defer cancel()
+	factory.WaitForCacheSync(ctx.Done())
+
+	const key = "default/web"
+	addresses := func() (ready, notReady int) {
+		t.Helper()
+		ep, err := epClient.CoreV1().Endpoints("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ep.Subsets {
+			ready += len(s.Addresses)
+			notReady += len(s.NotReadyAddresses)
+		}
+		return ready, notReady
+	}
+	// sync waits until the informers show the pods' change, then syncs
+	// (twice: the second one must find nothing to write).
+	sync := func(what string, ready, notReady int) {
+		t.Helper()
+		waitFor(t, what+" in the pod informer", func() (bool, error) {
+			pods, _ := c.pods.Pods("default").List(labels.Everything())
+			r, n := 0, 0
+			for _, p := range pods {
+				if podReady(p) {
+					r++
+				} else {
+					n++
+				}
+			}
+			return r == ready && n == notReady, nil
+		})
+		waitFor(t, what+": the slices written", func() (bool, error) {
+			err := c.Sync(ctx, key)
+			if conflicts != 0 {
+				return false, fmt.Errorf("%d Endpoints writes refused as stale", conflicts)
+			}
+			if errors.Is(err, errStale) {
+				return false, nil // the slice informer has not shown the slice writes yet
+			}
+			return err == nil, err
+		})
+		if r, n := addresses(); r != ready || n != notReady {
+			t.Fatalf("%s: Endpoints have %d ready and %d not-ready addresses; want %d and %d", what, r, n, ready, notReady)
+		}
+		if conflicts != 0 {
+			t.Fatalf("%s: %d Endpoints writes refused as stale", what, conflicts)
+		}
+	}
+	sync("the first pod", 0, 1)
+	if _, err := client.CoreV1().Pods("default").UpdateStatus(ctx, pod("web-0", "198.18.0.5", true), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sync("the first pod ready", 1, 0)
+	if _, err := client.CoreV1().Pods("default").Create(ctx, pod("web-1", "198.18.0.6", false), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sync("a second pod", 1, 1)
+
+	// Another writer changes the Endpoints, and the informer shows that
+	// version: the controller goes by it (and puts its addresses back).
+	ep, err := epClient.CoreV1().Endpoints("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.Subsets = nil
+	if ep, err = epClient.CoreV1().Endpoints("default").Update(ctx, ep, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := factory.Core().V1().Endpoints().Informer().GetIndexer().Add(ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx, key); err != nil {
+		t.Fatalf("sync after another writer: %v", err)
+	}
+	if r, n := addresses(); r != 1 || n != 1 {
+		t.Fatalf("after another writer: %d ready and %d not-ready addresses; want 1 and 1", r, n)
+	}
+	if conflicts != 0 {
+		t.Fatalf("after another writer: %d Endpoints writes refused as stale", conflicts)
 	}
 }

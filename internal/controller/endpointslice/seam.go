@@ -15,8 +15,8 @@ type Writer interface {
 	CreateSlice(ctx context.Context, s *discoveryv1.EndpointSlice) (*discoveryv1.EndpointSlice, error)
 	UpdateSlice(ctx context.Context, s *discoveryv1.EndpointSlice) (*discoveryv1.EndpointSlice, error)
 	DeleteSlice(ctx context.Context, s *discoveryv1.EndpointSlice) error
-	CreateEndpoints(ctx context.Context, e *corev1.Endpoints) error
-	UpdateEndpoints(ctx context.Context, e *corev1.Endpoints) error
+	CreateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error)
+	UpdateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error)
 	DeleteEndpoints(ctx context.Context, namespace, name string) error
 }
 
@@ -40,14 +40,12 @@ func (w ClientWriter) DeleteSlice(ctx context.Context, s *discoveryv1.EndpointSl
 	return err
 }
 
-func (w ClientWriter) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) error {
-	_, err := w.Client.CoreV1().Endpoints(e.Namespace).Create(ctx, e, metav1.CreateOptions{})
-	return err
+func (w ClientWriter) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
+	return w.Client.CoreV1().Endpoints(e.Namespace).Create(ctx, e, metav1.CreateOptions{})
 }
 
-func (w ClientWriter) UpdateEndpoints(ctx context.Context, e *corev1.Endpoints) error {
-	_, err := w.Client.CoreV1().Endpoints(e.Namespace).Update(ctx, e, metav1.UpdateOptions{})
-	return err
+func (w ClientWriter) UpdateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
+	return w.Client.CoreV1().Endpoints(e.Namespace).Update(ctx, e, metav1.UpdateOptions{})
 }
 
 func (w ClientWriter) DeleteEndpoints(ctx context.Context, namespace, name string) error {

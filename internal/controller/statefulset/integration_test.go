@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -551,7 +552,7 @@ func TestParallelWritesOnce(t *testing.T) {
 	kubeletsim.Start(t, ctx, client)
 
 	// The API's rejected writes (409) so far, from its request counter.
-	rejected := func() (creates, statuses float64) {
+	rejected := func() (creates, statuses, endpoints float64) {
 		body, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").Stream(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -573,11 +574,13 @@ func TestParallelWritesOnce(t *testing.T) {
 				creates += m.GetCounter().GetValue()
 			case l["resource"] == "statefulsets" && l["subresource"] == "status":
 				statuses += m.GetCounter().GetValue()
+			case l["resource"] == "endpoints":
+				endpoints += m.GetCounter().GetValue()
 			}
 		}
-		return creates, statuses
+		return creates, statuses, endpoints
 	}
-	creates0, statuses0 := rejected()
+	creates0, statuses0, endpoints0 := rejected()
 
 	svc, set := seed()
 	replicas := int32(100)
@@ -593,8 +596,25 @@ func TestParallelWritesOnce(t *testing.T) {
 		s := getSet(t, ctx, client, ns, "web")
 		return s.Status.ObservedGeneration == s.Generation && s.Status.ReadyReplicas == 100 && s.Status.Replicas == 100, nil
 	})
-	creates, statuses := rejected()
-	if creates != creates0 || statuses != statuses0 {
-		t.Fatalf("rejected writes: %v pod creates (AlreadyExists), %v status updates (Conflict); want none", creates-creates0, statuses-statuses0)
+	// The Service's legacy Endpoints follow the pods as fast (the
+	// EndpointSlice controller's writes, from its own last write while its
+	// informer lags).
+	cluster.WaitFor(t, 30*time.Second, "100 ready addresses in the Endpoints", func() (bool, error) {
+		ep, err := client.CoreV1().Endpoints(ns).Get(ctx, svc.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		n := 0
+		for _, s := range ep.Subsets {
+			n += len(s.Addresses)
+		}
+		return n == 100, nil
+	})
+	creates, statuses, endpoints := rejected()
+	if creates != creates0 || statuses != statuses0 || endpoints != endpoints0 {
+		t.Fatalf("rejected writes: %v pod creates (AlreadyExists), %v status updates (Conflict), %v Endpoints writes; want none", creates-creates0, statuses-statuses0, endpoints-endpoints0)
 	}
 }
