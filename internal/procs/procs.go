@@ -10,8 +10,9 @@
 //
 // One P more than CPUs lets the writer's thread run as soon as its sync
 // returns (the kernel shares the CPUs between the threads). On 2 CPUs, 16
-// API clients creating at once get about 14 % more creates/s, for less CPU
-// per create: the commits are fewer and larger (bench/results.md). A
+// API clients creating at once got 1–28 % more creates/s in 8 interleaved
+// pairs (median +17 %), for less CPU per create: the commits are fewer and
+// larger (docs/architecture.md). A
 // memory store gains nothing from it, so only the bolt store asks for it.
 package procs
 

@@ -432,42 +432,36 @@ func (c *Controller) forgetEndpoints(key string) {
 func (c *Controller) syncEndpoints(ctx context.Context, key string, svc *corev1.Service, pods []*corev1.Pod, triggerTime string) error {
 	want := DesiredEndpoints(svc, pods, triggerTime)
 	cur, err := c.currentEndpoints(key, svc)
-	if apierrors.IsNotFound(err) {
-		out, err := c.writer.CreateEndpoints(ctx, want)
-		if err != nil {
-			c.forgetEndpoints(key)
-			if apierrors.IsAlreadyExists(err) {
-				return errStale
-			}
-			return err
-		}
-		c.wroteEndpoints(key, "", out)
-		return nil
-	}
-	if err != nil {
+	var out *corev1.Endpoints
+	before := "" // the version the write replaces; none for a create
+	switch {
+	case apierrors.IsNotFound(err):
+		out, err = c.writer.CreateEndpoints(ctx, want)
+	case err != nil:
 		return err
-	}
-	if endpointsEqual(cur, want) {
+	case endpointsEqual(cur, want):
 		return nil
+	default:
+		up := cur.DeepCopy()
+		up.Labels = want.Labels
+		up.Subsets = want.Subsets
+		if up.Annotations == nil {
+			up.Annotations = map[string]string{}
+		}
+		delete(up.Annotations, OverCapacityAnnotation)
+		for k, v := range want.Annotations {
+			up.Annotations[k] = v
+		}
+		before = cur.ResourceVersion
+		out, err = c.writer.UpdateEndpoints(ctx, up)
 	}
-	up := cur.DeepCopy()
-	up.Labels = want.Labels
-	up.Subsets = want.Subsets
-	if up.Annotations == nil {
-		up.Annotations = map[string]string{}
-	}
-	delete(up.Annotations, OverCapacityAnnotation)
-	for k, v := range want.Annotations {
-		up.Annotations[k] = v
-	}
-	out, err := c.writer.UpdateEndpoints(ctx, up)
 	if err != nil {
 		c.forgetEndpoints(key)
-		if apierrors.IsConflict(err) {
+		if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
 			return errStale
 		}
 		return err
 	}
-	c.wroteEndpoints(key, cur.ResourceVersion, out)
+	c.wroteEndpoints(key, before, out)
 	return nil
 }

@@ -30,20 +30,23 @@ func waitFor(t *testing.T, what string, cond wait.ConditionFunc) {
 	}
 }
 
-// failingEndpoints is the client writer whose Endpoints creates fail while
-// fail is set, as when the Endpoints cache is behind; it names slices the
-// way the API server would.
-type failingEndpoints struct {
-	ClientWriter
-	fail *bool
-}
+// namingWriter is the client writer that names created slices the way the
+// API server would (the fake clientset leaves GenerateName alone).
+type namingWriter struct{ ClientWriter }
 
-func (w failingEndpoints) CreateSlice(ctx context.Context, s *discoveryv1.EndpointSlice) (*discoveryv1.EndpointSlice, error) {
+func (w namingWriter) CreateSlice(ctx context.Context, s *discoveryv1.EndpointSlice) (*discoveryv1.EndpointSlice, error) {
 	if s.Name == "" {
 		s = s.DeepCopy()
 		s.Name = s.GenerateName + "abcde"
 	}
 	return w.ClientWriter.CreateSlice(ctx, s)
+}
+
+// failingEndpoints is the client writer whose Endpoints creates fail while
+// fail is set, as when the Endpoints cache is behind.
+type failingEndpoints struct {
+	namingWriter
+	fail *bool
 }
 
 func (w failingEndpoints) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
@@ -72,7 +75,7 @@ func TestTriggerTimeAfterEndpointsFailure(t *testing.T) {
 	client := fake.NewClientset(pod, svc)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	fail := true
-	c := NewWithWriter(failingEndpoints{ClientWriter{Client: client}, &fail}, factory, slog.New(slog.DiscardHandler))
+	c := NewWithWriter(failingEndpoints{namingWriter{ClientWriter{Client: client}}, &fail}, factory, slog.New(slog.DiscardHandler))
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	defer cancel()
@@ -138,17 +141,9 @@ func TestTriggerTimeAfterEndpointsFailure(t *testing.T) {
 // behind every write the controller makes, as it is for a moment after
 // each write on a busy server.
 type splitWriter struct {
-	ClientWriter
+	namingWriter
 	endpoints ClientWriter
 	conflicts *int // Endpoints writes the API refused as stale
-}
-
-func (w splitWriter) CreateSlice(ctx context.Context, s *discoveryv1.EndpointSlice) (*discoveryv1.EndpointSlice, error) {
-	if s.Name == "" {
-		s = s.DeepCopy()
-		s.Name = s.GenerateName + "abcde"
-	}
-	return w.ClientWriter.CreateSlice(ctx, s)
 }
 
 func (w splitWriter) CreateEndpoints(ctx context.Context, e *corev1.Endpoints) (*corev1.Endpoints, error) {
@@ -232,7 +227,7 @@ func TestEndpointsAfterOwnWrites(t *testing.T) {
 	epClient := versioned()
 	factory := informers.NewSharedInformerFactory(client, 0)
 	conflicts := 0
-	c := NewWithWriter(splitWriter{ClientWriter{Client: client}, ClientWriter{Client: epClient}, &conflicts}, factory, slog.New(slog.DiscardHandler))
+	c := NewWithWriter(splitWriter{namingWriter{ClientWriter{Client: client}}, ClientWriter{Client: epClient}, &conflicts}, factory, slog.New(slog.DiscardHandler))
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	defer cancel()
