@@ -402,7 +402,9 @@ func testExec(t *testing.T, s *suite) {
 	sb := s.sandbox(t, pod)
 	state := t.TempDir()
 	os.Chmod(state, 0o777)
-	c := s.container(t, sb, pod, "main", `echo ready > /state/mark; exec sleep 1000`)
+	// Written whole, then renamed: an exec between the shell's open (which
+	// makes the file empty) and its write would read nothing.
+	c := s.container(t, sb, pod, "main", `echo ready > /state/mark.part; mv /state/mark.part /state/mark; exec sleep 1000`)
 	c.Mounts = []hwruntime.Mount{{Source: state, Target: "/state"}}
 	p := s.start(t, sb, c)
 	ctx := s.ctx(t)
