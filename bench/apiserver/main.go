@@ -136,9 +136,8 @@ func run(o options) (*report, error) {
 	procsNote := "Go's default (-spare-proc=false)"
 	if o.spareProc && !o.startOnly {
 		// As headway server does with the bolt store.
-		procs.SpareForSyncs()
 		procsNote = "one more than the CPUs, as headway server sets it with the bolt store (internal/procs)"
-		if os.Getenv("GOMAXPROCS") != "" {
+		if _, users := procs.SpareForSyncs(); users {
 			procsNote = "from the GOMAXPROCS environment variable"
 		}
 	}

@@ -91,7 +91,8 @@ kubeconfig to <data-dir>/kubeconfig; use it with 'headway kubectl' or any kubect
 			if opts.Store == "bolt" {
 				// The store's writer blocks in fdatasync twice a commit:
 				// a spare P lets it run again at once (internal/procs).
-				opts.Logger.Debug("GOMAXPROCS: one more than the CPUs, for the store's syncs", "GOMAXPROCS", procs.SpareForSyncs())
+				n, users := procs.SpareForSyncs()
+				opts.Logger.Debug("GOMAXPROCS for the store's syncs", "GOMAXPROCS", n, "fromEnvironment", users)
 			}
 			stopProfile, err := profileStart(startProfile)
 			if err != nil {

@@ -12,8 +12,8 @@
 // returns (the kernel shares the CPUs between the threads). On 2 CPUs, 16
 // API clients creating at once got 1–28 % more creates/s in 8 interleaved
 // pairs (median +17 %), for less CPU per create: the commits are fewer and
-// larger (docs/architecture.md). A
-// memory store gains nothing from it, so only the bolt store asks for it.
+// larger (docs/architecture.md). A memory store gains nothing from it, so
+// only the bolt store asks for it.
 package procs
 
 import (
@@ -26,13 +26,15 @@ var once sync.Once
 
 // SpareForSyncs sets GOMAXPROCS to one more than it is now, unless the
 // user set it (the GOMAXPROCS environment variable), and returns the value
-// in effect. Only the first call changes it. Go no longer follows a change
-// of the process's CPU limit (cgroup) after it.
-func SpareForSyncs() int {
+// in effect and whether it is the user's. Only the first call changes it.
+// Go no longer follows a change of the process's CPU limit (cgroup) after
+// it.
+func SpareForSyncs() (gomaxprocs int, users bool) {
+	users = os.Getenv("GOMAXPROCS") != ""
 	once.Do(func() {
-		if os.Getenv("GOMAXPROCS") == "" {
+		if !users {
 			runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 		}
 	})
-	return runtime.GOMAXPROCS(0)
+	return runtime.GOMAXPROCS(0), users
 }
