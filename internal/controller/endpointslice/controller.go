@@ -408,10 +408,6 @@ func (c *Controller) currentEndpoints(key string, svc *corev1.Service) (*corev1.
 func (c *Controller) wroteEndpoints(key, before string, out *corev1.Endpoints) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if out == nil {
-		delete(c.endpointsWritten, key)
-		return
-	}
 	w, ok := c.endpointsWritten[key]
 	if !ok {
 		w.before = map[string]bool{}
