@@ -1,20 +1,29 @@
-// Package bolt is the embedded, durable storage.Interface: one bbolt file.
+// Package bolt is the embedded, durable storage.Interface: one bbolt file
+// and its write-ahead log.
 //
-// Every acknowledged write has been fsync'd. Writes go through one writer
+// Every acknowledged write is on disk. Writes go through one writer
 // goroutine that commits whatever is queued together (group commit): each
 // request gets its own revision, and a request's own failure (ErrKeyExists,
-// ErrConflict, ...) does not fail the others, but they share one bbolt
-// transaction and one fsync. After the commit the writer publishes the events
-// to watchers in revision order, then answers the callers.
+// ErrConflict, ...) does not fail the others, but they share one record in
+// the write-ahead log and one fdatasync (wal.go). The writer then adds them
+// to the overlay, the writes bbolt does not hold yet, which every read
+// consults before the file; publishes the events to watchers in revision
+// order; and answers the callers.
+//
+// A flusher goroutine commits the overlay into bbolt every FlushInterval in
+// one transaction (bbolt's two syncs shared by all those writes), drops what
+// it committed from the overlay, and lets the log's segments go. At open,
+// what the log holds beyond the file's revision is committed into the file
+// first: a crash loses no acknowledged write. bbolt alone needs two syncs
+// and a write per dirty page for every commit, during which no other commit
+// can start; the log's one sequential sync lets the next group follow
+// sooner (bench/results.md).
 //
 // When the previous commit held more than one write (writers are busy), the
 // writer waits a little for more before committing: half the previous
 // commit's time, at most Options.MaxLinger, and only until the commit holds
 // as many writes as the busiest of the last 8 (then every writer seen lately
-// is in). A lone writer never waits. With 16 API clients creating at once,
-// commits hold about 2 writes without the wait and twice as many with it: a
-// fifth more creates/s for less CPU each, and lower latency
-// (bench/results.md).
+// is in). A lone writer never waits.
 //
 // Besides the current keys the file keeps a log of every change (until
 // compacted), so that watches from an old revision, and lists at one, work
@@ -26,6 +35,7 @@ package bolt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +59,8 @@ const (
 	DefaultMaxBatch        = 256
 	DefaultInitialMmapSize = 1 << 30
 	DefaultMaxLinger       = 500 * time.Microsecond
+	DefaultFlushInterval   = 20 * time.Millisecond
+	DefaultMaxPending      = 50000
 )
 
 // compactChunk is how many log entries one compaction transaction deletes.
@@ -67,6 +79,13 @@ type Options struct {
 	// commit (see the package doc). 0 means DefaultMaxLinger; negative
 	// means never wait.
 	MaxLinger time.Duration
+	// FlushInterval is how long the flusher lets writes gather in the
+	// overlay before it commits them into bbolt. 0 means
+	// DefaultFlushInterval; negative means commit as soon as possible.
+	FlushInterval time.Duration
+	// MaxPending is how many writes the overlay may hold before the writer
+	// waits for the flusher. 0 means DefaultMaxPending.
+	MaxPending int
 	// WatchBuffer is how many events a watcher may fall behind before it is
 	// closed. 0 means storage.DefaultWatchBuffer.
 	WatchBuffer int
@@ -84,15 +103,32 @@ type Store struct {
 	maxLinger time.Duration
 	bc        *storage.Broadcaster
 
-	rev       atomic.Int64 // revision of the last committed write
+	rev       atomic.Int64 // revision of the last durable write (set under mu)
 	compacted atomic.Int64
 	closed    atomic.Bool
 
-	reqs       chan *request
-	closing    chan struct{}
-	writerDone chan struct{}
-	closeOnce  sync.Once
-	closeErr   error
+	// The overlay: writes durable in the log but not (known to be) in
+	// bbolt. Only the writer adds to it and only the flusher removes from
+	// it, both under mu. A reader takes the pending slice and begins its
+	// bbolt transaction under mu (read), so that whatever its transaction
+	// lacks is in its slice; the changes themselves are never modified.
+	mu         sync.RWMutex
+	pending    []*storage.Change          // in revision order
+	latest     map[string]*storage.Change // the newest pending change of each key
+	flushedC   *sync.Cond                 // on &mu: a flush landed, or the store failed
+	flushed    atomic.Int64               // the revision bbolt holds
+	failure    atomic.Pointer[error]      // set once a log or flush write failed
+	wal        *wal
+	kick       chan struct{}
+	interval   time.Duration
+	maxPending int
+
+	reqs        chan *request
+	closing     chan struct{}
+	writerDone  chan struct{}
+	flusherDone chan struct{}
+	closeOnce   sync.Once
+	closeErr    error
 
 	compactMu sync.Mutex
 }
@@ -142,6 +178,15 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.InitialMmapSize <= 0 {
 		opts.InitialMmapSize = DefaultInitialMmapSize
 	}
+	switch {
+	case opts.FlushInterval == 0:
+		opts.FlushInterval = DefaultFlushInterval
+	case opts.FlushInterval < 0:
+		opts.FlushInterval = 0
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("storage/bolt: %w", err)
@@ -164,20 +209,41 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, timeout, err)
 	}
 	s := &Store{
-		db:         db,
-		path:       path,
-		maxBatch:   opts.MaxBatch,
-		maxLinger:  opts.MaxLinger,
-		reqs:       make(chan *request),
-		closing:    make(chan struct{}),
-		writerDone: make(chan struct{}),
+		db:          db,
+		path:        path,
+		maxBatch:    opts.MaxBatch,
+		maxLinger:   opts.MaxLinger,
+		latest:      make(map[string]*storage.Change),
+		kick:        make(chan struct{}, 1),
+		interval:    opts.FlushInterval,
+		maxPending:  opts.MaxPending,
+		reqs:        make(chan *request),
+		closing:     make(chan struct{}),
+		writerDone:  make(chan struct{}),
+		flusherDone: make(chan struct{}),
 	}
+	s.flushedC = sync.NewCond(&s.mu)
 	if err := db.Update(s.init); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("storage/bolt: open %s: %w", path, err)
 	}
+	if err := guard(path, s.replay); err != nil {
+		_ = db.Close()
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("storage/bolt: replaying the write-ahead log %s into %s: %w", walDir(path), path, err)
+	}
+	w, err := openWAL(walDir(path), s.rev.Load()+1)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage/bolt: opening the write-ahead log %s: %w", walDir(path), err)
+	}
+	s.wal = w
+	s.flushed.Store(s.rev.Load())
 	s.bc = storage.NewBroadcaster(s.rev.Load(), opts.WatchBuffer, s.history)
 	go s.writer()
+	go s.flusher()
 	return s, nil
 }
 
@@ -393,116 +459,372 @@ func linger(size int, took, limit time.Duration) time.Duration {
 	return min(took/2, limit)
 }
 
-// commit applies a batch in one transaction, publishes its events and
-// answers its requests.
+// commit decides a batch's writes against the current state, makes them
+// durable in the log, adds them to the overlay, publishes their events and
+// answers the requests.
 func (s *Store) commit(batch []*request) {
-	base := s.rev.Load()
-	rev := base
-	var events []storage.Event
-	err := guard(s.path, func() error { return s.commitTx(batch, base, &rev, &events) })
-	if errors.Is(err, errNoWrites) {
-		err = nil
-	}
-	if err != nil {
-		if !errors.Is(err, ErrDamaged) {
-			err = fmt.Errorf("storage/bolt: commit to %s: %w", s.path, err)
-		}
+	fail := func(err error) {
 		for _, r := range batch {
 			r.err, r.rev, r.prev = err, 0, storage.KV{}
 			close(r.done)
 		}
+	}
+	if err := s.failed(); err != nil {
+		fail(err)
 		return
 	}
-	s.rev.Store(rev)
-	s.bc.Publish(events...)
+	base := s.rev.Load()
+	var changes []*storage.Change
+	err := guard(s.path, func() error {
+		var err error
+		changes, err = s.decide(batch, base)
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, ErrDamaged) {
+			err = fmt.Errorf("storage/bolt: reading %s: %w", s.path, err)
+		}
+		fail(err)
+		return
+	}
+	if len(changes) > 0 {
+		if err := s.wal.append(base+1, changes); err != nil {
+			// What reached the disk is unknown: no write is taken after this.
+			err = s.setFailed(fmt.Errorf("storage/bolt: writing the write-ahead log in %s: %w; stop the server, see that the disk is writable and has space, and start it again", s.wal.dir, err))
+			fail(err)
+			return
+		}
+		last := changes[len(changes)-1].Revision
+		events := make([]storage.Event, len(changes))
+		s.mu.Lock()
+		for len(s.pending) >= s.maxPending && s.failure.Load() == nil {
+			s.flushedC.Wait() // the flusher is behind: wait instead of growing
+		}
+		s.pending = append(s.pending, changes...)
+		for i, c := range changes {
+			s.latest[c.KV.Key] = c
+			events[i] = c.Event
+		}
+		s.rev.Store(last)
+		s.mu.Unlock()
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		s.bc.Publish(events...)
+	}
 	for _, r := range batch {
 		close(r.done)
 	}
 }
 
-// commitTx is commit's transaction.
-func (s *Store) commitTx(batch []*request, base int64, revp *int64, eventsp *[]storage.Event) error {
-	rev, events := base, *eventsp
-	defer func() { *revp, *eventsp = rev, events }()
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		kvb, logb := tx.Bucket(bucketKV), tx.Bucket(bucketLog)
-		logb.FillPercent = 1 // the log is appended to in key order
-		for _, r := range batch {
-			r.err = nil
-			if err := r.ctx.Err(); err != nil {
-				r.err = err // the caller gave up before the write began
-				continue
-			}
-			c, err := apply(kvb, r, rev+1)
-			if err != nil {
-				if isRequestError(err) {
-					r.err = err
-					continue
-				}
-				return err
-			}
-			if err := logb.Put(revKey(c.Revision), encodeChange(&c)); err != nil {
-				return err
-			}
-			rev = c.Revision
-			r.rev = rev
-			events = append(events, c.Event)
+// decide works out each request's change (or its own error) with revisions
+// from base+1, reading keys from the batch's earlier writes, the overlay,
+// then bbolt.
+func (s *Store) decide(batch []*request, base int64) ([]*storage.Change, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var tx *bbolt.Tx
+	defer func() {
+		if tx != nil {
+			_ = tx.Rollback()
 		}
-		if rev == base {
-			return errNoWrites // roll back: nothing to commit or sync
-		}
-		return tx.Bucket(bucketMeta).Put(metaRevision, encodeUint(rev))
-	})
-}
-
-var errNoWrites = errors.New("no writes in batch")
-
-func isRequestError(err error) bool {
-	return errors.Is(err, storage.ErrKeyExists) || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrConflict)
-}
-
-// apply performs one write inside the batch's transaction as revision rev
-// and returns the change to log.
-func apply(kvb *bbolt.Bucket, r *request, rev int64) (storage.Change, error) {
-	key := []byte(r.key)
-	cur := kvb.Get(key)
-	var c storage.Change
-	var createRev, modRev int64
-	var old []byte
-	if cur != nil {
-		var err error
-		if createRev, modRev, old, err = decodeItem(cur); err != nil {
-			return c, err
-		}
+	}()
+	var local map[string]*storage.Change
+	if len(batch) > 1 {
+		local = make(map[string]*storage.Change, len(batch))
 	}
+	lookup := func(key string) (item, error) {
+		if c := local[key]; c != nil {
+			return itemOf(c), nil
+		}
+		if c := s.latest[key]; c != nil {
+			return itemOf(c), nil
+		}
+		if tx == nil {
+			var err error
+			if tx, err = s.db.Begin(false); err != nil {
+				return item{}, err
+			}
+		}
+		return boltItem(tx.Bucket(bucketKV), key)
+	}
+	rev := base
+	var changes []*storage.Change
+	for _, r := range batch {
+		r.err = nil
+		if err := r.ctx.Err(); err != nil {
+			r.err = err // the caller gave up before the write began
+			continue
+		}
+		cur, err := lookup(r.key)
+		if err != nil {
+			return nil, err
+		}
+		c, err := change(cur, r, rev+1)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		rev = c.Revision
+		r.rev = rev
+		if local != nil {
+			local[r.key] = c
+		}
+		changes = append(changes, c)
+	}
+	return changes, nil
+}
+
+// item is a key's state before a write: absent, or its revisions and value.
+type item struct {
+	exists            bool
+	createRev, modRev int64
+	value             []byte
+}
+
+func itemOf(c *storage.Change) item {
+	if c.Type == storage.EventDelete {
+		return item{}
+	}
+	return item{exists: true, createRev: c.KV.CreateRevision, modRev: c.KV.ModRevision, value: c.KV.Value}
+}
+
+// boltItem reads a key from bbolt; the value aliases the transaction's memory.
+func boltItem(kvb *bbolt.Bucket, key string) (item, error) {
+	v := kvb.Get([]byte(key))
+	if v == nil {
+		return item{}, nil
+	}
+	createRev, modRev, value, err := decodeItem(v)
+	if err != nil {
+		return item{}, err
+	}
+	return item{exists: true, createRev: createRev, modRev: modRev, value: value}, nil
+}
+
+// change is the change request r makes to a key in state cur as revision
+// rev, or the request's own error (ErrKeyExists, ErrNotFound, ErrConflict).
+// Values from cur are copied: they may alias a transaction's memory.
+func change(cur item, r *request, rev int64) (*storage.Change, error) {
 	switch {
-	case r.op == opCreate && cur != nil:
-		return c, storage.ErrKeyExists
-	case r.op != opCreate && cur == nil:
-		return c, storage.ErrNotFound
-	case r.op != opCreate && r.expected != 0 && r.expected != modRev:
-		return c, storage.ErrConflict
+	case r.op == opCreate && cur.exists:
+		return nil, storage.ErrKeyExists
+	case r.op != opCreate && !cur.exists:
+		return nil, storage.ErrNotFound
+	case r.op != opCreate && r.expected != 0 && r.expected != cur.modRev:
+		return nil, storage.ErrConflict
 	}
+	c := &storage.Change{PrevModRevision: cur.modRev}
 	c.Revision = rev
-	c.PrevModRevision = modRev
 	switch r.op {
 	case opCreate:
-		value := r.value
 		c.Type, c.Created = storage.EventPut, true
-		c.KV = storage.KV{Key: r.key, Value: value, CreateRevision: rev, ModRevision: rev}
-		return c, kvb.Put(key, encodeItem(rev, rev, value))
+		c.KV = storage.KV{Key: r.key, Value: r.value, CreateRevision: rev, ModRevision: rev}
 	case opUpdate:
-		value := r.value
-		c.Type, c.PrevValue = storage.EventPut, bytes.Clone(old)
-		c.KV = storage.KV{Key: r.key, Value: value, CreateRevision: createRev, ModRevision: rev}
-		return c, kvb.Put(key, encodeItem(createRev, rev, value))
+		c.Type, c.PrevValue = storage.EventPut, bytes.Clone(cur.value)
+		c.KV = storage.KV{Key: r.key, Value: r.value, CreateRevision: cur.createRev, ModRevision: rev}
 	default:
-		old = bytes.Clone(old)
+		old := bytes.Clone(cur.value)
 		c.Type, c.PrevValue = storage.EventDelete, old
-		c.KV = storage.KV{Key: r.key, Value: old, CreateRevision: createRev, ModRevision: rev}
-		r.prev = storage.KV{Key: r.key, Value: bytes.Clone(old), CreateRevision: createRev, ModRevision: modRev}
-		return c, kvb.Delete(key)
+		c.KV = storage.KV{Key: r.key, Value: old, CreateRevision: cur.createRev, ModRevision: rev}
+		r.prev = storage.KV{Key: r.key, Value: old, CreateRevision: cur.createRev, ModRevision: cur.modRev}
 	}
+	return c, nil
+}
+
+// store writes a change into bbolt: the key's new state and its log entry.
+func store(kvb, logb *bbolt.Bucket, c *storage.Change) error {
+	var err error
+	if c.Type == storage.EventDelete {
+		err = kvb.Delete([]byte(c.KV.Key))
+	} else {
+		err = kvb.Put([]byte(c.KV.Key), encodeItem(c.KV.CreateRevision, c.KV.ModRevision, c.KV.Value))
+	}
+	if err != nil {
+		return err
+	}
+	return logb.Put(revKey(c.Revision), encodeChange(c))
+}
+
+func (s *Store) failed() error {
+	if p := s.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// setFailed records the store's first failure (later writes are refused
+// with it) and returns the one recorded.
+func (s *Store) setFailed(err error) error {
+	s.failure.CompareAndSwap(nil, &err)
+	s.mu.Lock()
+	s.flushedC.Broadcast()
+	s.mu.Unlock()
+	return s.failed()
+}
+
+// flusher commits the overlay into bbolt: FlushInterval after the first
+// write it has not committed, and once more when the writer has stopped.
+func (s *Store) flusher() {
+	defer close(s.flusherDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-s.kick:
+		case <-s.writerDone:
+			s.flush()
+			return
+		}
+		if s.interval > 0 {
+			timer.Reset(s.interval)
+			select {
+			case <-timer.C:
+			case <-s.writerDone:
+				timer.Stop()
+				s.flush()
+				return
+			}
+		}
+		s.flush()
+	}
+}
+
+// flush commits every pending write into bbolt in one transaction, then
+// drops them from the overlay and releases the log segments that held them.
+func (s *Store) flush() {
+	if s.failure.Load() != nil {
+		return
+	}
+	s.mu.RLock()
+	batch := s.pending
+	s.mu.RUnlock()
+	if len(batch) == 0 {
+		return
+	}
+	last := batch[len(batch)-1].Revision
+	err := guard(s.path, func() error {
+		return s.db.Update(func(tx *bbolt.Tx) error {
+			kvb, logb := tx.Bucket(bucketKV), tx.Bucket(bucketLog)
+			logb.FillPercent = 1 // the log is appended to in key order
+			for _, c := range batch {
+				if err := store(kvb, logb, c); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(metaRevision, encodeUint(last))
+		})
+	})
+	if err != nil {
+		if !errors.Is(err, ErrDamaged) {
+			err = fmt.Errorf("storage/bolt: committing the write-ahead log into %s: %w; the log in %s keeps the writes: stop the server, see that the disk is writable and has space, and start it again", s.path, err, s.wal.dir)
+		}
+		s.setFailed(err)
+		return
+	}
+	s.mu.Lock()
+	for _, c := range batch {
+		if s.latest[c.KV.Key] == c {
+			delete(s.latest, c.KV.Key)
+		}
+	}
+	// A new slice: readers may still hold the old one.
+	s.pending = append([]*storage.Change(nil), s.pending[len(batch):]...)
+	s.flushed.Store(last)
+	s.flushedC.Broadcast()
+	s.mu.Unlock()
+	s.wal.release(last)
+}
+
+// flushAll waits until bbolt holds every write acknowledged so far.
+func (s *Store) flushAll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	target := s.rev.Load()
+	for s.flushed.Load() < target {
+		if err := s.failed(); err != nil {
+			return err
+		}
+		select {
+		case <-s.flusherDone:
+			return storage.ErrClosed
+		default:
+		}
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		s.flushedC.Wait()
+	}
+	return nil
+}
+
+// replay commits what the write-ahead log holds beyond the file's revision
+// into the file, in chunks of transactions.
+func (s *Store) replay() error {
+	base := s.rev.Load()
+	next := base + 1
+	var chunk []walChange
+	apply := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			kvb, logb := tx.Bucket(bucketKV), tx.Bucket(bucketLog)
+			for _, w := range chunk {
+				cur, err := boltItem(kvb, w.key)
+				if err != nil {
+					return err
+				}
+				r := &request{key: w.key, value: w.value, op: opDelete}
+				if w.typ == logPut {
+					r.op = opCreate
+					if cur.exists {
+						r.op = opUpdate
+					}
+				}
+				c, err := change(cur, r, w.rev)
+				if err != nil {
+					return &DamagedError{Path: walDir(s.path), Detail: fmt.Sprintf("its change at revision %d to %s does not apply: %v", w.rev, w.key, err)}
+				}
+				if err := store(kvb, logb, c); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(metaRevision, encodeUint(chunk[len(chunk)-1].rev))
+		})
+		if err == nil {
+			s.rev.Store(chunk[len(chunk)-1].rev)
+		}
+		chunk = chunk[:0]
+		return err
+	}
+	err := readLog(walDir(s.path), func(rev int64, typ byte, key, value []byte) error {
+		switch {
+		case rev < next:
+			return nil // bbolt has it
+		case rev > next:
+			return &DamagedError{Path: walDir(s.path), Detail: fmt.Sprintf("the write-ahead log lacks revisions %d to %d", next, rev-1)}
+		}
+		next++
+		chunk = append(chunk, walChange{rev: rev, typ: typ, key: string(key), value: bytes.Clone(value)})
+		if len(chunk) == compactChunk {
+			return apply()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return apply()
+}
+
+type walChange struct {
+	rev   int64
+	typ   byte
+	key   string
+	value []byte
 }
 
 func cloneValue(v []byte) []byte {
@@ -512,7 +834,8 @@ func cloneValue(v []byte) []byte {
 	return bytes.Clone(v)
 }
 
-// view runs a read transaction, reporting a closed store as ErrClosed.
+// view runs a read transaction on bbolt alone, reporting a closed store as
+// ErrClosed.
 func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
@@ -524,6 +847,51 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	return err
 }
 
+// snapshot is what a read sees: a bbolt transaction and the overlay's
+// writes, which together hold every write up to rev. The transaction holds
+// the writes up to its own revision; pending holds every later one (and may
+// hold some it has).
+type snapshot struct {
+	tx      *bbolt.Tx
+	rev     int64
+	pending []*storage.Change
+}
+
+// fileRev is the revision the transaction's file holds.
+func (sn *snapshot) fileRev() (int64, error) {
+	rev, _, err := readMeta(sn.tx)
+	return rev, err
+}
+
+// read runs fn on a snapshot.
+func (s *Store) read(fn func(sn *snapshot) error) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	err := guard(s.path, func() error {
+		s.mu.RLock()
+		sn := &snapshot{rev: s.rev.Load(), pending: s.pending}
+		tx, err := s.beginLocked()
+		if err != nil {
+			return err
+		}
+		sn.tx = tx
+		defer tx.Rollback()
+		return fn(sn)
+	})
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return storage.ErrClosed
+	}
+	return err
+}
+
+// beginLocked begins a bbolt read transaction and lets go of mu, which the
+// caller holds for reading.
+func (s *Store) beginLocked() (*bbolt.Tx, error) {
+	defer s.mu.RUnlock()
+	return s.db.Begin(false)
+}
+
 // Get implements storage.Interface.
 func (s *Store) Get(ctx context.Context, key string) (storage.KV, error) {
 	if err := ctx.Err(); err != nil {
@@ -532,20 +900,41 @@ func (s *Store) Get(ctx context.Context, key string) (storage.KV, error) {
 	if key == "" {
 		return storage.KV{}, storage.ErrNotFound
 	}
-	var kv storage.KV
-	err := s.view(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketKV).Get([]byte(key))
-		if v == nil {
-			return storage.ErrNotFound
+	if s.closed.Load() {
+		return storage.KV{}, storage.ErrClosed
+	}
+	s.mu.RLock()
+	c := s.latest[key]
+	if c == nil {
+		// Not in the overlay: bbolt has the key's newest state, also if a
+		// flush lands before the transaction begins (it leaves the overlay
+		// only after), so the transaction begins before mu is let go.
+		var kv storage.KV
+		err := guard(s.path, func() error {
+			tx, err := s.beginLocked()
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			cur, err := boltItem(tx.Bucket(bucketKV), key)
+			if err != nil || !cur.exists {
+				return cmp.Or(err, storage.ErrNotFound)
+			}
+			kv = storage.KV{Key: key, Value: bytes.Clone(cur.value), CreateRevision: cur.createRev, ModRevision: cur.modRev}
+			return nil
+		})
+		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+			err = storage.ErrClosed
 		}
-		createRev, modRev, value, err := decodeItem(v)
-		if err != nil {
-			return err
-		}
-		kv = storage.KV{Key: key, Value: bytes.Clone(value), CreateRevision: createRev, ModRevision: modRev}
-		return nil
-	})
-	return kv, err
+		return kv, err
+	}
+	s.mu.RUnlock()
+	if c.Type == storage.EventDelete {
+		return storage.KV{}, storage.ErrNotFound
+	}
+	kv := c.KV
+	kv.Value = bytes.Clone(kv.Value)
+	return kv, nil
 }
 
 // readMeta returns the revision and compacted revision a transaction sees.
@@ -573,8 +962,9 @@ func (s *Store) List(ctx context.Context, prefix string, opts storage.ListOption
 		return storage.ListResult{}, errors.New("storage/bolt: negative list revision")
 	}
 	var res storage.ListResult
-	err := s.view(func(tx *bbolt.Tx) error {
-		cur, compacted, err := readMeta(tx)
+	err := s.read(func(sn *snapshot) error {
+		cur := sn.rev
+		_, compacted, err := readMeta(sn.tx)
 		if err != nil {
 			return err
 		}
@@ -593,42 +983,91 @@ func (s *Store) List(ctx context.Context, prefix string, opts storage.ListOption
 			}
 			return nil
 		case opts.Revision != 0 && opts.Revision < cur:
-			res, err = listAt(tx, start, end, opts.Limit, opts.Revision)
+			res, err = listAt(sn, start, end, opts.Limit, opts.Revision)
 			return err
 		}
-		res, err = listNow(tx, start, end, opts.Limit)
+		res, err = listNow(sn, start, end, opts.Limit)
 		res.Revision = cur
 		return err
 	})
 	return res, err
 }
 
-func listNow(tx *bbolt.Tx, start, end string, limit int64) (storage.ListResult, error) {
+// overlayRange returns the newest pending change of each key in
+// [start, end), in key order.
+func overlayRange(pending []*storage.Change, start, end string) []*storage.Change {
+	var newest map[string]*storage.Change
+	for _, c := range pending {
+		if storage.InRange(c.KV.Key, start, end) {
+			if newest == nil {
+				newest = make(map[string]*storage.Change)
+			}
+			newest[c.KV.Key] = c
+		}
+	}
+	out := make([]*storage.Change, 0, len(newest))
+	for _, c := range newest {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *storage.Change) int { return strings.Compare(a.KV.Key, b.KV.Key) })
+	return out
+}
+
+// listNow lists [start, end) as of the snapshot: bbolt's keys with the
+// overlay's newest changes put over them.
+func listNow(sn *snapshot, start, end string, limit int64) (storage.ListResult, error) {
 	var res storage.ListResult
+	over := overlayRange(sn.pending, start, end)
 	endB := []byte(end)
 	inRange := func(k []byte) bool { return k != nil && (end == "" || bytes.Compare(k, endB) < 0) }
-	c := tx.Bucket(bucketKV).Cursor()
+	c := sn.tx.Bucket(bucketKV).Cursor()
 	k, v := c.Seek([]byte(start))
-	for ; inRange(k); k, v = c.Next() {
-		if limit > 0 && int64(len(res.Items)) == limit {
-			break
+	full := func() bool { return limit > 0 && int64(len(res.Items)) == limit }
+	// Each round takes the next key in order, from bbolt or the overlay
+	// (which wins for a key both have).
+	for inRange(k) || len(over) > 0 {
+		var kv storage.KV
+		var present bool
+		switch {
+		case len(over) > 0 && (!inRange(k) || over[0].KV.Key <= string(k)):
+			o := over[0]
+			over = over[1:]
+			if inRange(k) && o.KV.Key == string(k) {
+				k, v = c.Next()
+			}
+			if o.Type != storage.EventDelete {
+				kv, present = o.KV, true
+			}
+		default:
+			createRev, modRev, value, err := decodeItem(v)
+			if err != nil {
+				return res, err
+			}
+			kv, present = storage.KV{Key: string(k), Value: value, CreateRevision: createRev, ModRevision: modRev}, true
+			k, v = c.Next()
 		}
-		createRev, modRev, value, err := decodeItem(v)
-		if err != nil {
-			return res, err
+		if !present {
+			continue
 		}
-		res.Items = append(res.Items, storage.KV{Key: string(k), Value: bytes.Clone(value), CreateRevision: createRev, ModRevision: modRev})
-	}
-	for ; inRange(k); k, _ = c.Next() {
-		res.Remaining++
+		if full() {
+			res.Remaining++
+			continue
+		}
+		kv.Value = bytes.Clone(kv.Value)
+		res.Items = append(res.Items, kv)
 	}
 	res.More = res.Remaining > 0
 	return res, nil
 }
 
-// listAt rewinds the keys in [start, end) to revision rev through the log.
-func listAt(tx *bbolt.Tx, start, end string, limit, rev int64) (storage.ListResult, error) {
-	all, err := listNow(tx, start, end, 0)
+// listAt rewinds the keys in [start, end) to revision rev: the overlay's
+// changes after it, then the file's log.
+func listAt(sn *snapshot, start, end string, limit, rev int64) (storage.ListResult, error) {
+	all, err := listNow(sn, start, end, 0)
+	if err != nil {
+		return storage.ListResult{}, err
+	}
+	fileRev, err := sn.fileRev()
 	if err != nil {
 		return storage.ListResult{}, err
 	}
@@ -636,7 +1075,17 @@ func listAt(tx *bbolt.Tx, start, end string, limit, rev int64) (storage.ListResu
 	for _, kv := range all.Items {
 		state[kv.Key] = kv
 	}
-	c := tx.Bucket(bucketLog).Cursor()
+	for i := len(sn.pending) - 1; i >= 0; i-- {
+		c := sn.pending[i]
+		if c.Revision <= max(rev, fileRev) {
+			break
+		}
+		if storage.InRange(c.KV.Key, start, end) {
+			c.Undo(state)
+		}
+	}
+	// The file's log ends at its revision.
+	c := sn.tx.Bucket(bucketLog).Cursor()
 	for k, v := c.Last(); k != nil && keyRev(k) > rev; k, v = c.Prev() {
 		key, err := changeKey(v)
 		if err != nil {
@@ -654,43 +1103,18 @@ func listAt(tx *bbolt.Tx, start, end string, limit, rev int64) (storage.ListResu
 	return storage.PageOf(state, limit, rev), nil
 }
 
-// committed reports whether rev has been committed. s.rev, set once the
-// writer's transaction has returned, can trail what readers already see: a
-// commit is visible from the moment bbolt writes its meta page, before the
-// final fsync returns. A revision beyond s.rev is checked against the
-// committed meta, as List does, so that a revision a read has returned is
-// never refused as ErrFutureRevision.
-func (s *Store) committed(rev int64) (bool, error) {
-	if rev <= s.rev.Load() {
-		return true, nil
-	}
-	cur, err := s.visibleRevision()
-	return rev <= cur, err
-}
-
-// visibleRevision is the revision a read transaction sees now.
-func (s *Store) visibleRevision() (int64, error) {
-	var cur int64
-	err := s.view(func(tx *bbolt.Tx) error {
-		var err error
-		cur, _, err = readMeta(tx)
-		return err
-	})
-	return cur, err
-}
+// committed reports whether rev has been written: every read sees it.
+func (s *Store) committed(rev int64) bool { return rev <= s.rev.Load() }
 
 // Watch implements storage.Interface. A watch from a revision that is
-// committed but not yet published starts after it: the broadcaster skips
+// written but not yet published starts after it: the broadcaster skips
 // the events up to it when they are published.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRevision int64) (<-chan storage.Event, error) {
 	if s.closed.Load() {
 		return nil, storage.ErrClosed
 	}
-	ok, err := s.committed(fromRevision)
 	switch {
-	case err != nil:
-		return nil, err
-	case !ok:
+	case !s.committed(fromRevision):
 		return nil, storage.ErrFutureRevision
 	case fromRevision != 0 && fromRevision < s.compacted.Load():
 		return nil, storage.ErrCompacted
@@ -698,23 +1122,24 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRevision int64) (<
 	return s.bc.Watch(ctx, prefix, fromRevision)
 }
 
-// history serves the broadcaster's replays from the log.
+// history serves the broadcaster's replays: the file's log up to its
+// revision, the overlay after it.
 func (s *Store) history(prefix string, after, upTo int64, limit int) ([]storage.Event, int64, error) {
 	var out []storage.Event
 	next := after
-	err := s.view(func(tx *bbolt.Tx) error {
-		_, compacted, err := readMeta(tx)
+	err := s.read(func(sn *snapshot) error {
+		fileRev, compacted, err := readMeta(sn.tx)
 		if err != nil {
 			return err
 		}
 		if after < compacted {
 			return storage.ErrCompacted
 		}
-		c := tx.Bucket(bucketLog).Cursor()
 		n := 0
+		c := sn.tx.Bucket(bucketLog).Cursor()
 		for k, v := c.Seek(revKey(after + 1)); k != nil && n < limit; k, v = c.Next() {
 			rev := keyRev(k)
-			if rev > upTo {
+			if rev > upTo || rev > fileRev {
 				break
 			}
 			n++
@@ -731,6 +1156,19 @@ func (s *Store) history(prefix string, after, upTo int64, limit int) ([]storage.
 				return err
 			}
 			out = append(out, ch.Event)
+		}
+		for _, c := range sn.pending {
+			if n >= limit || c.Revision > upTo {
+				break
+			}
+			if c.Revision <= max(next, fileRev) {
+				continue
+			}
+			n++
+			next = c.Revision
+			if strings.HasPrefix(c.KV.Key, prefix) {
+				out = append(out, c.Event)
+			}
 		}
 		return nil
 	})
@@ -751,9 +1189,7 @@ func (s *Store) Compact(ctx context.Context, revision int64) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
-	if ok, err := s.committed(revision); err != nil {
-		return err
-	} else if !ok {
+	if !s.committed(revision) {
 		return storage.ErrFutureRevision
 	}
 	if revision <= s.compacted.Load() {
@@ -814,31 +1250,34 @@ func (s *Store) compactTx(revision int64, first bool, done *bool) error {
 
 // Revision implements storage.Interface: the revision readers see, so that
 // it is never behind a List or Get that has already returned.
-func (s *Store) Revision() int64 {
-	rev := s.rev.Load()
-	if cur, err := s.visibleRevision(); err == nil && cur > rev {
-		return cur
-	}
-	return rev
-}
+func (s *Store) Revision() int64 { return s.rev.Load() }
 
 // CompactedRevision implements storage.Interface.
 func (s *Store) CompactedRevision() int64 { return s.compacted.Load() }
 
 // Close implements storage.Interface: the writer finishes the batch it has,
-// open watches are closed, and the file is released. Later calls fail with
-// storage.ErrClosed; closing twice is harmless.
+// the flusher commits the overlay into the file, open watches are closed,
+// and the file is released. Later calls fail with storage.ErrClosed; closing
+// twice is harmless.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.closing)
 		<-s.writerDone
+		<-s.flusherDone
 		s.bc.Close()
 		s.compactMu.Lock() // let a running compaction finish its transaction
 		defer s.compactMu.Unlock()
-		if err := s.db.Close(); err != nil {
-			s.closeErr = fmt.Errorf("storage/bolt: close %s: %w", s.path, err)
+		// After a failure the log keeps what the file lacks: the next
+		// Open commits it.
+		err := s.failed()
+		if werr := s.wal.close(); err == nil && werr != nil {
+			err = fmt.Errorf("storage/bolt: close the write-ahead log %s: %w", s.wal.dir, werr)
 		}
+		if derr := s.db.Close(); err == nil && derr != nil {
+			err = fmt.Errorf("storage/bolt: close %s: %w", s.path, derr)
+		}
+		s.closeErr = err
 	})
 	return s.closeErr
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,12 +29,52 @@ func open(t testing.TB, dir string) *bolt.Store {
 	return s
 }
 
+// flushModes are the ways the conformance suite runs: writes reach the
+// file at the default pace, as soon as possible (reads find nearly all in
+// the file), or only at Close (reads find all of them in the overlay), with
+// segments small enough that the write-ahead log rotates.
+var flushModes = []struct {
+	name     string
+	interval time.Duration
+	segment  int64
+}{
+	{"default", 0, 0},
+	{"at-once", -1, 4096},
+	{"at-close", time.Hour, 4096},
+}
+
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Interface { return open(t, t.TempDir()) })
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) {
+			if m.segment > 0 {
+				defer bolt.SetSegmentSize(m.segment)()
+			}
+			storagetest.Run(t, func(t *testing.T) storage.Interface {
+				s, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), bolt.Options{FlushInterval: m.interval})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
 }
 
 func TestPersistent(t *testing.T) {
-	storagetest.RunPersistent(t, func(t *testing.T, dir string) storage.Interface { return open(t, dir) })
+	for _, m := range flushModes {
+		t.Run(m.name, func(t *testing.T) {
+			if m.segment > 0 {
+				defer bolt.SetSegmentSize(m.segment)()
+			}
+			storagetest.RunPersistent(t, func(t *testing.T, dir string) storage.Interface {
+				s, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{FlushInterval: m.interval})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
 }
 
 // A second server on the same data dir fails at once, naming the file.
@@ -132,15 +173,59 @@ func TestKeyLimits(t *testing.T) {
 }
 
 // TestCrash: a process that dies without closing the store loses no
-// acknowledged write. The test binary runs itself as the process that dies.
+// acknowledged write. The test binary runs itself as the process that dies:
+// with the flusher committing into the file every millisecond and the log
+// rotating through small segments, and with nothing committed into the file
+// (every write only in the log, whose last segment then gets a torn record).
 func TestCrash(t *testing.T) {
 	if dir := os.Getenv("HEADWAY_BOLT_CRASH_DIR"); dir != "" {
-		crashChild(dir)
+		crashChild(dir, os.Getenv("HEADWAY_BOLT_CRASH_MODE"))
 		return
 	}
-	dir := t.TempDir()
+	for _, mode := range []string{"flushing", "log-only"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			acked := crash(t, dir, mode)
+			path := filepath.Join(dir, "state.db")
+			if mode == "log-only" {
+				rep, err := bolt.Check(path, nil)
+				if err != nil || rep.Revision != 0 {
+					t.Fatalf("the file alone: revision %d, %v; want 0 (every write only in the log)", rep.Revision, err)
+				}
+				tearLastRecord(t, dir)
+			}
+			for round := range 2 {
+				s := open(t, dir)
+				if got := s.Revision(); got < int64(len(acked)) {
+					t.Fatalf("round %d: revision after the crash %d, want >= %d", round, got, len(acked))
+				}
+				for _, key := range acked {
+					if _, err := s.Get(t.Context(), key); err != nil {
+						t.Fatalf("round %d: acknowledged key %s after the crash: %v", round, key, err)
+					}
+				}
+				res, err := s.List(t.Context(), "/crash/", storage.ListOptions{})
+				if err != nil || len(res.Items) != len(acked) {
+					t.Fatalf("round %d: list after the crash: %d keys, %v; want %d", round, len(res.Items), err, len(acked))
+				}
+				// The store carries on.
+				if _, err := s.Create(t.Context(), fmt.Sprintf("/after/%d", round), []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// crash runs the child that writes and dies, and returns the keys it
+// acknowledged.
+func crash(t *testing.T, dir, mode string) []string {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
-	cmd.Env = append(os.Environ(), "HEADWAY_BOLT_CRASH_DIR="+dir)
+	cmd.Env = append(os.Environ(), "HEADWAY_BOLT_CRASH_DIR="+dir, "HEADWAY_BOLT_CRASH_MODE="+mode)
 	out, err := cmd.Output()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
@@ -155,24 +240,35 @@ func TestCrash(t *testing.T) {
 	if len(acked) != 16*50 {
 		t.Fatalf("child acknowledged %d writes, want %d:\n%s", len(acked), 16*50, out)
 	}
-	s := open(t, dir)
-	defer s.Close()
-	if got := s.Revision(); got < int64(len(acked)) {
-		t.Fatalf("revision after the crash %d, want >= %d", got, len(acked))
+	return acked
+}
+
+// tearLastRecord appends to the log's newest segment the start of a record
+// that never finished: a header promising more bytes than follow.
+func tearLastRecord(t *testing.T, dir string) {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "state.db.wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no log segments: %v", err)
 	}
-	for _, key := range acked {
-		if _, err := s.Get(t.Context(), key); err != nil {
-			t.Fatalf("acknowledged key %s after the crash: %v", key, err)
-		}
+	slices.Sort(segs)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The store carries on.
-	if _, err := s.Create(t.Context(), "/after", []byte("x")); err != nil {
+	defer f.Close()
+	if _, err := f.Write([]byte{200, 0, 0, 0, 1, 2, 3, 4, 1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func crashChild(dir string) {
-	s, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{})
+func crashChild(dir, mode string) {
+	bolt.SetSegmentSize(4096)
+	opts := bolt.Options{FlushInterval: time.Millisecond}
+	if mode == "log-only" {
+		opts.FlushInterval = time.Hour
+	}
+	s, err := bolt.Open(filepath.Join(dir, "state.db"), opts)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(1)
@@ -183,7 +279,7 @@ func crashChild(dir string) {
 		wg.Go(func() {
 			for i := range 50 {
 				key := fmt.Sprintf("/crash/%d/%d", g, i)
-				if _, err := s.Create(context.Background(), key, []byte("v")); err != nil {
+				if _, err := s.Create(context.Background(), key, []byte(strings.Repeat("v", 100))); err != nil {
 					fmt.Println("create:", err)
 					os.Exit(1)
 				}
@@ -195,6 +291,42 @@ func crashChild(dir string) {
 	}
 	wg.Wait()
 	os.Exit(3) // no Close
+}
+
+// A log that lacks revisions the file does not have (a segment lost) stops
+// the open with an error naming the log, and changes nothing; salvage puts
+// the log aside with the file and the store opens again.
+func TestLogGap(t *testing.T) {
+	dir := t.TempDir()
+	crash(t, dir, "log-only")
+	segs, err := filepath.Glob(filepath.Join(dir, "state.db.wal", "*.wal"))
+	if err != nil || len(segs) < 3 {
+		t.Fatalf("want several log segments, got %v (%v)", segs, err)
+	}
+	slices.Sort(segs)
+	if err := os.Remove(segs[1]); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "state.db")
+	_, err = bolt.Open(path, bolt.Options{})
+	if !errors.Is(err, bolt.ErrDamaged) || !strings.Contains(err.Error(), "state.db.wal") || !strings.Contains(err.Error(), "lacks revisions") {
+		t.Fatalf("open with a gap in the log: %v", err)
+	}
+	if rep, err := bolt.Check(path, nil); err != nil || rep.Revision != 0 {
+		t.Fatalf("the refused open changed the file: revision %d, %v", rep.Revision, err)
+	}
+	_, kept, _, err := bolt.Salvage(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(kept + ".wal"); err != nil {
+		t.Fatalf("the log was not kept beside the replaced file: %v", err)
+	}
+	s := open(t, dir)
+	defer s.Close()
+	if _, err := s.Create(t.Context(), "/after", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func benchmarkCreate(b *testing.B, writers int) {

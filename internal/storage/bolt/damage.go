@@ -199,6 +199,11 @@ func (s *Store) Backup(path string) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
+	// The copy is of the file alone: it holds every write made so far once
+	// the overlay is in it.
+	if err := s.flushAll(); err != nil {
+		return fmt.Errorf("storage/bolt: backup of %s to %s: %w", s.path, path, err)
+	}
 	err := guard(s.path, func() error {
 		return s.db.View(func(tx *bbolt.Tx) error {
 			return atomicfile.WriteFrom(path, 0o600, func(w io.Writer) error {
@@ -369,7 +374,8 @@ func Salvage(path string) (saved int, kept string, problems []string, err error)
 }
 
 // replace writes a new file through write and swaps it in for path,
-// keeping the old file as path.replaced-<time>.
+// keeping the old file as path.replaced-<time> (and its write-ahead log,
+// whose records only that file can take, as path.replaced-<time>.wal).
 func replace(path string, write func(tmp string) error) (string, error) {
 	tmp := path + ".new"
 	_ = os.Remove(tmp)
@@ -383,6 +389,11 @@ func replace(path string, write func(tmp string) error) (string, error) {
 		if err := os.Rename(path, kept); err != nil {
 			return "", err
 		}
+	}
+	// The write-ahead log's records follow the replaced file: they go
+	// aside with it.
+	if err := discardWAL(path, kept); err != nil {
+		return kept, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return kept, err

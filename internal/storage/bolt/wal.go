@@ -1,0 +1,332 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/headway/headway/internal/storage"
+)
+
+// The write-ahead log makes a write durable with one sequential write and one
+// fdatasync, where a bbolt commit needs a write per dirty page and two
+// syncs. It lives beside the store file, in <file>.wal/, as segment files
+// named by the first revision they were opened for (16 hex digits, ".wal").
+//
+// A segment is a run of records, one per group commit:
+//
+//	u32 length of the payload, u32 CRC-32C of the payload (little-endian), payload
+//	payload: uvarint first revision, uvarint count, then count changes:
+//	         byte type (1 put, 2 delete), uvarint len(key), key,
+//	         for a put: uvarint len(value), value
+//
+// The changes have consecutive revisions from the first. Reading a segment
+// stops at the first record that is not whole and intact (a zero length, a
+// CRC mismatch, the end of the file) or whose first revision is not the one
+// expected next: space not written yet, a write torn by a crash, or the
+// records of a segment's earlier life (segments are reused once bbolt holds
+// everything in them, so that a sync never has to allocate blocks).
+
+const (
+	walHeader = 8
+	walSuffix = ".wal"
+)
+
+// walSegmentSize is the size a segment is reserved at and grows to before
+// the writer starts the next (tests make it small).
+var walSegmentSize int64 = 64 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// walDir is where the log of the store file at path lives.
+func walDir(path string) string { return path + walSuffix }
+
+type walSegment struct {
+	path string
+	last int64 // revision of its last record
+}
+
+// wal is the log's writing side. The writer goroutine alone appends; the
+// flusher releases segments whose records bbolt holds.
+type wal struct {
+	dir  string
+	f    *os.File // the segment being appended to
+	path string
+	off  int64
+	last int64
+	buf  []byte
+
+	mu    sync.Mutex
+	full  []walSegment // earlier segments, oldest first
+	spare string       // a segment bbolt holds all of, kept for reuse
+}
+
+func segmentName(dir string, first int64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x%s", first, walSuffix))
+}
+
+// segments lists the log's segment files in revision order.
+func segments(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(n, walSuffix) || len(n) != 16+len(walSuffix) {
+			continue
+		}
+		if _, err := strconv.ParseUint(strings.TrimSuffix(n, walSuffix), 16, 64); err != nil {
+			continue
+		}
+		out = append(out, filepath.Join(dir, n))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func segmentFirst(path string) int64 {
+	v, _ := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), walSuffix), 16, 64)
+	return int64(v)
+}
+
+// readLog calls fn for every change in the log in dir, in revision order,
+// with its revision. See the format above for where a segment ends.
+func readLog(dir string, fn func(rev int64, typ byte, key, value []byte) error) error {
+	files, err := segments(dir)
+	if err != nil {
+		return err
+	}
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		next := segmentFirst(path)
+		for off := 0; off+walHeader <= len(data); {
+			n := int(binary.LittleEndian.Uint32(data[off:]))
+			sum := binary.LittleEndian.Uint32(data[off+4:])
+			if n == 0 || n > len(data)-off-walHeader {
+				break
+			}
+			payload := data[off+walHeader : off+walHeader+n]
+			if crc32.Checksum(payload, castagnoli) != sum {
+				break
+			}
+			first, k := binary.Uvarint(payload)
+			if k <= 0 || int64(first) != next {
+				break
+			}
+			payload = payload[k:]
+			count, k := binary.Uvarint(payload)
+			if k <= 0 {
+				break
+			}
+			payload = payload[k:]
+			for i := range count {
+				typ, key, value, rest, ok := decodeWALChange(payload)
+				if !ok {
+					return fmt.Errorf("write-ahead log %s: undecodable change at revision %d", path, next+int64(i))
+				}
+				payload = rest
+				if err := fn(next+int64(i), typ, key, value); err != nil {
+					return err
+				}
+			}
+			next += int64(count)
+			off += walHeader + n
+		}
+	}
+	return nil
+}
+
+func decodeWALChange(b []byte) (typ byte, key, value, rest []byte, ok bool) {
+	if len(b) < 1 {
+		return 0, nil, nil, nil, false
+	}
+	typ, b = b[0], b[1:]
+	field := func() []byte {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l {
+			ok = false
+			return nil
+		}
+		f := b[k : k+int(l)]
+		b = b[k+int(l):]
+		return f
+	}
+	ok = true
+	key = field()
+	switch {
+	case !ok:
+	case typ == logPut:
+		value = field()
+	case typ != logDelete:
+		ok = false
+	}
+	return typ, key, value, b, ok
+}
+
+// openWAL prepares the log for appending from revision next, after
+// everything already in it has been replayed into bbolt: one old segment is
+// reused (renamed for next), the others are removed.
+func openWAL(dir string, next int64) (*wal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	old, err := segments(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &wal{dir: dir}
+	if len(old) > 0 {
+		w.spare = old[len(old)-1]
+		for _, p := range old[:len(old)-1] {
+			if err := os.Remove(p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := w.rotate(next); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// rotate starts a new segment for revisions from first: the spare if there
+// is one, else a new file with its space reserved.
+func (w *wal) rotate(first int64) error {
+	path := segmentName(w.dir, first)
+	w.mu.Lock()
+	spare := w.spare
+	w.spare = ""
+	w.mu.Unlock()
+	if spare != "" && spare != path {
+		if err := os.Rename(spare, path); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if spare == "" {
+		// Reserved space: a sync need not allocate. Not every file system
+		// can; then the file grows as it is written.
+		_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, walSegmentSize)
+	}
+	if err := syncDir(w.dir); err != nil {
+		f.Close()
+		return err
+	}
+	if w.f != nil {
+		w.f.Close()
+		w.mu.Lock()
+		w.full = append(w.full, walSegment{path: w.path, last: w.last})
+		w.mu.Unlock()
+	}
+	w.f, w.path, w.off = f, path, 0
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// append writes the changes, whose revisions run from first, as one record
+// and waits until it is on disk.
+func (w *wal) append(first int64, changes []*storage.Change) error {
+	b := append(w.buf[:0], make([]byte, walHeader)...)
+	b = binary.AppendUvarint(b, uint64(first))
+	b = binary.AppendUvarint(b, uint64(len(changes)))
+	for _, c := range changes {
+		typ := byte(logPut)
+		if c.Type == storage.EventDelete {
+			typ = logDelete
+		}
+		b = append(b, typ)
+		b = binary.AppendUvarint(b, uint64(len(c.KV.Key)))
+		b = append(b, c.KV.Key...)
+		if typ == logPut {
+			b = binary.AppendUvarint(b, uint64(len(c.KV.Value)))
+			b = append(b, c.KV.Value...)
+		}
+	}
+	payload := b[walHeader:]
+	binary.LittleEndian.PutUint32(b, uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(payload, castagnoli))
+	w.buf = b
+	if w.off > 0 && w.off+int64(len(b)) > walSegmentSize {
+		if err := w.rotate(first); err != nil {
+			return err
+		}
+	}
+	if _, err := w.f.WriteAt(b, w.off); err != nil {
+		return err
+	}
+	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+		return err
+	}
+	w.off += int64(len(b))
+	w.last = first + int64(len(changes)) - 1
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // a large record's buffer is not kept
+	}
+	return nil
+}
+
+// release lets go of the segments whose records bbolt holds up to
+// revision flushed: one is kept for reuse, the others are removed.
+func (w *wal) release(flushed int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.full) > 0 && w.full[0].last <= flushed {
+		p := w.full[0].path
+		w.full = w.full[1:]
+		if w.spare == "" {
+			w.spare = p
+			continue
+		}
+		_ = os.Remove(p)
+	}
+}
+
+func (w *wal) close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
+
+// discardWAL moves the log of the store file at path aside, to the name
+// kept+".wal": its records belong to the file being replaced.
+func discardWAL(path, kept string) error {
+	dir := walDir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if kept == "" {
+		return os.RemoveAll(dir)
+	}
+	return os.Rename(dir, kept+walSuffix)
+}
