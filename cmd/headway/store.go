@@ -23,6 +23,9 @@ func newStoreCommand() *cobra.Command {
 		Use:   "store",
 		Short: "Check, back up, restore or salvage the bolt store (the server must be stopped)",
 		Long: `Work on the bolt store file <data-dir>/headway.db while the server is stopped.
+Writes reach <data-dir>/headway.db.wal, the write-ahead log, first; the server
+commits them into the file as it runs, when it stops, and when it starts after
+a crash.
 
 The server copies the store into <data-dir>/backups every --backup-interval
 (10m by default, the newest --backup-keep kept). When the store is damaged
@@ -32,7 +35,8 @@ The server copies the store into <data-dir>/backups every --backup-interval
   headway store restore    put the newest backup (or --from FILE) in place
   headway store salvage    copy every readable object into a new file
 
-Both restore and salvage keep the replaced file beside it (headway.db.replaced-<time>).`,
+Both restore and salvage keep the replaced file beside it (headway.db.replaced-<time>),
+and its write-ahead log (headway.db.replaced-<time>.wal).`,
 	}
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", dataDir, "the server's data directory")
 	path := func() string { return app.StorePath(dataDir) }
@@ -48,6 +52,9 @@ Both restore and salvage keep the replaced file beside it (headway.db.replaced-<
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: revision %d, %d objects readable, %d change-log records\n", rep.Path, rep.Revision, rep.Keys, rep.Log)
+			if rep.Logged > 0 {
+				fmt.Fprintf(out, "%s.wal: %d writes after revision %d, which the server commits into the file when it starts\n", rep.Path, rep.Logged, rep.Revision)
+			}
 			if rep.OK() {
 				fmt.Fprintln(out, "ok: no damage found")
 				return nil

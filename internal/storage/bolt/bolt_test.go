@@ -189,8 +189,8 @@ func TestCrash(t *testing.T) {
 			path := filepath.Join(dir, "state.db")
 			if mode == "log-only" {
 				rep, err := bolt.Check(path, nil)
-				if err != nil || rep.Revision != 0 {
-					t.Fatalf("the file alone: revision %d, %v; want 0 (every write only in the log)", rep.Revision, err)
+				if err != nil || rep.Revision != 0 || rep.Logged != len(acked) || !rep.OK() {
+					t.Fatalf("the file alone: revision %d, %d writes in the log, problems %v, %v; want 0 and %d (every write only in the log)", rep.Revision, rep.Logged, rep.Problems, err, len(acked))
 				}
 				tearLastRecord(t, dir)
 			}
@@ -312,8 +312,8 @@ func TestLogGap(t *testing.T) {
 	if !errors.Is(err, bolt.ErrDamaged) || !strings.Contains(err.Error(), "state.db.wal") || !strings.Contains(err.Error(), "lacks revisions") {
 		t.Fatalf("open with a gap in the log: %v", err)
 	}
-	if rep, err := bolt.Check(path, nil); err != nil || rep.Revision != 0 {
-		t.Fatalf("the refused open changed the file: revision %d, %v", rep.Revision, err)
+	if rep, err := bolt.Check(path, nil); err != nil || rep.Revision != 0 || rep.OK() || !strings.Contains(strings.Join(rep.Problems, " "), "lacks revisions") {
+		t.Fatalf("check after the refused open: revision %d (want 0: unchanged), problems %v (want the gap), %v", rep.Revision, rep.Problems, err)
 	}
 	_, kept, _, err := bolt.Salvage(path)
 	if err != nil {

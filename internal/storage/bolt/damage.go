@@ -87,6 +87,10 @@ type CheckReport struct {
 	Keys     int   // objects readable in the current state
 	Log      int   // change-log records readable
 	Revision int64 // the file's revision
+	// Logged is how many writes after Revision the write-ahead log holds
+	// (a server that stopped without closing the store): the next Open
+	// commits them into the file.
+	Logged   int
 	Problems []string
 }
 
@@ -153,6 +157,21 @@ func Check(path string, decode func(key string, value []byte) error) (*CheckRepo
 	})
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.(*DamagedError).Detail)
+	}
+	next := rep.Revision + 1
+	err = readLog(walDir(path), func(rev int64, _ byte, _, _ []byte) error {
+		switch {
+		case rev < next:
+			return nil
+		case rev > next:
+			return fmt.Errorf("the write-ahead log %s lacks revisions %d to %d", walDir(path), next, rev-1)
+		}
+		next++
+		rep.Logged++
+		return nil
+	})
+	if err != nil {
+		rep.Problems = append(rep.Problems, err.Error())
 	}
 	return rep, nil
 }

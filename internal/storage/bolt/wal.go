@@ -43,7 +43,7 @@ const (
 
 // walSegmentSize is the size a segment is reserved at and grows to before
 // the writer starts the next (tests make it small).
-var walSegmentSize int64 = 64 << 20
+var walSegmentSize int64 = 16 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
