@@ -1271,7 +1271,8 @@ func (s *Store) Close() error {
 		// After a failure the log keeps what the file lacks: the next
 		// Open commits it.
 		err := s.failed()
-		if werr := s.wal.close(); err == nil && werr != nil {
+		clean := err == nil && s.flushed.Load() == s.rev.Load()
+		if werr := s.wal.close(clean); err == nil && werr != nil {
 			err = fmt.Errorf("storage/bolt: close the write-ahead log %s: %w", s.wal.dir, werr)
 		}
 		if derr := s.db.Close(); err == nil && derr != nil {

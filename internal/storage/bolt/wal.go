@@ -1,10 +1,12 @@
 package bolt
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,25 +106,42 @@ func segmentFirst(path string) int64 {
 }
 
 // readLog calls fn for every change in the log in dir, in revision order,
-// with its revision. See the format above for where a segment ends.
+// with its revision; key and value are valid during the call only. See the
+// format above for where a segment ends.
 func readLog(dir string, fn func(rev int64, typ byte, key, value []byte) error) error {
 	files, err := segments(dir)
 	if err != nil {
 		return err
 	}
+	var header [walHeader]byte
+	var buf []byte
 	for _, path := range files {
-		data, err := os.ReadFile(path)
+		f, err := os.Open(path)
 		if err != nil {
 			return err
 		}
+		size := int64(-1)
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+		}
+		r := bufio.NewReaderSize(f, 1<<16)
 		next := segmentFirst(path)
-		for off := 0; off+walHeader <= len(data); {
-			n := int(binary.LittleEndian.Uint32(data[off:]))
-			sum := binary.LittleEndian.Uint32(data[off+4:])
-			if n == 0 || n > len(data)-off-walHeader {
+		for off := int64(0); ; {
+			if _, err := io.ReadFull(r, header[:]); err != nil {
 				break
 			}
-			payload := data[off+walHeader : off+walHeader+n]
+			n := int(binary.LittleEndian.Uint32(header[:]))
+			sum := binary.LittleEndian.Uint32(header[4:])
+			if n == 0 || (size >= 0 && int64(n) > size-off-walHeader) {
+				break
+			}
+			if cap(buf) < n {
+				buf = make([]byte, n)
+			}
+			payload := buf[:n]
+			if _, err := io.ReadFull(r, payload); err != nil {
+				break
+			}
 			if crc32.Checksum(payload, castagnoli) != sum {
 				break
 			}
@@ -139,16 +158,19 @@ func readLog(dir string, fn func(rev int64, typ byte, key, value []byte) error) 
 			for i := range count {
 				typ, key, value, rest, ok := decodeWALChange(payload)
 				if !ok {
+					f.Close()
 					return fmt.Errorf("write-ahead log %s: undecodable change at revision %d", path, next+int64(i))
 				}
 				payload = rest
 				if err := fn(next+int64(i), typ, key, value); err != nil {
+					f.Close()
 					return err
 				}
 			}
 			next += int64(count)
-			off += walHeader + n
+			off += int64(walHeader + n)
 		}
+		f.Close()
 	}
 	return nil
 }
@@ -309,11 +331,20 @@ func (w *wal) release(flushed int64) {
 	}
 }
 
-func (w *wal) close() error {
+// close closes the segment being written. When bbolt holds every record
+// (clean is true), the segment's first header is zeroed first, so that the
+// next open reads nothing of it.
+func (w *wal) close(clean bool) error {
 	if w.f == nil {
 		return nil
 	}
-	err := w.f.Close()
+	var err error
+	if clean && w.off > 0 {
+		_, err = w.f.WriteAt(make([]byte, walHeader), 0)
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
 	w.f = nil
 	return err
 }
