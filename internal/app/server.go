@@ -73,6 +73,9 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		return nil, err
 	}
 	steps.done("store")
+	if b, ok := store.(*bolt.Store); ok && b.Replayed() > 0 {
+		log.Info("store: committed the writes the write-ahead log held after the last stop into the file", "writes", b.Replayed(), "file", b.Path(), "revision", b.Revision())
+	}
 	a, err := startAPI(ctx, cfg, store, log, steps)
 	if err != nil {
 		store.Close()

@@ -103,6 +103,7 @@ type Store struct {
 	maxLinger time.Duration
 	bc        *storage.Broadcaster
 
+	replayed  int
 	rev       atomic.Int64 // revision of the last durable write (set under mu)
 	compacted atomic.Int64
 	closed    atomic.Bool
@@ -296,6 +297,11 @@ func (s *Store) init(tx *bbolt.Tx) error {
 	}
 	return nil
 }
+
+// Replayed is how many writes Open found in the write-ahead log that the
+// file lacked (the previous process stopped without closing the store) and
+// committed into the file.
+func (s *Store) Replayed() int { return s.replayed }
 
 // Path returns the file the store lives in.
 func (s *Store) Path() string { return s.path }
@@ -796,6 +802,7 @@ func (s *Store) replay() error {
 		})
 		if err == nil {
 			s.rev.Store(chunk[len(chunk)-1].rev)
+			s.replayed += len(chunk)
 		}
 		chunk = chunk[:0]
 		return err

@@ -196,6 +196,9 @@ func TestCrash(t *testing.T) {
 			}
 			for round := range 2 {
 				s := open(t, dir)
+				if mode == "log-only" && round == 0 && s.Replayed() != len(acked) {
+					t.Fatalf("Replayed %d, want %d", s.Replayed(), len(acked))
+				}
 				if got := s.Revision(); got < int64(len(acked)) {
 					t.Fatalf("round %d: revision after the crash %d, want >= %d", round, got, len(acked))
 				}
