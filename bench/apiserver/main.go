@@ -145,10 +145,10 @@ func run(o options) (*report, error) {
 	case o.startOnly:
 		r.notef("Only the real binary's start and idle memory (-start-only).")
 	case o.sharedAll:
-		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
+		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (group commit: one write-ahead log record and one fdatasync per batch, committed into the bbolt file every 20 ms); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
 		r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
 	default:
-		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (fsync per acknowledged write, group commit); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
+		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (group commit: one write-ahead log record and one fdatasync per batch, committed into the bbolt file every 20 ms); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
 		r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
 	}
 

@@ -34,7 +34,7 @@ func storedConfigMap(ctx context.Context, dataDir string) ([]byte, error) {
 // storeReference is the 16-client create benchmark on the bolt store alone,
 // without the API server: 16 goroutines each creating one key at a time,
 // the value being what the server stored for a benchmark ConfigMap. The
-// same group commit and fsync per acknowledged write as under the server.
+// same group commit and write-ahead log as under the server.
 func storeReference(ctx context.Context, r *report, o options, dir string, value []byte) error {
 	s, err := bolt.Open(filepath.Join(dir, "store.db"), bolt.Options{})
 	if err != nil {
