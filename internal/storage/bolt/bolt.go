@@ -170,21 +170,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	switch {
-	case opts.MaxLinger == 0:
-		opts.MaxLinger = DefaultMaxLinger
-	case opts.MaxLinger < 0:
-		opts.MaxLinger = 0
-	}
+	opts.MaxLinger = orDefault(opts.MaxLinger, DefaultMaxLinger)
 	if opts.InitialMmapSize <= 0 {
 		opts.InitialMmapSize = DefaultInitialMmapSize
 	}
-	switch {
-	case opts.FlushInterval == 0:
-		opts.FlushInterval = DefaultFlushInterval
-	case opts.FlushInterval < 0:
-		opts.FlushInterval = 0
-	}
+	opts.FlushInterval = orDefault(opts.FlushInterval, DefaultFlushInterval)
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = DefaultMaxPending
 	}
@@ -246,6 +236,17 @@ func Open(path string, opts Options) (*Store, error) {
 	go s.writer()
 	go s.flusher()
 	return s, nil
+}
+
+// orDefault is an Options duration: 0 means the default, negative means none.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 func openError(path string, timeout time.Duration, err error) error {

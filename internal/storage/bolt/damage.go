@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"time"
 
@@ -244,21 +243,7 @@ func BackupName(t time.Time) string {
 
 // Backups lists the backup files in dir, oldest first.
 func Backups(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && strings.HasPrefix(n, "headway-") && strings.HasSuffix(n, ".db") {
-			out = append(out, filepath.Join(dir, n))
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return filesIn(dir, func(n string) bool { return strings.HasPrefix(n, "headway-") && strings.HasSuffix(n, ".db") })
 }
 
 // BackupEvery takes a backup into dir every interval until ctx ends,

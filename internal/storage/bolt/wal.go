@@ -78,6 +78,18 @@ func segmentName(dir string, first int64) string {
 
 // segments lists the log's segment files in revision order.
 func segments(dir string) ([]string, error) {
+	return filesIn(dir, func(n string) bool {
+		if !strings.HasSuffix(n, walSuffix) || len(n) != 16+len(walSuffix) {
+			return false
+		}
+		_, err := strconv.ParseUint(strings.TrimSuffix(n, walSuffix), 16, 64)
+		return err == nil
+	})
+}
+
+// filesIn lists the regular files in dir whose names match, sorted by name;
+// none when dir does not exist.
+func filesIn(dir string, match func(name string) bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -87,14 +99,9 @@ func segments(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		n := e.Name()
-		if !e.Type().IsRegular() || !strings.HasSuffix(n, walSuffix) || len(n) != 16+len(walSuffix) {
-			continue
+		if n := e.Name(); e.Type().IsRegular() && match(n) {
+			out = append(out, filepath.Join(dir, n))
 		}
-		if _, err := strconv.ParseUint(strings.TrimSuffix(n, walSuffix), 16, 64); err != nil {
-			continue
-		}
-		out = append(out, filepath.Join(dir, n))
 	}
 	slices.Sort(out)
 	return out, nil
