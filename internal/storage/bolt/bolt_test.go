@@ -2,6 +2,7 @@ package bolt_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,10 +227,11 @@ func TestCrash(t *testing.T) {
 
 // crash runs the child that writes and dies, and returns the keys it
 // acknowledged.
-func crash(t *testing.T, dir, mode string) []string {
+func crash(t *testing.T, dir, mode string, env ...string) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
 	cmd.Env = append(os.Environ(), "HEADWAY_BOLT_CRASH_DIR="+dir, "HEADWAY_BOLT_CRASH_MODE="+mode)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.Output()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
@@ -266,7 +269,11 @@ func tearLastRecord(t *testing.T, dir string) {
 }
 
 func crashChild(dir, mode string) {
-	bolt.SetSegmentSize(4096)
+	segment := int64(4096)
+	if v, err := strconv.ParseInt(os.Getenv("HEADWAY_BOLT_CRASH_SEGMENT"), 10, 64); err == nil {
+		segment = v
+	}
+	bolt.SetSegmentSize(segment)
 	opts := bolt.Options{FlushInterval: time.Millisecond}
 	if mode == "log-only" {
 		opts.FlushInterval = time.Hour
@@ -329,6 +336,39 @@ func TestLogGap(t *testing.T) {
 	defer s.Close()
 	if _, err := s.Create(t.Context(), "/after", []byte("x")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A damaged record in the middle of the log's last segment (records after
+// it continue the log) stops the open with an error naming the segment: it
+// is not taken for a write torn by the crash, which would drop the writes
+// after it silently.
+func TestLogDamagedRecord(t *testing.T) {
+	dir := t.TempDir()
+	crash(t, dir, "log-only", "HEADWAY_BOLT_CRASH_SEGMENT=1048576")
+	segs, err := filepath.Glob(filepath.Join(dir, "state.db.wal", "*.wal"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("want one log segment, got %v (%v)", segs, err)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.LittleEndian.Uint32(data); n == 0 || int(n)+8 >= len(data) {
+		t.Fatalf("the segment's first record (%d bytes) is not followed by others (%d bytes in all)", n, len(data))
+	}
+	data[8+4] ^= 0xff // in the first record's payload
+	if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "state.db")
+	_, err = bolt.Open(path, bolt.Options{})
+	if !errors.Is(err, bolt.ErrDamaged) || !strings.Contains(err.Error(), segs[0]) || !strings.Contains(err.Error(), "records after it go on") {
+		t.Fatalf("open with a damaged record: %v", err)
+	}
+	rep, err := bolt.Check(path, nil)
+	if err != nil || rep.Revision != 0 || rep.OK() {
+		t.Fatalf("check: revision %d (want 0: unchanged), problems %v (want the damaged record), %v", rep.Revision, rep.Problems, err)
 	}
 }
 

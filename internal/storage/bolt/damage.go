@@ -169,7 +169,11 @@ func Check(path string, decode func(key string, value []byte) error) (*CheckRepo
 		rep.Logged++
 		return nil
 	})
-	if err != nil {
+	var de *DamagedError
+	switch {
+	case errors.As(err, &de):
+		rep.Problems = append(rep.Problems, de.Path+": "+de.Detail)
+	case err != nil:
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	return rep, nil

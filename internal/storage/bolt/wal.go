@@ -33,10 +33,12 @@ import (
 //
 // The changes have consecutive revisions from the first. Reading a segment
 // stops at the first record that is not whole and intact (a zero length, a
-// CRC mismatch, the end of the file) or whose first revision is not the one
-// expected next: space not written yet, a write torn by a crash, or the
-// records of a segment's earlier life (segments are reused once bbolt holds
-// everything in them, so that a sync never has to allocate blocks).
+// CRC mismatch, the end of the file) or whose first revision is older than
+// the one expected next: space not written yet, a write torn by a crash, or
+// the records of a segment's earlier life (segments are reused once bbolt
+// holds everything in them, so that a sync never has to allocate blocks).
+// A record that starts later than expected, or an intact record continuing
+// the log right after one that fails its CRC, is damage: the open stops.
 
 const (
 	walHeader = 8
@@ -120,66 +122,116 @@ func readLog(dir string, fn func(rev int64, typ byte, key, value []byte) error) 
 	if err != nil {
 		return err
 	}
-	var header [walHeader]byte
-	var buf []byte
 	for _, path := range files {
-		f, err := os.Open(path)
-		if err != nil {
+		if err := readSegment(path, fn); err != nil {
 			return err
 		}
-		size := int64(-1)
-		if fi, err := f.Stat(); err == nil {
-			size = fi.Size()
-		}
-		r := bufio.NewReaderSize(f, 1<<16)
-		next := segmentFirst(path)
-		for off := int64(0); ; {
-			if _, err := io.ReadFull(r, header[:]); err != nil {
-				break
-			}
-			n := int(binary.LittleEndian.Uint32(header[:]))
-			sum := binary.LittleEndian.Uint32(header[4:])
-			if n == 0 || (size >= 0 && int64(n) > size-off-walHeader) {
-				break
-			}
-			if cap(buf) < n {
-				buf = make([]byte, n)
-			}
-			payload := buf[:n]
-			if _, err := io.ReadFull(r, payload); err != nil {
-				break
-			}
-			if crc32.Checksum(payload, castagnoli) != sum {
-				break
-			}
-			first, k := binary.Uvarint(payload)
-			if k <= 0 || int64(first) != next {
-				break
-			}
-			payload = payload[k:]
-			count, k := binary.Uvarint(payload)
-			if k <= 0 {
-				break
-			}
-			payload = payload[k:]
-			for i := range count {
-				typ, key, value, rest, ok := decodeWALChange(payload)
-				if !ok {
-					f.Close()
-					return fmt.Errorf("write-ahead log %s: undecodable change at revision %d", path, next+int64(i))
-				}
-				payload = rest
-				if err := fn(next+int64(i), typ, key, value); err != nil {
-					f.Close()
-					return err
-				}
-			}
-			next += int64(count)
-			off += int64(walHeader + n)
-		}
-		f.Close()
 	}
 	return nil
+}
+
+// readSegment calls fn for every change of one segment's records.
+func readSegment(path string, fn func(rev int64, typ byte, key, value []byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size := int64(-1)
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	rd := recordReader{r: bufio.NewReaderSize(f, 1<<16), left: size}
+	damaged := func(off int64, what string) error {
+		return &DamagedError{Path: path, Detail: fmt.Sprintf("the write-ahead log's record at offset %d %s", off, what)}
+	}
+	next := segmentFirst(path)
+	for {
+		off := rd.off
+		payload, whole := rd.next()
+		if payload == nil {
+			// A whole record that fails its check is the torn last write,
+			// followed by unwritten space or a reused segment's older
+			// records, unless a record continuing the log follows it.
+			if whole {
+				if p, _ := rd.next(); p != nil && recordFirst(p) > next {
+					return damaged(off, "is damaged, and the records after it go on")
+				}
+			}
+			return nil
+		}
+		first, k := binary.Uvarint(payload)
+		switch {
+		case k <= 0 || int64(first) < next:
+			return nil // a reused segment's older records
+		case int64(first) > next:
+			return damaged(off, fmt.Sprintf("starts at revision %d where %d was expected", first, next))
+		}
+		payload = payload[k:]
+		count, k := binary.Uvarint(payload)
+		if k <= 0 {
+			return damaged(off, "has no change count")
+		}
+		payload = payload[k:]
+		for i := range count {
+			typ, key, value, rest, ok := decodeWALChange(payload)
+			if !ok {
+				return damaged(off, fmt.Sprintf("has an undecodable change at revision %d", next+int64(i)))
+			}
+			payload = rest
+			if err := fn(next+int64(i), typ, key, value); err != nil {
+				return err
+			}
+		}
+		next += int64(count)
+	}
+}
+
+// recordFirst is the first revision of a record's payload (0 if none).
+func recordFirst(payload []byte) int64 {
+	first, k := binary.Uvarint(payload)
+	if k <= 0 {
+		return 0
+	}
+	return int64(first)
+}
+
+// recordReader reads a segment's records one after another.
+type recordReader struct {
+	r      *bufio.Reader
+	left   int64 // bytes of the file not read yet (-1: unknown)
+	off    int64
+	header [walHeader]byte
+	buf    []byte
+}
+
+// next returns the next record's payload (valid until the next call), or
+// nil where no whole, intact record is; whole says whether a record of the
+// length its header gives was read (its check then failed).
+func (rd *recordReader) next() (payload []byte, whole bool) {
+	if _, err := io.ReadFull(rd.r, rd.header[:]); err != nil {
+		return nil, false
+	}
+	n := int(binary.LittleEndian.Uint32(rd.header[:]))
+	sum := binary.LittleEndian.Uint32(rd.header[4:])
+	if n == 0 || (rd.left >= 0 && int64(n) > rd.left-walHeader) {
+		return nil, false
+	}
+	if cap(rd.buf) < n {
+		rd.buf = make([]byte, n)
+	}
+	payload = rd.buf[:n]
+	if _, err := io.ReadFull(rd.r, payload); err != nil {
+		return nil, false
+	}
+	rd.off += int64(walHeader + n)
+	if rd.left >= 0 {
+		rd.left -= int64(walHeader + n)
+	}
+	if crc32.Checksum(payload, castagnoli) != sum {
+		return nil, true
+	}
+	return payload, true
 }
 
 func decodeWALChange(b []byte) (typ byte, key, value, rest []byte, ok bool) {
