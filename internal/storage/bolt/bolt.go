@@ -117,6 +117,7 @@ type Store struct {
 	pending    []*storage.Change          // in revision order
 	latest     map[string]*storage.Change // the newest pending change of each key
 	flushedC   *sync.Cond                 // on &mu: a flush landed, or the store failed
+	flushMu    sync.Mutex                 // held through a flush
 	flushed    atomic.Int64               // the revision bbolt holds
 	failure    atomic.Pointer[error]      // set once a log or flush write failed
 	wal        *wal

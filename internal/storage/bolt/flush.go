@@ -44,6 +44,8 @@ func (s *Store) flusher() {
 // flush commits every pending write into bbolt in one transaction, then
 // drops them from the overlay and releases the log segments that held them.
 func (s *Store) flush() {
+	s.flushMu.Lock() // the flusher's and flushAll's: one at a time
+	defer s.flushMu.Unlock()
 	if s.failure.Load() != nil {
 		return
 	}
@@ -87,27 +89,16 @@ func (s *Store) flush() {
 	s.wal.release(last)
 }
 
-// flushAll waits until bbolt holds every write acknowledged so far.
+// flushAll commits the overlay into bbolt now: then the file holds every
+// write acknowledged so far.
 func (s *Store) flushAll() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	target := s.rev.Load()
-	for s.flushed.Load() < target {
-		if err := s.failed(); err != nil {
-			return err
-		}
-		select {
-		case <-s.flusherDone:
-			return storage.ErrClosed
-		default:
-		}
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-		s.flushedC.Wait()
+	select {
+	case <-s.flusherDone:
+		return storage.ErrClosed
+	default:
 	}
-	return nil
+	s.flush()
+	return s.failed()
 }
 
 // replay commits what the write-ahead log holds beyond the file's revision

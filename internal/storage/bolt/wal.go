@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/headway/headway/internal/storage"
 )
 
@@ -307,7 +305,7 @@ func (w *wal) rotate(first int64) error {
 	if spare == "" {
 		// Reserved space: a sync need not allocate. Not every file system
 		// can; then the file grows as it is written.
-		_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, walSegmentSize)
+		reserve(f, walSegmentSize)
 	}
 	if err := syncDir(w.dir); err != nil {
 		f.Close()
@@ -363,7 +361,7 @@ func (w *wal) append(first int64, changes []*storage.Change) error {
 	if _, err := w.f.WriteAt(b, w.off); err != nil {
 		return err
 	}
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := datasync(w.f); err != nil {
 		return err
 	}
 	w.off += int64(len(b))
