@@ -456,3 +456,40 @@ func TestCloseAnswersEveryWrite(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged before Close", len(acked))
 }
+
+// After a clean close the file holds every write, and the log's segments
+// (the one written last and the one kept for reuse) begin with an empty
+// header: the next start reads nothing of them, however much they held.
+func TestCleanCloseLeavesNothingToRead(t *testing.T) {
+	defer bolt.SetSegmentSize(4096)()
+	dir := t.TempDir()
+	s, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{FlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		if _, err := s.Create(t.Context(), fmt.Sprintf("/k/%03d", i), []byte(strings.Repeat("v", 100))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, "state.db.wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no log segments: %v", err)
+	}
+	for _, p := range segs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) >= 8 && binary.LittleEndian.Uint32(data) != 0 {
+			t.Errorf("%s (%d bytes) still begins with a record after a clean close", filepath.Base(p), len(data))
+		}
+	}
+	rep, err := bolt.Check(filepath.Join(dir, "state.db"), nil)
+	if err != nil || rep.Revision != 300 || rep.Keys != 300 || rep.Logged != 0 {
+		t.Fatalf("the file after a clean close: revision %d, %d keys, %d logged (%v); want 300, 300, 0", rep.Revision, rep.Keys, rep.Logged, err)
+	}
+}

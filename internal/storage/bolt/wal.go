@@ -389,20 +389,40 @@ func (w *wal) release(flushed int64) {
 }
 
 // close closes the segment being written. When bbolt holds every record
-// (clean is true), the segment's first header is zeroed first, so that the
-// next open reads nothing of it.
+// (clean is true), the first header of that segment and of the spare is
+// zeroed first, so that the next open reads nothing of them.
 func (w *wal) close(clean bool) error {
 	if w.f == nil {
 		return nil
 	}
 	var err error
-	if clean && w.off > 0 {
-		_, err = w.f.WriteAt(make([]byte, walHeader), 0)
+	if clean {
+		if w.off > 0 {
+			_, err = w.f.WriteAt(make([]byte, walHeader), 0)
+		}
+		w.mu.Lock()
+		spare := w.spare
+		w.mu.Unlock()
+		if spare != "" && err == nil {
+			err = zeroHeader(spare)
+		}
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
 	w.f = nil
+	return err
+}
+
+func zeroHeader(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(make([]byte, walHeader), 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	return err
 }
 
