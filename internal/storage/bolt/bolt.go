@@ -118,7 +118,6 @@ type Store struct {
 	latest     map[string]*storage.Change // the newest pending change of each key
 	flushedC   *sync.Cond                 // on &mu: a flush landed, or the store failed
 	flushMu    sync.Mutex                 // held through a flush
-	flushed    atomic.Int64               // the revision bbolt holds
 	failure    atomic.Pointer[error]      // set once a log or flush write failed
 	wal        *wal
 	kick       chan struct{}
@@ -232,7 +231,6 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("storage/bolt: opening the write-ahead log %s: %w", walDir(path), err)
 	}
 	s.wal = w
-	s.flushed.Store(s.rev.Load())
 	s.bc = storage.NewBroadcaster(s.rev.Load(), opts.WatchBuffer, s.history)
 	go s.writer()
 	go s.flusher()
@@ -679,19 +677,6 @@ func cloneValue(v []byte) []byte {
 	return bytes.Clone(v)
 }
 
-// view runs a read transaction on bbolt alone, reporting a closed store as
-// ErrClosed.
-func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
-	if s.closed.Load() {
-		return storage.ErrClosed
-	}
-	err := guard(s.path, func() error { return s.db.View(fn) })
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-		return storage.ErrClosed
-	}
-	return err
-}
-
 // snapshot is what a read sees: a bbolt transaction and the overlay's
 // writes, which together hold every write up to rev. The transaction holds
 // the writes up to its own revision; pending holds every later one (and may
@@ -702,39 +687,39 @@ type snapshot struct {
 	pending []*storage.Change
 }
 
-// fileRev is the revision the transaction's file holds.
-func (sn *snapshot) fileRev() (int64, error) {
-	rev, _, err := readMeta(sn.tx)
-	return rev, err
-}
-
 // read runs fn on a snapshot.
 func (s *Store) read(fn func(sn *snapshot) error) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
+	s.mu.RLock()
+	sn := &snapshot{rev: s.rev.Load(), pending: s.pending}
+	return s.viewLocked(func(tx *bbolt.Tx) error {
+		sn.tx = tx
+		return fn(sn)
+	})
+}
+
+// viewLocked begins a bbolt read transaction, lets go of mu (which the
+// caller holds for reading, so that the transaction has every write the
+// overlay no longer holds) and runs fn in it, reporting a closed store as
+// ErrClosed.
+func (s *Store) viewLocked(fn func(tx *bbolt.Tx) error) error {
 	err := guard(s.path, func() error {
-		s.mu.RLock()
-		sn := &snapshot{rev: s.rev.Load(), pending: s.pending}
-		tx, err := s.beginLocked()
+		tx, err := func() (*bbolt.Tx, error) {
+			defer s.mu.RUnlock()
+			return s.db.Begin(false)
+		}()
 		if err != nil {
 			return err
 		}
-		sn.tx = tx
 		defer tx.Rollback()
-		return fn(sn)
+		return fn(tx)
 	})
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return storage.ErrClosed
 	}
 	return err
-}
-
-// beginLocked begins a bbolt read transaction and lets go of mu, which the
-// caller holds for reading.
-func (s *Store) beginLocked() (*bbolt.Tx, error) {
-	defer s.mu.RUnlock()
-	return s.db.Begin(false)
 }
 
 // Get implements storage.Interface.
@@ -755,12 +740,7 @@ func (s *Store) Get(ctx context.Context, key string) (storage.KV, error) {
 		// flush lands before the transaction begins (it leaves the overlay
 		// only after), so the transaction begins before mu is let go.
 		var kv storage.KV
-		err := guard(s.path, func() error {
-			tx, err := s.beginLocked()
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
+		err := s.viewLocked(func(tx *bbolt.Tx) error {
 			cur, err := boltItem(tx.Bucket(bucketKV), key)
 			if err != nil || !cur.exists {
 				return cmp.Or(err, storage.ErrNotFound)
@@ -768,9 +748,6 @@ func (s *Store) Get(ctx context.Context, key string) (storage.KV, error) {
 			kv = storage.KV{Key: key, Value: bytes.Clone(cur.value), CreateRevision: cur.createRev, ModRevision: cur.modRev}
 			return nil
 		})
-		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-			err = storage.ErrClosed
-		}
 		return kv, err
 	}
 	s.mu.RUnlock()
@@ -912,7 +889,7 @@ func listAt(sn *snapshot, start, end string, limit, rev int64) (storage.ListResu
 	if err != nil {
 		return storage.ListResult{}, err
 	}
-	fileRev, err := sn.fileRev()
+	fileRev, _, err := readMeta(sn.tx)
 	if err != nil {
 		return storage.ListResult{}, err
 	}
@@ -1116,7 +1093,7 @@ func (s *Store) Close() error {
 		// After a failure the log keeps what the file lacks: the next
 		// Open commits it.
 		err := s.failed()
-		clean := err == nil && s.flushed.Load() == s.rev.Load()
+		clean := err == nil && len(s.pending) == 0 // the flusher has stopped
 		if werr := s.wal.close(clean); err == nil && werr != nil {
 			err = fmt.Errorf("storage/bolt: close the write-ahead log %s: %w", s.wal.dir, werr)
 		}

@@ -83,7 +83,6 @@ func (s *Store) flush() {
 	}
 	// A new slice: readers may still hold the old one.
 	s.pending = append([]*storage.Change(nil), s.pending[len(batch):]...)
-	s.flushed.Store(last)
 	s.flushedC.Broadcast()
 	s.mu.Unlock()
 	s.wal.release(last)
@@ -104,8 +103,6 @@ func (s *Store) flushAll() error {
 // replay commits what the write-ahead log holds beyond the file's revision
 // into the file, in chunks of transactions.
 func (s *Store) replay() error {
-	base := s.rev.Load()
-	next := base + 1
 	var chunk []walChange
 	apply := func() error {
 		if len(chunk) == 0 {
@@ -142,14 +139,7 @@ func (s *Store) replay() error {
 		chunk = chunk[:0]
 		return err
 	}
-	err := readLog(walDir(s.path), func(rev int64, typ byte, key, value []byte) error {
-		switch {
-		case rev < next:
-			return nil // bbolt has it
-		case rev > next:
-			return &DamagedError{Path: walDir(s.path), Detail: fmt.Sprintf("the write-ahead log lacks revisions %d to %d", next, rev-1)}
-		}
-		next++
+	err := readLog(walDir(s.path), s.rev.Load(), func(rev int64, typ byte, key, value []byte) error {
 		chunk = append(chunk, walChange{rev: rev, typ: typ, key: string(key), value: bytes.Clone(value)})
 		if len(chunk) == compactChunk {
 			return apply()

@@ -112,16 +112,28 @@ func segmentFirst(path string) int64 {
 	return int64(v)
 }
 
-// readLog calls fn for every change in the log in dir, in revision order,
-// with its revision; key and value are valid during the call only. See the
+// readLog calls fn for every change in the log in dir after revision
+// after (what the file holds), in revision order; key and value are valid
+// during the call only. A revision missing after after is damage. See the
 // format above for where a segment ends.
-func readLog(dir string, fn func(rev int64, typ byte, key, value []byte) error) error {
+func readLog(dir string, after int64, fn func(rev int64, typ byte, key, value []byte) error) error {
 	files, err := segments(dir)
 	if err != nil {
 		return err
 	}
+	next := after + 1
 	for _, path := range files {
-		if err := readSegment(path, fn); err != nil {
+		err := readSegment(path, func(rev int64, typ byte, key, value []byte) error {
+			switch {
+			case rev < next:
+				return nil // the file has it
+			case rev > next:
+				return &DamagedError{Path: dir, Detail: fmt.Sprintf("the write-ahead log lacks revisions %d to %d", next, rev-1)}
+			}
+			next++
+			return fn(rev, typ, key, value)
+		})
+		if err != nil {
 			return err
 		}
 	}
