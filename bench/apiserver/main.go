@@ -29,6 +29,7 @@ import (
 	"github.com/headway/headway/internal/app"
 	"github.com/headway/headway/internal/gcpace"
 	"github.com/headway/headway/internal/procs"
+	"github.com/headway/headway/internal/storage/bolt"
 	"github.com/headway/headway/internal/testing/cluster"
 )
 
@@ -144,12 +145,13 @@ func run(o options) (*report, error) {
 	switch {
 	case o.startOnly:
 		r.notef("Only the real binary's start and idle memory (-start-only).")
-	case o.sharedAll:
-		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (group commit: one write-ahead log record and one fdatasync per batch, committed into the bbolt file every 20 ms); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
-		r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
 	default:
-		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (group commit: one write-ahead log record and one fdatasync per batch, committed into the bbolt file every 20 ms); clients in the same process.", runtime.GOMAXPROCS(0), procsNote)
-		r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
+		r.notef("GOMAXPROCS %d (%s); in-process cluster, bolt store (group commit: one write-ahead log record and one fdatasync per batch, committed into the bbolt file every %v); clients in the same process.", runtime.GOMAXPROCS(0), procsNote, bolt.DefaultFlushInterval)
+		if o.sharedAll {
+			r.notef("Transport: every client shares one HTTP/2 transport (one connection).")
+		} else {
+			r.notef("Transport: one HTTP/2 transport (one TLS connection) per client, so 16 clients are 16 connections and 100 watchers 100 connections; client-go, protobuf, QPS -1 (no client rate limit).")
+		}
 	}
 
 	// Everything this program does must end; the deadline is a backstop.

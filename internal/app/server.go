@@ -73,9 +73,6 @@ func Start(ctx context.Context, o Options) (*Running, error) {
 		return nil, err
 	}
 	steps.done("store")
-	if b, ok := store.(*bolt.Store); ok && b.Replayed() > 0 {
-		log.Info("store: committed the writes the write-ahead log held after the last stop into the file", "writes", b.Replayed(), "file", b.Path(), "revision", b.Revision())
-	}
 	a, err := startAPI(ctx, cfg, store, log, steps)
 	if err != nil {
 		store.Close()
@@ -169,6 +166,9 @@ func openStore(cfg Config) (storage.Interface, error) {
 	b, err := bolt.Open(StorePath(cfg.DataDir), bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	if n := b.Replayed(); n > 0 {
+		cfg.Logger.Info("store: committed the writes the write-ahead log held after the last stop into the file", "writes", n, "file", b.Path(), "revision", b.Revision())
 	}
 	return b, nil
 }
