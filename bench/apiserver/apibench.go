@@ -57,7 +57,7 @@ func (b *apiBench) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, ns := range []string{nsWarm, nsOne, nsMany, nsShared, nsSmall, nsWatch, nsWatchRaw, nsUnwatched} {
+	for _, ns := range []string{nsWarm, nsOne, nsMany, nsShared, nsSmall, nsWatch, nsWatchRaw, nsWatchSplit, nsUnwatched} {
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating namespace %s: %w", ns, err)
 		}
@@ -111,14 +111,25 @@ func (b *apiBench) runAll(ctx context.Context) error {
 	if b.o.watchers <= 0 {
 		return nil
 	}
+	modes := strings.Split(b.o.watchMode, ",")
+	for _, m := range modes {
+		if m != "client-go" && m != "raw" && m != "split" {
+			return fmt.Errorf("-watch-mode: unknown mode %q (client-go, raw, split)", m)
+		}
+	}
 	return withProfile(b.o, "watch", func() error {
-		if b.o.watchMode != "raw" {
+		if slices.Contains(modes, "client-go") {
 			if err := b.watch(ctx, many, false); err != nil {
 				return err
 			}
 		}
-		if b.o.watchMode != "client-go" {
-			return b.watch(ctx, many, true)
+		if slices.Contains(modes, "raw") {
+			if err := b.watch(ctx, many, true); err != nil {
+				return err
+			}
+		}
+		if slices.Contains(modes, "split") {
+			return b.watchSplit(ctx, many)
 		}
 		return nil
 	})

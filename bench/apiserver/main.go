@@ -71,6 +71,10 @@ type options struct {
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench/apiserver: ")
+	if spec := os.Getenv(splitEnv); spec != "" {
+		log.SetPrefix("bench/apiserver (watcher process): ")
+		os.Exit(watchChild(spec))
+	}
 	var o options
 	defBin := os.Getenv("HEADWAY_BIN")
 	if defBin == "" {
@@ -105,7 +109,7 @@ func main() {
 	flag.BoolVar(&o.spareProc, "spare-proc", true, "GOMAXPROCS one more than the CPUs, as headway server sets it with the bolt store (internal/procs; a GOMAXPROCS environment variable wins); false: Go's default")
 	flag.BoolVar(&o.gcPace, "gc-pace", true, "pace garbage collection as headway server does (internal/gcpace: a 128 MiB heap goal while allocating fast); false: plain GOGC")
 	flag.BoolVar(&o.sharedAll, "shared-transport", false, "every client shares one HTTP/2 transport (default: one transport, so one connection, per client)")
-	flag.StringVar(&o.watchMode, "watch-mode", "both", "watchers of the fan-out benchmark: client-go (decode every event, as informers), raw (HTTP/2 streams that only read frames: the server's cost), or both")
+	flag.StringVar(&o.watchMode, "watch-mode", "client-go,raw,split", "watchers of the fan-out benchmark, a comma-separated list of: client-go (in this process, decoding every event as informers do), raw (HTTP/2 streams that only read frames: the server's cost), split (the client-go watchers in another process pinned to the last CPU, this one to the others)")
 	flag.Parse()
 	o.list10k = o.creates16
 	if o.netns {

@@ -139,7 +139,7 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 			}
 			return nil, err
 		}
-		c := &limitedConn{Conn: raw, l: ln.l, state: http.StateNew}
+		c := &limitedConn{Conn: newRecordConn(raw), l: ln.l, state: http.StateNew}
 		victim, ok := ln.l.add(c)
 		if victim != nil {
 			connectionsShed.Inc()
