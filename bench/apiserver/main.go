@@ -51,6 +51,7 @@ type options struct {
 	watchQuiet   int
 	watchBurst   int
 	watchRounds  int
+	splitRounds  int
 	startRuns    int
 	bigStartRuns int
 	memRef       int
@@ -94,6 +95,7 @@ func main() {
 	flag.IntVar(&o.watchers, "watchers", 100, "watchers on one namespace")
 	flag.IntVar(&o.watchQuiet, "watch-quiet", 500, "creates by one client, one at a time, while the watchers watch")
 	flag.IntVar(&o.watchBurst, "watch-burst", 2000, "creates by 16 clients at once while the watchers watch")
+	flag.IntVar(&o.splitRounds, "watch-split-rounds", 11, "rounds of the split fan-out (-watch-mode split), whose single-CPU bursts are short and drift more")
 	flag.IntVar(&o.watchRounds, "watch-rounds", 5, "rounds of the 16-client burst, each beside as many creates by the same clients into a namespace nobody watches (the slowdown is the median of the rounds' ratios)")
 	flag.IntVar(&o.startRuns, "start-runs", 10, "server starts per data-dir kind (median reported)")
 	flag.IntVar(&o.bigStartRuns, "big-start-runs", 5, "server starts on the data dir the in-process benchmarks filled (0 skips)")

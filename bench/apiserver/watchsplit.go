@@ -75,7 +75,7 @@ func (b *apiBench) watchSplit(ctx context.Context, writers []kubernetes.Interfac
 		return nil
 	}
 	own, theirs := cpuRange(0, ncpu-1), []int{ncpu - 1}
-	rounds := max(1, b.o.watchRounds)
+	rounds := max(1, b.o.splitRounds)
 	spec := splitSpec{
 		Host: b.cl.base.Host, CAData: b.cl.base.CAData, CertData: b.cl.base.CertData, KeyData: b.cl.base.KeyData,
 		BearerToken: b.cl.base.BearerToken, Namespace: nsWatchSplit, Watchers: b.o.watchers, CPUs: theirs, Total: b.o.watchBurst,
@@ -209,11 +209,11 @@ func (b *apiBench) watchSplit(ctx context.Context, writers []kubernetes.Interfac
 	slow := medianOf(ratio)
 	b.r.add(label, "slowdown of 16-client creates (no watchers / with watchers)", fmt.Sprintf("%.2f×", slow)).
 		goal("≤ 1.3×", slow <= 1.3).
-		with(fmt.Sprintf("median of %d rounds' own ratios (lowest %.2f×, highest %.2f×); each round %d creates into a namespace nobody watches (%s/s) and into the watched one (%s/s), in turn, both with this process on CPU %s",
-			rounds, slices.Min(ratio), slices.Max(ratio), b.o.watchBurst, joinRates(without), joinRates(with), joinInts(own)))
+		with(fmt.Sprintf("median of %d rounds' own ratios (lowest %.2f×, highest %.2f×); each round %d creates into a namespace nobody watches (%s/s) and into the watched one (%s/s), in turn, both with this process on CPU %s; this process's CPU per create %.0f µs with the watchers over %.0f µs without: %.2f×",
+			rounds, slices.Min(ratio), slices.Max(ratio), b.o.watchBurst, joinRates(without), joinRates(with), joinInts(own), perCreate(withCPU), perCreate(refCPU), float64(withCPU)/float64(refCPU)))
 	b.r.add(label, "events delivered/s (all watchers)", rate(delivered, span)).
-		with(fmt.Sprintf("%d events in %v; the watched creates took %v; this process's CPU per create %.0f µs with the watchers, %.0f µs without; the watcher process used %.2f cores over the rounds, this process %s",
-			delivered, span.Round(time.Millisecond), creating.Round(time.Millisecond), perCreate(withCPU), perCreate(refCPU), float64(childCPU)/float64(wall), strings.TrimPrefix(m.String(), "CPU: this process ")))
+		with(fmt.Sprintf("%d events in %v; the watched creates took %v; the watcher process used %.2f cores over the rounds, this process %s",
+			delivered, span.Round(time.Millisecond), creating.Round(time.Millisecond), float64(childCPU)/float64(wall), strings.TrimPrefix(m.String(), "CPU: this process ")))
 	if missing > 0 || closed > 0 || len(errs) > 0 {
 		msg := fmt.Sprintf("%d of %d events never arrived; %d watchers were closed by the server", missing, delivered+missing, closed)
 		if len(errs) > 0 {
