@@ -42,9 +42,16 @@ func newFlushPace(rate int) *flushPace {
 		return nil
 	}
 	if rate == 0 {
-		rate = watchFlushesPerCore * runtime.GOMAXPROCS(0)
+		rate = watchFlushesPerCore * usableCores()
 	}
 	return &flushPace{interval: time.Second / time.Duration(rate), burst: watchPaceBurst, max: watchPaceMax}
+}
+
+// usableCores is the cores the process may run on: GOMAXPROCS, which
+// headway server sets one above the cores for the goroutines blocked in
+// fsync (internal/procs), counts a P that is not a core.
+func usableCores() int {
+	return max(1, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))
 }
 
 // reserve takes the next turn to flush and says how long to wait for it (0:

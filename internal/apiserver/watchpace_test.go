@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -50,6 +51,17 @@ func TestFlushPaceReserve(t *testing.T) {
 	}
 	if p := newFlushPace(0); p.interval <= 0 || p.max != watchPaceMax {
 		t.Fatalf("default pace %+v", p)
+	}
+}
+
+// TestDefaultPaceIsPerCore: the default rate counts cores, not the spare P
+// headway server adds for fsync (GOMAXPROCS one above the cores).
+func TestDefaultPaceIsPerCore(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 1))
+	want := time.Second / time.Duration(watchFlushesPerCore*runtime.NumCPU())
+	if p := newFlushPace(0); p.interval != want {
+		t.Fatalf("with GOMAXPROCS %d on %d cores the default pace flushes every %v, want %v (%d a second per core)",
+			runtime.GOMAXPROCS(0), runtime.NumCPU(), p.interval, want, watchFlushesPerCore)
 	}
 }
 
