@@ -323,6 +323,63 @@ type watcherState struct {
 	err    atomic.Value // string
 }
 
+func newWatcherState(phases []*watchPhase) *watcherState {
+	st := &watcherState{recv: make([][]atomic.Int64, len(phases)), counts: make([]atomic.Int64, len(phases))}
+	for p := range phases {
+		st.recv[p] = make([]atomic.Int64, phases[p].total)
+	}
+	return st
+}
+
+// follow records, until w ends, when each ADDED event of the phases'
+// objects arrived (now's clock); a watch that ends before ctx does was
+// closed by the server.
+func (st *watcherState) follow(ctx context.Context, w watch.Interface, phases []*watchPhase, now func() int64) {
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		at := now()
+		switch ev.Type {
+		case watch.Added:
+		case watch.Error:
+			st.err.Store(fmt.Sprintf("%v", ev.Object))
+			continue
+		default:
+			continue
+		}
+		cm, ok := ev.Object.(*corev1.ConfigMap)
+		if !ok {
+			continue
+		}
+		pi, idx, ok := parseWatchName(cm.Name, phases)
+		if !ok || st.recv[pi][idx].Load() != 0 {
+			continue
+		}
+		st.recv[pi][idx].Store(at)
+		st.counts[pi].Add(1)
+	}
+	if ctx.Err() == nil {
+		st.closed.Store(true)
+	}
+}
+
+// waitDelivered waits (at most a minute) until every watcher has the
+// total events of phase pi, or has ended.
+func waitDelivered(states []*watcherState, pi, total int) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		pending := 0
+		for _, st := range states {
+			if !st.closed.Load() && st.counts[pi].Load() < int64(total) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // watch measures the fan-out of creates to b.o.watchers watchers of one
 // namespace. The watchers are client-go watchers (decoding every event,
 // as informers do) or, with raw, HTTP/2 streams that only read and count
@@ -372,10 +429,7 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 	defer cancel()
 	t := time.Now()
 	for i := range states {
-		st := &watcherState{recv: make([][]atomic.Int64, len(phases)), counts: make([]atomic.Int64, len(phases))}
-		for p := range phases {
-			st.recv[p] = make([]atomic.Int64, phases[p].total)
-		}
+		st := newWatcherState(phases)
 		states[i] = st
 		if raw {
 			body, err := b.rawWatch(wctx, nsWatch, rv)
@@ -399,33 +453,7 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 		if err != nil {
 			return fmt.Errorf("watcher %d: %w", i, err)
 		}
-		wg.Go(func() {
-			defer w.Stop()
-			for ev := range w.ResultChan() {
-				now := since()
-				switch ev.Type {
-				case watch.Added:
-				case watch.Error:
-					st.err.Store(fmt.Sprintf("%v", ev.Object))
-					continue
-				default:
-					continue
-				}
-				cm, ok := ev.Object.(*corev1.ConfigMap)
-				if !ok {
-					continue
-				}
-				pi, idx, ok := parseWatchName(cm.Name, phases)
-				if !ok || st.recv[pi][idx].Load() != 0 {
-					continue
-				}
-				st.recv[pi][idx].Store(now)
-				st.counts[pi].Add(1)
-			}
-			if wctx.Err() == nil {
-				st.closed.Store(true)
-			}
-		})
+		wg.Go(func() { st.follow(wctx, w, phases, since) })
 	}
 	log.Printf("watch: %d watchers started in %v", len(states), time.Since(t).Round(time.Millisecond))
 
@@ -477,20 +505,7 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 			return fmt.Errorf("watch phase %s: create: %w", p.prefix, firstErr)
 		}
 		createsDone := since()
-		// Wait (bounded) until every watcher has every event, or has ended.
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			pending := 0
-			for _, st := range states {
-				if !st.closed.Load() && st.counts[pi].Load() < int64(p.total) {
-					pending++
-				}
-			}
-			if pending == 0 {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		waitDelivered(states, pi, p.total)
 		var fromReturn, fromSend []time.Duration
 		var last int64
 		missing, closed := 0, 0

@@ -15,13 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -253,10 +250,7 @@ func watchChild(js string) int {
 	defer wg.Wait()
 	defer cancel()
 	for i := range states {
-		st := &watcherState{recv: make([][]atomic.Int64, len(phases)), counts: make([]atomic.Int64, len(phases))}
-		for p := range phases {
-			st.recv[p] = make([]atomic.Int64, spec.Total)
-		}
+		st := newWatcherState(phases)
 		states[i] = st
 		c, err := cl.clientset(contentProtobuf)
 		if err != nil {
@@ -268,32 +262,7 @@ func watchChild(js string) int {
 			log.Printf("watcher process: watcher %d: %v", i, err)
 			return 1
 		}
-		wg.Go(func() {
-			defer w.Stop()
-			for ev := range w.ResultChan() {
-				switch ev.Type {
-				case watch.Added:
-				case watch.Error:
-					st.err.Store(fmt.Sprintf("%v", ev.Object))
-					continue
-				default:
-					continue
-				}
-				cm, ok := ev.Object.(*corev1.ConfigMap)
-				if !ok {
-					continue
-				}
-				pi, idx, ok := parseWatchName(cm.Name, phases)
-				if !ok || st.recv[pi][idx].Load() != 0 {
-					continue
-				}
-				st.recv[pi][idx].Store(time.Now().UnixNano())
-				st.counts[pi].Add(1)
-			}
-			if ctx.Err() == nil {
-				st.closed.Store(true)
-			}
-		})
+		wg.Go(func() { st.follow(ctx, w, phases, func() int64 { return time.Now().UnixNano() }) })
 	}
 	out := bufio.NewWriter(os.Stdout)
 	fmt.Fprintln(out, "ready")
@@ -310,19 +279,7 @@ func watchChild(js string) int {
 			log.Printf("watcher process: no phase %q", f[1])
 			return 2
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			pending := 0
-			for _, st := range states {
-				if !st.closed.Load() && st.counts[pi].Load() < int64(spec.Total) {
-					pending++
-				}
-			}
-			if pending == 0 {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		waitDelivered(states, pi, spec.Total)
 		var rep splitReply
 		for _, st := range states {
 			if st.closed.Load() {
