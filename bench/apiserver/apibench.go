@@ -553,14 +553,7 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 				burst.cpu = m.perOp(p.total, "create") + "; " + m.String()
 			}
 		}
-		if missing > 0 || closed > 0 || len(errs) > 0 {
-			msg := fmt.Sprintf("%d of %d events never arrived; %d watchers were closed by the server", missing, delivered+missing, closed)
-			if len(errs) > 0 {
-				msg += "; watch errors: " + strings.Join(uniq(errs), "; ")
-			}
-			b.r.add(label, "lost events", fmt.Sprint(missing)).with(msg)
-			b.r.notef("Watch %s: %s.", label, msg)
-		}
+		b.reportLost(label, delivered, missing, closed, errs)
 	}
 	cancel()
 
@@ -580,6 +573,20 @@ func (b *apiBench) watch(ctx context.Context, writers []kubernetes.Interface, ra
 		with(fmt.Sprintf("median of %d rounds' own ratios (lowest %.2f×, highest %.2f×); each round %d creates by the same %d clients into a namespace nobody watches (%s/s) and into the watched one (%s/s), in turn; the create-16 phase's %d creates without watchers: %.0f/s",
 			rounds, slices.Min(ratio), slices.Max(ratio), last.total, last.writers, joinRates(burst.without), joinRates(burst.with), b.o.creates16, b.create16Rate))
 	return nil
+}
+
+// reportLost adds a row and a note when a phase lost events, had watchers
+// closed by the server or saw watch errors.
+func (b *apiBench) reportLost(label string, delivered, missing, closed int, errs []string) {
+	if missing == 0 && closed == 0 && len(errs) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("%d of %d events never arrived; %d watchers were closed by the server", missing, delivered+missing, closed)
+	if len(errs) > 0 {
+		msg += "; watch errors: " + strings.Join(uniq(errs), "; ")
+	}
+	b.r.add(label, "lost events", fmt.Sprint(missing)).with(msg)
+	b.r.notef("Watch %s: %s.", label, msg)
 }
 
 // watchLabel names a watch fan-out phase's rows.

@@ -211,14 +211,7 @@ func (b *apiBench) watchSplit(ctx context.Context, writers []kubernetes.Interfac
 	b.r.add(label, "events delivered/s (all watchers)", rate(delivered, span)).
 		with(fmt.Sprintf("%d events in %v; the watched creates took %v; the watcher process used %.2f cores over the rounds, this process %s",
 			delivered, span.Round(time.Millisecond), creating.Round(time.Millisecond), float64(childCPU)/float64(wall), strings.TrimPrefix(m.String(), "CPU: this process ")))
-	if missing > 0 || closed > 0 || len(errs) > 0 {
-		msg := fmt.Sprintf("%d of %d events never arrived; %d watchers were closed by the server", missing, delivered+missing, closed)
-		if len(errs) > 0 {
-			msg += "; watch errors: " + strings.Join(uniq(errs), "; ")
-		}
-		b.r.add(label, "lost events", fmt.Sprint(missing)).with(msg)
-		b.r.notef("Watch %s: %s.", label, msg)
-	}
+	b.reportLost(label, delivered, missing, closed, errs)
 	return nil
 }
 
