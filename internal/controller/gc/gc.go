@@ -7,6 +7,7 @@ package gc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -79,6 +80,12 @@ type monitor struct {
 // whole discovery path (and faulting its code back in) twice a minute.
 const ResyncPeriod = 5 * time.Minute
 
+// The waits between the first discovery's tries (see Run).
+const (
+	discoveryRetry    = 100 * time.Millisecond
+	discoveryRetryMax = 5 * time.Second
+)
+
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // New builds a garbage collector.
@@ -99,11 +106,32 @@ func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Log
 // Run watches every deletable resource and collects garbage until ctx ends.
 // The resources are discovered again every ResyncPeriod and whenever a
 // CustomResourceDefinition changes, so custom resources are collected too.
+//
+// Until the first discovery succeeds it tries again, waiting from
+// discoveryRetry up to discoveryRetryMax between tries: a collector that
+// gave up on one failed request at start never collected anything (the
+// dependents of every deleted owner stayed).
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown() // when discovery fails before the loop runs
-	synced, err := c.resync(ctx)
-	if err != nil {
-		return err
+	defer c.queue.ShutDown() // when ctx ends before the loop runs
+	var synced []cache.InformerSynced
+	for wait := discoveryRetry; ; wait = min(2*wait, discoveryRetryMax) {
+		var err error
+		if synced, err = c.resync(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		attrs := []any{"err", err, "retryIn", wait}
+		if status := apierrors.APIStatus(nil); errors.As(err, &status) {
+			attrs = append(attrs, "code", status.Status().Code, "reason", status.Status().Reason)
+		}
+		c.log.Warn("discovering resources failed; the collector tries again", attrs...)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	var wg sync.WaitGroup
 	defer func() {
