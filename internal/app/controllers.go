@@ -108,11 +108,7 @@ func newControllers(ctx context.Context, cfg Config, a *api, log *slog.Logger) (
 			slices.Run,
 			volumes.Run,
 			aggregation.Run,
-			func(ctx context.Context) {
-				if err := collector.Run(ctx); err != nil {
-					log.Error("garbage collector stopped", "err", err)
-				}
-			},
+			collector.Run,
 		}
 		if nodeIPAM != nil {
 			runs = append(runs, nodeIPAM.Run)

@@ -111,7 +111,7 @@ func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Log
 // discoveryRetry up to discoveryRetryMax between tries: a collector that
 // gave up on one failed request at start never collected anything (the
 // dependents of every deleted owner stayed).
-func (c *Controller) Run(ctx context.Context) error {
+func (c *Controller) Run(ctx context.Context) {
 	defer c.queue.ShutDown() // when ctx ends before the loop runs
 	var synced []cache.InformerSynced
 	for wait := discoveryRetry; ; wait = min(2*wait, discoveryRetryMax) {
@@ -120,16 +120,12 @@ func (c *Controller) Run(ctx context.Context) error {
 			break
 		}
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
-		attrs := []any{"err", err, "retryIn", wait}
-		if status := apierrors.APIStatus(nil); errors.As(err, &status) {
-			attrs = append(attrs, "code", status.Status().Code, "reason", status.Status().Reason)
-		}
-		c.log.Warn("discovering resources failed; the collector tries again", attrs...)
+		c.log.Warn("discovering resources failed; the collector tries again", append(errAttrs(err), "retryIn", wait)...)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 	}
@@ -156,12 +152,21 @@ func (c *Controller) Run(ctx context.Context) error {
 			case <-c.rediscover:
 			}
 			if _, err := c.resync(ctx); err != nil && ctx.Err() == nil {
-				c.log.Warn("discovering resources failed; the collector keeps the resources it watches", "err", err)
+				c.log.Warn("discovering resources failed; the collector keeps the resources it watches", errAttrs(err)...)
 			}
 		}
 	}()
 	c.queue.Run(ctx, 2, synced...)
-	return nil
+}
+
+// errAttrs are the log attributes of a failed discovery: the error, and the
+// status code and reason of an API error.
+func errAttrs(err error) []any {
+	attrs := []any{"err", err}
+	if status := apierrors.APIStatus(nil); errors.As(err, &status) {
+		attrs = append(attrs, "code", status.Status().Code, "reason", status.Status().Reason)
+	}
+	return attrs
 }
 
 // resync discovers the deletable resources, starts an informer for each new
