@@ -2,20 +2,17 @@ package apiserver
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/headway/headway/internal/pki"
 )
 
 // countingConn counts the writes that reach the socket.
@@ -29,24 +26,15 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func selfSignedTLS(t *testing.T) *tls.Config {
+// servingTLS is the server's TLS config with the serving certificate
+// headway's PKI issues.
+func servingTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	b, err := pki.LoadOrCreateWith(t.TempDir(), []string{"127.0.0.1"}, pki.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "records-test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return &tls.Config{Certificates: []tls.Certificate{b.Serving}}
 }
 
 // tlsPair is a TLS connection over real loopback TCP whose server side
@@ -76,7 +64,7 @@ func tlsPair(t *testing.T, version uint16) (server *tls.Conn, count *countingCon
 		t.Fatal("accept failed")
 	}
 	count = &countingConn{Conn: sraw}
-	cfg := selfSignedTLS(t)
+	cfg := servingTLS(t)
 	cfg.MinVersion, cfg.MaxVersion = version, version
 	rc := newRecordConn(count)
 	// Long enough that a slow test machine never releases records early.
