@@ -380,6 +380,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 	s.connsMu.Unlock()
 	ln = &limitListener{Listener: ln, l: cl}
 	srv.ConnState = cl.setState
+	if tlsConfig != nil && os.Getenv("HEADWAY_H2") != "bundled" {
+		if err := serveHTTP2(srv); err != nil {
+			return err
+		}
+	}
 	s.cache.serve(ctx)
 	s.watchers.Add(1)
 	go func() {

@@ -185,6 +185,9 @@ func (l *connLimiter) add(c *limitedConn) (victim *limitedConn, ok bool) {
 
 // setState is the HTTP server's ConnState hook.
 func (l *connLimiter) setState(nc net.Conn, st http.ConnState) {
+	if wc, ok := nc.(*windowConn); ok {
+		nc = wc.Conn
+	}
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
