@@ -380,7 +380,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 	s.connsMu.Unlock()
 	ln = &limitListener{Listener: ln, l: cl}
 	srv.ConnState = cl.setState
-	if tlsConfig != nil && os.Getenv("HEADWAY_H2") != "bundled" {
+	if tlsConfig != nil {
 		if err := serveHTTP2(srv); err != nil {
 			return err
 		}
