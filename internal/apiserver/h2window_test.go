@@ -17,39 +17,10 @@ import (
 // reads through a windowConn.
 func windowPair(t *testing.T) (server *windowConn, client *tls.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sraw, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
+	sraw, raw := tcpPair(t)
 	stls := tls.Server(sraw, servingTLS(t))
 	client = tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
-	t.Cleanup(func() { stls.Close(); client.Close() })
-	errc := make(chan error, 1)
-	go func() { errc <- stls.Handshake() }()
-	if err := client.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	handshake(t, stls, client)
 	return newWindowConn(stls), client
 }
 

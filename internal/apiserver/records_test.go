@@ -37,9 +37,9 @@ func servingTLS(t *testing.T) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{b.Serving}}
 }
 
-// tlsPair is a TLS connection over real loopback TCP whose server side
-// writes through a recordConn over a countingConn.
-func tlsPair(t *testing.T, version uint16) (server *tls.Conn, count *countingConn, client *tls.Conn) {
+// tcpPair is a connection over real loopback TCP: the server's end and
+// the client's.
+func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,22 +55,22 @@ func tlsPair(t *testing.T, version uint16) (server *tls.Conn, count *countingCon
 		}
 		accepted <- c
 	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sraw, ok := <-accepted
+	server, ok := <-accepted
 	if !ok {
+		client.Close()
 		t.Fatal("accept failed")
 	}
-	count = &countingConn{Conn: sraw}
-	cfg := servingTLS(t)
-	cfg.MinVersion, cfg.MaxVersion = version, version
-	rc := newRecordConn(count)
-	// Long enough that a slow test machine never releases records early.
-	rc.holdFor = 200 * time.Millisecond
-	server = tls.Server(rc, cfg)
-	client = tls.Client(raw, &tls.Config{InsecureSkipVerify: true, MinVersion: version, MaxVersion: version})
+	return server, client
+}
+
+// handshake completes the TLS handshake of both ends, and closes them when
+// the test ends.
+func handshake(t *testing.T, server, client *tls.Conn) {
+	t.Helper()
 	t.Cleanup(func() { server.Close(); client.Close() })
 	errc := make(chan error, 1)
 	go func() { errc <- server.Handshake() }()
@@ -80,6 +80,22 @@ func tlsPair(t *testing.T, version uint16) (server *tls.Conn, count *countingCon
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tlsPair is a TLS connection over real loopback TCP whose server side
+// writes through a recordConn over a countingConn.
+func tlsPair(t *testing.T, version uint16) (server *tls.Conn, count *countingConn, client *tls.Conn) {
+	t.Helper()
+	sraw, raw := tcpPair(t)
+	count = &countingConn{Conn: sraw}
+	cfg := servingTLS(t)
+	cfg.MinVersion, cfg.MaxVersion = version, version
+	rc := newRecordConn(count)
+	// Long enough that a slow test machine never releases records early.
+	rc.holdFor = 200 * time.Millisecond
+	server = tls.Server(rc, cfg)
+	client = tls.Client(raw, &tls.Config{InsecureSkipVerify: true, MinVersion: version, MaxVersion: version})
+	handshake(t, server, client)
 	// Past crypto/tls's small first records (it grows them over the
 	// first 128 KiB a connection sends).
 	warm := make([]byte, 160<<10)
