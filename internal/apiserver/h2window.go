@@ -19,21 +19,19 @@ import (
 // hands every frame from its reading goroutine to its serving one and
 // back: with 100 client-go watchers, about half the server's extra CPU per
 // watched create (bench/apiserver -watch-mode split). windowConn holds the
-// grants and passes them on in
-// one frame once they add up to a quarter of the client's window (at most
-// windowHoldMax): the server's view of the window lags the client's by
-// less than that, so it never stalls for a grant that is held, and it
-// sends what the client allowed, never more. Every other frame passes as
-// it came, in order.
+// grants and passes them on in one frame once they add up to a quarter of
+// the client's window (at most windowHoldMax): the server's view of the
+// window lags the client's by less than that, so it never stalls for a
+// grant that is held, and it sends what the client allowed, never more.
+// Every other frame, and the client's preface, passes as it came, in order.
 type windowConn struct {
 	*tls.Conn
 
-	buf     []byte // what was read from the connection and not yet handled
-	in      []byte // buf's unhandled part
-	out     []byte // frames to hand over before anything else (outBuf)
-	outBuf  []byte
-	pass    int // bytes of the current frame still to hand over as they are
-	preface int // bytes of the client's preface still to pass
+	buf    []byte // what was read from the connection and not yet handled
+	in     []byte // buf's unhandled part
+	out    []byte // frames to hand over before anything else (outBuf)
+	outBuf []byte
+	pass   int // bytes still to hand over as they are (the preface, a frame)
 
 	streamWindow uint32            // the client's initial stream window (SETTINGS)
 	connWindow   uint32            // a lower bound of the client's connection window
@@ -42,14 +40,9 @@ type windowConn struct {
 }
 
 const (
-	h2FrameHeader       = 9
-	h2FrameSettings     = 0x4
-	h2FrameRSTStream    = 0x3
-	h2FrameWindowUpdate = 0x8
-	h2FlagAck           = 0x1
-	h2SettingWindow     = 0x4
-	h2DefaultWindow     = 65535
-	h2MaxWindow         = 1<<31 - 1
+	h2FrameHeader   = 9
+	h2DefaultWindow = 65535
+	h2MaxWindow     = 1<<31 - 1
 
 	// windowHoldMax bounds a held grant (a Go client's stream window is 4
 	// MiB, its connection window 1 GiB).
@@ -58,15 +51,16 @@ const (
 	// every grant goes out (a stream's grant outlives the stream).
 	windowHeldStreams = 128
 	// windowSettingsMax is the largest SETTINGS frame read for its window
-	// (a larger one passes as it is).
+	// (a larger one passes as it is); windowReadBuf holds it whole.
 	windowSettingsMax = 1024
+	windowReadBuf     = 2048
 )
 
 func newWindowConn(c *tls.Conn) *windowConn {
 	return &windowConn{
 		Conn:         c,
-		buf:          make([]byte, 2048),
-		preface:      len(http2.ClientPreface),
+		buf:          make([]byte, windowReadBuf),
+		pass:         len(http2.ClientPreface),
 		streamWindow: h2DefaultWindow,
 		connWindow:   h2DefaultWindow,
 	}
@@ -82,17 +76,9 @@ func (c *windowConn) Read(p []byte) (int, error) {
 			c.out = c.out[n:]
 			return n, nil
 		}
-		if c.preface > 0 || c.pass > 0 {
-			want := c.pass
-			if c.preface > 0 {
-				want = c.preface
-			}
-			n, err := c.passOn(p[:min(len(p), want)])
-			if c.preface > 0 {
-				c.preface -= n
-			} else {
-				c.pass -= n
-			}
+		if c.pass > 0 {
+			n, err := c.passOn(p[:min(len(p), c.pass)])
+			c.pass -= n
 			return n, err
 		}
 		// A read that fails keeps what it read for the next: a deadline
@@ -101,10 +87,10 @@ func (c *windowConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		length := int(c.in[0])<<16 | int(c.in[1])<<8 | int(c.in[2])
-		typ, flags := c.in[3], c.in[4]
+		typ, flags := http2.FrameType(c.in[3]), http2.Flags(c.in[4])
 		id := binary.BigEndian.Uint32(c.in[5:9]) & h2MaxWindow
 		switch {
-		case typ == h2FrameWindowUpdate && length == 4:
+		case typ == http2.FrameWindowUpdate && length == 4:
 			if err := c.fill(h2FrameHeader + 4); err != nil {
 				return 0, err
 			}
@@ -115,7 +101,7 @@ func (c *windowConn) Read(p []byte) (int, error) {
 			}
 			c.in = c.in[h2FrameHeader+4:]
 			c.grant(id, inc)
-		case typ == h2FrameSettings && flags&h2FlagAck == 0 && length%6 == 0 && length <= windowSettingsMax:
+		case typ == http2.FrameSettings && !flags.Has(http2.FlagSettingsAck) && length%6 == 0 && length <= windowSettingsMax:
 			if err := c.fill(h2FrameHeader + length); err != nil {
 				return 0, err
 			}
@@ -123,12 +109,12 @@ func (c *windowConn) Read(p []byte) (int, error) {
 			// initial window applies to the windows they made.
 			c.releaseAll()
 			for s := c.in[h2FrameHeader : h2FrameHeader+length]; len(s) >= 6; s = s[6:] {
-				if binary.BigEndian.Uint16(s) == h2SettingWindow {
+				if http2.SettingID(binary.BigEndian.Uint16(s)) == http2.SettingInitialWindowSize {
 					c.streamWindow = binary.BigEndian.Uint32(s[2:])
 				}
 			}
 			c.pass = h2FrameHeader + length
-		case typ == h2FrameRSTStream:
+		case typ == http2.FrameRSTStream:
 			delete(c.held, id) // the stream is over: its grant no longer matters
 			c.pass = h2FrameHeader + length
 		default:
@@ -148,14 +134,10 @@ func (c *windowConn) passOn(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// fill reads until in holds n bytes.
+// fill reads until in holds n bytes (at most windowReadBuf).
 func (c *windowConn) fill(n int) error {
 	for len(c.in) < n {
-		if n > len(c.buf) {
-			nb := make([]byte, n)
-			copy(nb, c.in)
-			c.buf, c.in = nb, nb[:len(c.in)]
-		} else if cap(c.in) < n || len(c.in) == 0 {
+		if cap(c.in) < n || len(c.in) == 0 {
 			// Move what is left to the front; cap(in) counts from
 			// in's start to buf's end.
 			k := copy(c.buf, c.in)
@@ -238,7 +220,7 @@ func (c *windowConn) emit(id, inc uint32) {
 	}
 	var f [h2FrameHeader + 4]byte
 	f[2] = 4
-	f[3] = h2FrameWindowUpdate
+	f[3] = byte(http2.FrameWindowUpdate)
 	binary.BigEndian.PutUint32(f[5:], id)
 	binary.BigEndian.PutUint32(f[9:], inc)
 	c.out = append(c.out, f[:]...)
